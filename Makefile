@@ -1,0 +1,25 @@
+# Two commands for a fresh machine: `make train` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+
+.PHONY: train test lint bench clean
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e ".[dev]"
+	touch $@
+
+train: $(VENV)/.installed
+	$(PY) scripts/train.py --depth-adapt
+
+test: $(VENV)/.installed
+	$(PY) -m pytest
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check resflow scripts tests benchmarks
+	$(VENV)/bin/ruff format --check resflow scripts tests benchmarks
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

@@ -1,0 +1,29 @@
+"""resflow: residual networks as discrete dynamical systems, in JAX.
+
+x_{t+1} = x_t + h·σ(W x_t + b) is an explicit Euler map; its residuals r_t = σ(W x_t + b)
+obey r_{t+1} = σ(σ⁻¹(r_t) + h W r_t), and the output is x_T = x_0 + h Σ_t r_t.
+"""
+
+from .activations import ACTIVATIONS as ACTIVATIONS
+from .activations import Activation as Activation
+from .activations import get_activation as get_activation
+from .model import MODELS as MODELS
+from .model import TrunkParams as TrunkParams
+from .model import check_params as check_params
+from .model import forward as forward
+from .model import forward_unrolled as forward_unrolled
+from .model import init_trunk as init_trunk
+from .model import is_shared as is_shared
+from .model import layer_params as layer_params
+from .model import step as step
+from .model import trajectory as trajectory
+from .model import trunk_depth as trunk_depth
+from .residuals import logit as logit
+from .residuals import preactivation_recurrence as preactivation_recurrence
+from .residuals import preactivations as preactivations
+from .residuals import reconstruct_output as reconstruct_output
+from .residuals import residual_recurrence as residual_recurrence
+from .residuals import residuals as residuals
+from .residuals import running_integral as running_integral
+
+__version__ = "0.1.0"

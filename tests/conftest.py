@@ -1,0 +1,32 @@
+"""Float64 is enabled for every test so references can be exact; float32 tests ask for it."""
+
+import jax
+
+jax.config.update("jax_enable_x64", True)
+jax.config.update("jax_platforms", "cpu")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+
+def np_act(name, a):
+    return {"sigmoid": lambda z: 1 / (1 + np.exp(-z)), "tanh": np.tanh, "relu": lambda z: np.maximum(z, 0)}[name](a)
+
+
+def np_trajectory(W, b, x0, depth, *, model="resnet", activation="sigmoid", h=1.0):
+    """Float64 numpy reference: a plain Python loop over layers."""
+    W = np.asarray(W, np.float64)
+    b = np.asarray(b, np.float64)
+    x = np.asarray(x0, np.float64)
+    out = [x]
+    for t in range(depth):
+        Wt, bt = (W, b) if W.ndim == 2 else (W[t], b[t])
+        r = np_act(activation, x @ Wt.T + bt)
+        x = x + h * r if model == "resnet" else r
+        out.append(x)
+    return np.stack(out)
+
+
+@pytest.fixture
+def key():
+    return jax.random.key(0)
