@@ -7,6 +7,12 @@ obey r_{t+1} = σ(σ⁻¹(r_t) + h W r_t), and the output is x_T = x_0 + h Σ_t 
 from .activations import ACTIVATIONS as ACTIVATIONS
 from .activations import Activation as Activation
 from .activations import get_activation as get_activation
+from .dynamics import LyapunovResult as LyapunovResult
+from .dynamics import Spectrum as Spectrum
+from .dynamics import jacobian_spectrum as jacobian_spectrum
+from .dynamics import lyapunov_spectrum as lyapunov_spectrum
+from .dynamics import lyapunov_spectrum_from_jacobians as lyapunov_spectrum_from_jacobians
+from .dynamics import lyapunov_spectrum_from_products as lyapunov_spectrum_from_products
 from .model import MODELS as MODELS
 from .model import TrunkParams as TrunkParams
 from .model import check_params as check_params

@@ -1,0 +1,352 @@
+"""Generic dynamics tools for any JAX map ``step(x) -> x_next`` on R^n.
+
+Core (matrix-free Lyapunov spectrum, the building block of every Lyapunov routine)::
+
+    lyapunov_spectrum_from_products(
+        jvp_fn, num_steps, *, n, num_exponents=None, init_state=None, key=None,
+        initial_q=None, dtype=None, return_running=False,
+    ) -> LyapunovResult(exponents, running, final_state)
+
+    stateless  (init_state is None):  jvp_fn(t, Q) -> J_t @ Q
+    stateful   (init_state given):    jvp_fn(t, state, Q) -> (state_next, J_t @ Q)
+
+with ``t`` a traced int32 step index 0 … num_steps−1 and ``Q`` of shape ``(n, k)``.
+
+Built on it:
+
+- `lyapunov_spectrum(step, x0, num_steps, ...)` — orbit of `step` from x0, J_t Q by
+  `jax.linearize` (J is never formed).
+- `lyapunov_spectrum_from_jacobians(jacobians, ...)` — a stored sequence of Jacobians.
+
+Also `jacobian_spectrum` (eigenvalues of d step/dx), `find_fixed_points` (batched damped
+Newton / Levenberg–Marquardt on F(x) = step(x) − x, with stability of each point) and
+`unique_fixed_points` (host-side deduplication of many starts).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Complex, Float
+
+from ._checks import check_array, check_int
+
+__all__ = [
+    "Spectrum",
+    "jacobian_spectrum",
+    "LyapunovResult",
+    "lyapunov_spectrum_from_products",
+    "lyapunov_spectrum",
+    "lyapunov_spectrum_from_jacobians",
+]
+
+
+# --------------------------------------------------------------------------------------------
+# validation helpers
+
+
+def _check_callable(name: str, fn) -> None:
+    if not callable(fn):
+        raise TypeError(f"{name} must be a callable, got {type(fn).__name__}")
+
+
+def _check_step(step, x: jax.Array) -> None:
+    """`step` is callable and maps an (n,) state to an (n,) state (checked by abstract eval)."""
+    _check_callable("step", step)
+    x1 = jax.ShapeDtypeStruct(x.shape[-1:], x.dtype)
+    try:
+        out = jax.eval_shape(step, x1)
+    except Exception as e:  # the user's map failed on an (n,) input: say so, keep the cause
+        raise ValueError(f"step must map an array of shape {x1.shape} to the same shape; calling it failed: {e}") from e
+    if not hasattr(out, "shape") or out.shape != x1.shape:
+        got = getattr(out, "shape", type(out).__name__)
+        raise ValueError(f"step must return an array of the input shape {x1.shape}, got {got}")
+
+
+def _num_exponents(num_exponents, n: int) -> int:
+    if num_exponents is None:
+        return n
+    k = check_int("num_exponents", num_exponents, minimum=1)
+    if k > n:
+        raise ValueError(f"num_exponents must be <= n = {n}, got {k}")
+    return k
+
+
+def _sort_by_modulus(ev: jax.Array) -> jax.Array:
+    order = jnp.argsort(-jnp.abs(ev), axis=-1, stable=True)
+    return jnp.take_along_axis(ev, order, axis=-1)
+
+
+def _batched(fn, x: jax.Array, core_ndim: int = 1):
+    """Apply `fn` on the trailing `core_ndim` axes of `x`, vmapped over any leading axes."""
+    for _ in range(x.ndim - core_ndim):
+        fn = jax.vmap(fn)
+    return fn(x)
+
+
+# --------------------------------------------------------------------------------------------
+# Jacobian spectrum
+
+
+class Spectrum(NamedTuple):
+    """Eigenvalues of a Jacobian, sorted by modulus (largest first), and the Jacobian itself."""
+
+    eigenvalues: Complex[Array, "*batch n"]
+    jacobian: Float[Array, "*batch n n"]
+
+
+def _eigvals_sorted(J: jax.Array) -> jax.Array:
+    return _sort_by_modulus(jnp.linalg.eigvals(J))
+
+
+def jacobian_spectrum(step: Callable[[Array], Array], x: Float[Array, "*batch n"]) -> Spectrum:
+    """Eigenvalues of the Jacobian J = ∂step/∂x at `x`, sorted by modulus descending.
+
+    J is built with `jax.jacfwd` (n JVPs) and diagonalised with `jnp.linalg.eigvals`.
+    Eigenvalue multipliers |μ| < 1 contract, |μ| > 1 expand; at a fixed point they decide
+    stability. Works under `jax.jit`/`jax.vmap`. `eigvals` of a non-symmetric matrix is a
+    LAPACK ``geev`` call: on CPU it runs inside jit; on NVIDIA GPUs JAX uses cuSOLVER ``geev``
+    (cuSOLVER ≥ 11.7.1) or a hybrid kernel that copies the matrix to host LAPACK.
+
+    **Arguments:**
+
+    - `step`: a map R^n → R^n acting on a single state of shape ``(n,)``.
+    - `x`: the point, shape ``(n,)``, or a batch ``(*batch, n)`` (vmapped).
+
+    **Returns:** `Spectrum(eigenvalues (*batch, n) complex, jacobian (*batch, n, n))`.
+    Ties in modulus (complex-conjugate pairs) keep LAPACK's order.
+
+    **Raises:** `TypeError` if `step` is not callable or `x` not a float array;
+    `ValueError` if `step` does not map ``(n,)`` to ``(n,)`` or `x` is not finite.
+    """
+    x = check_array("x", x)
+    _check_step(step, x)
+
+    def one(xi):
+        J = jax.jacfwd(step)(xi)
+        return Spectrum(_eigvals_sorted(J), J)
+
+    return _batched(one, x)
+
+
+# --------------------------------------------------------------------------------------------
+# Lyapunov spectrum (Benettin / QR)
+
+
+class LyapunovResult(NamedTuple):
+    """Lyapunov exponents in nats per step, largest first.
+
+    - `exponents`: ``(k,)``, λ_j = (1/T) Σ_t log|R_t[j, j]|.
+    - `running`: ``(T, k)`` finite-time estimates, ``running[t]`` after t + 1 steps (its
+      last row equals `exponents`), or ``None`` unless ``return_running=True``.
+    - `final_state`: the carried state after the last step (stateful `jvp_fn`; the orbit point
+      x_{burn_in + T} for `lyapunov_spectrum`), ``None`` for a stateless `jvp_fn`.
+    """
+
+    exponents: Float[Array, "*batch k"]
+    running: Float[Array, "*batch T k"] | None
+    final_state: Any = None
+
+
+def _initial_frame(n: int, k: int, key, initial_q, dtype) -> jax.Array:
+    if initial_q is not None:
+        if key is not None:
+            raise ValueError("give at most one of key and initial_q")
+        q0 = check_array("initial_q", initial_q, ndim=2)
+        if q0.shape != (n, k):
+            raise ValueError(f"initial_q must have shape (n, num_exponents) = {(n, k)}, got {q0.shape}")
+        q0 = q0.astype(dtype)
+    else:
+        # A generic frame: with the identity, a diagonal map would keep e_1 … e_k and miss
+        # faster directions. key=None is a fixed key, so results are still reproducible.
+        key = jax.random.key(0) if key is None else key
+        q0 = jax.random.normal(key, (n, k), dtype)
+    q, r = jnp.linalg.qr(q0)
+    return q
+
+
+def lyapunov_spectrum_from_products(
+    jvp_fn: Callable,
+    num_steps: int,
+    *,
+    n: int,
+    num_exponents: int | None = None,
+    init_state: Any = None,
+    key: jax.Array | None = None,
+    initial_q: Float[Array, "n k"] | None = None,
+    dtype=None,
+    return_running: bool = False,
+) -> LyapunovResult:
+    """Lyapunov spectrum from matrix-free tangent products (the Benettin QR method).
+
+    Evolves an orthonormal frame Q_0 (n × k) through Q_{t+1} R_t = J_t Q_t (thin QR, one per
+    step, inside `jax.lax.scan`) and returns λ_j = (1/T) Σ_{t<T} log|R_t[j, j]| in nats per
+    step, the k largest exponents in descending order (the QR's |diag R| makes the sign
+    convention of the factorisation irrelevant). Only products J_t Q are needed, so J_t is
+    never formed: pass analytic products (e.g. ``Q + h·D_t (W Q)`` for a residual layer),
+    JVPs, or slices of stored matrices.
+
+    Two conventions for `jvp_fn`, chosen by `init_state`:
+
+    - stateless (``init_state=None``): ``jvp_fn(t, Q) -> J_t @ Q``. Use it when J_t depends
+      only on the step index, e.g. closed over a precomputed trajectory (``traj[t]``) or a
+      stack of layer weights (``W[t]``); `t` is a traced int32 scalar, so index with it.
+    - stateful (``init_state`` a pytree): ``jvp_fn(t, state, Q) -> (state_next, J_t @ Q)``.
+      Use it to stream an orbit without storing it (state = x_t, as `lyapunov_spectrum`
+      does); the state after the last step comes back as `final_state`.
+
+    The result is exact for finite T (a finite-time spectrum); convergence to the asymptotic
+    exponents is typically O(1/T), check it with ``return_running=True``. A product with an
+    exactly singular direction gives −inf for that exponent.
+
+    **Arguments:**
+
+    - `jvp_fn`: the tangent map, see above; must be traceable (pure JAX).
+    - `num_steps`: T ≥ 1, a Python int (the scan length).
+    - `n`: state dimension.
+    - `num_exponents`: k, 1 ≤ k ≤ n (default n); the k largest exponents are returned.
+    - `init_state`: initial carried state for a stateful `jvp_fn`.
+    - `key`: `jax.random` key for a random initial frame (default: a fixed key, so the same
+      call gives the same result). Exclusive with `initial_q`.
+    - `initial_q`: explicit initial frame ``(n, k)`` (orthonormalised by QR first).
+    - `dtype`: floating dtype of the frame and exponents (default: `initial_q`'s dtype, else
+      JAX's default float).
+    - `return_running`: also return the ``(T, k)`` running estimates.
+
+    **Returns:** `LyapunovResult(exponents (k,), running (T, k) or None, final_state)`.
+
+    **Raises:** `TypeError` for a non-callable `jvp_fn`, non-integer sizes or a non-float
+    dtype; `ValueError` for num_steps < 1, n < 1, k outside [1, n], a bad `initial_q`, both
+    `key` and `initial_q`, or a `jvp_fn` whose product does not have shape ``(n, k)``.
+    """
+    _check_callable("jvp_fn", jvp_fn)
+    num_steps = check_int("num_steps", num_steps, minimum=1)
+    n = check_int("n", n, minimum=1)
+    k = _num_exponents(num_exponents, n)
+    if dtype is None:
+        dtype = jnp.asarray(initial_q).dtype if initial_q is not None else jnp.result_type(float)
+    if not jnp.issubdtype(dtype, jnp.floating):
+        raise TypeError(f"dtype must be a floating dtype, got {dtype}")
+    q0 = _initial_frame(n, k, key, initial_q, dtype)
+    stateful = init_state is not None
+
+    def product(t, state, q):
+        if stateful:
+            return jvp_fn(t, state, q)
+        return state, jvp_fn(t, q)
+
+    t0 = jax.ShapeDtypeStruct((), jnp.int32)
+    out = jax.eval_shape(product, t0, init_state, q0)
+    jq = out[1] if isinstance(out, tuple) and len(out) == 2 else None
+    if jq is None or not hasattr(jq, "shape") or jq.shape != (n, k):
+        got = getattr(jq, "shape", out)
+        want = "(state_next, J @ Q)" if stateful else "J @ Q"
+        raise ValueError(f"jvp_fn must return {want} with J @ Q of shape (n, k) = {(n, k)}, got {got}")
+
+    def body(carry, t):
+        state, q, total = carry
+        state, jq = product(t, state, q)
+        q, r = jnp.linalg.qr(jq.astype(dtype))
+        logs = jnp.log(jnp.abs(jnp.diagonal(r)))
+        return (state, q, total + logs), (logs if return_running else None)
+
+    carry0 = (init_state, q0, jnp.zeros((k,), dtype))
+    (state, _, total), logs = jax.lax.scan(body, carry0, jnp.arange(num_steps, dtype=jnp.int32))
+    exponents = total / num_steps
+    running = None
+    if return_running:
+        running = jnp.cumsum(logs, axis=0) / jnp.arange(1, num_steps + 1, dtype=dtype)[:, None]
+    return LyapunovResult(exponents, running, state if stateful else None)
+
+
+def lyapunov_spectrum(
+    step: Callable[[Array], Array],
+    x0: Float[Array, "*batch n"],
+    num_steps: int,
+    *,
+    num_exponents: int | None = None,
+    burn_in: int = 0,
+    key: jax.Array | None = None,
+    return_running: bool = False,
+) -> LyapunovResult:
+    """Lyapunov spectrum of the orbit x_{t+1} = step(x_t) from `x0` (Benettin QR method).
+
+    After `burn_in` plain steps (no accumulation, to land on the attractor), each of the
+    `num_steps` steps advances the state and pushes the k-column frame through the tangent
+    map with `jax.linearize` (one primal evaluation, k JVPs, vmapped): J_t = ∂step/∂x at x_t
+    is never formed. See `lyapunov_spectrum_from_products` for the method.
+
+    **Arguments:**
+
+    - `step`: a map R^n → R^n acting on a single state ``(n,)``.
+    - `x0`: initial state ``(n,)``, or a batch ``(*batch, n)`` (vmapped, one spectrum each,
+      same initial frame for all).
+    - `num_steps`: T ≥ 1 steps that are averaged.
+    - `num_exponents`: k ≤ n largest exponents (default n).
+    - `burn_in`: steps iterated first and discarded (≥ 0).
+    - `key`: key of the random initial frame (default a fixed key).
+    - `return_running`: also return running estimates ``(*batch, T, k)``.
+
+    **Returns:** `LyapunovResult(exponents (*batch, k), running, final_state = x_{burn_in+T})`.
+    Exponents are in nats per step and in the dtype of `x0`.
+
+    **Raises:** `TypeError` for a non-callable `step` or non-float `x0`; `ValueError` if
+    `step` does not map ``(n,)`` to ``(n,)``, for non-finite `x0`, num_steps < 1, burn_in < 0
+    or k outside [1, n].
+    """
+    x0 = check_array("x0", x0)
+    _check_step(step, x0)
+    num_steps = check_int("num_steps", num_steps, minimum=1)
+    burn_in = check_int("burn_in", burn_in, minimum=0)
+    n = x0.shape[-1]
+    k = _num_exponents(num_exponents, n)
+    q0 = _initial_frame(n, k, key, None, x0.dtype)
+
+    def tangent(t, x, q):
+        x_next, f_jvp = jax.linearize(step, x)
+        return x_next, jax.vmap(f_jvp, in_axes=1, out_axes=1)(q)
+
+    def one(x):
+        x = jax.lax.fori_loop(0, burn_in, lambda _, y: step(y), x)
+        return lyapunov_spectrum_from_products(
+            tangent, num_steps, n=n, num_exponents=k, init_state=x, initial_q=q0, return_running=return_running
+        )
+
+    return _batched(one, x0)
+
+
+def lyapunov_spectrum_from_jacobians(
+    jacobians: Float[Array, "T n n"],
+    *,
+    num_exponents: int | None = None,
+    key: jax.Array | None = None,
+    return_running: bool = False,
+) -> LyapunovResult:
+    """Lyapunov spectrum of the product J_{T−1} ⋯ J_1 J_0 of stored Jacobians (QR method).
+
+    **Arguments:**
+
+    - `jacobians`: ``(T, n, n)``, J_t = ∂x_{t+1}/∂x_t, applied in order t = 0, 1, ….
+    - `num_exponents`, `key`, `return_running`: as in `lyapunov_spectrum_from_products`.
+
+    **Returns:** `LyapunovResult(exponents (k,), running (T, k) or None, None)`.
+
+    **Raises:** `ValueError` unless `jacobians` is a finite ``(T, n, n)`` float array with
+    T ≥ 1, or for k outside [1, n].
+    """
+    jacobians = check_array("jacobians", jacobians, ndim=3)
+    T, n, m = jacobians.shape
+    if n != m or T < 1:
+        raise ValueError(f"jacobians must have shape (T, n, n) with T >= 1, got {jacobians.shape}")
+    return lyapunov_spectrum_from_products(
+        lambda t, q: jacobians[t] @ q,
+        T,
+        n=n,
+        num_exponents=num_exponents,
+        key=key,
+        dtype=jacobians.dtype,
+        return_running=return_running,
+    )
