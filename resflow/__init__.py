@@ -24,6 +24,13 @@ from .model import layer_params as layer_params
 from .model import step as step
 from .model import trajectory as trajectory
 from .model import trunk_depth as trunk_depth
+from .perturbation import InjectionResponse as InjectionResponse
+from .perturbation import PerturbationGrowth as PerturbationGrowth
+from .perturbation import injection_response as injection_response
+from .perturbation import linear_growth as linear_growth
+from .perturbation import nonlinear_growth as nonlinear_growth
+from .perturbation import perturbation_growth as perturbation_growth
+from .perturbation import random_directions as random_directions
 from .residuals import logit as logit
 from .residuals import preactivation_recurrence as preactivation_recurrence
 from .residuals import preactivations as preactivations
@@ -31,5 +38,9 @@ from .residuals import reconstruct_output as reconstruct_output
 from .residuals import residual_recurrence as residual_recurrence
 from .residuals import residuals as residuals
 from .residuals import running_integral as running_integral
+from .jacobians import residual_jacobian_product as residual_jacobian_product
+from .jacobians import residual_jacobians as residual_jacobians
+from .jacobians import state_jacobian_product as state_jacobian_product
+from .jacobians import state_jacobians as state_jacobians
 
 __version__ = "0.1.0"
