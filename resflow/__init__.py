@@ -24,13 +24,6 @@ from .model import layer_params as layer_params
 from .model import step as step
 from .model import trajectory as trajectory
 from .model import trunk_depth as trunk_depth
-from .perturbation import InjectionResponse as InjectionResponse
-from .perturbation import PerturbationGrowth as PerturbationGrowth
-from .perturbation import injection_response as injection_response
-from .perturbation import linear_growth as linear_growth
-from .perturbation import nonlinear_growth as nonlinear_growth
-from .perturbation import perturbation_growth as perturbation_growth
-from .perturbation import random_directions as random_directions
 from .residuals import logit as logit
 from .residuals import preactivation_recurrence as preactivation_recurrence
 from .residuals import preactivations as preactivations
