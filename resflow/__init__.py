@@ -7,12 +7,16 @@ obey r_{t+1} = σ(σ⁻¹(r_t) + h W r_t), and the output is x_T = x_0 + h Σ_t 
 from .activations import ACTIVATIONS as ACTIVATIONS
 from .activations import Activation as Activation
 from .activations import get_activation as get_activation
+from .dynamics import STABILITY_LABELS as STABILITY_LABELS
+from .dynamics import FixedPoints as FixedPoints
 from .dynamics import LyapunovResult as LyapunovResult
 from .dynamics import Spectrum as Spectrum
+from .dynamics import find_fixed_points as find_fixed_points
 from .dynamics import jacobian_spectrum as jacobian_spectrum
 from .dynamics import lyapunov_spectrum as lyapunov_spectrum
 from .dynamics import lyapunov_spectrum_from_jacobians as lyapunov_spectrum_from_jacobians
 from .dynamics import lyapunov_spectrum_from_products as lyapunov_spectrum_from_products
+from .dynamics import unique_fixed_points as unique_fixed_points
 from .model import MODELS as MODELS
 from .model import TrunkParams as TrunkParams
 from .model import check_params as check_params
@@ -24,6 +28,13 @@ from .model import layer_params as layer_params
 from .model import step as step
 from .model import trajectory as trajectory
 from .model import trunk_depth as trunk_depth
+from .perturbation import InjectionResponse as InjectionResponse
+from .perturbation import PerturbationGrowth as PerturbationGrowth
+from .perturbation import injection_response as injection_response
+from .perturbation import linear_growth as linear_growth
+from .perturbation import nonlinear_growth as nonlinear_growth
+from .perturbation import perturbation_growth as perturbation_growth
+from .perturbation import random_directions as random_directions
 from .residuals import logit as logit
 from .residuals import preactivation_recurrence as preactivation_recurrence
 from .residuals import preactivations as preactivations
@@ -34,6 +45,7 @@ from .residuals import running_integral as running_integral
 from .jacobians import residual_jacobian_product as residual_jacobian_product
 from .jacobians import residual_jacobians as residual_jacobians
 from .jacobians import state_jacobian_product as state_jacobian_product
+from .jacobians import network_lyapunov_spectrum as network_lyapunov_spectrum
 from .jacobians import state_jacobians as state_jacobians
 
 __version__ = "0.1.0"
