@@ -47,5 +47,10 @@ from .jacobians import residual_jacobians as residual_jacobians
 from .jacobians import state_jacobian_product as state_jacobian_product
 from .jacobians import network_lyapunov_spectrum as network_lyapunov_spectrum
 from .jacobians import state_jacobians as state_jacobians
+from .separability import ProbeResult as ProbeResult
+from .separability import Separability as Separability
+from .separability import class_separability as class_separability
+from .separability import fisher_ratio as fisher_ratio
+from .separability import linear_probe as linear_probe
 
 __version__ = "0.1.0"

@@ -1,0 +1,149 @@
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import resflow as rf
+
+
+def np_ridge(x, y, c, lam):
+    """Float64 ridge with an unpenalised bias, by the normal equations."""
+    xb = np.concatenate([x, np.ones((len(x), 1))], axis=1)
+    Y = np.eye(c)[y]
+    P = lam * np.eye(xb.shape[1])
+    P[-1, -1] = 0.0
+    return np.linalg.solve(xb.T @ xb + P, xb.T @ Y)
+
+
+def np_fisher(x, y):
+    mu = x.mean(0)
+    between = within = 0.0
+    for c in np.unique(y):
+        xc = x[y == c]
+        between += len(xc) * np.sum((xc.mean(0) - mu) ** 2)
+        within += np.sum((xc - xc.mean(0)) ** 2)
+    return between / within
+
+
+def data(key, L=3, N=40, d=5, c=3, dtype=jnp.float64):
+    kx, ky = jax.random.split(key)
+    y = jax.random.randint(ky, (N,), 0, c)
+    x = jax.random.normal(kx, (L, N, d), dtype) + 0.7 * jnp.arange(L)[:, None, None] * y[None, :, None]
+    return x, y
+
+
+@pytest.mark.parametrize("lam", [1e-3, 0.5])
+def test_probe_weights_equal_numpy_ridge(key, lam):
+    x, y = data(key)
+    res = rf.linear_probe(x, y, ridge=lam)
+    assert res.weights.shape == (3, 6, 3)
+    for t in range(3):
+        np.testing.assert_allclose(
+            np.asarray(res.weights[t]), np_ridge(np.asarray(x[t]), np.asarray(y), 3, lam), rtol=1e-9, atol=1e-12
+        )
+        pred = np.argmax(np.concatenate([x[t], np.ones((40, 1))], 1) @ np.asarray(res.weights[t]), 1)
+        assert float(res.train_accuracy[t]) == pytest.approx(np.mean(pred == np.asarray(y)))
+    np.testing.assert_array_equal(np.asarray(res.accuracy), np.asarray(res.train_accuracy))
+
+
+def test_probe_without_ridge_equals_lstsq(key):
+    x, y = data(key, L=2)
+    res = rf.linear_probe(x, y, ridge=0.0)
+    for t in range(2):
+        xb = np.concatenate([np.asarray(x[t]), np.ones((40, 1))], 1)
+        ref = np.linalg.lstsq(xb, np.eye(3)[np.asarray(y)], rcond=None)[0]
+        np.testing.assert_allclose(np.asarray(res.weights[t]), ref, rtol=1e-9, atol=1e-12)
+
+
+def test_probe_float32(key):
+    x, y = data(key, dtype=jnp.float32)
+    res = rf.linear_probe(x, y, ridge=1e-2)
+    assert res.weights.dtype == jnp.float32
+    ref = np_ridge(np.asarray(x[1], np.float64), np.asarray(y), 3, 1e-2)
+    np.testing.assert_allclose(np.asarray(res.weights[1]), ref, rtol=1e-3, atol=1e-4)
+
+
+def test_separable_data_gives_accuracy_one_and_test_split_used(key):
+    # Classes at distinct corners of a simplex plus small noise: linearly separable.
+    c, d = 4, 6
+    k1, k2, k3, k4 = jax.random.split(key, 4)
+    y, yt = jax.random.randint(k1, (60,), 0, c), jax.random.randint(k2, (30,), 0, c)
+    centers = 3.0 * jnp.eye(c, d)
+    x = (centers[y] + 0.1 * jax.random.normal(k3, (60, d)))[None]
+    xt = (centers[yt] + 0.1 * jax.random.normal(k4, (30, d)))[None]
+    res = rf.linear_probe(x, y, test_features=xt, test_labels=yt)
+    assert float(res.train_accuracy[0]) == 1.0 and float(res.accuracy[0]) == 1.0
+    # Scoring really uses the test split: wrong test labels give accuracy 0.
+    bad = rf.linear_probe(x, y, test_features=xt, test_labels=(yt + 1) % c)
+    assert float(bad.accuracy[0]) == 0.0 and float(bad.train_accuracy[0]) == 1.0
+
+
+def test_fisher_closed_form_two_classes():
+    # Class 0: (0,0),(2,0), mean (1,0); class 1: (0,4),(2,4), mean (1,4); overall mean (1,2).
+    # between = 2*4 + 2*4 = 16, within = 4*1 = 4  ->  F = 4.
+    x = jnp.array([[[0.0, 0.0], [2.0, 0.0], [0.0, 4.0], [2.0, 4.0]]])
+    y = jnp.array([0, 0, 1, 1])
+    np.testing.assert_allclose(np.asarray(rf.fisher_ratio(x, y)), [4.0], rtol=1e-14)
+    # Scaling the separation by a multiplies F by a^2; swapping labels within a class does nothing.
+    x2 = x.at[..., 1].multiply(3.0)
+    np.testing.assert_allclose(np.asarray(rf.fisher_ratio(x2, y)), [36.0], rtol=1e-14)
+
+
+def test_fisher_matches_numpy_and_vanishes_for_identical_classes(key):
+    x, y = data(key, L=3, N=50)
+    ref = [np_fisher(np.asarray(x[t]), np.asarray(y)) for t in range(3)]
+    np.testing.assert_allclose(np.asarray(rf.fisher_ratio(x, y)), ref, rtol=1e-12)
+    # Labels independent of the features: F ~ (C - 1) / N, close to 0.
+    z = jax.random.normal(key, (1, 4000, 3))
+    y = jnp.arange(4000) % 2
+    assert float(rf.fisher_ratio(z, y)[0]) < 5e-3
+    # Exactly equal class means: F = 0 exactly, also for constant (saturated) features.
+    sym = jnp.array([[[1.0], [-1.0], [1.0], [-1.0]]])
+    assert float(rf.fisher_ratio(sym, jnp.array([0, 0, 1, 1]))[0]) == 0.0
+    assert float(rf.fisher_ratio(jnp.ones((1, 4, 2)), jnp.array([0, 0, 1, 1]))[0]) == 0.0
+
+
+def test_class_separability_on_a_trajectory(key):
+    n, T = 4, 5
+    p = rf.init_trunk(key, n, w_std=1.5, b_std=0.3)
+    y = jnp.arange(60) % 3
+    x0 = jax.random.normal(jax.random.key(1), (60, n)) + 1.5 * jax.nn.one_hot(y, n)
+    traj = rf.trajectory(p, x0, depth=T, h=0.5)
+    r = rf.residuals(p, traj)
+    sep = rf.class_separability(
+        r[:, :40], y[:40], x0=x0[:40], h=0.5, test_residuals=r[:, 40:], test_labels=y[40:], test_x0=x0[40:]
+    )
+    assert sep.residual_accuracy.shape == sep.residual_fisher.shape == (T,)
+    assert sep.integral_accuracy.shape == sep.integral_fisher.shape == (T + 1,)
+    # The ResNet's running integral is its state: compare with probes on the trajectory itself.
+    direct = rf.linear_probe(traj[:, :40], y[:40], test_features=traj[:, 40:], test_labels=y[40:])
+    np.testing.assert_allclose(np.asarray(sep.integral_accuracy), np.asarray(direct.accuracy))
+    np.testing.assert_allclose(
+        np.asarray(sep.integral_fisher), np.asarray(rf.fisher_ratio(traj[:, :40], y[:40])), rtol=1e-10
+    )
+    np.testing.assert_allclose(np.asarray(sep.residual_fisher), np.asarray(rf.fisher_ratio(r[:, :40], y[:40])))
+    # Without x0 the integral starts at 0: S_0 carries no class information.
+    sep0 = rf.class_separability(r, y)
+    assert float(sep0.integral_fisher[0]) == 0.0
+
+
+def test_bad_input_rejected(key):
+    x, y = data(key)
+    with pytest.raises(ValueError, match="features must have 3 dimensions"):
+        rf.linear_probe(x[0], y)
+    with pytest.raises(ValueError, match=r"labels must have shape \(40,\)"):
+        rf.linear_probe(x, y[:-1])
+    with pytest.raises(TypeError, match="integer class labels"):
+        rf.fisher_ratio(x, y.astype(float))
+    with pytest.raises(ValueError, match="both test_features and test_labels"):
+        rf.linear_probe(x, y, test_features=x)
+    with pytest.raises(ValueError, match="ridge"):
+        rf.linear_probe(x, y, ridge=-1.0)
+    with pytest.raises(ValueError, match="num_classes"):
+        rf.linear_probe(x, y, num_classes=2)
+    with pytest.raises(ValueError, match="finite"):
+        rf.fisher_ratio(x.at[0, 0, 0].set(jnp.inf), y)
+    with pytest.raises(ValueError, match="test_features must be"):
+        rf.linear_probe(x, y, test_features=x[:, :, :2], test_labels=y)
+    with pytest.raises(ValueError, match="x0 and test_x0"):
+        rf.class_separability(x, y, x0=x[0], test_residuals=x, test_labels=y)
