@@ -52,5 +52,20 @@ from .separability import Separability as Separability
 from .separability import class_separability as class_separability
 from .separability import fisher_ratio as fisher_ratio
 from .separability import linear_probe as linear_probe
+from .data import DATASETS as DATASETS
+from .data import Dataset as Dataset
+from .data import load_dataset as load_dataset
+from .depth import depth_rule as depth_rule
+from .depth import fold_drift as fold_drift
+from .depth import prune_trunk as prune_trunk
+from .depth import residual_changes as residual_changes
+from .train import Classifier as Classifier
+from .train import ResidualTrunk as ResidualTrunk
+from .train import TrainConfig as TrainConfig
+from .train import TrainResult as TrainResult
+from .train import accuracy as accuracy
+from .train import evaluate as evaluate
+from .train import fit as fit
+from .train import predict as predict
 
 __version__ = "0.1.0"

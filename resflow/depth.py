@@ -1,0 +1,125 @@
+"""Depth adaptation: the paper's rule for removing converged last layers, and pruning.
+
+The paper (Lagzi 2021, science.md §6) trains from an arbitrary depth T and, after each epoch,
+compares the residuals of the last two layers on the training data,
+
+    d_T = mean_samples ||r_{T-1} − r_{T-2}||_1 / N        (N units; layers 0 … T-1)
+
+and removes the last layer when d_T < tol (0.01: "0.01 per neuron on average"). Shared
+weights: the depth just decreases. Untied weights: the last layer's parameters go.
+
+Removing layers T-1, T-2, … does not change the states x_0 … x_{T-1} before them, so the
+changes d_k of *every* layer pair come from one trajectory and the rule can be applied
+repeatedly in one go (`multi=True`): remove layers while the criterion holds.
+
+Removing a converged ResNet layer t shifts the output by −h r_t ≈ −h r* for every input;
+`fold_drift` moves that constant into the readout bias so the logits do not jump at the cut.
+"""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, Float
+
+from ._checks import check_array, check_int, check_positive
+from .model import TrunkParams, check_params, is_shared
+
+__all__ = ["residual_changes", "depth_rule", "prune_trunk", "fold_drift"]
+
+
+def _change_sums(r, weights):
+    """Σ_b w_b ||r_k,b − r_{k−1},b||_1 / N for k = 1 … T-1 (shape (T-1,))."""
+    diff = jnp.abs(r[1:] - r[:-1]).mean(-1)  # (T-1, batch)
+    return diff @ weights
+
+
+def residual_changes(
+    r: Float[Array, "T batch n"], *, weights: Float[Array, " batch"] | None = None
+) -> Float[Array, " T_minus_1"]:
+    """Per-layer residual change d_k = mean_samples ||r_k − r_{k−1}||_1 / N, k = 1 … T-1.
+
+    **Arguments:**
+
+    - `r`: residuals r_0 … r_{T-1} (e.g. `resflow.residuals` of a trajectory), ``(T, batch, n)``.
+    - `weights`: optional per-sample weights (e.g. 0 for padding); the mean is weighted.
+
+    **Returns:** ``(T-1,)``; entry k-1 is d_k, the change from layer k-1 to layer k. The
+    paper's criterion for a depth-T network is entry T-2.
+
+    **Raises:** `ValueError` for fewer than two layers or a wrong shape.
+    """
+    r = check_array("r", r, ndim=3)
+    if r.shape[0] < 2:
+        raise ValueError(f"r must hold >= 2 layers to compare, got shape {r.shape}")
+    w = jnp.ones(r.shape[1], r.dtype) if weights is None else check_array("weights", weights, ndim=1)
+    if w.shape[0] != r.shape[1]:
+        raise ValueError(f"weights must have shape ({r.shape[1]},), got {w.shape}")
+    return _change_sums(r, w) / w.sum()
+
+
+def depth_rule(changes, depth: int, *, tol: float = 0.01, min_depth: int = 1, multi: bool = False) -> int:
+    """The new depth under the paper's rule.
+
+    With d_k = ``changes[k-1]`` (as returned by `residual_changes` for the current or any
+    larger depth): while the current depth T > max(min_depth, 1) and d_{T-1} < tol, remove
+    the last layer (T ← T − 1). Without `multi` at most one layer goes per call (the paper);
+    with `multi` as many as the criterion allows.
+
+    **Arguments:**
+
+    - `changes`: per-layer changes, length >= depth − 1 (host array).
+    - `depth`: the current depth T >= 1.
+    - `tol`: threshold > 0 (mean absolute change per unit).
+    - `min_depth`: never go below this depth.
+    - `multi`: remove several layers in one call.
+
+    **Returns:** the new depth (an int).
+
+    **Raises:** `ValueError` for a too short `changes`, depth/min_depth < 1 or tol <= 0.
+    """
+    depth = check_int("depth", depth)
+    min_depth = check_int("min_depth", min_depth)
+    check_positive("tol", tol)
+    changes = np.asarray(changes)
+    if changes.ndim != 1 or len(changes) < depth - 1:
+        raise ValueError(f"changes must be 1-D with >= depth - 1 = {depth - 1} entries, got shape {changes.shape}")
+    d = depth
+    while d > max(min_depth, 1) and changes[d - 2] < tol:
+        d -= 1
+        if not multi:
+            break
+    return d
+
+
+def prune_trunk(params: TrunkParams, depth: int) -> TrunkParams:
+    """Keep the first `depth` layers: untied weights are sliced, shared weights unchanged.
+
+    **Raises:** `ValueError` if untied params hold fewer than `depth` layers.
+    """
+    params = check_params(params)
+    depth = check_int("depth", depth)
+    if is_shared(params):
+        return params
+    if params.W.shape[0] < depth:
+        raise ValueError(f"depth must be <= {params.W.shape[0]}, the number of untied layers, got {depth}")
+    return TrunkParams(params.W[:depth], params.b[:depth])
+
+
+def fold_drift(
+    bias: Float[Array, " classes"],
+    kernel: Float[Array, "n classes"],
+    x_old: Float[Array, "batch n"],
+    x_new: Float[Array, "batch n"],
+) -> Float[Array, " classes"]:
+    """Readout bias that absorbs the mean output shift of a cut.
+
+    logits = x_T · kernel + bias. Cutting the trunk from depth T to T' changes the output by
+    x_{T'} − x_T, which for converged ResNet layers is ≈ −h Σ_{t=T'}^{T-1} r* for every input;
+    the new bias is ``bias + mean_samples(x_T − x_{T'}) · kernel``, exact for the sample mean
+    of the logits and up to the spread of x_T − x_{T'} for each sample.
+
+    **Returns:** the new bias ``(classes,)``.
+    """
+    shift = jnp.mean(jnp.asarray(x_old) - jnp.asarray(x_new), axis=0)
+    return bias + shift @ kernel
