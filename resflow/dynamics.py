@@ -30,9 +30,10 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, Complex, Float
+import numpy as np
+from jaxtyping import Array, Bool, Complex, Float, Int
 
-from ._checks import check_array, check_int
+from ._checks import check_array, check_int, check_positive
 
 __all__ = [
     "Spectrum",
@@ -41,6 +42,10 @@ __all__ = [
     "lyapunov_spectrum_from_products",
     "lyapunov_spectrum",
     "lyapunov_spectrum_from_jacobians",
+    "STABILITY_LABELS",
+    "FixedPoints",
+    "find_fixed_points",
+    "unique_fixed_points",
 ]
 
 
@@ -129,7 +134,7 @@ def jacobian_spectrum(step: Callable[[Array], Array], x: Float[Array, "*batch n"
         J = jax.jacfwd(step)(xi)
         return Spectrum(_eigvals_sorted(J), J)
 
-    return _batched(one, x)
+    return jax.jit(lambda xx: _batched(one, xx))(x)
 
 
 # --------------------------------------------------------------------------------------------
@@ -162,8 +167,10 @@ def _initial_frame(n: int, k: int, key, initial_q, dtype) -> jax.Array:
     else:
         # A generic frame: with the identity, a diagonal map would keep e_1 … e_k and miss
         # faster directions. key=None is a fixed key, so results are still reproducible.
+        # Drawing all n columns and keeping k makes a k-exponent run reproduce the first k
+        # exponents of the full run with the same key exactly (QR is column-nested).
         key = jax.random.key(0) if key is None else key
-        q0 = jax.random.normal(key, (n, k), dtype)
+        q0 = jax.random.normal(key, (n, n), dtype)[:, :k]
     q, r = jnp.linalg.qr(q0)
     return q
 
@@ -207,10 +214,13 @@ def lyapunov_spectrum_from_products(
     - `jvp_fn`: the tangent map, see above; must be traceable (pure JAX).
     - `num_steps`: T ≥ 1, a Python int (the scan length).
     - `n`: state dimension.
-    - `num_exponents`: k, 1 ≤ k ≤ n (default n); the k largest exponents are returned.
+    - `num_exponents`: k, 1 ≤ k ≤ n (default: the columns of `initial_q`, else n); the k
+      largest exponents are returned.
     - `init_state`: initial carried state for a stateful `jvp_fn`.
     - `key`: `jax.random` key for a random initial frame (default: a fixed key, so the same
-      call gives the same result). Exclusive with `initial_q`.
+      call gives the same result). The frame is the QR of the first k columns of an n × n
+      Gaussian draw, so with the same key the k-exponent run equals the first k exponents of
+      the full run. Exclusive with `initial_q`.
     - `initial_q`: explicit initial frame ``(n, k)`` (orthonormalised by QR first).
     - `dtype`: floating dtype of the frame and exponents (default: `initial_q`'s dtype, else
       JAX's default float).
@@ -225,6 +235,8 @@ def lyapunov_spectrum_from_products(
     _check_callable("jvp_fn", jvp_fn)
     num_steps = check_int("num_steps", num_steps, minimum=1)
     n = check_int("n", n, minimum=1)
+    if num_exponents is None and initial_q is not None and jnp.ndim(initial_q) == 2:
+        num_exponents = jnp.shape(initial_q)[1]
     k = _num_exponents(num_exponents, n)
     if dtype is None:
         dtype = jnp.asarray(initial_q).dtype if initial_q is not None else jnp.result_type(float)
@@ -315,7 +327,7 @@ def lyapunov_spectrum(
             tangent, num_steps, n=n, num_exponents=k, init_state=x, initial_q=q0, return_running=return_running
         )
 
-    return _batched(one, x0)
+    return jax.jit(lambda x: _batched(one, x))(x0)
 
 
 def lyapunov_spectrum_from_jacobians(
@@ -350,3 +362,196 @@ def lyapunov_spectrum_from_jacobians(
         dtype=jacobians.dtype,
         return_running=return_running,
     )
+
+
+# --------------------------------------------------------------------------------------------
+# Fixed points
+
+STABILITY_LABELS = ("attractor", "repeller", "saddle", "marginal")
+"""Names of the stability codes 0 … 3 of `FixedPoints.stability`; code −1 is "unconverged"."""
+
+_ATTRACTOR, _REPELLER, _SADDLE, _MARGINAL, _UNCONVERGED = 0, 1, 2, 3, -1
+
+
+class FixedPoints(NamedTuple):
+    """Fixed points x* = step(x*) found from a batch of starts, with their linear stability.
+
+    - `points`: ``(*batch, n)`` last Newton iterate of each start.
+    - `converged`: ``(*batch,)`` bool, ‖step(x) − x‖₂ ≤ tol reached.
+    - `residual_norm`: ``(*batch,)`` ‖step(x) − x‖₂ at `points`.
+    - `eigenvalues`: ``(*batch, n)`` complex multipliers of ∂step/∂x at `points`, largest
+      modulus first.
+    - `stability`: ``(*batch,)`` int32 code: 0 attractor (all |μ| < 1), 1 repeller (all
+      |μ| > 1), 2 saddle (some inside, some outside), 3 marginal (some ||μ| − 1| ≤
+      marginal_tol; takes precedence), −1 not converged. `labels` gives the strings.
+    - `num_iterations`: ``(*batch,)`` iterations used.
+    """
+
+    points: Float[Array, "*batch n"]
+    converged: Bool[Array, "*batch"]
+    residual_norm: Float[Array, "*batch"]
+    eigenvalues: Complex[Array, "*batch n"]
+    stability: Int[Array, "*batch"]
+    num_iterations: Int[Array, "*batch"]
+
+    @property
+    def labels(self) -> np.ndarray:
+        """Stability as strings (host-side numpy array, same shape as `stability`)."""
+        names = np.array((*STABILITY_LABELS, "unconverged"), dtype=object)
+        return names[np.asarray(self.stability)]
+
+
+def _stability_code(eigenvalues: jax.Array, converged: jax.Array, marginal_tol) -> jax.Array:
+    mod = jnp.abs(eigenvalues)
+    code = jnp.where(jnp.all(mod < 1, axis=-1), _ATTRACTOR, jnp.where(jnp.all(mod > 1, axis=-1), _REPELLER, _SADDLE))
+    code = jnp.where(jnp.any(jnp.abs(mod - 1) <= marginal_tol, axis=-1), _MARGINAL, code)
+    return jnp.where(converged, code, _UNCONVERGED).astype(jnp.int32)
+
+
+def _default_tol(dtype) -> float:
+    # 1e-10 in float64; about 100 ulps in lower precisions, where 1e-10 is unreachable
+    return max(1e-10, 100 * float(jnp.finfo(dtype).eps))
+
+
+def find_fixed_points(
+    step: Callable[[Array], Array],
+    initial_points: Float[Array, "*batch n"],
+    *,
+    tol: float | None = None,
+    max_iter: int = 50,
+    marginal_tol: float | None = None,
+) -> FixedPoints:
+    """Fixed points of `step` by damped Newton on F(x) = step(x) − x, from many starts.
+
+    Each iteration (per start, vmapped, inside `jax.lax.while_loop`) tries the Newton step
+    d = −J_F⁻¹ F with J_F = ∂step/∂x − I (by `jax.jacfwd`). It is taken only if it is finite
+    and lowers ‖F‖₂. Otherwise — J_F singular or Newton overshooting — a Levenberg–Marquardt
+    step d = −(J_FᵀJ_F + μ s I)⁻¹ J_Fᵀ F (s = mean diagonal of J_FᵀJ_F) is tried: μ shrinks ×10
+    when it lowers ‖F‖, grows ×10 (the iterate stays) when it does not, so the step turns
+    into a short gradient-descent step on ½‖F‖² until progress resumes. A start stops when
+    ‖F‖₂ ≤ tol, after `max_iter` iterations, or when μ exceeds 1e12 (a local minimum of ‖F‖
+    that is not a root); a last Newton step is then kept if it lowers ‖F‖ further, which
+    brings a converged point to round-off accuracy. Stability comes from the multipliers μ_i of ∂step/∂x at the point
+    (codes in `FixedPoints`).
+
+    **Arguments:**
+
+    - `step`: a map R^n → R^n on a single state ``(n,)``.
+    - `initial_points`: starts ``(n,)`` or ``(*batch, n)`` (e.g. a grid or random draws).
+    - `tol`: residual tolerance on ‖step(x) − x‖₂ (default 1e-10 in float64, 100 ulps in
+      lower precision, ≈1.2e-5 in float32).
+    - `max_iter`: maximum iterations per start (≥ 1).
+    - `marginal_tol`: a multiplier with ||μ| − 1| ≤ marginal_tol makes the point "marginal"
+      (default √eps of the dtype: eigenvalues of a nearly defective J are only that accurate).
+
+    **Returns:** `FixedPoints`, with the batch shape of `initial_points`. Deduplicate starts
+    that found the same point with `unique_fixed_points`.
+
+    **Raises:** `TypeError` for a non-callable `step` or non-float points; `ValueError` if
+    `step` does not map ``(n,)`` to ``(n,)``, for non-finite starts, tol ≤ 0,
+    marginal_tol ≤ 0 or max_iter < 1.
+    """
+    x0 = check_array("initial_points", initial_points)
+    _check_step(step, x0)
+    max_iter = check_int("max_iter", max_iter, minimum=1)
+    dtype = x0.dtype
+    tol = _default_tol(dtype) if tol is None else tol
+    check_positive("tol", tol)
+    marginal_tol = float(np.sqrt(jnp.finfo(dtype).eps)) if marginal_tol is None else marginal_tol
+    check_positive("marginal_tol", marginal_tol)
+    n = x0.shape[-1]
+    eye = jnp.eye(n, dtype=dtype)
+
+    def residual(x):
+        f = step(x) - x
+        return f, jnp.linalg.norm(f)
+
+    def improves(norm_new, norm_old):
+        return jnp.isfinite(norm_new) & (norm_new < norm_old)
+
+    def body(carry):
+        x, f, fn, mu, it = carry
+        J = jax.jacfwd(step)(x) - eye
+        x_newton = x - jnp.linalg.solve(J, f)
+        f_newton, fn_newton = residual(x_newton)
+        JtJ = J.T @ J
+        scale = jnp.maximum(jnp.trace(JtJ) / n, jnp.finfo(dtype).tiny)
+        x_lm = x - jnp.linalg.solve(JtJ + mu * scale * eye, J.T @ f)
+        f_lm, fn_lm = residual(x_lm)
+        ok_newton = improves(fn_newton, fn)
+        ok_lm = improves(fn_lm, fn)
+
+        def pick(a_newton, a_lm, a_old):
+            return jnp.where(ok_newton, a_newton, jnp.where(ok_lm, a_lm, a_old))
+
+        x = pick(x_newton, x_lm, x)
+        f = pick(f_newton, f_lm, f)
+        fn = pick(fn_newton, fn_lm, fn)
+        mu = jnp.where(ok_newton | ok_lm, jnp.maximum(mu / 10, 1e-12), mu * 10)
+        return x, f, fn, mu.astype(dtype), it + 1
+
+    def cond(carry):
+        _, _, fn, mu, it = carry
+        return (it < max_iter) & (fn > tol) & (mu <= 1e12)
+
+    def one(x):
+        f, fn = residual(x)
+        x, f, fn, mu, it = jax.lax.while_loop(cond, body, (x, f, fn, jnp.asarray(1e-3, dtype), jnp.int32(0)))
+        # one more Newton step, kept if it helps: near a simple root it squares the error,
+        # so points come back to round-off rather than to just below tol
+        x_polish = x - jnp.linalg.solve(jax.jacfwd(step)(x) - eye, f)
+        _, fn_polish = residual(x_polish)
+        better = improves(fn_polish, fn)
+        x, fn = jnp.where(better, x_polish, x), jnp.where(better, fn_polish, fn)
+        ev = _eigvals_sorted(jax.jacfwd(step)(x))
+        converged = fn <= tol
+        return FixedPoints(x, converged, fn, ev, _stability_code(ev, converged, marginal_tol), it)
+
+    return jax.jit(lambda x: _batched(one, x))(x0)
+
+
+def unique_fixed_points(
+    result: FixedPoints, *, atol: float | None = None, return_counts: bool = False
+) -> FixedPoints | tuple[FixedPoints, np.ndarray]:
+    """The distinct converged fixed points of a `find_fixed_points` result (host-side).
+
+    Non-converged starts are dropped; the remaining points are scanned in input order
+    (batch axes flattened) and a point within Euclidean distance `atol` of an already kept
+    point joins that point's cluster, otherwise it starts a new one. The first point of each
+    cluster is kept, so the output order is the order of first discovery. A post-processing
+    helper: it runs in numpy, outside `jax.jit`.
+
+    **Arguments:**
+
+    - `result`: a `FixedPoints` from `find_fixed_points`.
+    - `atol`: merge radius (default 10·√eps of the points' dtype: ≈1.5e-7 in float64,
+      ≈3.5e-3 in float32).
+    - `return_counts`: also return how many starts landed on each point (a crude basin
+      size when the starts sample the space uniformly).
+
+    **Returns:** `FixedPoints` with a leading axis of size u (the distinct points), as numpy
+    arrays; with ``return_counts=True`` the tuple ``(FixedPoints, counts (u,))``.
+
+    **Raises:** `TypeError` if `result` is not a `FixedPoints`; `ValueError` for atol ≤ 0.
+    """
+    if not isinstance(result, FixedPoints):
+        raise TypeError(f"result must be a resflow.FixedPoints, got {type(result).__name__}")
+    points = np.asarray(result.points)
+    n = points.shape[-1]
+    atol = 10 * float(np.sqrt(np.finfo(points.dtype).eps)) if atol is None else atol
+    check_positive("atol", atol)
+    flat = [np.asarray(a).reshape(-1, *np.shape(a)[np.ndim(result.converged) :]) for a in result]
+    keep = flat[1].astype(bool)
+    flat = [a[keep] for a in flat]
+    reps: list[int] = []
+    counts: list[int] = []
+    for i, p in enumerate(flat[0].reshape(-1, n)):
+        dist = [np.linalg.norm(p - flat[0][j]) for j in reps]
+        close = int(np.argmin(dist)) if dist else -1
+        if close >= 0 and dist[close] <= atol:
+            counts[close] += 1
+        else:
+            reps.append(i)
+            counts.append(1)
+    out = FixedPoints(*(a[np.asarray(reps, dtype=int)] for a in flat))
+    return (out, np.asarray(counts)) if return_counts else out

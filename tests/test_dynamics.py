@@ -3,6 +3,7 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 import resflow as rf
 
@@ -80,3 +81,208 @@ def test_from_products_stateless_and_stateful_agree_with_jacobians():
     np.testing.assert_allclose(stateful.final_state, x, rtol=1e-8)
     np.testing.assert_allclose(via_step.final_state, x, rtol=1e-8)
     assert stateless.final_state is None
+
+
+# --------------------------------------------------------------------------------------------
+# more Lyapunov
+
+
+def test_top_k_of_diagonal_map_and_rotation_scaling():
+    d = np.array([0.3, 2.0, -1.5, 0.8])
+    want = np.sort(np.log(np.abs(d)))[::-1]
+    full = rf.lyapunov_spectrum(linear(np.diag(d)), jnp.ones(4), 5000).exponents
+    # finite-time error ~ log(projection of the initial frame) / T
+    np.testing.assert_allclose(full, want, atol=2e-3)
+    for k in (1, 2, 3):
+        res = rf.lyapunov_spectrum(linear(np.diag(d)), jnp.ones(4), 5000, num_exponents=k)
+        np.testing.assert_allclose(res.exponents, full[:k], rtol=1e-12)
+    th = 0.7
+    rot = 1.5 * np.array([[np.cos(th), -np.sin(th)], [np.sin(th), np.cos(th)]])
+    res = rf.lyapunov_spectrum(linear(rot), jnp.ones(2), 10)
+    np.testing.assert_allclose(res.exponents, [np.log(1.5)] * 2, rtol=1e-12)
+
+
+def test_running_estimates_match_numpy_qr():
+    T = 20
+    res = rf.lyapunov_spectrum_from_jacobians(np.broadcast_to(A_TRI, (T, 3, 3)), return_running=True)
+    Q = np.linalg.qr(np.asarray(jax.random.normal(jax.random.key(0), (3, 3))))[0]
+    total, running = np.zeros(3), []
+    for t in range(T):
+        Q, R = np.linalg.qr(A_TRI @ Q)
+        total += np.log(np.abs(np.diag(R)))
+        running.append(total / (t + 1))
+    np.testing.assert_allclose(res.running, np.array(running), rtol=1e-10)
+    # the same system through a step map and through stateless products
+    via_step = rf.lyapunov_spectrum(linear(A_TRI), jnp.ones(3), T)
+    via_prod = rf.lyapunov_spectrum_from_products(lambda t, q: jnp.asarray(A_TRI) @ q, T, n=3)
+    np.testing.assert_allclose(via_step.exponents, res.exponents, rtol=1e-12)
+    np.testing.assert_allclose(via_prod.exponents, res.exponents, rtol=1e-12)
+
+
+def test_initial_q_and_key_select_the_frame():
+    d = np.diag([0.5, 3.0])
+    # a frame aligned with the slow axis never sees the fast one: the explicit frame is used
+    slow = rf.lyapunov_spectrum_from_products(
+        lambda t, q: jnp.asarray(d) @ q, 5, n=2, initial_q=jnp.array([[1.0], [0.0]])
+    )
+    np.testing.assert_allclose(slow.exponents, [np.log(0.5)], rtol=1e-12)
+    keyed = rf.lyapunov_spectrum_from_products(
+        lambda t, q: jnp.asarray(d) @ q, 200, n=2, num_exponents=1, key=jax.random.key(3)
+    )
+    np.testing.assert_allclose(keyed.exponents, [np.log(3.0)], atol=1e-2)
+
+
+def test_henon_float32():
+    res = rf.lyapunov_spectrum(henon, jnp.array([0.1, 0.1], jnp.float32), 20_000, burn_in=100)
+    assert res.exponents.dtype == jnp.float32
+    np.testing.assert_allclose(res.exponents.sum(), np.log(B_HENON), atol=1e-4)
+    np.testing.assert_allclose(res.exponents[0], 0.419, atol=1e-2)
+
+
+def test_lyapunov_jit_and_vmap_over_x0():
+    x0s = jnp.array([[0.1, 0.1], [0.2, -0.1], [-0.3, 0.05]])
+    fn = jax.jit(lambda x: rf.lyapunov_spectrum(henon, x, 40).exponents)
+    batched = jax.vmap(fn)(x0s)
+    builtin = rf.lyapunov_spectrum(henon, x0s, 40).exponents
+    for i in range(3):
+        one = rf.lyapunov_spectrum(henon, x0s[i], 40).exponents
+        np.testing.assert_allclose(batched[i], one, rtol=1e-8)
+        np.testing.assert_allclose(builtin[i], one, rtol=1e-8)
+
+
+# --------------------------------------------------------------------------------------------
+# Jacobian spectrum
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64])
+def test_jacobian_spectrum_matches_numpy(dtype):
+    pts = np.random.default_rng(0).uniform(-1, 1, (2, 3, 2))
+    spec = rf.jacobian_spectrum(henon, jnp.asarray(pts, dtype))
+    assert spec.eigenvalues.shape == (2, 3, 2) and spec.jacobian.shape == (2, 3, 2, 2)
+    rtol = 1e-5 if dtype == jnp.float32 else 1e-12
+    for p, ev, J in zip(
+        pts.reshape(-1, 2), spec.eigenvalues.reshape(-1, 2), spec.jacobian.reshape(-1, 2, 2), strict=True
+    ):
+        ref = np.linalg.eigvals(np_henon_jacobian(p))
+        ref = ref[np.argsort(-np.abs(ref), kind="stable")]
+        np.testing.assert_allclose(J, np_henon_jacobian(p), rtol=rtol, atol=rtol)
+        np.testing.assert_allclose(np.abs(ev), np.abs(ref), rtol=rtol)
+        np.testing.assert_allclose(np.sort_complex(ev), np.sort_complex(ref), rtol=rtol, atol=rtol)
+    jitted = jax.jit(lambda x: rf.jacobian_spectrum(henon, x).eigenvalues)(jnp.asarray(pts, dtype))
+    np.testing.assert_allclose(jitted, spec.eigenvalues, rtol=rtol)
+
+
+# --------------------------------------------------------------------------------------------
+# fixed points
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64])
+def test_henon_fixed_points_closed_form(dtype):
+    starts = jax.random.uniform(jax.random.key(1), (40, 2), dtype, minval=-2, maxval=2)
+    res = rf.find_fixed_points(henon, starts)
+    assert bool(res.converged.all())
+    uniq, counts = rf.unique_fixed_points(res, return_counts=True)
+    assert counts.sum() == 40 and len(counts) == 2
+    disc = np.sqrt((1 - B_HENON) ** 2 + 4 * A_HENON)
+    xs = (-(1 - B_HENON) + np.array([disc, -disc])) / (2 * A_HENON)
+    want = np.stack([xs, B_HENON * xs], axis=1)
+    order = np.argsort(-np.asarray(uniq.points[:, 0]))
+    tol = 1e-4 if dtype == jnp.float32 else 1e-12
+    np.testing.assert_allclose(uniq.points[order], want, atol=tol)
+    for p, ev in zip(want, uniq.eigenvalues[order], strict=True):
+        ref = np.linalg.eigvals(np_henon_jacobian(p))
+        np.testing.assert_allclose(np.sort(np.abs(ev)), np.sort(np.abs(ref)), rtol=tol)
+        assert (np.abs(ref) > 1).sum() == 1  # one unstable multiplier: a saddle
+    assert list(uniq.labels) == ["saddle", "saddle"]
+    assert uniq.points.dtype == dtype
+
+
+@pytest.mark.parametrize(
+    "A, label",
+    [
+        (np.diag([0.5, -0.2]), "attractor"),
+        (np.array([[2.0, 1.0], [0.0, -3.0]]), "repeller"),
+        (np.array([[0.5, 3.0], [0.0, 2.0]]), "saddle"),
+        (np.array([[0.0, -1.0], [1.0, 0.0]]), "marginal"),  # rotation by π/2: |μ| = 1
+    ],
+)
+def test_linear_map_fixed_point_is_origin(A, label):
+    res = rf.find_fixed_points(linear(A), jnp.array([[0.7, -1.2], [3.0, 2.0]]))
+    np.testing.assert_allclose(res.points, 0.0, atol=1e-12)
+    assert list(res.labels) == [label, label]
+    assert int(res.stability[0]) == rf.STABILITY_LABELS.index(label)
+    ref = np.linalg.eigvals(A)
+    np.testing.assert_allclose(np.sort_complex(res.eigenvalues[0]), np.sort_complex(ref), atol=1e-12)
+
+
+def test_newton_fallback_from_singular_jacobian():
+    # F(x, y) = (x² − y, x + y − 2): roots (1, 1) and (−2, 4); det J_F = 2x + 1 = 0 at the start
+    def step(v):
+        return v + jnp.stack([v[0] ** 2 - v[1], v[0] + v[1] - 2])
+
+    res = rf.find_fixed_points(step, jnp.array([-0.5, 0.0]))
+    assert bool(res.converged)
+    p = np.asarray(res.points)
+    assert min(np.abs(p - [1, 1]).max(), np.abs(p - [-2, 4]).max()) < 1e-10
+
+
+def test_no_fixed_point_is_reported_unconverged():
+    res = rf.find_fixed_points(lambda x: x + 1.0, jnp.zeros((3, 2)), max_iter=20)
+    assert not bool(res.converged.any())
+    assert list(res.labels) == ["unconverged"] * 3
+    assert len(rf.unique_fixed_points(res).points) == 0
+
+
+def test_find_fixed_points_jit_matches_eager():
+    starts = jnp.array([[0.5, 0.1], [-1.0, -0.3]])
+    eager = rf.find_fixed_points(henon, starts)
+    jitted = jax.jit(lambda s: rf.find_fixed_points(henon, s))(starts)
+    np.testing.assert_allclose(jitted.points, eager.points, rtol=1e-12)
+    np.testing.assert_array_equal(jitted.stability, eager.stability)
+
+
+# --------------------------------------------------------------------------------------------
+# bad inputs
+
+
+def bad_step_shape(x):
+    return x[:1]
+
+
+@pytest.mark.parametrize(
+    "call, exc, match",
+    [
+        (lambda: rf.lyapunov_spectrum(3.0, jnp.ones(2), 10), TypeError, "step"),
+        (lambda: rf.lyapunov_spectrum(bad_step_shape, jnp.ones(2), 10), ValueError, "step"),
+        (lambda: rf.lyapunov_spectrum(henon, jnp.ones(2), 10, num_exponents=3), ValueError, "num_exponents"),
+        (lambda: rf.lyapunov_spectrum(henon, jnp.ones(2), 10, num_exponents=0), ValueError, "num_exponents"),
+        (lambda: rf.lyapunov_spectrum(henon, jnp.ones(2), 0), ValueError, "num_steps"),
+        (lambda: rf.lyapunov_spectrum(henon, jnp.ones(2), 10, burn_in=-1), ValueError, "burn_in"),
+        (lambda: rf.lyapunov_spectrum(henon, jnp.array([np.nan, 0.0]), 10), ValueError, "x0"),
+        (lambda: rf.lyapunov_spectrum_from_products("f", 10, n=2), TypeError, "jvp_fn"),
+        (lambda: rf.lyapunov_spectrum_from_products(lambda t, q: q[:1], 10, n=2), ValueError, "jvp_fn"),
+        (
+            lambda: rf.lyapunov_spectrum_from_products(lambda t, q: q, 10, n=2, num_exponents=5),
+            ValueError,
+            "num_exponents",
+        ),
+        (
+            lambda: rf.lyapunov_spectrum_from_products(
+                lambda t, q: q, 10, n=2, num_exponents=2, initial_q=jnp.ones((2, 1))
+            ),
+            ValueError,
+            "initial_q",
+        ),
+        (lambda: rf.lyapunov_spectrum_from_jacobians(jnp.ones((4, 2, 3))), ValueError, "jacobians"),
+        (lambda: rf.jacobian_spectrum(None, jnp.ones(2)), TypeError, "step"),
+        (lambda: rf.jacobian_spectrum(bad_step_shape, jnp.ones(2)), ValueError, "step"),
+        (lambda: rf.find_fixed_points(henon, jnp.array([[0.0, np.inf]])), ValueError, "initial_points"),
+        (lambda: rf.find_fixed_points(bad_step_shape, jnp.ones(2)), ValueError, "step"),
+        (lambda: rf.find_fixed_points(henon, jnp.ones(2), tol=0.0), ValueError, "tol"),
+        (lambda: rf.find_fixed_points(henon, jnp.ones(2), max_iter=0), ValueError, "max_iter"),
+        (lambda: rf.unique_fixed_points(jnp.ones(2)), TypeError, "result"),
+    ],
+)
+def test_bad_inputs(call, exc, match):
+    with pytest.raises(exc, match=match):
+        call()
