@@ -67,5 +67,7 @@ from .train import accuracy as accuracy
 from .train import evaluate as evaluate
 from .train import fit as fit
 from .train import predict as predict
+from .robustness import NoiseRobustness as NoiseRobustness
+from .robustness import noise_accuracy as noise_accuracy
 
 __version__ = "0.1.0"
