@@ -9,5 +9,9 @@ import matplotlib
 if matplotlib.get_backend().lower() not in ("agg", "pdf", "svg", "ps", "cairo") and not matplotlib.is_interactive():
     matplotlib.use("Agg")
 
+from .perturbation import plot_injection_response as plot_injection_response  # noqa: E402
+from .perturbation import plot_noise_robustness as plot_noise_robustness  # noqa: E402
+from .perturbation import plot_perturbation_growth as plot_perturbation_growth  # noqa: E402
+from .perturbation import plot_separability as plot_separability  # noqa: E402
 from .training import plot_depth_history as plot_depth_history  # noqa: E402
 from .training import plot_training_curves as plot_training_curves  # noqa: E402
