@@ -14,6 +14,8 @@ J_t; `network_lyapunov_spectrum` feeds them to the generic QR core of `resflow.d
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -21,7 +23,8 @@ from jaxtyping import Array, Float
 
 from ._checks import check_array, check_choice, check_positive, is_concrete
 from .activations import get_activation
-from .model import MODELS, TrunkParams, check_params, is_shared
+from .dynamics import LyapunovResult, lyapunov_spectrum_from_products
+from .model import MODELS, TrunkParams, check_params, is_shared, trajectory
 from .residuals import preactivations
 
 __all__ = [
@@ -29,6 +32,7 @@ __all__ = [
     "residual_jacobians",
     "state_jacobian_product",
     "residual_jacobian_product",
+    "network_lyapunov_spectrum",
 ]
 
 
@@ -234,3 +238,77 @@ def residual_jacobian_product(
         raise ValueError(f"r and r_next must have the same shape, got {r.shape} and {r_next.shape}")
     Q = _check_Q(Q, n)
     return _residual_product(W, r, r_next, Q, jnp.asarray(h, Q.dtype), transpose)
+
+
+@functools.partial(jax.jit, static_argnames=("model", "num_exponents", "return_running"))
+def _lyapunov_batch(W, d, h, key, initial_q, *, model, num_exponents, return_running):
+    """One finite-time spectrum per input; d = act'(a) is ``(T, batch, n)``, W shared or ``(T, n, n)``."""
+    T, n = d.shape[0], d.shape[-1]
+    h = jnp.asarray(h, d.dtype)
+
+    def one(d_i):
+        def jvp(t, Q):
+            return _state_product(W if W.ndim == 2 else W[t], d_i[t], Q, h, model, False)
+
+        return lyapunov_spectrum_from_products(
+            jvp,
+            T,
+            n=n,
+            num_exponents=num_exponents,
+            key=key,
+            initial_q=initial_q,
+            dtype=d.dtype,
+            return_running=return_running,
+        )
+
+    return jax.vmap(one, in_axes=1)(d)
+
+
+def network_lyapunov_spectrum(
+    params: TrunkParams,
+    x0: Float[Array, "*batch n"],
+    *,
+    depth: int | None = None,
+    model: str = "resnet",
+    activation: str = "sigmoid",
+    h=1.0,
+    num_exponents: int | None = None,
+    key: jax.Array | None = None,
+    initial_q: Float[Array, "n k"] | None = None,
+    return_running: bool = False,
+) -> LyapunovResult:
+    """Finite-time Lyapunov spectrum of the trunk along each input's trajectory (matrix-free).
+
+    Pushes an orthonormal frame through Q_{t+1} R_t = J_t Q_t with the analytic products
+    J_t Q = Q + h·act'(a_t) ⊙ (W_t Q) (resnet) or act'(a_t) ⊙ (W_t Q) (mlp), O(n² k) per
+    layer, J_t never formed; λ_j = (1/T) Σ_t log|R_t[j, j]| in nats per layer
+    (`resflow.lyapunov_spectrum_from_products`). One spectrum per input (vmapped), all from
+    the same initial frame.
+
+    **Arguments:**
+
+    - `params`: `TrunkParams`, shared or untied.
+    - `x0`: inputs ``(n,)`` or ``(*batch, n)``.
+    - `depth`, `model`, `activation`, `h`: as in `resflow.trajectory` (T = depth layers).
+    - `num_exponents`: k ≤ n largest exponents (default n).
+    - `key` / `initial_q`: random initial frame (default a fixed key) or an explicit
+      ``(n, k)`` one; as in `resflow.lyapunov_spectrum_from_products`.
+    - `return_running`: also return the running estimates ``(*batch, T, k)``.
+
+    **Returns:** `LyapunovResult(exponents (*batch, k), running or None, None)`.
+
+    **Raises:** `ValueError`/`TypeError` as `resflow.trajectory` and
+    `resflow.lyapunov_spectrum_from_products` do (bad shapes, h ≤ 0, k outside [1, n], ...).
+    """
+    traj = trajectory(params, x0, depth=depth, model=model, activation=activation, h=h)
+    params = check_params(params)
+    a = preactivations(params, traj)
+    T, n = a.shape[0], a.shape[-1]
+    batch = a.shape[1:-1]
+    d = get_activation(activation).grad(a).reshape(T, -1, n)
+    W = params.W if is_shared(params) else params.W[:T]
+    res = _lyapunov_batch(
+        W, d, h, key, initial_q, model=model, num_exponents=num_exponents, return_running=return_running
+    )
+    running = None if res.running is None else res.running.reshape(batch + res.running.shape[1:])
+    return LyapunovResult(res.exponents.reshape(batch + res.exponents.shape[1:]), running, None)
