@@ -25,6 +25,7 @@ Newton / Levenberg–Marquardt on F(x) = step(x) − x, with stability of each p
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -92,6 +93,22 @@ def _batched(fn, x: jax.Array, core_ndim: int = 1):
     return fn(x)
 
 
+def _compiled_per_step(build):
+    """Memoise ``build(step, *static) -> jitted fn`` so repeated calls with the same `step`
+    object (and static options) reuse one compilation instead of retracing a fresh closure.
+    Unhashable callables (e.g. modules holding arrays) are built afresh each time."""
+    cached = functools.lru_cache(maxsize=64)(build)
+
+    def get(step, *static):
+        try:
+            hash((step, *static))
+        except TypeError:
+            return build(step, *static)
+        return cached(step, *static)
+
+    return get
+
+
 # --------------------------------------------------------------------------------------------
 # Jacobian spectrum
 
@@ -130,11 +147,16 @@ def jacobian_spectrum(step: Callable[[Array], Array], x: Float[Array, "*batch n"
     x = check_array("x", x)
     _check_step(step, x)
 
+    return _jacobian_spectrum_fn(step)(x)
+
+
+@_compiled_per_step
+def _jacobian_spectrum_fn(step):
     def one(xi):
         J = jax.jacfwd(step)(xi)
         return Spectrum(_eigvals_sorted(J), J)
 
-    return jax.jit(lambda xx: _batched(one, xx))(x)
+    return jax.jit(lambda x: _batched(one, x))
 
 
 # --------------------------------------------------------------------------------------------
@@ -316,18 +338,22 @@ def lyapunov_spectrum(
     n = x0.shape[-1]
     k = _num_exponents(num_exponents, n)
     q0 = _initial_frame(n, k, key, None, x0.dtype)
+    return _lyapunov_fn(step, num_steps, burn_in, return_running)(x0, q0)
 
+
+@_compiled_per_step
+def _lyapunov_fn(step, num_steps, burn_in, return_running):
     def tangent(t, x, q):
         x_next, f_jvp = jax.linearize(step, x)
         return x_next, jax.vmap(f_jvp, in_axes=1, out_axes=1)(q)
 
-    def one(x):
+    def one(x, q0):
         x = jax.lax.fori_loop(0, burn_in, lambda _, y: step(y), x)
         return lyapunov_spectrum_from_products(
-            tangent, num_steps, n=n, num_exponents=k, init_state=x, initial_q=q0, return_running=return_running
+            tangent, num_steps, n=x.shape[-1], init_state=x, initial_q=q0, return_running=return_running
         )
 
-    return jax.jit(lambda x: _batched(one, x))(x0)
+    return jax.jit(lambda x, q0: _batched(lambda xi: one(xi, q0), x))
 
 
 def lyapunov_spectrum_from_jacobians(
@@ -459,55 +485,64 @@ def find_fixed_points(
     check_positive("tol", tol)
     marginal_tol = float(np.sqrt(jnp.finfo(dtype).eps)) if marginal_tol is None else marginal_tol
     check_positive("marginal_tol", marginal_tol)
-    n = x0.shape[-1]
-    eye = jnp.eye(n, dtype=dtype)
+    return _fixed_points_fn(step, max_iter)(x0, jnp.asarray(tol, dtype), jnp.asarray(marginal_tol, dtype))
 
-    def residual(x):
-        f = step(x) - x
-        return f, jnp.linalg.norm(f)
 
-    def improves(norm_new, norm_old):
-        return jnp.isfinite(norm_new) & (norm_new < norm_old)
+@_compiled_per_step
+def _fixed_points_fn(step, max_iter):
+    def solve(x0, tol, marginal_tol):
+        dtype = x0.dtype
+        n = x0.shape[-1]
+        eye = jnp.eye(n, dtype=dtype)
 
-    def body(carry):
-        x, f, fn, mu, it = carry
-        J = jax.jacfwd(step)(x) - eye
-        x_newton = x - jnp.linalg.solve(J, f)
-        f_newton, fn_newton = residual(x_newton)
-        JtJ = J.T @ J
-        scale = jnp.maximum(jnp.trace(JtJ) / n, jnp.finfo(dtype).tiny)
-        x_lm = x - jnp.linalg.solve(JtJ + mu * scale * eye, J.T @ f)
-        f_lm, fn_lm = residual(x_lm)
-        ok_newton = improves(fn_newton, fn)
-        ok_lm = improves(fn_lm, fn)
+        def residual(x):
+            f = step(x) - x
+            return f, jnp.linalg.norm(f)
 
-        def pick(a_newton, a_lm, a_old):
-            return jnp.where(ok_newton, a_newton, jnp.where(ok_lm, a_lm, a_old))
+        def improves(norm_new, norm_old):
+            return jnp.isfinite(norm_new) & (norm_new < norm_old)
 
-        x = pick(x_newton, x_lm, x)
-        f = pick(f_newton, f_lm, f)
-        fn = pick(fn_newton, fn_lm, fn)
-        mu = jnp.where(ok_newton | ok_lm, jnp.maximum(mu / 10, 1e-12), mu * 10)
-        return x, f, fn, mu.astype(dtype), it + 1
+        def body(carry):
+            x, f, fn, mu, it = carry
+            J = jax.jacfwd(step)(x) - eye
+            x_newton = x - jnp.linalg.solve(J, f)
+            f_newton, fn_newton = residual(x_newton)
+            JtJ = J.T @ J
+            scale = jnp.maximum(jnp.trace(JtJ) / n, jnp.finfo(dtype).tiny)
+            x_lm = x - jnp.linalg.solve(JtJ + mu * scale * eye, J.T @ f)
+            f_lm, fn_lm = residual(x_lm)
+            ok_newton = improves(fn_newton, fn)
+            ok_lm = improves(fn_lm, fn)
 
-    def cond(carry):
-        _, _, fn, mu, it = carry
-        return (it < max_iter) & (fn > tol) & (mu <= 1e12)
+            def pick(a_newton, a_lm, a_old):
+                return jnp.where(ok_newton, a_newton, jnp.where(ok_lm, a_lm, a_old))
 
-    def one(x):
-        f, fn = residual(x)
-        x, f, fn, mu, it = jax.lax.while_loop(cond, body, (x, f, fn, jnp.asarray(1e-3, dtype), jnp.int32(0)))
-        # one more Newton step, kept if it helps: near a simple root it squares the error,
-        # so points come back to round-off rather than to just below tol
-        x_polish = x - jnp.linalg.solve(jax.jacfwd(step)(x) - eye, f)
-        _, fn_polish = residual(x_polish)
-        better = improves(fn_polish, fn)
-        x, fn = jnp.where(better, x_polish, x), jnp.where(better, fn_polish, fn)
-        ev = _eigvals_sorted(jax.jacfwd(step)(x))
-        converged = fn <= tol
-        return FixedPoints(x, converged, fn, ev, _stability_code(ev, converged, marginal_tol), it)
+            x = pick(x_newton, x_lm, x)
+            f = pick(f_newton, f_lm, f)
+            fn = pick(fn_newton, fn_lm, fn)
+            mu = jnp.where(ok_newton | ok_lm, jnp.maximum(mu / 10, 1e-12), mu * 10)
+            return x, f, fn, mu.astype(dtype), it + 1
 
-    return jax.jit(lambda x: _batched(one, x))(x0)
+        def cond(carry):
+            _, _, fn, mu, it = carry
+            return (it < max_iter) & (fn > tol) & (mu <= 1e12)
+
+        def one(x):
+            f, fn = residual(x)
+            x, f, fn, mu, it = jax.lax.while_loop(cond, body, (x, f, fn, jnp.asarray(1e-3, dtype), jnp.int32(0)))
+            # one more Newton step, kept if it helps: near a simple root it squares the error,
+            # so points come back to round-off rather than to just below tol
+            x_polish = x - jnp.linalg.solve(jax.jacfwd(step)(x) - eye, f)
+            _, fn_polish = residual(x_polish)
+            better = improves(fn_polish, fn)
+            x, fn = jnp.where(better, x_polish, x), jnp.where(better, fn_polish, fn)
+            ev = _eigvals_sorted(jax.jacfwd(step)(x))
+            converged = fn <= tol
+            return FixedPoints(x, converged, fn, ev, _stability_code(ev, converged, marginal_tol), it)
+
+        return _batched(one, x0)
+
+    return jax.jit(solve)
 
 
 def unique_fixed_points(

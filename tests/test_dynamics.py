@@ -286,3 +286,24 @@ def bad_step_shape(x):
 def test_bad_inputs(call, exc, match):
     with pytest.raises(exc, match=match):
         call()
+
+
+class UnhashableHenon:
+    """A callable holding an array and no hash (like a module with array fields)."""
+
+    __hash__ = None
+
+    def __init__(self):
+        self.b = jnp.asarray(B_HENON)
+
+    def __call__(self, x):
+        return jnp.stack([1 - A_HENON * x[0] ** 2 + x[1], self.b * x[0]])
+
+
+def test_unhashable_step_and_repeated_calls():
+    x = jnp.array([0.3, -0.2])
+    ref = rf.jacobian_spectrum(henon, x)
+    again = rf.jacobian_spectrum(henon, x)  # reuses the compiled function for the same step
+    other = rf.jacobian_spectrum(UnhashableHenon(), x)
+    np.testing.assert_allclose(again.jacobian, ref.jacobian, rtol=0)
+    np.testing.assert_allclose(other.jacobian, np_henon_jacobian(np.asarray(x)), rtol=1e-14)
