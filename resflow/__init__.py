@@ -69,5 +69,12 @@ from .train import fit as fit
 from .train import predict as predict
 from .robustness import NoiseRobustness as NoiseRobustness
 from .robustness import noise_accuracy as noise_accuracy
+from .attractors import FREE as FREE
+from .attractors import ResidualFixedPoints as ResidualFixedPoints
+from .attractors import SteadyState as SteadyState
+from .attractors import fixed_point_pattern as fixed_point_pattern
+from .attractors import interior_fixed_points as interior_fixed_points
+from .attractors import residual_fixed_points as residual_fixed_points
+from .attractors import steady_state as steady_state
 
 __version__ = "0.1.0"

@@ -1,0 +1,171 @@
+"""Residual fixed points and attractors on hand-built W with known answers, checked by iterating the map."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import resflow as rf
+from resflow.attractors import FREE
+
+
+def _params(W):
+    W = np.asarray(W, np.float64)
+    return rf.TrunkParams(jnp.asarray(W), jnp.zeros(W.shape[0]))
+
+
+def _iterate(W, r0, steps, h=1.0, complement=False):
+    """Float64 numpy reference in pre-activation space: a ← a + h W σ(a); also 1 − r = σ(−a) if asked."""
+    a = np.log(r0) - np.log1p(-np.asarray(r0))
+    rs, cs = [], []
+    for _ in range(steps):
+        r = 1 / (1 + np.exp(-a))
+        rs.append(r)
+        cs.append(1 / (1 + np.exp(a)))
+        a = a + h * (W @ r)
+    return (np.array(rs), np.array(cs)) if complement else np.array(rs)
+
+
+def _projector_complement(vs):
+    Q, _ = np.linalg.qr(np.asarray(vs, np.float64).T)
+    return np.eye(Q.shape[0]) - Q @ Q.T
+
+
+def test_interior_fixed_point_on_a_null_line():
+    v = np.array([0.3, 0.5, 0.7])
+    W = -_projector_complement([v])  # W v = 0; D W is negative semidefinite-like: transversally attracting
+    res = rf.interior_fixed_points(_params(W), h=1.0)
+    assert res.points.shape == (1, 3) and res.dimension[0] == 1
+    # the segment {c v : 0 < c < 1/0.7}: its deepest point balances 0.3 c = 1 − 0.7 c, i.e. c = 1
+    np.testing.assert_allclose(res.points[0], v, atol=1e-8)
+    np.testing.assert_allclose(W @ res.points[0], 0, atol=1e-12)
+    D = np.diag(v * (1 - v))
+    ref = np.linalg.eigvals(np.eye(3) + D @ W)
+    np.testing.assert_allclose(np.sort_complex(res.multipliers[0]), np.sort_complex(ref), atol=1e-12)
+    np.testing.assert_allclose(res.spectral_radius[0], 1.0, atol=1e-12)  # the null direction: multiplier 1
+    assert res.attracting[0] and np.all(res.patterns[0] == FREE)
+    # iterating from a nearby point lands on the line of fixed points, inside the cube
+    r = _iterate(W, v + np.array([0.05, -0.04, 0.03]), 400)[-1]
+    np.testing.assert_allclose(W @ r, 0, atol=1e-9)
+    assert np.all((r > 0) & (r < 1))
+    # the opposite sign repels transversally
+    assert not rf.interior_fixed_points(_params(-W)).attracting[0]
+
+
+def test_interior_fixed_points_two_dimensional_and_absent():
+    vs = [[0.2, 0.4, 0.6, 0.3], [0.5, 0.1, 0.2, 0.4]]
+    W = -_projector_complement(vs) @ np.diag([1.0, 2.0, 0.5, 1.5])
+    res = rf.interior_fixed_points(_params(W))
+    assert res.dimension[0] == 2
+    r = res.points[0]
+    np.testing.assert_allclose(W @ r, 0, atol=1e-10)
+    assert np.all((r > 0) & (r < 1))
+    # a non-singular W has no interior fixed point; nor does a null line leaving the cube's orthant
+    assert rf.interior_fixed_points(_params(np.eye(3))).points.shape == (0, 3)
+    assert rf.interior_fixed_points(_params(-_projector_complement([[0.3, -0.5, 0.7]]))).points.shape == (0, 3)
+
+
+def _circles_like_W():
+    # the paper's circles run: the corner (0, 0, 1) with eigenvalues w13 = -1.95, w23 = -0.87, -w33 = -0.8
+    return np.array([[0.6, -0.4, -1.95], [0.3, 0.9, -0.87], [-0.5, 1.2, 0.8]])
+
+
+def test_corner_attractor_of_the_paper_example():
+    W = _circles_like_W()
+    h = 0.8
+    res = rf.fixed_point_pattern(_params(W), [0, 0, 1], h=h)
+    np.testing.assert_allclose(res.points[0], [0, 0, 1])
+    np.testing.assert_allclose(res.flow_eigenvalues[0], [-1.95, -0.87, -0.8], atol=1e-14)
+    np.testing.assert_allclose(res.multipliers[0], np.exp(h * np.array([-1.95, -0.87, -0.8])), atol=1e-14)
+    assert res.attracting[0] and res.dimension[0] == 0
+    # the discrete map contracts each coordinate by e^{h λ_i}: measure it along an orbit
+    rs, one_minus = _iterate(W, np.array([0.05, 0.1, 0.9]), 40, h=h, complement=True)
+    np.testing.assert_allclose(rs[-1], [0, 0, 1], atol=1e-6)
+    np.testing.assert_allclose(rs[-1, :2] / rs[-2, :2], np.exp(h * np.array([-1.95, -0.87])), rtol=1e-6)
+    np.testing.assert_allclose(one_minus[-1, 2] / one_minus[-2, 2], np.exp(h * -0.8), rtol=1e-6)
+
+
+def test_enumeration_sign_conditions_and_approach():
+    W = _circles_like_W()
+    res = rf.residual_fixed_points(_params(W))
+    pats = [tuple(p) for p in res.patterns]
+    assert len(set(pats)) == len(pats)
+    corners = [p for p in pats if FREE not in p]
+    assert len(corners) == 8  # every corner is a fixed point of the closed-cube map
+    # corner attraction by hand: s_i (W c)_i > 0 for all i, s = +1 at 1 and -1 at 0
+    for c, att in zip(res.points, res.attracting, strict=True):
+        if np.all((c == 0) | (c == 1)):
+            assert att == bool(np.all((2 * c - 1) * (W @ c) > 0))
+    for r, p in zip(res.points, res.patterns, strict=True):  # free parts solve (W r)_F = 0 inside (0, 1)
+        free = p == FREE
+        np.testing.assert_allclose((W @ r)[free], 0, atol=1e-12)
+        assert np.all((r[free] > 0) & (r[free] < 1))
+    att = rf.residual_fixed_points(_params(W), attractors_only=True)
+    assert [0, 0, 1] in att.points.tolist()
+    for r in att.points:  # every attractor found is approached from nearby points
+        # near, not far: (0, 1, 1) attracts with λ_2 = -(w22 + w23) = -0.03 only, a thin basin
+        start = np.where(r == 0, 0.002, np.where(r == 1, 0.998, r + 1e-3))
+        np.testing.assert_allclose(_iterate(W, start, 300)[-1], r, atol=1e-4)
+
+
+def test_mixed_pattern_by_hand():
+    # pattern (free, 1): w11 r1 + w12 = 0 → r1 = 0.5; (W r)_2 = 0.5 w21 + w22 = 1.5 > 0 keeps r2 at 1
+    W = np.array([[-2.0, 1.0], [1.0, 1.0]])
+    res = rf.fixed_point_pattern(_params(W), [FREE, 1], h=1.0)
+    np.testing.assert_allclose(res.points[0], [0.5, 1.0])
+    np.testing.assert_allclose(res.multipliers[0], [1 + 0.25 * -2.0, np.exp(-1.5)], atol=1e-14)
+    np.testing.assert_allclose(res.flow_eigenvalues[0], [-0.5, -1.5], atol=1e-14)
+    assert res.attracting[0]
+    np.testing.assert_allclose(_iterate(W, np.array([0.3, 0.8]), 200)[-1], [0.5, 1.0], atol=1e-8)
+    assert rf.fixed_point_pattern(_params(W), [FREE, 0]).points.shape == (0, 2)  # r1 = 0 is not interior
+
+
+def test_steady_state_against_numpy():
+    W = np.array([[-2.0, 1.0], [1.0, 1.0]])
+    b = np.array([0.1, -0.2])
+    params = rf.TrunkParams(jnp.asarray(W), jnp.asarray(b))
+    x0 = jax.random.uniform(jax.random.key(0), (12, 2), minval=-1.0, maxval=1.0)
+    labels = jnp.arange(12) % 3
+    res = rf.steady_state(params, x0, labels, depth=200)
+    a0 = np.asarray(x0) @ W.T + b
+    ref = np.array([_iterate(W, 1 / (1 + np.exp(-a)), 200)[-2:] for a in a0])
+    np.testing.assert_allclose(res.final, ref[:, -1], atol=1e-12)
+    np.testing.assert_allclose(res.change, np.abs(ref[:, -1] - ref[:, -2]).max(-1), atol=1e-12)
+    assert bool(res.converged.all())
+    np.testing.assert_allclose(res.class_means, np.tile([0.5, 1.0], (3, 1)), atol=1e-8)
+    assert float(res.class_distance) < 1e-8 and float(res.dominant_fraction) == 1.0
+    np.testing.assert_array_equal(res.classes, [0, 1, 2])
+    np.testing.assert_allclose(res.dominant, [0.5, 1.0], atol=1e-8)
+
+
+def test_steady_state_two_attractors_float32():
+    # winner-take-all competition: corners (1, 0) and (0, 1) both satisfy s_i (W c)_i > 0
+    W = np.array([[1.0, -2.0], [-2.0, 1.0]])
+    params = rf.TrunkParams(jnp.asarray(W, jnp.float32), jnp.zeros(2, jnp.float32))
+    x0 = jnp.asarray([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [0.2, 0.8]], jnp.float32)
+    res = rf.steady_state(params, x0, jnp.array([0, 0, 1, 1]), depth=100)
+    assert res.final.dtype == jnp.float32
+    np.testing.assert_allclose(res.class_means, [[1, 0], [0, 1]], atol=1e-4)
+    assert float(res.class_distance) > 0.99 and float(res.dominant_fraction) == 0.5
+
+
+def test_bad_inputs():
+    W = _params(_circles_like_W())
+    untied = rf.init_trunk(jax.random.key(0), 3, shared=False, depth=2)
+    with pytest.raises(ValueError, match="shared"):
+        rf.residual_fixed_points(untied)
+    with pytest.raises(ValueError, match="max_width"):
+        rf.residual_fixed_points(_params(np.eye(13)))
+    with pytest.raises(ValueError, match="pattern"):
+        rf.fixed_point_pattern(W, [0, 2, 1])
+    with pytest.raises(ValueError, match="h"):
+        rf.interior_fixed_points(W, h=-1.0)
+    x0 = jnp.zeros((4, 3))
+    with pytest.raises(ValueError, match="labels"):
+        rf.steady_state(W, x0, jnp.zeros(3, int))
+    with pytest.raises(TypeError, match="labels"):
+        rf.steady_state(W, x0, jnp.zeros(4))
+    with pytest.raises(ValueError, match="shared"):
+        rf.steady_state(untied, x0)
+    with pytest.raises(ValueError, match="depth"):
+        rf.steady_state(W, x0, depth=1)
