@@ -33,11 +33,11 @@ def save_checkpoint(path, arrays, meta: dict) -> None:
     os.replace(tmp, path)
 
 
-def load_checkpoint(path, target):
+def load_checkpoint(path, target=None):
     """Read a checkpoint written by `save_checkpoint`.
 
     **Arguments:** `path`; `target`, a pytree with the structure of the saved arrays (its
-    leaves are replaced).
+    leaves are replaced), or None for the raw nested state dict.
 
     **Returns:** ``(arrays, meta)``.
 
@@ -47,5 +47,5 @@ def load_checkpoint(path, target):
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {path}")
     raw = serialization.msgpack_restore(path.read_bytes())
-    arrays = serialization.from_state_dict(target, raw["arrays"])
+    arrays = raw["arrays"] if target is None else serialization.from_state_dict(target, raw["arrays"])
     return arrays, json.loads(raw["meta"])

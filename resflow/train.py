@@ -42,6 +42,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from flax import serialization
 from jaxtyping import Array, Float, Int
 
 from ._checks import check_choice, check_int, check_positive
@@ -295,10 +296,18 @@ class _Steps(NamedTuple):
     epoch: Callable
     eval: Callable
     stats: Callable
+    tx: optax.GradientTransformation
 
 
-def _make_steps(module: Classifier, tx: optax.GradientTransformation, batch_size: int) -> _Steps:
-    """The jitted functions of one run (compiled once each; depth is a traced argument)."""
+@functools.lru_cache(maxsize=16)
+def _make_steps(module: Classifier, config: TrainConfig, steps_per_epoch: int) -> _Steps:
+    """The jitted functions of a run (compiled once each; depth is a traced argument).
+
+    Cached on (module, config, steps per epoch), so runs that differ only in their key or
+    data values (seeds, resumed runs) reuse the compiled code.
+    """
+    tx = make_optimizer(config, steps_per_epoch)
+    batch_size = config.batch_size
 
     def loss_fn(params, xb, yb, wb, active_depth):
         logits = module.apply({"params": params}, xb, active_depth)
@@ -333,7 +342,7 @@ def _make_steps(module: Classifier, tx: optax.GradientTransformation, batch_size
         r = residuals(TrunkParams(params["trunk"]["W"], params["trunk"]["b"]), traj, activation=module.activation)
         return _change_sums(r, w), jnp.einsum("tbn,b->tn", traj, w)
 
-    return _Steps(epoch, eval_sums, stats)
+    return _Steps(epoch, eval_sums, stats, tx)
 
 
 def _chunks(x, chunk, *rest):
@@ -428,8 +437,20 @@ def fit(
     _check_data(data)
     config = dataclasses.replace(config or TrainConfig(), **overrides).validate()
     out = Path(out_dir) if out_dir is not None else None
-    if resume and out is None:
-        raise ValueError("resume=True needs out_dir (where the checkpoint is)")
+    if resume:
+        if out is None:
+            raise ValueError("resume=True needs out_dir (where the checkpoint is)")
+        raw, meta = load_checkpoint(out / CHECKPOINT)
+        saved = TrainConfig(**meta["config"])
+        if dataclasses.replace(saved, epochs=config.epochs) != config:
+            diff = {
+                k: (v, getattr(config, k))
+                for k, v in dataclasses.asdict(saved).items()
+                if k != "epochs" and getattr(config, k) != v
+            }
+            raise ValueError(
+                f"resume: options differ from the checkpoint's (saved, given): {diff}; only epochs may change"
+            )
 
     dtype = jnp.dtype(config.dtype)
     dim, n_classes = data.x_train.shape[1], int(data.meta.get("n_classes", int(data.y_train.max()) + 1))
@@ -441,18 +462,13 @@ def fit(
     k_init, k_shuffle = jax.random.split(key)
     params = module.init(k_init, x_tr[:1])["params"]
     steps_per_epoch = -(-x_tr.shape[0] // config.batch_size)
-    tx = make_optimizer(config, steps_per_epoch)
-    opt_state = tx.init(params)
-    steps = _make_steps(module, tx, config.batch_size)
+    opt_state = make_optimizer(config, steps_per_epoch).init(params)
+    steps = _make_steps(module, config, steps_per_epoch)
 
     depth, start, history, cuts, elapsed = max_depth, 0, [], [], 0.0
     if resume:
         target = {"params": params, "opt_state": opt_state, "key": jax.random.key_data(k_shuffle)}
-        arrays, meta = load_checkpoint(out / CHECKPOINT, target)
-        saved = TrainConfig(**meta["config"])
-        if dataclasses.replace(saved, epochs=config.epochs) != config and overrides.keys() - {"epochs"}:
-            raise ValueError("resume: the checkpoint's config differs from the given options (only epochs may change)")
-        config = dataclasses.replace(saved, epochs=config.epochs)
+        arrays = serialization.from_state_dict(target, raw)
         params, opt_state = arrays["params"], arrays["opt_state"]
         k_shuffle = jax.random.wrap_key_data(jnp.asarray(arrays["key"]))
         depth, start, history, cuts, elapsed = (

@@ -1,0 +1,105 @@
+"""Data sets: generated geometry, splits, standardisation on train only, IDX/npz readers, batching."""
+
+import gzip
+import struct
+
+import jax
+import numpy as np
+import pytest
+
+from resflow import data as rd
+
+
+def test_circles_geometry_and_seed():
+    ds = rd.circles(seed=3, n_train=200, n_test=100)
+    assert ds.x_train.shape == (200, 2) and ds.x_test.shape == (100, 2)
+    for x, y in ((ds.x_train, ds.y_train), (ds.x_test, ds.y_test)):
+        np.testing.assert_allclose(np.linalg.norm(x, axis=1), np.where(y == 0, 0.5, 1.0), rtol=1e-6)
+    assert set(np.unique(ds.y_train)) == {0, 1} and ds.meta["n_classes"] == 2
+    again = rd.circles(seed=3, n_train=200, n_test=100)
+    np.testing.assert_array_equal(again.x_train, ds.x_train)
+    assert not np.array_equal(rd.circles(seed=4, n_train=200, n_test=100).x_train, ds.x_train)
+    noisy = rd.circles(seed=3, n_train=200, n_test=100, noise=0.1)
+    assert np.abs(np.linalg.norm(noisy.x_train, axis=1) - np.where(noisy.y_train == 0, 0.5, 1.0)).std() > 0.03
+    with pytest.raises(ValueError, match="noise"):
+        rd.circles(noise=-1.0)
+
+
+def test_standardize_uses_train_statistics_only():
+    ds = rd.load_dataset("circles", seed=0, standardize=False, n_train=300, n_test=50, noise=0.2)
+    st = rd.standardize(ds)
+    mu, sd = ds.x_train.astype(np.float64).mean(0), ds.x_train.astype(np.float64).std(0)
+    np.testing.assert_allclose(st.x_train.mean(0), 0.0, atol=1e-6)
+    np.testing.assert_allclose(st.x_train.std(0), 1.0, rtol=1e-5)
+    np.testing.assert_allclose(st.x_test, (ds.x_test - mu) / (sd + 1e-6), rtol=1e-5, atol=1e-6)
+    assert st.meta["standardized"] and st.x_train.dtype == np.float32
+
+
+def test_digits_split():
+    ds = rd.load_dataset("digits", seed=1)
+    assert ds.x_train.shape[1] == 64 and len(ds.x_train) + len(ds.x_test) == 1797
+    assert len(ds.x_test) == round(0.2 * 1797) and ds.meta["n_classes"] == 10
+    raw = rd.digits(seed=1)
+    # The split is a partition: every image appears once in train or test.
+    rows = {r.tobytes() for r in np.concatenate([raw.x_train, raw.x_test])}
+    from sklearn.datasets import load_digits
+
+    assert rows == {r.astype(np.float32).tobytes() for r in load_digits().data}
+    assert not np.array_equal(rd.digits(seed=2).y_test, raw.y_test)
+
+
+def test_mnist1d_offline_and_cached(tmp_path):
+    state = np.random.get_state()
+    ds = rd.load_dataset("mnist1d", num_samples=40, cache_dir=tmp_path)
+    assert ds.x_train.shape == (32, 40) and ds.x_test.shape == (8, 40)
+    assert np.random.get_state()[1].tolist() == state[1].tolist()  # global RNG untouched
+    (file,) = tmp_path.glob("mnist1d_*.npz")
+    again = rd.load_dataset("mnist1d", num_samples=40, cache_dir=tmp_path)
+    np.testing.assert_array_equal(again.x_train, ds.x_train)
+
+
+def write_idx(path, arr, gz):
+    codes = {np.uint8: 0x08, np.int32: 0x0C}
+    header = struct.pack(">HBB", 0, codes[arr.dtype.type], arr.ndim) + struct.pack(f">{arr.ndim}I", *arr.shape)
+    body = header + arr.astype(arr.dtype.newbyteorder(">")).tobytes()
+    (gzip.open if gz else open)(path, "wb").write(body)
+
+
+@pytest.mark.parametrize("gz", [False, True])
+def test_mnist_idx_and_npz(tmp_path, gz):
+    rng = np.random.default_rng(0)
+    arrays = {
+        "x_train": rng.integers(0, 256, (12, 4, 3), dtype=np.uint8),
+        "y_train": rng.integers(0, 10, 12).astype(np.uint8),
+        "x_test": rng.integers(0, 256, (5, 4, 3), dtype=np.uint8),
+        "y_test": rng.integers(0, 10, 5).astype(np.uint8),
+    }
+    for k, stem in rd.IDX_FILES.items():
+        write_idx(tmp_path / (stem + (".gz" if gz else "")), arrays[k], gz)
+    ds = rd.load_dataset("fashion-mnist", path=tmp_path, standardize=False)
+    np.testing.assert_allclose(ds.x_train, arrays["x_train"].reshape(12, 12) / 255.0, rtol=1e-6)
+    np.testing.assert_array_equal(ds.y_test, arrays["y_test"])
+    np.savez(tmp_path / "m.npz", **arrays)
+    npz = rd.load_dataset("mnist", path=tmp_path / "m.npz", standardize=False)
+    np.testing.assert_array_equal(npz.x_test, ds.x_test)
+
+
+def test_mnist_missing_files_named(tmp_path):
+    with pytest.raises(FileNotFoundError, match="train-images-idx3-ubyte"):
+        rd.load_dataset("mnist", path=tmp_path)
+    with pytest.raises(FileNotFoundError, match="t10k-labels-idx1-ubyte"):
+        rd.load_dataset("mnist", path=None)
+    with pytest.raises(FileNotFoundError, match="neither"):
+        rd.load_dataset("mnist", path=tmp_path / "nope")
+    with pytest.raises(ValueError, match="data set must be one of"):
+        rd.load_dataset("cifar")
+
+
+def test_batch_indices_cover_each_sample_once():
+    idx, w = rd.batch_indices(jax.random.key(0), 10, 4)
+    assert idx.shape == w.shape == (3, 4)
+    used = np.asarray(idx)[np.asarray(w) > 0]
+    assert sorted(used.tolist()) == list(range(10))
+    idx2, _ = rd.batch_indices(jax.random.key(0), 10, 4)
+    np.testing.assert_array_equal(idx, idx2)
+    assert not np.array_equal(rd.batch_indices(jax.random.key(1), 10, 4)[0], idx)

@@ -1,0 +1,108 @@
+"""The depth rule, pruning and drift folding against numpy references on constructed residuals."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from conftest import np_act, np_trajectory
+
+import resflow as rf
+
+
+def np_changes(r):
+    """d_k = mean_b ||r_k,b - r_{k-1},b||_1 / N, a plain loop."""
+    T, B, N = r.shape
+    return np.array([np.mean([np.abs(r[k, b] - r[k - 1, b]).sum() / N for b in range(B)]) for k in range(1, T)])
+
+
+def converging_residuals(T=8, B=5, N=4, settle=3, seed=0):
+    """Residuals that move for `settle` layers, then stay fixed (converged)."""
+    rng = np.random.default_rng(seed)
+    r = rng.uniform(0.1, 0.9, (T, B, N))
+    r[settle:] = r[settle - 1]
+    return r
+
+
+@pytest.mark.parametrize("shape", [(6, 3, 2), (4, 7, 5)])
+def test_residual_changes_match_numpy(shape):
+    r = np.random.default_rng(1).uniform(size=shape)
+    np.testing.assert_allclose(rf.residual_changes(jnp.asarray(r)), np_changes(r), rtol=1e-12)
+    w = np.array([1.0, 0.0] + [1.0] * (shape[1] - 2))
+    keep = w > 0
+    np.testing.assert_allclose(rf.residual_changes(jnp.asarray(r), weights=w), np_changes(r[:, keep]), rtol=1e-12)
+
+
+def test_rule_prunes_converged_and_keeps_moving():
+    r = converging_residuals(T=8, settle=3)
+    changes = np_changes(r)
+    # One layer per call (the paper), as many as allowed with multi: layers 3..7 repeat layer 2.
+    assert rf.depth_rule(changes, 8) == 7
+    assert rf.depth_rule(changes, 8, multi=True) == 3
+    assert rf.depth_rule(changes, 8, multi=True, min_depth=5) == 5
+    # A larger tolerance than every change prunes down to depth 1; a tiny one keeps all.
+    moving = np.random.default_rng(2).uniform(0.1, 0.9, (8, 5, 4))
+    assert rf.depth_rule(np_changes(moving), 8, multi=True) == 8
+    assert rf.depth_rule(np_changes(moving), 8, tol=1e3, multi=True) == 1
+    # A candidate deeper than the current depth is ignored: depth 3 checks only d_2.
+    assert rf.depth_rule(changes, 3) == 3
+
+
+def test_rule_bad_values():
+    with pytest.raises(ValueError, match="changes"):
+        rf.depth_rule(np.zeros(2), 8)
+    with pytest.raises(ValueError, match="tol"):
+        rf.depth_rule(np.zeros(7), 8, tol=0.0)
+    with pytest.raises(ValueError, match="at least|>= 2"):
+        rf.residual_changes(jnp.zeros((1, 3, 2)))
+
+
+def test_rule_on_a_real_trunk(key):
+    """Residuals of a trunk whose sigmoid saturates converge; an oscillating one's do not."""
+    n, T = 3, 12
+    x0 = jax.random.normal(key, (20, n))
+    calm = rf.TrunkParams(jnp.zeros((n, n)) + 0.01, jnp.array([6.0, -6.0, 6.0]))
+    traj = rf.trajectory(calm, x0, depth=T)
+    ref = np_trajectory(calm.W, calm.b, x0, T)
+    r = np_act("sigmoid", ref[:-1] @ np.asarray(calm.W).T + np.asarray(calm.b))
+    np.testing.assert_allclose(rf.residual_changes(rf.residuals(calm, traj)), np_changes(r), atol=1e-12)
+    assert rf.depth_rule(np_changes(r), T, multi=True) == 1
+    # a_{t+1} = a_t − 3 tanh(a_t): the fixed point 0 has multiplier −2, residuals flip sign forever.
+    wild = rf.TrunkParams(-3.0 * jnp.eye(n), jnp.zeros(n))
+    traj = rf.trajectory(wild, x0, depth=T, activation="tanh")
+    changes = rf.residual_changes(rf.residuals(wild, traj, activation="tanh"))
+    assert changes[-4:].min() > 0.5
+    assert rf.depth_rule(np.asarray(changes), T, multi=True) == T
+
+
+def test_prune_trunk(key):
+    untied = rf.init_trunk(key, 3, shared=False, depth=6)
+    p = rf.prune_trunk(untied, 4)
+    np.testing.assert_array_equal(p.W, untied.W[:4])
+    np.testing.assert_array_equal(p.b, untied.b[:4])
+    shared = rf.init_trunk(key, 3)
+    assert rf.prune_trunk(shared, 2) is not None and rf.prune_trunk(shared, 2).W.shape == (3, 3)
+    with pytest.raises(ValueError, match="depth"):
+        rf.prune_trunk(untied, 7)
+
+
+@pytest.mark.parametrize("h", [1.0, 0.5])
+def test_fold_drift_keeps_logits(key, h):
+    """Cutting converged layers and folding their drift h·V·r* keeps the logits; without it they jump."""
+    n, T, cut, classes = 4, 15, 6, 3
+    k1, k2 = jax.random.split(key)
+    x0 = jax.random.normal(k1, (30, n))
+    W = 0.05 * np.asarray(jax.random.normal(k2, (n, n)))
+    b = np.array([5.0, -5.0, 4.0, -4.0])  # residuals sit near σ(±5): converged from the start
+    kernel = np.arange(n * classes, dtype=float).reshape(n, classes) / 10 - 0.5
+    bias = np.array([0.1, -0.2, 0.3])
+    ref = np_trajectory(W, b, x0, T, h=h)  # independent float64 reference
+    logits_full = ref[T] @ kernel + bias
+    logits_cut = ref[cut] @ kernel + bias
+    new_bias = rf.fold_drift(jnp.asarray(bias), jnp.asarray(kernel), ref[T], ref[cut])
+    logits_fold = ref[cut] @ kernel + np.asarray(new_bias)
+    # The folded shift is h V Σ_{t >= cut} mean_samples r_t (the removed layers' drift), ≈ h V r* per layer.
+    r = np_act("sigmoid", ref[:-1] @ W.T + b)
+    np.testing.assert_allclose(np.asarray(new_bias) - bias, h * r[cut:].sum(0).mean(0) @ kernel, rtol=1e-10)
+    np.testing.assert_allclose(np.asarray(new_bias) - bias, h * (T - cut) * np_act("sigmoid", b) @ kernel, atol=0.2)
+    assert np.abs(logits_fold - logits_full).max() < 0.05 * np.abs(logits_cut - logits_full).max()
+    assert np.abs(logits_fold - logits_full).max() < 0.05

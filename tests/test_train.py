@@ -1,0 +1,176 @@
+"""Training: a tiny run learns, same key same result, resume == uninterrupted, depth cuts, flax trunk."""
+
+import json
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from conftest import np_trajectory
+
+import resflow as rf
+from resflow import plots
+from resflow.data import Dataset, load_dataset
+
+
+def small_digits(n_train=400, n_test=150):
+    ds = load_dataset("digits", seed=0)
+    meta = dict(ds.meta, n_train=n_train, n_test=n_test)
+    return Dataset(ds.x_train[:n_train], ds.y_train[:n_train], ds.x_test[:n_test], ds.y_test[:n_test], meta)
+
+
+@pytest.mark.parametrize(
+    "opts",
+    [
+        dict(model="resnet", shared=True, depth=4, dtype="float32", lr=1e-2),
+        dict(
+            model="mlp",
+            shared=False,
+            depth=2,
+            dtype="float64",
+            width=16,
+            activation="tanh",
+            lr=3e-2,
+            schedule="cosine",
+            clip_norm=1.0,
+        ),
+    ],
+)
+def test_tiny_run_learns(opts):
+    ds = small_digits()
+    res = rf.fit(ds, key=jax.random.key(0), epochs=6, batch_size=32, **opts)
+    acc = rf.accuracy(res, ds.x_test, ds.y_test)
+    assert acc > 0.7  # chance is 0.1
+    assert res.metrics["test_accuracy"] == pytest.approx(acc)
+    assert res.history[-1]["loss"] < 0.5 * res.history[0]["loss"]
+    assert res.params["readout"]["kernel"].dtype == jnp.dtype(opts["dtype"])
+    # The logits are an independent recomputation: lift (if any) -> float64 numpy trunk -> readout.
+    p = res.params
+    x = np.asarray(ds.x_test[:20], np.float64)
+    if "lift" in p:
+        x = x @ np.asarray(p["lift"]["kernel"], np.float64) + np.asarray(p["lift"]["bias"], np.float64)
+    xT = np_trajectory(
+        p["trunk"]["W"],
+        p["trunk"]["b"],
+        x,
+        res.depth,
+        model=opts["model"],
+        activation=opts.get("activation", "sigmoid"),
+    )[-1]
+    ref = xT @ np.asarray(p["readout"]["kernel"], np.float64) + np.asarray(p["readout"]["bias"], np.float64)
+    tol = 1e-3 if opts["dtype"] == "float32" else 1e-9
+    np.testing.assert_allclose(np.asarray(res.logits(ds.x_test[:20])), ref, rtol=tol, atol=tol)
+
+
+CIRCLES = dict(width=3, depth=6, epochs=6, batch_size=40, lr=2e-2, depth_adapt=True, depth_warmup=2, depth_tol=0.05)
+
+
+def tiny_circles():
+    return load_dataset("circles", seed=0, n_train=120, n_test=60)
+
+
+def test_resume_after_interrupt_is_bit_identical(tmp_path):
+    ds, key = tiny_circles(), jax.random.key(7)
+    full = rf.fit(ds, key=key, out_dir=tmp_path / "full", figures=False, **CIRCLES)
+
+    class Killed(Exception):
+        pass
+
+    def kill_after_3(epoch, record):
+        if epoch == 3:
+            raise Killed
+
+    with pytest.raises(Killed):
+        rf.fit(ds, key=key, out_dir=tmp_path / "cut", callback=kill_after_3, figures=False, **CIRCLES)
+    lines = (tmp_path / "cut" / "metrics.jsonl").read_text().splitlines()
+    assert len(lines) == 3 and not (tmp_path / "cut" / "metrics.json").exists()
+    resumed = rf.fit(ds, key=key, out_dir=tmp_path / "cut", resume=True, figures=False, **CIRCLES)
+
+    for a, b in zip(jax.tree.leaves(full.params), jax.tree.leaves(resumed.params), strict=True):
+        np.testing.assert_array_equal(a, b)
+    strip = [{k: v for k, v in r.items() if k != "time"} for r in full.history]
+    assert [{k: v for k, v in r.items() if k != "time"} for r in resumed.history] == strip
+    assert resumed.depth == full.depth and resumed.metrics["cuts"] == full.metrics["cuts"]
+    logged = [json.loads(line) for line in (tmp_path / "cut" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in logged] == list(range(1, 7))
+    # The rule did cut during the run (so depth is part of what was restored).
+    assert full.depth < CIRCLES["depth"]
+
+    # Same key, same result; another key, another result (no out_dir: nothing written).
+    again = rf.fit(ds, key=key, **CIRCLES)
+    for a, b in zip(jax.tree.leaves(full.params), jax.tree.leaves(again.params), strict=True):
+        np.testing.assert_array_equal(a, b)
+    other = rf.fit(ds, key=jax.random.key(8), **CIRCLES)
+    assert not np.array_equal(other.params["readout"]["kernel"], full.params["readout"]["kernel"])
+
+    with pytest.raises(ValueError, match="only epochs may change"):
+        rf.fit(ds, key=key, out_dir=tmp_path / "cut", resume=True, **dict(CIRCLES, lr=0.5))
+    with pytest.raises(FileNotFoundError):
+        rf.fit(ds, key=key, out_dir=tmp_path / "none", resume=True, **CIRCLES)
+
+
+def test_multi_cut_untied_prunes_params_and_folds(tmp_path):
+    ds = tiny_circles()
+    opts = dict(CIRCLES, shared=False, multi_cut=True, fold_drift=True, depth_tol=1e6, min_depth=2, epochs=3)
+    res = rf.fit(ds, key=jax.random.key(0), out_dir=tmp_path, **opts)
+    # A huge tolerance: every layer pair passes, so after the warm-up one cut goes straight to min_depth.
+    assert res.depth == 2 and res.params["trunk"]["W"].shape == (2, 3, 3)
+    (cut,) = res.metrics["cuts"]
+    assert (cut["epoch"], cut["from"], cut["to"]) == (3, 6, 2)
+    assert res.metrics["depth_history"] == [6, 6, 6, 2]
+    assert {"training_curves.png", "depth_history.png", "metrics.json", "checkpoint.msgpack"} <= {
+        p.name for p in tmp_path.iterdir()
+    }
+
+
+def test_trunk_module_in_a_user_model(key):
+    """ResidualTrunk drops into any flax model and computes resflow.forward."""
+
+    class Mine(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            x = nn.Dense(3, name="lift")(x)
+            x = rf.ResidualTrunk(width=3, depth=5, h=0.5, name="trunk")(x)
+            return nn.Dense(2, name="head")(x)
+
+    x = jax.random.normal(key, (7, 4))
+    variables = Mine().init(key, x)
+    trunk, lift = variables["params"]["trunk"], variables["params"]["lift"]
+    x0 = np.asarray(x) @ np.asarray(lift["kernel"]) + np.asarray(lift["bias"])
+    xT = np_trajectory(trunk["W"], trunk["b"], x0, 5, h=0.5)[-1]
+    out = Mine().apply(variables, x)
+    ro = variables["params"]["head"]
+    np.testing.assert_allclose(out, xT @ np.asarray(ro["kernel"]) + np.asarray(ro["bias"]), rtol=1e-5, atol=1e-5)
+
+
+def test_bad_options():
+    ds = tiny_circles()
+    for bad, match in [
+        (dict(depth=0), "depth"),
+        (dict(lr=-1.0), "lr"),
+        (dict(model="cnn"), "model"),
+        (dict(min_depth=9, depth=4), "min_depth"),
+        (dict(width=3, lift=False), "lift"),
+    ]:
+        with pytest.raises((ValueError, TypeError), match=match):
+            rf.fit(ds, key=jax.random.key(0), **bad)
+    with pytest.raises(TypeError):
+        rf.fit(ds, key=jax.random.key(0), not_an_option=1)
+    with pytest.raises(TypeError, match="Dataset"):
+        rf.fit((ds.x_train, ds.y_train), key=jax.random.key(0))
+
+
+def test_training_figures():
+    hist = [
+        {"epoch": e, "loss": 1 / e, "test_loss": 1.2 / e, "train_accuracy": 0.5, "test_accuracy": 0.4, "depth": d}
+        for e, d in [(1, 5), (2, 5), (3, 4)]
+    ]
+    hist[1]["depth_after_cut"] = 4
+    hist[1]["residual_change"] = 0.003
+    fig = plots.plot_training_curves(hist)
+    assert [len(ax.lines) for ax in fig.axes] == [2, 2]
+    fig = plots.plot_depth_history(hist, max_depth=5)
+    steps = fig.axes[0].lines[0]
+    assert list(steps.get_ydata()) == [5, 5, 4, 4]
+    assert len(fig.axes) == 2  # residual-change twin axis
