@@ -76,5 +76,14 @@ from .attractors import fixed_point_pattern as fixed_point_pattern
 from .attractors import interior_fixed_points as interior_fixed_points
 from .attractors import residual_fixed_points as residual_fixed_points
 from .attractors import steady_state as steady_state
+from .interactions import COMPETITION as COMPETITION
+from .interactions import EXPLOITATION as EXPLOITATION
+from .interactions import MUTUALISM as MUTUALISM
+from .interactions import NEUTRAL as NEUTRAL
+from .interactions import PAIR_CLASSES as PAIR_CLASSES
+from .interactions import InteractionSummary as InteractionSummary
+from .interactions import interaction_coefficients as interaction_coefficients
+from .interactions import interaction_summary as interaction_summary
+from .interactions import pair_classes as pair_classes
 
 __version__ = "0.1.0"

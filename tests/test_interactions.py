@@ -1,0 +1,102 @@
+"""Cooperation/competition coefficients vs jax.jacfwd of the residual-only map; pair classes by hand."""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import resflow as rf
+
+
+def _residual_map(W, h, r):
+    return jax.nn.sigmoid(jnp.log(r) - jnp.log1p(-r) + h * (W @ r))
+
+
+@pytest.mark.parametrize("dtype", [jnp.float64, jnp.float32])
+def test_coefficients_are_the_off_diagonal_of_the_residual_jacobian(dtype):
+    params = rf.init_trunk(jax.random.key(0), 4, w_std=2.0, b_std=0.5, dtype=dtype)
+    x0 = jax.random.normal(jax.random.key(1), (3, 4), dtype)
+    h = 0.6
+    r = rf.residuals(params, rf.trajectory(params, x0, depth=5, h=h))
+    C = rf.interaction_coefficients(params, r, h=h)
+    assert C.shape == (4, 3, 4, 4) and C.dtype == dtype
+    J = jax.vmap(jax.vmap(jax.jacfwd(functools.partial(_residual_map, params.W.astype(jnp.float64), h))))(
+        r[:-1].astype(jnp.float64)
+    )
+    off = ~np.eye(4, dtype=bool)
+    tol = 1e-5 if dtype == jnp.float32 else 1e-12
+    np.testing.assert_allclose(np.asarray(C)[..., off], np.asarray(J)[..., off], rtol=tol, atol=tol)
+    # diagonal: the Jacobian's diagonal minus the persistence term d_{t+1} / d_t
+    d = np.asarray(r, np.float64) * (1 - np.asarray(r, np.float64))
+    diag_ref = np.diagonal(np.asarray(J), axis1=-2, axis2=-1) - d[1:] / d[:-1]
+    np.testing.assert_allclose(np.diagonal(np.asarray(C), axis1=-2, axis2=-1), diag_ref, rtol=tol, atol=tol)
+
+
+def test_untied_coefficients_use_the_next_layer():
+    params = rf.init_trunk(jax.random.key(2), 3, shared=False, depth=4, w_std=2.0, b_std=0.5)
+    x0 = jax.random.normal(jax.random.key(3), (2, 3))
+    h = 0.5
+    traj = rf.trajectory(params, x0, depth=4, h=h)
+    r = rf.residuals(params, traj)
+    C = rf.interaction_coefficients(params, r, h=h)
+    for t in range(3):
+        layer = rf.layer_params(params, t + 1)
+
+        def nxt(rt, x, layer=layer):
+            return jax.nn.sigmoid(layer.W @ (x + h * rt) + layer.b)
+
+        J = jax.vmap(jax.jacfwd(nxt))(r[t], traj[t])
+        off = ~np.eye(3, dtype=bool)
+        np.testing.assert_allclose(np.asarray(C[t])[:, off], np.asarray(J)[:, off], rtol=1e-12, atol=1e-14)
+
+
+def test_pair_classes_by_hand():
+    W = np.array([[0.5, 1.0, -1.0, -0.7], [2.0, -0.1, -3.0, 1.0], [-0.5, -1.0, 0.2, 0.3], [1e-3, -2.0, 0.4, 1.0]])
+    got = np.asarray(rf.pair_classes(W))
+    S, N, M, C, E = rf.interactions.SELF, rf.NEUTRAL, rf.MUTUALISM, rf.COMPETITION, rf.EXPLOITATION
+    want = np.array([[S, M, C, E], [M, S, C, E], [C, C, S, M], [E, E, M, S]])
+    np.testing.assert_array_equal(got, want)
+    got_tol = np.asarray(rf.pair_classes(W, atol=0.01))
+    assert got_tol[0, 3] == N and got_tol[3, 0] == N and got_tol[1, 2] == C
+    stack = np.asarray(rf.pair_classes(np.stack([W, -W])))
+    assert stack.shape == (2, 4, 4) and stack[1, 0, 1] == C and stack[1, 0, 3] == E
+    assert rf.PAIR_CLASSES[M] == "mutualism"
+
+
+def test_summary_per_class():
+    # hand-made coefficients: class 0 all +1 off-diagonal at layer 0; class 1 one -2 and one +1
+    C = np.zeros((2, 3, 2, 2))
+    C[0, 0] = [[5.0, 1.0], [1.0, 5.0]]
+    C[0, 1] = [[0.0, -2.0], [1.0, 0.0]]
+    C[0, 2] = [[0.0, -2.0], [1.0, 0.0]]
+    labels = jnp.array([3, 7, 7])
+    s = rf.interaction_summary(jnp.asarray(C), labels)
+    np.testing.assert_array_equal(s.classes, [3, 7])
+    np.testing.assert_allclose(s.class_mean[1, 0], C[0, 1])
+    np.testing.assert_allclose(s.cooperative_fraction[:, 0], [1.0, 0.5])
+    np.testing.assert_allclose(s.competitive_fraction[:, 0], [0.0, 0.5])
+    np.testing.assert_allclose(s.cooperative_share[:, 0], [1.0, 1 / 3])
+    np.testing.assert_allclose(s.cooperative_share[:, 1], [0.5, 0.5])  # all-zero layer: no balance
+
+
+def test_bad_inputs():
+    params = rf.init_trunk(jax.random.key(0), 3)
+    r = jnp.full((4, 2, 3), 0.5)
+    with pytest.raises(ValueError, match="\\[0, 1\\]"):
+        rf.interaction_coefficients(params, r.at[0, 0, 0].set(1.5))
+    with pytest.raises(ValueError, match="at least 2"):
+        rf.interaction_coefficients(params, r[:1])
+    with pytest.raises(ValueError, match="trailing dimension"):
+        rf.interaction_coefficients(params, r[..., :2])
+    untied = rf.init_trunk(jax.random.key(0), 3, shared=False, depth=2)
+    with pytest.raises(ValueError, match="layers"):
+        rf.interaction_coefficients(untied, r)
+    with pytest.raises(ValueError, match="n, n"):
+        rf.pair_classes(np.ones((2, 3)))
+    C = rf.interaction_coefficients(params, r)
+    with pytest.raises(ValueError, match="labels"):
+        rf.interaction_summary(C, jnp.array([0]))
+    with pytest.raises(TypeError, match="labels"):
+        rf.interaction_summary(C, jnp.array([0.0, 1.0]))
