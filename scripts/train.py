@@ -116,7 +116,14 @@ def main(argv=None) -> int:
         parser.error(f"--resume: no checkpoint at {out / CHECKPOINT}")
 
     print(f"{data}: {ds.meta['n_train']} train / {ds.meta['n_test']} test, dim {ds.meta['dim']}; writing {out}")
-    res = fit(ds, config, key=jax.random.key(args.seed), out_dir=out, resume=args.resume, progress=not args.no_progress)
+    try:
+        res = fit(
+            ds, config, key=jax.random.key(args.seed), out_dir=out, resume=args.resume, progress=not args.no_progress
+        )
+    except ValueError as e:  # a checkpoint that does not match the flags; raised before anything is written
+        if not args.resume:
+            raise
+        parser.error(str(e))
     m = res.metrics
     print(f"test accuracy {m['test_accuracy']:.4f}  (train {m['train_accuracy']:.4f})")
     print(f"depth {m['depth_before']} -> {m['depth_after']}")
