@@ -11,6 +11,7 @@ if matplotlib.get_backend().lower() not in ("agg", "pdf", "svg", "ps", "cairo") 
 
 from .dynamics import eigenvalue_cloud as eigenvalue_cloud  # noqa: E402
 from .dynamics import lyapunov_convergence as lyapunov_convergence  # noqa: E402
+from .network import attractor_portrait, interaction_matrix, residual_trajectories  # noqa: E402, F401
 from .perturbation import plot_injection_response as plot_injection_response  # noqa: E402
 from .perturbation import plot_noise_robustness as plot_noise_robustness  # noqa: E402
 from .perturbation import plot_perturbation_growth as plot_perturbation_growth  # noqa: E402
