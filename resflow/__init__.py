@@ -69,6 +69,10 @@ from .train import fit as fit
 from .train import predict as predict
 from .robustness import NoiseRobustness as NoiseRobustness
 from .robustness import noise_accuracy as noise_accuracy
+from .robustness import ModelSpec as ModelSpec
+from .robustness import NoiseComparison as NoiseComparison
+from .robustness import compare_noise_robustness as compare_noise_robustness
+from .robustness import parse_model_spec as parse_model_spec
 from .attractors import FREE as FREE
 from .attractors import ResidualFixedPoints as ResidualFixedPoints
 from .attractors import SteadyState as SteadyState

@@ -8,11 +8,18 @@ grid of noise levels σ, the accuracy of draw k at level σ is
 with the *same* ε_k for every σ (common random numbers: the curve acc(σ) varies only through
 σ, and two classifiers evaluated with the same key see the same noise). Draws are batched with
 `jax.vmap`, noise levels stepped with `jax.lax.map` so that memory holds one level at a time.
+
+`compare_noise_robustness` is the experiment of science.md §7 claim 6: it trains ResNets and
+MLPs with `resflow.fit` on the same data and seeds and evaluates each with `noise_accuracy`
+under the same noise. How the MLP is matched to the ResNet (depth, init scale, clean accuracy)
+decides the outcome (science.md §8), so every model is described by a `ModelSpec` and the
+table records each one's clean accuracy next to its noise curve.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
 import jax
@@ -20,10 +27,19 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, Int
 
-from ._checks import check_array, check_int, is_concrete
+from ._checks import check_array, check_choice, check_int, is_concrete
+from .model import MODELS
+from .perturbation import linear_growth
 from .separability import _check_labels
 
-__all__ = ["NoiseRobustness", "noise_accuracy"]
+__all__ = [
+    "NoiseRobustness",
+    "noise_accuracy",
+    "ModelSpec",
+    "parse_model_spec",
+    "NoiseComparison",
+    "compare_noise_robustness",
+]
 
 
 class NoiseRobustness(NamedTuple):
@@ -99,3 +115,163 @@ def noise_accuracy(
 
     accuracy = run(x, y, s, key).astype(x.dtype)
     return NoiseRobustness(s, accuracy, accuracy.mean(axis=1), accuracy.std(axis=1))
+
+
+class ModelSpec(NamedTuple):
+    """One trunk of the comparison: ``model`` (``"resnet"``/``"mlp"``), ``depth`` and init scale ``w_std``."""
+
+    model: str
+    depth: int
+    w_std: float = 1.0
+
+    @property
+    def label(self) -> str:
+        name = {"resnet": "ResNet", "mlp": "MLP"}[self.model]
+        return f"{name}-{self.depth}" + ("" if self.w_std == 1.0 else f" (w_std {self.w_std:g})")
+
+
+def parse_model_spec(text: str) -> ModelSpec:
+    """``"resnet:15"``, ``"mlp:3"`` or ``"mlp:15:6"`` (model:depth[:w_std]) → `ModelSpec`.
+
+    **Raises:** `ValueError` naming the expected format.
+    """
+    parts = str(text).split(":")
+    try:
+        if len(parts) not in (2, 3):
+            raise ValueError
+        model, depth = check_choice("model", parts[0], MODELS), int(parts[1])
+        w_std = float(parts[2]) if len(parts) == 3 else 1.0
+        if depth < 1 or not np.isfinite(w_std) or w_std <= 0:
+            raise ValueError
+    except ValueError as e:
+        raise ValueError(
+            f"model spec must be model:depth[:w_std] with model in {list(MODELS)}, depth >= 1, w_std > 0 "
+            f"(e.g. resnet:15, mlp:3, mlp:15:6), got {text!r}"
+        ) from e
+    return ModelSpec(model, depth, w_std)
+
+
+class NoiseComparison(NamedTuple):
+    """Result of `compare_noise_robustness`.
+
+    - `table`: JSON-able dict: ``sigmas``, ``seeds``, ``num_draws``, ``train_options``, ``rows`` (one
+      per model and seed: label, model, depth, w_std, seed, clean_accuracy, accuracy_mean/std per σ,
+      median linearised perturbation growth of the trunk at its last layer, train time) and
+      ``summary`` (per label, averaged over seeds).
+    - `curves`: label → `NoiseRobustness` pooled over seeds (accuracy ``(S, seeds · draws)``).
+    """
+
+    table: dict
+    curves: dict
+
+
+def compare_noise_robustness(
+    data,
+    specs: Sequence[ModelSpec],
+    *,
+    sigmas,
+    key: jax.Array,
+    num_draws: int = 20,
+    seeds: Sequence[int] = (0,),
+    growth_draws: int = 4,
+    progress: bool = False,
+    **train_options,
+) -> NoiseComparison:
+    """Train each `ModelSpec` with `resflow.fit` for every seed, then measure accuracy under input noise.
+
+    Training for seed s uses ``jax.random.key(s)`` for every model (same init key, same batch order);
+    all models and seeds are evaluated with the same noise (`key`), on ``data.x_test`` in the data's
+    (standardised) units. The trunk's linearised perturbation growth ||δx_T|| / ||δx_0|| (median over
+    test inputs and `growth_draws` directions, `linear_growth`) is recorded too.
+
+    **Arguments:**
+
+    - `data`: a `resflow.data.Dataset`.
+    - `specs`: the trunks to compare (`ModelSpec` or strings for `parse_model_spec`).
+    - `sigmas`: noise levels σ ≥ 0; `key`, `num_draws`: as in `noise_accuracy`.
+    - `seeds`: training seeds.
+    - `growth_draws`: directions for the growth measurement.
+    - `progress`: a tqdm bar over the runs.
+    - `train_options`: further `resflow.TrainConfig` fields for every run (width, epochs, lr, ...).
+
+    **Returns:** `NoiseComparison` (``table``, ``curves``).
+
+    **Raises:** `ValueError` for an empty `specs`/`seeds` or a bad spec; whatever `resflow.fit`
+    raises for bad options.
+    """
+    from .train import fit  # train imports flax/optax; keep `noise_accuracy` light.
+
+    specs = [s if isinstance(s, ModelSpec) else parse_model_spec(s) for s in specs]
+    seeds = [check_int("seed", int(s), minimum=0) for s in seeds]
+    if not specs or not seeds:
+        raise ValueError("specs and seeds must be non-empty")
+    sigmas = np.asarray(sigmas, np.float64)
+    runs = [(seed, spec) for seed in seeds for spec in specs]
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(runs), desc="noise robustness", unit="run")
+    rows, pooled = [], {}
+    for seed, spec in runs:
+        if bar is not None:
+            bar.set_postfix_str(f"{spec.label} seed {seed}")
+        t0 = time.perf_counter()
+        options = dict(train_options, model=spec.model, depth=spec.depth, w_std=spec.w_std)
+        result = fit(data, key=jax.random.key(seed), figures=False, **options)
+        train_time = time.perf_counter() - t0
+        dtype = jnp.dtype(result.config.dtype)
+        x_test = jnp.asarray(data.x_test, dtype)
+        y_test = jnp.asarray(data.y_test, jnp.int32)
+        noisy = noise_accuracy(result.logits, x_test, y_test, jnp.asarray(sigmas, dtype), key=key, num_draws=num_draws)
+        x0 = result.classifier.apply({"params": result.params}, x_test, method="embed")
+        growth = linear_growth(
+            result.trunk_params(),
+            x0,
+            key=jax.random.fold_in(key, 1),
+            num_draws=growth_draws,
+            depth=result.depth,
+            model=spec.model,
+            activation=result.config.activation,
+            h=result.config.h,
+        )
+        rows.append(
+            {
+                "label": spec.label,
+                "model": spec.model,
+                "depth": spec.depth,
+                "w_std": spec.w_std,
+                "seed": seed,
+                "clean_accuracy": float(result.metrics["test_accuracy"]),
+                "accuracy_mean": [float(v) for v in noisy.mean],
+                "accuracy_std": [float(v) for v in noisy.std],
+                "growth_median_T": float(jnp.median(growth[-1])),
+                "train_time_s": round(train_time, 2),
+            }
+        )
+        pooled.setdefault(spec.label, []).append(np.asarray(noisy.accuracy))
+        if bar is not None:
+            bar.update()
+    if bar is not None:
+        bar.close()
+
+    curves, summary = {}, {}
+    for label, accs in pooled.items():
+        acc = np.concatenate(accs, axis=1)
+        curves[label] = NoiseRobustness(sigmas, acc, acc.mean(axis=1), acc.std(axis=1))
+        mine = [r for r in rows if r["label"] == label]
+        summary[label] = {
+            "clean_accuracy": float(np.mean([r["clean_accuracy"] for r in mine])),
+            "accuracy_mean": [float(v) for v in acc.mean(axis=1)],
+            "growth_median_T": float(np.median([r["growth_median_T"] for r in mine])),
+        }
+    table = {
+        "sigmas": [float(s) for s in sigmas],
+        "seeds": seeds,
+        "num_draws": num_draws,
+        "data": {k: v for k, v in data.meta.items() if isinstance(v, str | int | float | bool)},
+        "train_options": dict(train_options),
+        "rows": rows,
+        "summary": summary,
+    }
+    return NoiseComparison(table, curves)
