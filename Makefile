@@ -17,6 +17,10 @@ train: $(VENV)/.installed
 test: $(VENV)/.installed
 	$(PY) -m pytest
 
+bench: $(VENV)/.installed
+	-$(PY) -m pip install -q -e ".[bench]"  # torch for vs_torch; without it that benchmark says so and skips
+	$(PY) benchmarks/run_all.py --quick
+
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check resflow scripts tests benchmarks
 	$(VENV)/bin/ruff format --check resflow scripts tests benchmarks

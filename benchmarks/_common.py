@@ -194,3 +194,60 @@ def ratio(a, b):
     if a is None or b is None or b == 0:
         return None
     return a / b
+
+
+def time_interleaved(fns: dict[str, Callable[[], object]], *, repeats: int = 5, max_time: float = 20.0) -> dict:
+    """Median wall time of each ``fns[name]()``, measured in interleaved rounds.
+
+    On a shared machine the load drifts; timing A, B, A, B, … instead of A, A, …, B, B, …
+    exposes every variant to the same drift, so their ratio stays meaningful. Each function
+    is warmed up once, then each round times one call (or a batch of calls, for calls under
+    ~1 ms) of every function; rounds stop after `repeats` (≥ 3) or once `max_time` seconds
+    have been spent with at least 3 rounds done.
+
+    **Returns:** ``{name: {"median_s", "min_s", "repeats"}}``.
+    """
+    per_batch = {}
+    for name, fn in fns.items():
+        block(fn())  # warm-up (and compile, if not yet compiled)
+        t0 = time.perf_counter()
+        block(fn())
+        per_batch[name] = max(1, int(1e-3 / max(time.perf_counter() - t0, 1e-9)))
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    spent = 0.0
+    for r in range(max(repeats, 3)):
+        if r >= 3 and spent >= max_time:
+            break
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            for _ in range(per_batch[name]):
+                out = fn()
+            block(out)
+            dt = time.perf_counter() - t0
+            spent += dt
+            times[name].append(dt / per_batch[name])
+    return {
+        name: {"median_s": statistics.median(ts), "min_s": min(ts), "repeats": len(ts)} for name, ts in times.items()
+    }
+
+
+def cli_args(doc: str, argv=None, *, extra: Callable | None = None):
+    """The common command line: ``--quick`` and ``--out`` (plus `extra(parser)` options)."""
+    import argparse
+
+    ap = argparse.ArgumentParser(description=doc.strip().split("\n")[0])
+    ap.add_argument("--quick", action="store_true", help="small sizes, a minute or two")
+    ap.add_argument("--out", type=Path, default=RESULTS, help="folder for the JSON and PNG")
+    if extra is not None:
+        extra(ap)
+    return ap.parse_args(argv)
+
+
+def report(name: str, result: dict, *, quick: bool, out: Path, tables, plot: Callable) -> dict:
+    """Print `tables` (``(rows, cols, title)`` triples), save ``<name>[_quick].json/.png`` in `out`."""
+    result["quick"] = quick
+    name = name + ("_quick" if quick else "")
+    result["tables_markdown"] = [table(rows, cols, title=title) for rows, cols, title in tables]
+    print("wrote", save_json(name, result, out))
+    plot(result, save=Path(out) / f"{name}.png")
+    return result

@@ -19,7 +19,6 @@ Run ``python benchmarks/roofline.py [--quick]``.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -144,18 +143,12 @@ def plot(result: dict, save=None):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--out", type=Path, default=C.RESULTS)
-    a = ap.parse_args(argv)
+    a = C.cli_args(__doc__, argv)
     kw = dict(depth=30, repeats=3, max_time=2.0, big=1024) if a.quick else {}
     result = run(**kw)
-    result["quick"] = a.quick
-    name = "roofline" + ("_quick" if a.quick else "")
-    C.table(result["rows"], COLS, title="roofline")
-    print("wrote", C.save_json(name, result, a.out))
-    plot(result, save=a.out / f"{name}.png")
-    return result
+    return C.report(
+        "roofline", result, quick=a.quick, out=a.out, tables=[(result["rows"], COLS, "roofline")], plot=plot
+    )
 
 
 if __name__ == "__main__":

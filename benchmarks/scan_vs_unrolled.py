@@ -21,7 +21,6 @@ Run ``python benchmarks/scan_vs_unrolled.py [--quick]``.
 
 from __future__ import annotations
 
-import argparse
 import math
 import sys
 from pathlib import Path
@@ -278,12 +277,12 @@ def plot(result: dict, save=None):
     return finish(fig, save)
 
 
-def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--quick", action="store_true", help="small sizes, low compile limit (a minute or two)")
+def _options(ap):
     ap.add_argument("--compile-limit", type=float, default=None, help="stop the unrolled variant past this (s)")
-    ap.add_argument("--out", type=Path, default=C.RESULTS)
-    a = ap.parse_args(argv)
+
+
+def main(argv=None):
+    a = C.cli_args(__doc__, argv, extra=_options)
     if a.quick:
         kw = dict(
             widths=(64, 256),
@@ -299,19 +298,17 @@ def main(argv=None):
         kw = dict(compile_limit=a.compile_limit or 120.0)
     result = run(**kw)
     result["summary"] = summarise(result)
-    result["quick"] = a.quick
-    name = "scan_vs_unrolled" + ("_quick" if a.quick else "")
-    C.table(result["summary"]["ratios"], COLS, title="scan vs unrolled")
-    C.table(result["summary"]["unroll"], UNROLL_COLS, title="scan unroll=k")
     for s in result["stops"]:
         print(
             f"unrolled {s['mode']} n={s['width']}: stopped after depth {s['last_depth']} "
             f"(compile {s['last_compile_s']:.1f}s; depth {s['skipped_from_depth']} predicted "
             f"{s['predicted_compile_s']:.0f}s > limit {s['limit_s']:.0f}s)"
         )
-    print("wrote", C.save_json(name, result, a.out))
-    plot(result, save=a.out / f"{name}.png")
-    return result
+    tables = [
+        (result["summary"]["ratios"], COLS, "scan vs unrolled"),
+        (result["summary"]["unroll"], UNROLL_COLS, "scan unroll=k"),
+    ]
+    return C.report("scan_vs_unrolled", result, quick=a.quick, out=a.out, tables=tables, plot=plot)
 
 
 if __name__ == "__main__":

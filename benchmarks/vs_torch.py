@@ -21,7 +21,6 @@ a message and returns without results. Run ``python benchmarks/vs_torch.py [--qu
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from pathlib import Path
@@ -329,13 +328,13 @@ def plot(result: dict, save=None):
     return finish(fig, save)
 
 
-def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--quick", action="store_true")
+def _options(ap):
     ap.add_argument("--no-compile", action="store_true", help="skip torch.compile")
-    ap.add_argument("--compile-limit", type=float, default=None)
-    ap.add_argument("--out", type=Path, default=C.RESULTS)
-    a = ap.parse_args(argv)
+    ap.add_argument("--compile-limit", type=float, default=None, help="skip deeper torch.compile past this (s)")
+
+
+def main(argv=None):
+    a = C.cli_args(__doc__, argv, extra=_options)
     if a.quick:
         kw = dict(
             widths=(64, 256),
@@ -351,12 +350,8 @@ def main(argv=None):
     result = run(use_compile=not a.no_compile, **kw)
     if "rows" not in result:
         return result
-    result["quick"] = a.quick
-    name = "vs_torch" + ("_quick" if a.quick else "")
-    C.table(result["rows"], COLS, title="resflow vs torch")
-    print("wrote", C.save_json(name, result, a.out))
-    plot(result, save=a.out / f"{name}.png")
-    return result
+    tables = [(result["rows"], COLS, "resflow vs torch")]
+    return C.report("vs_torch", result, quick=a.quick, out=a.out, tables=tables, plot=plot)
 
 
 if __name__ == "__main__":
