@@ -299,6 +299,15 @@ class _Steps(NamedTuple):
     tx: optax.GradientTransformation
 
 
+def _compile_key(config: TrainConfig) -> TrainConfig:
+    """`config` with the fields that do not change compiled code set to their defaults."""
+    host_only = ("depth_adapt", "depth_tol", "min_depth", "depth_warmup", "depth_plateau", "multi_cut", "fold_drift")
+    base = TrainConfig()
+    config = dataclasses.replace(config, checkpoint_every=1, **{k: getattr(base, k) for k in host_only})
+    # The number of epochs only enters through a learning-rate schedule.
+    return dataclasses.replace(config, epochs=1) if config.schedule == "constant" else config
+
+
 @functools.lru_cache(maxsize=16)
 def _make_steps(module: Classifier, config: TrainConfig, steps_per_epoch: int) -> _Steps:
     """The jitted functions of a run (compiled once each; depth is a traced argument).
@@ -463,7 +472,7 @@ def fit(
     params = module.init(k_init, x_tr[:1])["params"]
     steps_per_epoch = -(-x_tr.shape[0] // config.batch_size)
     opt_state = make_optimizer(config, steps_per_epoch).init(params)
-    steps = _make_steps(module, config, steps_per_epoch)
+    steps = _make_steps(module, _compile_key(config), steps_per_epoch)
 
     depth, start, history, cuts, elapsed = max_depth, 0, [], [], 0.0
     if resume:

@@ -14,7 +14,7 @@ from resflow import plots
 from resflow.data import Dataset, load_dataset
 
 
-def small_digits(n_train=400, n_test=150):
+def small_digits(n_train=300, n_test=300):  # equal sizes share compiled evaluations
     ds = load_dataset("digits", seed=0)
     meta = dict(ds.meta, n_train=n_train, n_test=n_test)
     return Dataset(ds.x_train[:n_train], ds.y_train[:n_train], ds.x_test[:n_test], ds.y_test[:n_test], meta)
@@ -67,7 +67,7 @@ CIRCLES = dict(width=3, depth=6, epochs=6, batch_size=40, lr=2e-2, depth_adapt=T
 
 
 def tiny_circles():
-    return load_dataset("circles", seed=0, n_train=120, n_test=60)
+    return load_dataset("circles", seed=0, n_train=120, n_test=120)
 
 
 def test_resume_after_interrupt_is_bit_identical(tmp_path):
