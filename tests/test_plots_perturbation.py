@@ -56,6 +56,10 @@ def test_separability_and_noise_figures(tmp_path):
     ax = fig.axes[0]
     assert len(ax.lines) == 2
     np.testing.assert_allclose(ax.lines[0].get_ydata(), acc.mean(1))
+    # sigma = 0 is in the grid: a second panel with accuracy relative to the clean one.
+    assert len(fig.axes) == 2
+    np.testing.assert_allclose(fig.axes[1].lines[0].get_ydata(), acc.mean(1) / acc.mean(1)[0])
+    assert len(pp.plot_noise_robustness(nr._replace(sigmas=np.array([0.1, 0.5, 1.0]))).axes) == 1
     assert (tmp_path / "s.png").exists() and (tmp_path / "n.png").exists()
     with pytest.raises(TypeError, match="mapping"):
         pp.plot_noise_robustness({})

@@ -112,3 +112,18 @@ def test_compare_noise_robustness_trains_and_evaluates():
     assert out.curves["ResNet-1"].accuracy.shape == (2, 4)
     assert out.table["summary"]["ResNet-1"]["accuracy_mean"] == row["accuracy_mean"]
     json.dumps(out.table)
+
+
+@pytest.mark.parametrize("argv", [["--models", "cnn:3"], ["--draws", "0"], ["--sigmas", "-1"], ["--data", "nope"]])
+def test_script_rejects_bad_flags_with_exit_2(argv, tmp_path):
+    import importlib.util
+    import pathlib
+
+    path = pathlib.Path(__file__).parents[1] / "scripts" / "noise_robustness.py"
+    spec = importlib.util.spec_from_file_location("noise_robustness_script", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    with pytest.raises(SystemExit) as e:
+        script.main(argv + ["--out", str(tmp_path / "out")])
+    assert e.value.code == 2
+    assert not (tmp_path / "out").exists()

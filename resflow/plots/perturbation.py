@@ -24,6 +24,11 @@ def _band(ax, x, values, *, color, label, ls="-", quantiles=(0.1, 0.9), fill=Tru
     return line
 
 
+def _legend(ax):
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8)
+
+
 def _as_mapping(results, kind):
     if isinstance(results, kind):
         return {"": results}
@@ -60,7 +65,7 @@ def plot_perturbation_growth(
             _band(ax, t, g, color=c, label=label, quantiles=quantiles)
     ax.axhline(1.0, color="0.5", lw=0.8, ls=":")
     ax.set(xlabel="layer t", ylabel="||δx_t|| / ||δx_0||", yscale="log", title=title)
-    ax.legend(fontsize=8)
+    _legend(ax)
     return finish(fig, save)
 
 
@@ -86,7 +91,7 @@ def plot_injection_response(
         yscale="log",
         title=title or "output change vs injection layer",
     )
-    ax.legend(fontsize=8)
+    _legend(ax)
     return finish(fig, save)
 
 
@@ -111,7 +116,7 @@ def plot_separability(separability: Separability | Mapping[str, Separability], *
         fis_ax.plot(ti, np.where(fi > 0, fi, np.nan), color=c, ls="--", marker=".", label=f"{pre}integral S_t")
     acc_ax.set(xlabel="layer t", ylabel="linear-probe accuracy", title="probe accuracy", ylim=(0, 1.02))
     fis_ax.set(xlabel="layer t", ylabel="between / within class spread", yscale="log", title="Fisher ratio")
-    acc_ax.legend(fontsize=8)
+    _legend(acc_ax)
     return finish(fig, save)
 
 
@@ -120,18 +125,31 @@ def plot_noise_robustness(
 ):
     """Test accuracy against input-noise σ, one line per model (mean over draws, ± 1 std band).
 
+    When every result includes σ = 0, a second panel shows the accuracy relative to the clean
+    one, acc(σ) / acc(0), which compares models whose clean accuracies differ (models whose
+    clean accuracy is not above `chance` are left out of it).
     `chance`: draw the chance level (e.g. 1 / number of classes) as a dotted line.
     """
     results = _as_mapping(results, NoiseRobustness)
-    fig, axes = new_figure(1, 1, size=(6.0, 4.2))
+    relative = all(np.any(np.asarray(r.sigmas) == 0) for r in results.values())
+    fig, axes = new_figure(1, 2 if relative else 1, size=(5.5, 4.2))
     ax = axes[0, 0]
     markers = "osD^v<>"
     for i, (label, r) in enumerate(results.items()):
         s, m, sd = np.asarray(r.sigmas), np.asarray(r.mean), np.asarray(r.std)
-        ax.plot(s, m, color=f"C{i}", marker=markers[i % len(markers)], ms=4, lw=1.6, label=label)
+        style = dict(color=f"C{i}", marker=markers[i % len(markers)], ms=4, lw=1.6, label=label)
+        ax.plot(s, m, **style)
         ax.fill_between(s, m - sd, m + sd, color=f"C{i}", alpha=0.2, lw=0)
+        clean = m[np.flatnonzero(s == 0)[0]] if relative else 0.0
+        # A model at chance level keeps its (non-)accuracy under any noise: its ratio says nothing.
+        if relative and clean > (chance or 0.0):
+            axes[0, 1].plot(s, m / clean, **style)
     if chance is not None:
         ax.axhline(chance, color="0.5", lw=0.8, ls=":", label="chance")
     ax.set(xlabel="input noise σ", ylabel="test accuracy", ylim=(0, 1.02), title=title or "accuracy under input noise")
-    ax.legend(fontsize=8)
+    _legend(ax)
+    if relative:
+        axes[0, 1].set(
+            xlabel="input noise σ", ylabel="accuracy / clean accuracy", ylim=(0, 1.05), title="relative to σ = 0"
+        )
     return finish(fig, save)
