@@ -166,9 +166,9 @@ def _jacobian_spectrum_fn(step):
 class LyapunovResult(NamedTuple):
     """Lyapunov exponents in nats per step, largest first.
 
-    - `exponents`: ``(k,)``, λ_j = (1/T) Σ_t log|R_t[j, j]|.
+    - `exponents`: ``(k,)``, λ_j = (1/T) Σ_t log|R_t[j, j]|, sorted descending.
     - `running`: ``(T, k)`` finite-time estimates, ``running[t]`` after t + 1 steps (its
-      last row equals `exponents`), or ``None`` unless ``return_running=True``.
+      last row equals `exponents`; each row sorted descending), or ``None`` unless ``return_running=True``.
     - `final_state`: the carried state after the last step (stateful `jvp_fn`; the orbit point
       x_{burn_in + T} for `lyapunov_spectrum`), ``None`` for a stateless `jvp_fn`.
     """
@@ -176,6 +176,10 @@ class LyapunovResult(NamedTuple):
     exponents: Float[Array, "*batch k"]
     running: Float[Array, "*batch T k"] | None
     final_state: Any = None
+
+
+def _sort_descending(x: jax.Array) -> jax.Array:
+    return -jnp.sort(-x, axis=-1)
 
 
 def _initial_frame(n: int, k: int, key, initial_q, dtype) -> jax.Array:
@@ -289,10 +293,12 @@ def lyapunov_spectrum_from_products(
 
     carry0 = (init_state, q0, jnp.zeros((k,), dtype))
     (state, _, total), logs = jax.lax.scan(body, carry0, jnp.arange(num_steps, dtype=jnp.int32))
-    exponents = total / num_steps
+    # Finite-time exponents need not come out of the QR in order (short horizons, nearly
+    # equal exponents): sort so that "largest first" always holds.
+    exponents = _sort_descending(total / num_steps)
     running = None
     if return_running:
-        running = jnp.cumsum(logs, axis=0) / jnp.arange(1, num_steps + 1, dtype=dtype)[:, None]
+        running = _sort_descending(jnp.cumsum(logs, axis=0) / jnp.arange(1, num_steps + 1, dtype=dtype)[:, None])
     return LyapunovResult(exponents, running, state if stateful else None)
 
 

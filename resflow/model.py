@@ -173,9 +173,16 @@ def _scan(params, x0, h, active_depth, *, depth, model, activation, unroll, keep
 
     def body(x, xs):
         t, layer = xs
-        x_new = step(layer if layer is not None else params, x, model=model, activation=activation, h=h)
-        if active_depth is not None:
-            x_new = jnp.where(t < active_depth, x_new, x)
+        layer = layer if layer is not None else params
+
+        def apply(x):
+            return step(layer, x, model=model, activation=activation, h=h)
+
+        if active_depth is None:
+            x_new = apply(x)
+        else:
+            # cond, not where: inactive layers skip their matmul (under vmap it becomes a select).
+            x_new = jax.lax.cond(t < active_depth, apply, lambda x: x, x)
         return x_new, (x_new if keep else None)
 
     layers = None if shared else TrunkParams(params.W[:depth], params.b[:depth])

@@ -114,13 +114,13 @@ def test_bad_inputs():
 
 
 def _np_qr_lyapunov(J, q0):
-    """Float64 numpy reference: Q_{t+1} R_t = J_t Q_t, λ = mean log|diag R|."""
+    """Float64 numpy reference: Q_{t+1} R_t = J_t Q_t, λ = mean log|diag R|, largest first."""
     q, _ = np.linalg.qr(np.asarray(q0, np.float64))
     total = np.zeros(q.shape[1])
     for Jt in np.asarray(J, np.float64):
         q, r = np.linalg.qr(Jt @ q)
         total += np.log(np.abs(np.diag(r)))
-    return total / len(J)
+    return np.sort(total / len(J))[::-1]
 
 
 @pytest.mark.parametrize("model, shared", [("resnet", True), ("mlp", False)])
