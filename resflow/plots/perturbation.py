@@ -99,7 +99,9 @@ def plot_separability(separability: Separability | Mapping[str, Separability], *
     """Probe accuracy (left) and Fisher ratio (right, log scale) against layer.
 
     Solid: residuals r_t (t = 0 … T-1); dashed: running integral S_t = x_0 + h Σ_{s<t} r_s
-    (t = 0 … T). A mapping label -> `Separability` draws one colour per label.
+    (t = 0 … T). A mapping label -> `Separability` draws one colour per label. The accuracy axis
+    starts just below the lowest accuracy; the Fisher axis is logarithmic when the ratios span
+    more than a decade. Ratios of exactly 0 (e.g. S_0 = 0 without x_0) are not drawn.
     """
     seps = _as_mapping(separability, Separability)
     fig, axes = new_figure(1, 2, size=(5.0, 4.0))
@@ -114,8 +116,15 @@ def plot_separability(separability: Separability | Mapping[str, Separability], *
         fr, fi = np.asarray(s.residual_fisher, float), np.asarray(s.integral_fisher, float)
         fis_ax.plot(tr, np.where(fr > 0, fr, np.nan), color=c, marker=".", label=f"{pre}residual r_t")
         fis_ax.plot(ti, np.where(fi > 0, fi, np.nan), color=c, ls="--", marker=".", label=f"{pre}integral S_t")
-    acc_ax.set(xlabel="layer t", ylabel="linear-probe accuracy", title="probe accuracy", ylim=(0, 1.02))
-    fis_ax.set(xlabel="layer t", ylabel="between / within class spread", yscale="log", title="Fisher ratio")
+    accs = np.concatenate([np.ravel(np.asarray(a, float)) for s in seps.values() for a in s[:2]])
+    fishers = np.concatenate([np.ravel(np.asarray(f, float)) for s in seps.values() for f in s[2:]])
+    fishers = fishers[np.isfinite(fishers) & (fishers > 0)]
+    # Zoom on the accuracies (they are often all high); a log axis only where the ratio spans decades.
+    low = max(0.0, np.floor(10 * np.nanmin(accs)) / 10 - 0.05) if accs.size else 0.0
+    acc_ax.set(xlabel="layer t", ylabel="linear-probe accuracy", title="probe accuracy", ylim=(low, 1.005))
+    log = fishers.size > 0 and fishers.max() > 10 * fishers.min()
+    fis_ax.set(xlabel="layer t", ylabel="between / within class spread", yscale="log" if log else "linear")
+    fis_ax.set_title("Fisher ratio")
     _legend(acc_ax)
     return finish(fig, save)
 
