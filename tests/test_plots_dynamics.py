@@ -5,13 +5,13 @@ import numpy as np
 import pytest
 
 import resflow as rf
-from resflow.plots import eigenvalue_cloud, lyapunov_convergence
+from resflow.plots import plot_eigenvalue_cloud, plot_lyapunov_convergence
 
 
 def test_eigenvalue_cloud_groups_and_circle(tmp_path):
     ev = np.array([[0.5 + 0.5j, 0.5 - 0.5j], [2.0, -0.1], [1.2j, -1.2j]])
     path = tmp_path / "cloud.png"
-    fig = eigenvalue_cloud(ev, labels=np.array(["attractor", "saddle", "repeller"]), save=path)
+    fig = plot_eigenvalue_cloud(ev, labels=np.array(["attractor", "saddle", "repeller"]), save=path)
     ax = fig.axes[0]
     scatters = [c for c in ax.collections if isinstance(c, mcoll.PathCollection)]
     assert len(scatters) == 3
@@ -20,16 +20,16 @@ def test_eigenvalue_cloud_groups_and_circle(tmp_path):
     np.testing.assert_allclose(np.hypot(circle[:, 0], circle[:, 1]), 1.0)
     assert [t.get_text() for t in ax.get_legend().get_texts()][1:] == ["attractor", "saddle", "repeller"]
     assert path.stat().st_size > 0
-    one = eigenvalue_cloud(ev)
+    one = plot_eigenvalue_cloud(ev)
     assert len(one.axes[0].collections) == 1 and len(one.axes[0].collections[0].get_offsets()) == 6
     with pytest.raises(ValueError, match="labels"):
-        eigenvalue_cloud(ev, labels=[0, 1])
+        plot_eigenvalue_cloud(ev, labels=[0, 1])
 
 
 def test_lyapunov_convergence_lines_and_annotations(tmp_path):
     res = rf.lyapunov_spectrum_from_jacobians(np.broadcast_to(np.diag([2.0, 0.5]), (50, 2, 2)), return_running=True)
     path = tmp_path / "conv.png"
-    fig = lyapunov_convergence(res, reference=np.log([2.0, 0.5]), save=path)
+    fig = plot_lyapunov_convergence(res, reference=np.log([2.0, 0.5]), save=path)
     ax = fig.axes[0]
     lines = [ln for ln in ax.lines if ln.get_label().startswith("λ")]
     assert len(lines) == 2
@@ -38,6 +38,6 @@ def test_lyapunov_convergence_lines_and_annotations(tmp_path):
     assert texts == [f"λ1 = {float(res.exponents[0]):.4f}", f"λ2 = {float(res.exponents[1]):.4f}"]
     assert path.stat().st_size > 0
     with pytest.raises(ValueError, match="running"):
-        lyapunov_convergence(rf.lyapunov_spectrum_from_jacobians(np.eye(2)[None]))
+        plot_lyapunov_convergence(rf.lyapunov_spectrum_from_jacobians(np.eye(2)[None]))
     with pytest.raises(ValueError, match="reference"):
-        lyapunov_convergence(res.running, reference=[1.0])
+        plot_lyapunov_convergence(res.running, reference=[1.0])

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import resflow as rf
-from resflow.plots import attractor_portrait, interaction_matrix, residual_trajectories
+from resflow.plots import plot_attractor_portrait, plot_interaction_matrix, plot_residual_trajectories
 
 
 @pytest.fixture
@@ -21,18 +21,18 @@ def run():
 @pytest.mark.parametrize("mode, lines_per_panel", [("band", 2), ("lines", 10)])
 def test_residual_trajectories(run, tmp_path, mode, lines_per_panel):
     _, r, labels = run
-    fig = residual_trajectories(r, labels, mode=mode, save=tmp_path / "r.png")
+    fig = plot_residual_trajectories(r, labels, mode=mode, save=tmp_path / "r.png")
     assert (tmp_path / "r.png").stat().st_size > 0
     visible = [ax for ax in fig.axes if ax.get_visible()]
     assert len(visible) == 2 and all(len(ax.lines) == lines_per_panel for ax in visible)
     with pytest.raises(ValueError, match="labels"):
-        residual_trajectories(r, labels[:3])
+        plot_residual_trajectories(r, labels[:3])
 
 
 def test_interaction_matrix_marks_pairs(run, tmp_path):
     params, r, labels = run
     C = rf.interaction_coefficients(params, r)
-    fig = interaction_matrix(np.stack([params.W, C[0, 0]]), titles=["W", "C_0"], save=tmp_path / "c.png")
+    fig = plot_interaction_matrix(np.stack([params.W, C[0, 0]]), titles=["W", "C_0"], save=tmp_path / "c.png")
     assert (tmp_path / "c.png").stat().st_size > 0
     marks = [t.get_text() for t in fig.axes[0].texts]
     assert marks.count("−") == 2  # W's only pair competes
@@ -43,11 +43,11 @@ def test_interaction_matrix_marks_pairs(run, tmp_path):
 def test_attractor_portrait(run, tmp_path):
     params, r, labels = run
     fps = rf.residual_fixed_points(params)
-    fig = attractor_portrait(r, fps, labels, save=tmp_path / "a.png")
+    fig = plot_attractor_portrait(r, fps, labels, save=tmp_path / "a.png")
     assert (tmp_path / "a.png").stat().st_size > 0
     ax = fig.axes[0]
     assert len(ax.lines) == 10
     faces = [c.get_facecolors() for c in ax.collections if len(c.get_offsets()) == 1]
     assert len(faces) >= len(fps.points)
     with pytest.raises(ValueError, match="n = 2 or 3"):
-        attractor_portrait(np.zeros((3, 2, 4)))
+        plot_attractor_portrait(np.zeros((3, 2, 4)))

@@ -13,7 +13,7 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 import resflow as rf  # noqa: E402
-from resflow.plots.dynamics import eigenvalue_cloud, lyapunov_convergence  # noqa: E402
+from resflow.plots.dynamics import plot_eigenvalue_cloud, plot_lyapunov_convergence  # noqa: E402
 
 FIG = os.path.join(os.path.dirname(__file__), "..", "figures")
 a, b = 1.4, 0.3
@@ -42,7 +42,7 @@ logistic = rf.lyapunov_spectrum(lambda x: 4 * x * (1 - x), jnp.array([np.sqrt(2)
 print(
     f"logistic r=4: lambda={float(logistic.exponents[0]):.6f}, error vs ln 2 = {float(logistic.exponents[0]) - np.log(2):.2e}"
 )
-lyapunov_convergence(
+plot_lyapunov_convergence(
     lyap,
     reference=[0.41922, np.log(b) - 0.41922],
     title="Hénon map (a=1.4, b=0.3): running Lyapunov estimates",
@@ -67,7 +67,7 @@ ev_all = np.concatenate([np.asarray(spec.eigenvalues), np.asarray(uniq.eigenvalu
 names = ["orbit"] * len(orbit) + [
     f"x* = ({p[0]:.3f}, {p[1]:.3f}) {lab}" for p, lab in zip(uniq.points, uniq.labels, strict=True)
 ]
-eigenvalue_cloud(
+plot_eigenvalue_cloud(
     ev_all,
     labels=np.array(names),
     title="Hénon map: Jacobian eigenvalues",

@@ -17,7 +17,7 @@ import numpy as np  # noqa: E402
 
 import resflow as rf  # noqa: E402
 from resflow.data import circles  # noqa: E402
-from resflow.plots import attractor_portrait, interaction_matrix, residual_trajectories  # noqa: E402
+from resflow.plots import plot_attractor_portrait, plot_interaction_matrix, plot_residual_trajectories  # noqa: E402
 from resflow.train import TrainConfig, accuracy, fit  # noqa: E402
 
 FIG = os.path.join(os.path.dirname(__file__), "..", "figures")
@@ -54,7 +54,7 @@ names = {rf.PAIR_CLASSES[k]: int((codes[np.triu_indices(3, 1)] == k).sum()) for 
 print("pair classes (upper triangle):", names)
 print("cooperative share per layer, class 0:", np.asarray(summ.cooperative_share[0]))
 print("cooperative share per layer, class 1:", np.asarray(summ.cooperative_share[1]))
-interaction_matrix(
+plot_interaction_matrix(
     np.stack([params.W, summ.class_mean[0, 0], summ.class_mean[1, 0]]),
     titles=["W", "mean $C_0$, class 0 (r = 0.5)", "mean $C_0$, class 1 (r = 1.0)"],
     save=os.path.join(FIG, "network_interactions.png"),
@@ -83,10 +83,10 @@ print(
     np.asarray(xT[y == 1].mean(0)),
 )
 
-residual_trajectories(
+plot_residual_trajectories(
     r, y, title="circles: residuals by class (mean ± std)", save=os.path.join(FIG, "network_residuals_band.png")
 )
-residual_trajectories(
+plot_residual_trajectories(
     r,
     y,
     mode="lines",
@@ -95,7 +95,7 @@ residual_trajectories(
     save=os.path.join(FIG, "network_residuals_lines.png"),
 )
 long_r = rf.residuals(params, rf.trajectory(params, x0[:80], depth=60))
-attractor_portrait(
+plot_attractor_portrait(
     long_r,
     fps,
     y[:80],
@@ -113,7 +113,7 @@ ss2 = rf.steady_state(W2, x2, y2, depth=200)
 print(
     f"  steady_state: class_distance {float(ss2.class_distance):.3f}, dominant fraction {float(ss2.dominant_fraction):.3f}"
 )
-attractor_portrait(
+plot_attractor_portrait(
     rf.residuals(W2, rf.trajectory(W2, x2, depth=25)),
     fps2,
     y2,

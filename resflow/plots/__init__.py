@@ -1,4 +1,4 @@
-"""Figures: one function per figure, each returning a matplotlib Figure (optionally saved).
+"""Figures: one `plot_*` function per figure, each returning a matplotlib Figure (`save=` writes it).
 
 Uses the non-interactive Agg backend unless the user already chose one, so nothing needs a
 display.
@@ -9,9 +9,11 @@ import matplotlib
 if matplotlib.get_backend().lower() not in ("agg", "pdf", "svg", "ps", "cairo") and not matplotlib.is_interactive():
     matplotlib.use("Agg")
 
-from .dynamics import eigenvalue_cloud as eigenvalue_cloud  # noqa: E402
-from .dynamics import lyapunov_convergence as lyapunov_convergence  # noqa: E402
-from .network import attractor_portrait, interaction_matrix, residual_trajectories  # noqa: E402, F401
+from .dynamics import plot_eigenvalue_cloud as plot_eigenvalue_cloud  # noqa: E402
+from .dynamics import plot_lyapunov_convergence as plot_lyapunov_convergence  # noqa: E402
+from .network import plot_attractor_portrait as plot_attractor_portrait  # noqa: E402
+from .network import plot_interaction_matrix as plot_interaction_matrix  # noqa: E402
+from .network import plot_residual_trajectories as plot_residual_trajectories  # noqa: E402
 from .perturbation import plot_injection_response as plot_injection_response  # noqa: E402
 from .perturbation import plot_noise_robustness as plot_noise_robustness  # noqa: E402
 from .perturbation import plot_perturbation_growth as plot_perturbation_growth  # noqa: E402

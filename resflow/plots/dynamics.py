@@ -8,10 +8,10 @@ import numpy as np
 
 from ._common import finish, new_figure
 
-__all__ = ["eigenvalue_cloud", "lyapunov_convergence"]
+__all__ = ["plot_eigenvalue_cloud", "plot_lyapunov_convergence"]
 
 
-def eigenvalue_cloud(
+def plot_eigenvalue_cloud(
     eigenvalues,
     *,
     labels=None,
@@ -82,7 +82,7 @@ def _ordered_unique(values):
     return list(seen)
 
 
-def lyapunov_convergence(
+def plot_lyapunov_convergence(
     running,
     *,
     reference=None,

@@ -9,7 +9,7 @@ from ..attractors import FREE, ResidualFixedPoints
 from ..interactions import COMPETITION, EXPLOITATION, MUTUALISM, NEUTRAL, pair_classes
 from ._common import finish, new_figure
 
-__all__ = ["residual_trajectories", "interaction_matrix", "attractor_portrait"]
+__all__ = ["plot_residual_trajectories", "plot_interaction_matrix", "plot_attractor_portrait"]
 
 _PAIR_MARK = {MUTUALISM: "+", COMPETITION: "−", EXPLOITATION: "±", NEUTRAL: "0"}
 
@@ -23,7 +23,7 @@ def _labels_for(labels, batch):
     return labels
 
 
-def residual_trajectories(
+def plot_residual_trajectories(
     residuals,
     labels=None,
     *,
@@ -104,7 +104,9 @@ def residual_trajectories(
     return finish(fig, save)
 
 
-def interaction_matrix(matrices, *, titles=None, mark_pairs: bool = True, cbar_label: str = "coefficient", save=None):
+def plot_interaction_matrix(
+    matrices, *, titles=None, mark_pairs: bool = True, cbar_label: str = "coefficient", save=None
+):
     """Heat map(s) of W or C_t: red = cooperation (> 0), blue = competition (< 0), centred at 0.
 
     Each off-diagonal cell is marked with its pair class from the signs of M_ij and M_ji:
@@ -169,7 +171,7 @@ def interaction_matrix(matrices, *, titles=None, mark_pairs: bool = True, cbar_l
     return finish(fig, save)
 
 
-def attractor_portrait(
+def plot_attractor_portrait(
     residuals,
     fixed_points: ResidualFixedPoints | None = None,
     labels=None,
