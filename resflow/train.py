@@ -591,7 +591,25 @@ def fit(
 
             plot_training_curves(history, save=out / "training_curves.png")
             plot_depth_history(history, max_depth=max_depth, save=out / "depth_history.png")
+            _plot_test_residuals(result, data, save=out / "residuals_by_class.png")
     return result
+
+
+def _plot_test_residuals(result: TrainResult, data, *, save, max_samples: int = 500, num_components: int = 6):
+    """The trained trunk's residuals on test inputs by class: the components whose class
+    means differ most at the last layer, i.e. where the classes' transients separate."""
+    from .plots.network import plot_residual_trajectories
+    from .residuals import residuals
+
+    x, y = data.x_test[:max_samples], np.asarray(data.y_test[:max_samples])
+    traj = result.classifier.apply(
+        {"params": result.params}, jnp.asarray(x, jnp.dtype(result.config.dtype)), method=Classifier.trajectory
+    )
+    r = np.asarray(residuals(result.trunk_params(), traj, activation=result.config.activation))
+    class_means = np.stack([r[-1, y == c].mean(0) for c in np.unique(y)])
+    comps = np.argsort(-class_means.var(0))[:num_components]
+    title = f"{result.config.model} residuals on test inputs by class (depth {result.depth})"
+    plot_residual_trajectories(r, y, components=sorted(comps.tolist()), title=title, save=save)
 
 
 def predict(result: TrainResult, x: Float[Array, "batch dim"]) -> Float[Array, "batch classes"]:

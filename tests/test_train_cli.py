@@ -57,7 +57,8 @@ def test_tiny_run_writes_metrics_and_figures(tmp_path, capsys):
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["depth_before"] == 4 and metrics["config"]["depth_warmup"] == 0
     assert len((out / "metrics.jsonl").read_text().splitlines()) == 2
-    assert (out / "training_curves.png").is_file() and (out / "depth_history.png").is_file()
+    for fig in ("training_curves.png", "depth_history.png", "residuals_by_class.png"):
+        assert (out / fig).is_file()
     # Resume a finished run for more epochs; other changed options are refused.
     more = [a if a != "2" else "3" for a in argv]
     assert cli.main([*more, "--resume"]) == 0
