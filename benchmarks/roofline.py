@@ -10,6 +10,9 @@ the forward pass does FLOPs = 2·batch·n²·T. In the same run we measure:
 - ``forward``: `resflow.forward` (scan, sigmoid, h = 1);
 - ``dot_big``: a 2048×2048 @ 2048×2048 product, the machine's best matmul rate for reference.
 
+The three at one width are timed in interleaved rounds (`_common.time_interleaved`) so load
+drift on a shared machine affects them alike.
+
 Reported: GFLOP/s of each and the forward pass's achieved fraction of the matmul rate,
 max(``dot``, ``dot_chain``): at small widths one ``dot`` call is dominated by dispatch
 (tens of µs), which the chained product does not pay, so the larger of the two is the
@@ -19,6 +22,7 @@ Run ``python benchmarks/roofline.py [--quick]``.
 
 from __future__ import annotations
 
+import functools
 import sys
 from pathlib import Path
 
@@ -31,15 +35,16 @@ import _common as C  # noqa: E402
 import resflow as rf  # noqa: E402
 
 
-def _rate(fn, args, flops, *, repeats, max_time) -> dict:
-    compiled, info = C.compile_jit(fn, *args)
-    t = C.time_call(lambda: compiled(*args), repeats=repeats, max_time=max_time)
-    return {
-        "median_s": t["median_s"],
-        "repeats": t["repeats"],
-        "flops": flops,
-        "gflops_per_s": flops / t["median_s"] / 1e9,
-    }
+def _rates(cases: dict, *, repeats, max_time) -> dict:
+    """GFLOP/s of each ``name: (fn, args, flops)``, compiled first, then timed in interleaved rounds."""
+    calls, flops = {}, {}
+    for name, (fn, args, f) in cases.items():
+        compiled, _ = C.compile_jit(fn, *args)
+        calls[name], flops[name] = functools.partial(compiled, *args), f
+    out = {}
+    for name, t in C.time_interleaved(calls, repeats=repeats, max_time=max_time).items():
+        out[name] = {**t, "flops": flops[name], "gflops_per_s": flops[name] / t["median_s"] / 1e9}
+    return out
 
 
 def run(
@@ -60,22 +65,23 @@ def run(
         params = rf.init_trunk(kp, n, w_std=1.0, b_std=0.1, dtype=dtype)
         x = jax.random.normal(kx, (batch, n), dtype)
         per_layer = 2.0 * batch * n * n
-        dot = _rate(lambda W, x: x @ W.T, (params.W, x), per_layer, repeats=repeats, max_time=max_time)
 
         def chain(W, x):
             return jax.lax.scan(lambda x, _: (x @ W.T, None), x, None, length=depth)[0]
 
         # W scaled to spectral norm 1 (outside the timed function) so the chain stays finite.
         Ws = params.W / jnp.linalg.norm(params.W, 2)
-        ch = _rate(chain, (Ws, x), per_layer * depth, repeats=repeats, max_time=max_time)
-        matmul = max(dot["gflops_per_s"], ch["gflops_per_s"])
-        fw = _rate(
-            lambda p, x: rf.forward(p, x, depth=depth),
-            (params, x),
-            per_layer * depth,
+        r = _rates(
+            {
+                "dot": (lambda W, x: x @ W.T, (params.W, x), per_layer),
+                "dot_chain": (chain, (Ws, x), per_layer * depth),
+                "forward": (lambda p, x: rf.forward(p, x, depth=depth), (params, x), per_layer * depth),
+            },
             repeats=repeats,
             max_time=max_time,
         )
+        dot, ch, fw = r["dot"], r["dot_chain"], r["forward"]
+        matmul = max(dot["gflops_per_s"], ch["gflops_per_s"])
         row = {
             "width": n,
             "batch": batch,
@@ -98,7 +104,7 @@ def run(
                 flush=True,
             )
     A = jax.random.normal(kp, (big, big), dtype)
-    peak = _rate(lambda a, b: a @ b, (A, A), 2.0 * big**3, repeats=repeats, max_time=max_time)
+    peak = _rates({"big": (lambda a, b: a @ b, (A, A), 2.0 * big**3)}, repeats=repeats, max_time=max_time)["big"]
     if verbose:
         print(f"dot {big}^3: {peak['gflops_per_s']:.1f} GFLOP/s", flush=True)
     config = {"widths": list(widths), "batch": batch, "depth": depth, "dtype": jnp.dtype(dtype).name, "big": big}

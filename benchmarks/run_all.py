@@ -20,10 +20,10 @@ import scan_vs_unrolled  # noqa: E402
 import vs_torch  # noqa: E402
 
 BENCHMARKS = {
-    "scan_vs_unrolled": scan_vs_unrolled,
+    "roofline": roofline,
     "analysis": analysis,
     "vs_torch": vs_torch,
-    "roofline": roofline,
+    "scan_vs_unrolled": scan_vs_unrolled,
 }
 
 

@@ -295,7 +295,7 @@ def main(argv=None):
             max_time=2.0,
         )
     else:
-        kw = dict(compile_limit=a.compile_limit or 120.0)
+        kw = dict(compile_limit=a.compile_limit or 120.0, max_time=12.0)
     result = run(**kw)
     result["summary"] = summarise(result)
     for s in result["stops"]:
