@@ -12,7 +12,9 @@ side (all under `jax.jit`, median after warm-up):
 - ``lyapunov k=n`` / ``lyapunov k=10``: the k largest finite-time exponents per input.
   matrix-free: `resflow.network_lyapunov_spectrum` (analytic products Q + D_t (W Q), O(n²k)
   per layer); jvp: `resflow.lyapunov_spectrum` (generic, k JVPs of the step per layer);
-  jacfwd: dense J_t by ``jacfwd`` (O(n³) per layer) then `resflow.lyapunov_spectrum_from_jacobians`.
+  jacfwd: dense J_t by ``jacfwd`` (O(n³) per layer) then `resflow.lyapunov_spectrum_from_jacobians`;
+  for k = 10 also "matrix-free, QR every 5": the same products with one QR per 5 layers
+  (via `resflow.lyapunov_spectrum_from_products`), to see what the per-layer QR costs.
 - ``perturbation growth``: ||δx_t|| / ||δx_0|| for D random directions per input.
   matrix-free: `resflow.linear_growth` (JVP of the trajectory); jacfwd: dense J_t by
   ``jacfwd``, then δ_{t+1} = J_t δ_t.
@@ -40,6 +42,7 @@ import _common as C  # noqa: E402
 import resflow as rf  # noqa: E402
 
 NEWTON_ITERS = 20
+QR_EVERY = 5
 
 
 def _traj(p, x0, T):
@@ -80,7 +83,7 @@ def spectrum_tasks(T, S):
     return {"analytic": analytic, "jacfwd": jacfwd}
 
 
-def lyapunov_tasks(T, k):
+def lyapunov_tasks(T, k, *, grouped_qr: bool = False):
     key = jax.random.key(0)
 
     def matrix_free(p, x0, _):
@@ -94,7 +97,28 @@ def lyapunov_tasks(T, k):
         one = lambda Jb: rf.lyapunov_spectrum_from_jacobians(Jb, num_exponents=k, key=key).exponents  # noqa: E731
         return jax.vmap(one, in_axes=1)(J)
 
-    return {"matrix-free": matrix_free, "jvp": jvp, "jacfwd": jacfwd}
+    def grouped(p, x0, _):
+        # The same analytic products, but one QR per QR_EVERY layers (public API only):
+        # measures how much of the matrix-free time is the per-layer QR.
+        d = rf.get_activation("sigmoid").grad(rf.preactivations(p, _traj(p, x0, T)))  # (T, B, n)
+
+        def one(db):
+            def jvp(t, Q):
+                for j in range(QR_EVERY):
+                    Q = Q + db[t * QR_EVERY + j][:, None] * (p.W @ Q)
+                return Q
+
+            res = rf.lyapunov_spectrum_from_products(
+                jvp, T // QR_EVERY, n=p.W.shape[0], num_exponents=k, key=key, dtype=d.dtype
+            )
+            return res.exponents / QR_EVERY
+
+        return jax.vmap(one, in_axes=1)(d)
+
+    fns = {"matrix-free": matrix_free, "jvp": jvp, "jacfwd": jacfwd}
+    if grouped_qr and T % QR_EVERY == 0:
+        fns[f"matrix-free, QR every {QR_EVERY}"] = grouped
+    return fns
 
 
 def perturbation_tasks(T):
@@ -190,7 +214,8 @@ def run(
                 fns, args, base = spectrum_tasks(depth, points), (params, x0, None), "analytic"
             elif task.startswith("lyapunov"):
                 k = n if task.endswith("k=n") else min(10, n)
-                fns, args, base = lyapunov_tasks(depth, k), (params, x0, None), "matrix-free"
+                fns = lyapunov_tasks(depth, k, grouped_qr=task.endswith("k=10"))
+                args, base = (params, x0, None), "matrix-free"
             elif task == "perturbation growth":
                 fns, args, base = perturbation_tasks(depth), (params, x0, dirs), "matrix-free"
             elif task == "fixed points":
@@ -242,6 +267,7 @@ def speedup_rows(result: dict) -> list[dict]:
                 "jacfwd ms": r["jacfwd ms"],
                 "speed-up vs jacfwd": r[f"jacfwd/{base}"],
                 "speed-up vs jvp": r.get(f"jvp/{base}"),
+                f"QR every {QR_EVERY} ms": r.get(f"matrix-free, QR every {QR_EVERY} ms"),
                 "rf.find_fixed_points ms": r.get("resflow.find_fixed_points ms"),
                 "max |diff|": r.get(f"max |jacfwd − {base}|"),
             }
@@ -258,6 +284,7 @@ COLS = [
     "jacfwd ms",
     "speed-up vs jacfwd",
     "speed-up vs jvp",
+    f"QR every {QR_EVERY} ms",
     "rf.find_fixed_points ms",
     "max |diff|",
 ]

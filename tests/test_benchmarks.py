@@ -68,7 +68,7 @@ def test_train_step_matches_numpy_gradient():
 
 
 def test_analysis_variants_agree(tmp_path):
-    res = analysis.run(widths=(5,), depth=3, batch=2, draws=2, points=2, repeats=1, max_time=0.01, verbose=False)
+    res = analysis.run(widths=(5,), depth=5, batch=2, draws=2, points=2, repeats=1, max_time=0.01, verbose=False)
     assert {r["task"] for r in res["rows"]} == {
         "jacobians",
         "jacobian spectrum",
