@@ -12,16 +12,15 @@ Variants:
 - ``unrolled``: `resflow.forward_unrolled` (Python loop under jit); deeper depths are skipped
   once the previous compile time, scaled linearly in depth, would pass ``--compile-limit``;
 - ``scan_unroll<k>``: `resflow.forward(..., unroll=k)`;
-- ``scan_remat`` (train only): depth cut into ⌈√T⌉ segments, each a `resflow.forward` under
-  `jax.checkpoint` inside an outer scan, so the backward pass stores O(√T) states instead
-  of O(T) and recomputes each segment once.
+- ``scan_remat`` (train only): `resflow.forward(..., remat=True)`: depth cut into ⌈√T⌉
+  segments under `jax.checkpoint` inside an outer scan, so the backward pass stores O(√T)
+  states instead of O(T) and recomputes each segment once.
 
 Run ``python benchmarks/scan_vs_unrolled.py [--quick]``.
 """
 
 from __future__ import annotations
 
-import math
 import sys
 from pathlib import Path
 
@@ -46,21 +45,8 @@ def forward_fn(variant: str, depth: int):
         k = int(variant.removeprefix("scan_unroll"))
         return lambda p, x: rf.forward(p, x, depth=depth, unroll=k)
     if variant == "scan_remat":
-        return lambda p, x: forward_remat(p, x, depth=depth)
+        return lambda p, x: rf.forward(p, x, depth=depth, remat=True)
     raise ValueError(f"unknown variant {variant!r}")
-
-
-def forward_remat(params, x, *, depth: int, segment: int | None = None):
-    """`resflow.forward` in ⌈T/segment⌉ checkpointed segments (segment ≈ √T by default)."""
-    segment = segment or max(1, math.isqrt(depth))
-    n_seg, rest = divmod(depth, segment)
-
-    @jax.checkpoint
-    def seg(x):
-        return rf.forward(params, x, depth=segment)
-
-    x, _ = jax.lax.scan(lambda x, _: (seg(x), None), x, None, length=n_seg)
-    return rf.forward(params, x, depth=rest) if rest else x
 
 
 def train_step_fn(forward):

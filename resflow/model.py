@@ -11,6 +11,7 @@ trajectory x_0 … x_T is what every analysis in resflow consumes.
 from __future__ import annotations
 
 import functools
+import math
 from typing import Literal, NamedTuple
 
 import jax
@@ -166,10 +167,23 @@ def _check_inputs(params, x0, depth, model, activation, h):
     return params, x0, depth
 
 
-@functools.partial(jax.jit, static_argnames=("depth", "model", "activation", "unroll", "keep"))
-def _scan(params, x0, h, active_depth, *, depth, model, activation, unroll, keep):
+@functools.partial(jax.jit, static_argnames=("depth", "model", "activation", "unroll", "keep", "remat"))
+def _scan(params, x0, h, active_depth, *, depth, model, activation, unroll, keep, remat=False):
     shared = params.W.ndim == 2
     h = jnp.asarray(h, x0.dtype)
+    ts = jnp.arange(depth)
+    layers = None if shared else TrunkParams(params.W[:depth], params.b[:depth])
+    if remat:
+        # ⌊T/s⌋ segments of s = ⌊√T⌋ layers, then the remaining T mod s layers.
+        seg = math.isqrt(depth)
+        num_seg = depth // seg
+        split = num_seg * seg
+
+        def head(a):
+            return a[:split].reshape((num_seg, seg) + a.shape[1:])
+
+        seg_xs = jax.tree.map(head, (ts, layers))
+        rest_xs = jax.tree.map(lambda a: a[split:], (ts, layers))
 
     def body(x, xs):
         t, layer = xs
@@ -185,8 +199,16 @@ def _scan(params, x0, h, active_depth, *, depth, model, activation, unroll, keep
             x_new = jax.lax.cond(t < active_depth, apply, lambda x: x, x)
         return x_new, (x_new if keep else None)
 
-    layers = None if shared else TrunkParams(params.W[:depth], params.b[:depth])
-    xT, xs = jax.lax.scan(body, x0, (jnp.arange(depth), layers), unroll=unroll)
+    if remat:
+        # The backward pass stores only the state at each segment boundary and recomputes
+        # the layers inside a segment: O(√T) states instead of O(T).
+        @jax.checkpoint
+        def segment(x, xs):
+            return jax.lax.scan(body, x, xs, unroll=unroll)[0]
+
+        xT = jax.lax.scan(lambda x, xs: (segment(x, xs), None), x0, seg_xs)[0]
+        return jax.lax.scan(body, xT, rest_xs)[0] if split < depth else xT
+    xT, xs = jax.lax.scan(body, x0, (ts, layers), unroll=unroll)
     if keep:
         return jnp.concatenate([x0[None], xs], axis=0)
     return xT
@@ -239,11 +261,28 @@ def forward(
     h=1.0,
     active_depth=None,
     unroll: int = 1,
+    remat: bool = False,
 ) -> Float[Array, "*batch n"]:
-    """The final state x_T only (same map and arguments as `trajectory`, nothing stored)."""
+    """The final state x_T only (same map and arguments as `trajectory`, nothing stored).
+
+    `remat=True` is for training deep trunks: the layers run in segments of ⌊√T⌋ under
+    `jax.checkpoint`, so the backward pass keeps O(√T) states instead of O(T) and recomputes
+    the rest (same values; see benchmarks/README.md for the memory and time it trades).
+    """
     params, x0, depth = _check_inputs(params, x0, depth, model, activation, h)
+    if not isinstance(remat, bool):
+        raise TypeError(f"remat must be a bool, got {remat!r}")
     return _scan(
-        params, x0, h, active_depth, depth=depth, model=model, activation=activation, unroll=unroll, keep=False
+        params,
+        x0,
+        h,
+        active_depth,
+        depth=depth,
+        model=model,
+        activation=activation,
+        unroll=unroll,
+        keep=False,
+        remat=remat,
     )
 
 

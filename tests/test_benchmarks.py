@@ -10,8 +10,6 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
-import pytest
-from conftest import np_trajectory
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
@@ -38,14 +36,6 @@ def test_scan_vs_unrolled_rows_and_remat(tmp_path):
     assert len(summary["ratios"]) == 4 and all(r["compile unrolled/scan"] > 0 for r in summary["ratios"])
     fig = svu.plot(res, save=tmp_path / "svu.png")
     assert (tmp_path / "svu.png").exists() and len(fig.axes) == 6
-
-
-@pytest.mark.parametrize("depth,segment", [(7, None), (9, 4), (1, None)])
-def test_remat_forward_matches_numpy(depth, segment):
-    params, x, _ = svu.make_inputs(5, 3, dtype=jnp.float64)
-    got = svu.forward_remat(params, x, depth=depth, segment=segment)
-    want = np_trajectory(params.W, params.b, x, depth)[-1]
-    np.testing.assert_allclose(got, want, rtol=1e-12)
 
 
 def test_train_step_matches_numpy_gradient():
