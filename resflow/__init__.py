@@ -91,3 +91,12 @@ from .train import fit as fit
 from .train import predict as predict
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name):
+    # `resflow.plots` without importing matplotlib for users who never plot.
+    if name == "plots":
+        import importlib
+
+        return importlib.import_module(".plots", __name__)
+    raise AttributeError(f"module 'resflow' has no attribute {name!r}")
