@@ -33,7 +33,13 @@ def as_float_array(name: str, x) -> jax.Array:
 
 
 def check_finite(name: str, x: jax.Array) -> None:
-    if is_concrete(x) and not bool(np.all(np.isfinite(np.asarray(x)))):
+    if not is_concrete(x):
+        return
+    # Reduce on the device: one scalar comes back to the host, not the whole array. Eager
+    # even when called while tracing (a concrete array closed over by a user's jit).
+    with jax.ensure_compile_time_eval():
+        finite = bool(jnp.isfinite(x).all())
+    if not finite:
         raise ValueError(f"{name} must contain only finite values (found NaN or inf)")
 
 
@@ -50,19 +56,19 @@ def check_array(name: str, x, *, min_ndim: int = 1, ndim: int | None = None, las
     return arr
 
 
-def check_positive(name: str, value) -> None:
-    """A real scalar > 0 (the step size h, tolerances)."""
+def check_positive(name: str, value, *, allow_zero: bool = False) -> None:
+    """A finite real scalar > 0 (the step size h, tolerances), or >= 0 with `allow_zero`."""
     if isinstance(value, jax.core.Tracer):
         if jnp.ndim(value) != 0:
             raise ValueError(f"{name} must be a scalar, got shape {jnp.shape(value)}")
         return
     if isinstance(value, bool) or not isinstance(value, numbers.Real | np.ndarray | jax.Array):
-        raise TypeError(f"{name} must be a real number > 0, got {value!r}")
+        raise TypeError(f"{name} must be a real number {'>=' if allow_zero else '>'} 0, got {value!r}")
     if np.ndim(value) != 0:
         raise ValueError(f"{name} must be a scalar, got shape {np.shape(value)}")
     v = float(value)
-    if not np.isfinite(v) or v <= 0:
-        raise ValueError(f"{name} must be a finite number > 0, got {v}")
+    if not np.isfinite(v) or v < 0 or (v == 0 and not allow_zero):
+        raise ValueError(f"{name} must be a finite number {'>=' if allow_zero else '>'} 0, got {v}")
 
 
 def check_int(name: str, value, *, minimum: int = 1) -> int:
@@ -80,3 +86,35 @@ def check_choice(name: str, value, choices) -> str:
     if value not in choices:
         raise ValueError(f"{name} must be one of {sorted(choices)}, got {value!r}")
     return value
+
+
+def check_unit_interval(name: str, r, *, closed: bool = False, hint: str = "") -> None:
+    """Residuals of the logistic activation: every (concrete) entry in (0, 1), or in [0, 1] with `closed`.
+
+    The open interval is what the logit and the Jacobian 1/(r(1 − r)) need; a value that
+    rounded to exactly 0 or 1 is saturated. Nothing is clipped; tracers are not checked. `hint`
+    is appended to the error message.
+    """
+    if not is_concrete(r):
+        return
+    rn = np.asarray(r)
+    inside = (rn >= 0) & (rn <= 1) if closed else (rn > 0) & (rn < 1)
+    if not np.all(inside):
+        where = "[0, 1]" if closed else "strictly inside (0, 1)"
+        raise ValueError(
+            f"{name} must lie {where} (logistic residuals); found {int((~inside).sum())} value(s) outside, "
+            f"e.g. {rn[~inside].flat[0]!r}{'. ' + hint if hint else ''}"
+        )
+
+
+def check_labels(name: str, labels, shape) -> jax.Array:
+    """Integer class labels >= 0 of the given shape (an int is a 1-D length), as a JAX array."""
+    y = labels if isinstance(labels, jax.core.Tracer) else jnp.asarray(labels)
+    shape = (shape,) if isinstance(shape, numbers.Integral) else tuple(shape)
+    if not jnp.issubdtype(y.dtype, jnp.integer):
+        raise TypeError(f"{name} must be an array of integer class labels, got dtype {y.dtype}")
+    if y.shape != shape:
+        raise ValueError(f"{name} must have shape {shape} to match the data, got {y.shape}")
+    if is_concrete(y) and y.size and int(np.min(np.asarray(y))) < 0:
+        raise ValueError(f"{name} must be >= 0, found {int(np.min(np.asarray(y)))}")
+    return y

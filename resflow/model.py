@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import functools
 import math
+import numbers
 from typing import Literal, NamedTuple
 
 import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
-from ._checks import as_float_array, check_array, check_choice, check_int, check_positive
+from ._checks import as_float_array, check_array, check_choice, check_int, check_positive, is_concrete
 from .activations import get_activation
 
 __all__ = [
@@ -75,7 +76,7 @@ def init_trunk(
     depth: int | None = None,
     w_std: float = 1.0,
     b_std: float = 0.0,
-    dtype=jnp.float32,
+    dtype=None,
 ) -> TrunkParams:
     """Random trunk parameters.
 
@@ -89,7 +90,8 @@ def init_trunk(
     - `shared`: one layer for every depth (True) or one per layer (False).
     - `depth`: number of layers; required when ``shared=False``, ignored otherwise.
     - `w_std`, `b_std`: scales of the weights and biases.
-    - `dtype`: floating dtype of the parameters.
+    - `dtype`: floating dtype of the parameters (default: JAX's default float, i.e. float32,
+      or float64 when ``jax_enable_x64`` is on, the dtype ``jnp.ones`` would give).
 
     **Returns:** `TrunkParams`.
 
@@ -100,8 +102,11 @@ def init_trunk(
         if depth is None:
             raise ValueError("depth must be given for untied weights (shared=False)")
         depth = check_int("depth", depth)
+    dtype = jnp.result_type(float) if dtype is None else dtype
     if not jnp.issubdtype(dtype, jnp.floating):
         raise TypeError(f"dtype must be a floating dtype, got {dtype}")
+    check_positive("w_std", w_std, allow_zero=True)
+    check_positive("b_std", b_std, allow_zero=True)
 
     def one(k):
         kw, kb = jax.random.split(k)
@@ -144,14 +149,35 @@ def check_params(params) -> TrunkParams:
     b = check_array("params.b", params.b)
     if b.shape != W.shape[:-1]:
         raise ValueError(f"params.b must have shape {W.shape[:-1]} to match params.W {W.shape}, got {b.shape}")
+    if b.dtype != W.dtype:
+        raise TypeError(f"params.b has dtype {b.dtype} but params.W has {W.dtype}: give both the same dtype")
     return TrunkParams(W, b)
 
 
-def _check_inputs(params, x0, depth, model, activation, h):
+def _check_active_depth(active_depth, depth: int) -> None:
+    if active_depth is None:
+        return
+    if isinstance(active_depth, bool) or not (
+        isinstance(active_depth, numbers.Integral)
+        or (hasattr(active_depth, "dtype") and jnp.issubdtype(active_depth.dtype, jnp.integer))
+    ):
+        raise TypeError(f"active_depth must be an integer (or an integer array scalar), got {active_depth!r}")
+    if jnp.ndim(active_depth) != 0:
+        raise ValueError(f"active_depth must be a scalar, got shape {jnp.shape(active_depth)}")
+    if is_concrete(active_depth) and not 0 <= int(active_depth) <= depth:
+        raise ValueError(f"active_depth must be in [0, depth] = [0, {depth}], got {int(active_depth)}")
+
+
+def _check_inputs(params, x0, depth, model, activation, h, *, active_depth=None, unroll=1):
     params = check_params(params)
     W = params.W
     n = W.shape[-1]
     x0 = check_array("x0", x0, last_dim=n)
+    if x0.dtype != W.dtype:
+        # Mixed dtypes would either fail inside lax.scan (carry types differ) or silently
+        # promote the whole trajectory; the caller decides which precision they want.
+        raise TypeError(f"x0 has dtype {x0.dtype} but params.W has {W.dtype}: cast one, e.g. x0.astype(params.W.dtype)")
+    check_int("unroll", unroll)
     check_choice("model", model, MODELS)
     get_activation(activation)
     check_positive("h", h)
@@ -164,6 +190,7 @@ def _check_inputs(params, x0, depth, model, activation, h):
         depth = stacked if depth is None else check_int("depth", depth)
         if depth > stacked:
             raise ValueError(f"depth must be <= {stacked}, the number of untied layers, got {depth}")
+    _check_active_depth(active_depth, depth)
     return params, x0, depth
 
 
@@ -247,7 +274,7 @@ def trajectory(
     **Raises:** `ValueError`/`TypeError` for wrong shapes, non-finite values, h ≤ 0,
     depth < 1 or an unknown model/activation.
     """
-    params, x0, depth = _check_inputs(params, x0, depth, model, activation, h)
+    params, x0, depth = _check_inputs(params, x0, depth, model, activation, h, active_depth=active_depth, unroll=unroll)
     return _scan(params, x0, h, active_depth, depth=depth, model=model, activation=activation, unroll=unroll, keep=True)
 
 
@@ -269,7 +296,7 @@ def forward(
     `jax.checkpoint`, so the backward pass keeps O(√T) states instead of O(T) and recomputes
     the rest (same values; see benchmarks/README.md for the memory and time it trades).
     """
-    params, x0, depth = _check_inputs(params, x0, depth, model, activation, h)
+    params, x0, depth = _check_inputs(params, x0, depth, model, activation, h, active_depth=active_depth, unroll=unroll)
     if not isinstance(remat, bool):
         raise TypeError(f"remat must be a bool, got {remat!r}")
     return _scan(

@@ -80,8 +80,10 @@ def logit(r: Float[Array, "*shape"]) -> Float[Array, "*shape"]:
     """
     r = check_array("r", r, min_ndim=0)
     if is_concrete(r):
-        rn = np.asarray(r)
-        if not np.all((rn > 0) & (rn < 1)):
+        with jax.ensure_compile_time_eval():  # one scalar to the host; the array only on error
+            inside = bool(((r > 0) & (r < 1)).all())
+        if not inside:
+            rn = np.asarray(r)
             bad = rn[~((rn > 0) & (rn < 1))]
             raise ValueError(
                 "r must lie strictly inside (0, 1) to take its logit; found "

@@ -175,6 +175,10 @@ class ResidualTrunk(nn.Module):
             )
 
         params = TrunkParams(self.param("W", lambda k: init(k).W), self.param("b", lambda k: init(k).b))
+        # flax's convention (as nn.Dense with dtype=None): compute in the promoted dtype of
+        # inputs and params; resflow.forward itself refuses mixed dtypes.
+        dtype = jnp.result_type(x, params.W)
+        params, x = TrunkParams(params.W.astype(dtype), params.b.astype(dtype)), jnp.asarray(x, dtype)
         fn = trajectory if return_trajectory else forward
         return fn(
             params,

@@ -201,3 +201,33 @@ def test_remat_stores_fewer_states(key):
         return f.lower(p.W).compile().memory_analysis().temp_size_in_bytes
 
     assert temp_bytes(True) < 0.5 * temp_bytes(False)
+
+
+def test_bad_dtype_mix_active_depth_unroll_and_init_scales(key):
+    p64 = rf.init_trunk(key, 3, dtype=jnp.float64)
+    p32 = rf.init_trunk(key, 3, dtype=jnp.float32)
+    with pytest.raises(TypeError, match="x0 has dtype float32 but params.W has float64"):
+        rf.forward(p64, jnp.zeros(3, jnp.float32), depth=2)
+    with pytest.raises(TypeError, match="x0 has dtype float64 but params.W has float32"):
+        rf.trajectory(p32, jnp.zeros(3, jnp.float64), depth=2)
+    with pytest.raises(TypeError, match="params.b has dtype"):
+        rf.forward(rf.TrunkParams(p64.W, p32.b), jnp.zeros(3), depth=2)
+    x0 = jnp.zeros(3)
+    for bad in (-1, 3):
+        with pytest.raises(ValueError, match=r"active_depth must be in \[0, depth\] = \[0, 2\]"):
+            rf.forward(p64, x0, depth=2, active_depth=bad)
+    with pytest.raises(TypeError, match="active_depth must be an integer"):
+        rf.forward(p64, x0, depth=2, active_depth=1.5)
+    with pytest.raises(ValueError, match="active_depth must be a scalar"):
+        rf.trajectory(p64, x0, depth=2, active_depth=jnp.array([1, 2]))
+    with pytest.raises(TypeError, match="unroll must be an integer"):
+        rf.forward(p64, x0, depth=2, unroll=1.5)
+    with pytest.raises(ValueError, match="w_std must be a finite number >= 0"):
+        rf.init_trunk(key, 3, w_std=-1.0)
+    with pytest.raises(ValueError, match="b_std must be a finite number >= 0"):
+        rf.init_trunk(key, 3, b_std=float("nan"))
+    with pytest.raises(TypeError, match="remat must be a bool"):
+        rf.forward(p64, x0, depth=2, remat=1)
+    # Boundary values are fine: active_depth 0 is the identity, w_std 0 gives W = 0.
+    np.testing.assert_array_equal(np.asarray(rf.forward(p64, x0 + 1, depth=2, active_depth=0)), np.ones(3))
+    assert not np.any(np.asarray(rf.init_trunk(key, 3, w_std=0.0).W))
