@@ -34,6 +34,8 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, Int
 
+from ._checks import check_int
+
 __all__ = [
     "DATASETS",
     "Dataset",
@@ -103,13 +105,14 @@ def circles(*, seed: int = 0, n_train: int = 1000, n_test: int = 1000, radii=(0.
     k drawn uniformly from {0, 1}; train and test come from independent draws of one seeded
     generator.
 
-    **Raises:** `ValueError` for non-positive sizes, radii or negative noise.
+    **Raises:** `ValueError` for non-positive sizes, non-positive or repeated radii (two classes
+    on one circle cannot be told apart), or negative noise.
     """
     _check_count("n_train", n_train)
     _check_count("n_test", n_test)
     radii = tuple(float(r) for r in radii)
-    if len(radii) < 2 or min(radii) <= 0:
-        raise ValueError(f"radii must hold >= 2 positive numbers, got {radii}")
+    if len(radii) < 2 or not min(radii) > 0 or not np.all(np.isfinite(radii)) or len(set(radii)) < len(radii):
+        raise ValueError(f"radii must hold >= 2 distinct finite positive numbers (one class each), got {radii}")
     if not noise >= 0:
         raise ValueError(f"noise must be >= 0, got {noise}")
     rng = np.random.default_rng(seed)
@@ -300,7 +303,10 @@ def batch_indices(
     every epoch has the same shapes (no recompilation).
 
     **Returns:** ``(indices, weights)``, both ``(steps, batch_size)``; weights are 1 or 0.
+
+    **Raises:** `ValueError`/`TypeError` unless `n` and `batch_size` are integers >= 1.
     """
+    n, batch_size = check_int("n", n), check_int("batch_size", batch_size)
     steps = -(-n // batch_size)
     perm = jax.random.permutation(key, n)
     pad = steps * batch_size - n

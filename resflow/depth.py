@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
 
-from ._checks import check_array, check_int, check_positive
+from ._checks import check_array, check_int, check_positive, is_concrete
 from .model import TrunkParams, check_params, is_shared
 
 __all__ = ["residual_changes", "depth_rule", "prune_trunk", "fold_drift"]
@@ -42,12 +42,14 @@ def residual_changes(
     **Arguments:**
 
     - `r`: residuals r_0 … r_{T-1} (e.g. `resflow.residuals` of a trajectory), ``(T, batch, n)``.
-    - `weights`: optional per-sample weights (e.g. 0 for padding); the mean is weighted.
+    - `weights`: optional per-sample weights w_b >= 0 with Σ w_b > 0 (e.g. 0 for padding); the
+      mean is weighted, Σ_b w_b ||·|| / Σ_b w_b.
 
     **Returns:** ``(T-1,)``; entry k-1 is d_k, the change from layer k-1 to layer k. The
     paper's criterion for a depth-T network is entry T-2.
 
-    **Raises:** `ValueError` for fewer than two layers or a wrong shape.
+    **Raises:** `ValueError` for fewer than two layers, a wrong shape, non-finite values, or
+    negative weights / weights summing to 0.
     """
     r = check_array("r", r, ndim=3)
     if r.shape[0] < 2:
@@ -55,6 +57,10 @@ def residual_changes(
     w = jnp.ones(r.shape[1], r.dtype) if weights is None else check_array("weights", weights, ndim=1)
     if w.shape[0] != r.shape[1]:
         raise ValueError(f"weights must have shape ({r.shape[1]},), got {w.shape}")
+    if is_concrete(w):
+        wn = np.asarray(w)
+        if np.any(wn < 0) or not wn.sum() > 0:
+            raise ValueError(f"weights must be >= 0 with a positive sum, got min {wn.min()} and sum {wn.sum()}")
     return _change_sums(r, w) / w.sum()
 
 
@@ -76,7 +82,8 @@ def depth_rule(changes, depth: int, *, tol: float = 0.01, min_depth: int = 1, mu
 
     **Returns:** the new depth (an int).
 
-    **Raises:** `ValueError` for a too short `changes`, depth/min_depth < 1 or tol <= 0.
+    **Raises:** `ValueError` for a too short or non-finite `changes` (NaN must not read as
+    "no cut"), depth/min_depth < 1 or tol <= 0.
     """
     depth = check_int("depth", depth)
     min_depth = check_int("min_depth", min_depth)
@@ -84,6 +91,8 @@ def depth_rule(changes, depth: int, *, tol: float = 0.01, min_depth: int = 1, mu
     changes = np.asarray(changes)
     if changes.ndim != 1 or len(changes) < depth - 1:
         raise ValueError(f"changes must be 1-D with >= depth - 1 = {depth - 1} entries, got shape {changes.shape}")
+    if not np.all(np.isfinite(changes)):
+        raise ValueError(f"changes must be finite (NaN/inf: diverged training?), got {changes}")
     d = depth
     while d > max(min_depth, 1) and changes[d - 2] < tol:
         d -= 1
@@ -119,7 +128,26 @@ def fold_drift(
     the new bias is ``bias + mean_samples(x_T − x_{T'}) · kernel``, exact for the sample mean
     of the logits and up to the spread of x_T − x_{T'} for each sample.
 
+    **Arguments:**
+
+    - `bias`: readout bias ``(classes,)``; `kernel`: readout kernel ``(n, classes)``.
+    - `x_old`, `x_new`: trunk outputs x_T and x_{T'} on the same samples, ``(batch, n)`` (a
+      ``(1, n)`` row of precomputed sample means works too).
+
     **Returns:** the new bias ``(classes,)``.
+
+    **Raises:** `ValueError` for mismatched shapes or non-finite values.
     """
-    shift = jnp.mean(jnp.asarray(x_old) - jnp.asarray(x_new), axis=0)
+    bias = check_array("bias", bias, ndim=1)
+    kernel = check_array("kernel", kernel, ndim=2)
+    x_old = check_array("x_old", x_old, ndim=2)
+    x_new = check_array("x_new", x_new, ndim=2)
+    if x_new.shape != x_old.shape:
+        raise ValueError(f"x_new must have the shape of x_old {x_old.shape}, got {x_new.shape}")
+    if kernel.shape != (x_old.shape[1], bias.shape[0]):
+        raise ValueError(
+            f"kernel must have shape (n, classes) = ({x_old.shape[1]}, {bias.shape[0]}) from x_old and bias, "
+            f"got {kernel.shape}"
+        )
+    shift = jnp.mean(x_old - x_new, axis=0)
     return bias + shift @ kernel

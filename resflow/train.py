@@ -45,13 +45,14 @@ import optax
 from flax import serialization
 from jaxtyping import Array, Float, Int
 
-from ._checks import check_choice, check_int, check_positive
+from ._checks import check_array, check_choice, check_int, check_positive, is_concrete
 from .activations import ACTIVATIONS
 from .checkpoint import load_checkpoint, save_checkpoint
 from .data import Dataset, batch_indices
-from .depth import _change_sums, depth_rule, prune_trunk
+from .depth import _change_sums, depth_rule, fold_drift, prune_trunk
 from .model import MODELS, TrunkParams, forward, init_trunk, trajectory
 from .residuals import residuals
+from .separability import _check_labels
 
 __all__ = [
     "TrainConfig",
@@ -403,14 +404,27 @@ def _prune_params(params, depth):
 
 
 def _check_data(data):
+    """Validate a `Dataset`; returns the number of classes."""
     if not isinstance(data, Dataset):
         raise TypeError(f"data must be a resflow.data.Dataset, got {type(data).__name__}")
     for name in ("x_train", "x_test"):
-        a = getattr(data, name)
-        if a.ndim != 2 or not np.all(np.isfinite(a)):
-            raise ValueError(f"data.{name} must be a finite (samples, dim) array, got shape {a.shape}")
-    if len(data.y_train) != len(data.x_train) or len(data.y_test) != len(data.x_test):
-        raise ValueError("data labels must have one entry per sample")
+        a = np.asarray(getattr(data, name))
+        if a.ndim != 2 or a.shape[0] == 0 or not np.all(np.isfinite(a)):
+            raise ValueError(f"data.{name} must be a finite non-empty (samples, dim) array, got shape {a.shape}")
+    if data.x_test.shape[1] != data.x_train.shape[1]:
+        raise ValueError(
+            f"data.x_test must have the dimension of data.x_train ({data.x_train.shape[1]}), "
+            f"got shape {data.x_test.shape}"
+        )
+    y_train = np.asarray(_check_labels("data.y_train", data.y_train, len(data.x_train)))
+    y_test = np.asarray(_check_labels("data.y_test", data.y_test, len(data.x_test)))
+    top = int(max(y_train.max(), y_test.max()))
+    n_classes = data.meta.get("n_classes", top + 1)
+    if isinstance(n_classes, bool) or not isinstance(n_classes, int | np.integer) or n_classes < 2:
+        raise ValueError(f"data.meta['n_classes'] must be an integer >= 2, got {n_classes!r}")
+    if top >= n_classes:
+        raise ValueError(f"labels must be < data.meta['n_classes'] = {n_classes}, got a label {top}")
+    return int(n_classes)
 
 
 def fit(
@@ -434,8 +448,9 @@ def fit(
       layers, h = 1, Adam 3e-3, 40 epochs of batch 64, no depth adaptation).
     - `key`: a `jax.random` key; it alone fixes init and shuffling (same key, same result).
     - `out_dir`: folder for metrics.jsonl, metrics.json, checkpoint.msgpack and figures.
-    - `resume`: continue from ``out_dir/checkpoint.msgpack`` (its config wins over `config`;
-      `overrides` may only change `epochs`).
+    - `resume`: continue from ``out_dir/checkpoint.msgpack``; the options must equal the
+      checkpoint's, except `epochs`, which may change only under ``schedule="constant"`` (a
+      cosine schedule's horizon is fixed by the saved epochs).
     - `progress`: show a tqdm bar with loss / accuracy / depth.
     - `callback`: called as ``callback(epoch, record)`` after each epoch's checkpoint
       (raise in it to stop a run).
@@ -447,7 +462,7 @@ def fit(
     **Raises:** `TypeError`/`ValueError` for bad data or options; `FileNotFoundError` when
     resuming without a checkpoint.
     """
-    _check_data(data)
+    n_classes = _check_data(data)
     config = dataclasses.replace(config or TrainConfig(), **overrides).validate()
     out = Path(out_dir) if out_dir is not None else None
     if resume:
@@ -464,9 +479,16 @@ def fit(
             raise ValueError(
                 f"resume: options differ from the checkpoint's (saved, given): {diff}; only epochs may change"
             )
+        if config.epochs != saved.epochs and config.schedule != "constant":
+            # The schedule's horizon is epochs × steps: a new value would bend the lr curve
+            # mid-run, and the result would match no uninterrupted run.
+            raise ValueError(
+                f"resume: epochs may change only with schedule='constant'; schedule={config.schedule!r} "
+                f"decays over the saved epochs={saved.epochs}, got epochs={config.epochs}"
+            )
 
     dtype = jnp.dtype(config.dtype)
-    dim, n_classes = data.x_train.shape[1], int(data.meta.get("n_classes", int(data.y_train.max()) + 1))
+    dim = data.x_train.shape[1]
     max_depth = config.depth
     module = _classifier(config, dim, n_classes, max_depth)
     x_tr, y_tr = jnp.asarray(data.x_train, dtype), jnp.asarray(data.y_train, jnp.int32)
@@ -525,9 +547,10 @@ def fit(
                 )
                 if new < depth:
                     if config.fold_drift:
+                        # states are already sample means: one-row "batches" for fold_drift.
                         rd = params["readout"]
-                        shift = jnp.asarray(states[depth] - states[new], dtype)
-                        params = dict(params, readout=dict(rd, bias=rd["bias"] + shift @ rd["kernel"]))
+                        x_old, x_new = (jnp.asarray(states[t][None], dtype) for t in (depth, new))
+                        params = dict(params, readout=dict(rd, bias=fold_drift(rd["bias"], rd["kernel"], x_old, x_new)))
                     after = _evaluate(steps, params, x_te, y_te, jnp.asarray(new, jnp.int32), config.eval_chunk)[1]
                     cuts.append(
                         {
@@ -566,7 +589,7 @@ def fit(
             callback(epoch + 1, record)
     bar.close()
 
-    full_loss, full_acc = _evaluate(steps, params, x_te, y_te, jnp.asarray(max_depth, jnp.int32), config.eval_chunk)
+    _, full_acc = _evaluate(steps, params, x_te, y_te, jnp.asarray(max_depth, jnp.int32), config.eval_chunk)
     final_params = _prune_params(params, depth)
     final_module = module.clone(depth=depth)
     result = TrainResult(final_params, final_module, config, depth, history, {})
@@ -579,8 +602,11 @@ def fit(
         "train_accuracy": train_acc,
         "depth_before": max_depth,
         "depth_after": depth,
-        "accuracy_before_pruning": full_acc,
+        # Test accuracy just before the first cut (no cut: the final accuracy).
+        "accuracy_before_pruning": cuts[0]["test_accuracy_before"] if cuts else test_acc,
         "accuracy_after_pruning": test_acc,
+        # The final weights (trained at the reduced depth, drift folded) run at the initial depth.
+        "accuracy_final_params_at_max_depth": full_acc,
         "cuts": cuts,
         "depth_history": [r["depth"] for r in history] + [depth],
         "epochs": config.epochs,
@@ -626,13 +652,30 @@ def _apply(module, params, x):
     return module.apply({"params": params}, x)
 
 
+def _check_eval_inputs(result: TrainResult, x, y):
+    if not isinstance(result, TrainResult):
+        raise TypeError(f"result must be a TrainResult (from resflow.fit), got {type(result).__name__}")
+    x = check_array("x", x, ndim=2)
+    dim = result.classifier.width if not result.classifier.use_lift else result.params["lift"]["kernel"].shape[0]
+    if x.shape[1] != dim:
+        raise ValueError(f"x must have shape (N, {dim}) (the training data dimension), got {x.shape}")
+    return x, _check_labels("y", y, x.shape[0])
+
+
 def evaluate(result: TrainResult, x: Float[Array, "batch dim"], y: Int[Array, " batch"]) -> dict:
-    """Mean cross-entropy ``loss`` and ``accuracy`` of the trained network on (x, y)."""
+    """Mean cross-entropy ``loss`` and ``accuracy`` of the trained network on (x, y).
+
+    **Raises:** `TypeError` for non-integer labels; `ValueError` unless x is finite ``(N, dim)``
+    and y is ``(N,)`` with labels in [0, classes).
+    """
+    x, y = _check_eval_inputs(result, x, y)
+    n_classes = result.classifier.n_classes
+    if is_concrete(y) and y.shape[0] and int(jnp.max(y)) >= n_classes:
+        raise ValueError(f"y must be < n_classes = {n_classes}, got a label {int(jnp.max(y))}")
     logits = predict(result, x)
-    y = jnp.asarray(y)
     return {"loss": float(_xent(logits, y).mean()), "accuracy": float(jnp.mean(jnp.argmax(logits, -1) == y))}
 
 
 def accuracy(result: TrainResult, x: Float[Array, "batch dim"], y: Int[Array, " batch"]) -> float:
-    """Fraction of samples whose largest logit is the label."""
+    """Fraction of samples whose largest logit is the label (arguments and errors as `evaluate`)."""
     return evaluate(result, x, y)["accuracy"]

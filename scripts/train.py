@@ -135,7 +135,8 @@ def main(argv=None) -> int:
         res = fit(
             ds, config, key=jax.random.key(args.seed), out_dir=out, resume=args.resume, progress=not args.no_progress
         )
-    except ValueError as e:  # a checkpoint that does not match the flags; raised before anything is written
+    except ValueError as e:  # a checkpoint that does not match the flags (or new --epochs under a decaying
+        # --schedule); raised before anything is written
         if not args.resume:
             raise
         parser.error(str(e))
@@ -144,8 +145,9 @@ def main(argv=None) -> int:
     print(f"depth {m['depth_before']} -> {m['depth_after']}")
     if config.depth_adapt:
         print(
-            f"test accuracy of the final weights at depth {m['depth_before']}: {m['accuracy_before_pruning']:.4f}, "
-            f"at depth {m['depth_after']}: {m['accuracy_after_pruning']:.4f}"
+            f"test accuracy before pruning (just before the first cut): {m['accuracy_before_pruning']:.4f}, "
+            f"after (final, depth {m['depth_after']}): {m['accuracy_after_pruning']:.4f}; "
+            f"final weights run at depth {m['depth_before']}: {m['accuracy_final_params_at_max_depth']:.4f}"
         )
         for c in m["cuts"]:
             print(

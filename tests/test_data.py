@@ -103,3 +103,14 @@ def test_batch_indices_cover_each_sample_once():
     idx2, _ = rd.batch_indices(jax.random.key(0), 10, 4)
     np.testing.assert_array_equal(idx, idx2)
     assert not np.array_equal(rd.batch_indices(jax.random.key(1), 10, 4)[0], idx)
+
+
+def test_bad_batch_size_and_radii():
+    for bad in (0, -2):
+        with pytest.raises(ValueError, match="batch_size"):
+            rd.batch_indices(jax.random.key(0), 10, bad)
+    with pytest.raises(TypeError, match="batch_size"):
+        rd.batch_indices(jax.random.key(0), 10, 2.5)
+    for radii in ((1, 1), (0.5, 1.0, 0.5), (0.0, 1.0), (1.0, float("nan"))):
+        with pytest.raises(ValueError, match="radii"):
+            rd.circles(radii=radii, n_train=10, n_test=10)

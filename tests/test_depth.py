@@ -106,3 +106,26 @@ def test_fold_drift_keeps_logits(key, h):
     np.testing.assert_allclose(np.asarray(new_bias) - bias, h * (T - cut) * np_act("sigmoid", b) @ kernel, atol=0.2)
     assert np.abs(logits_fold - logits_full).max() < 0.05 * np.abs(logits_cut - logits_full).max()
     assert np.abs(logits_fold - logits_full).max() < 0.05
+
+
+def test_changes_and_rule_reject_degenerate_input():
+    r = jnp.asarray(np.random.default_rng(0).uniform(size=(4, 3, 2)))
+    for w in ([0.0, 0.0, 0.0], [1.0, -1.0, 1.0]):
+        with pytest.raises(ValueError, match="weights"):
+            rf.residual_changes(r, weights=jnp.asarray(w))
+    for bad in (np.nan, np.inf):
+        changes = np.array([0.5, bad, 0.5])
+        with pytest.raises(ValueError, match="changes"):
+            rf.depth_rule(changes, 4)
+
+
+def test_fold_drift_bad_input():
+    bias, kernel, x = jnp.zeros(3), jnp.ones((4, 3)), jnp.ones((5, 4))
+    with pytest.raises(ValueError, match="x_new"):
+        rf.fold_drift(bias, kernel, x, x[:3])
+    with pytest.raises(ValueError, match="kernel"):
+        rf.fold_drift(bias, jnp.ones((4, 2)), x, x)
+    with pytest.raises(ValueError, match="x_old"):
+        rf.fold_drift(bias, kernel, x.at[0, 0].set(jnp.nan), x)
+    with pytest.raises(ValueError, match="bias"):
+        rf.fold_drift(jnp.array([0.0, jnp.inf, 0.0]), kernel, x, x)

@@ -96,6 +96,17 @@ def test_resume_after_interrupt_is_bit_identical(tmp_path):
     assert [r["epoch"] for r in logged] == list(range(1, 7))
     # The rule did cut during the run (so depth is part of what was restored).
     assert full.depth < CIRCLES["depth"]
+    # "Before pruning" is the test accuracy logged just before the first cut; the final weights
+    # run at the initial depth are reported under their own name (shared weights: re-run them).
+    m, first = full.metrics, full.metrics["cuts"][0]
+    assert (
+        m["accuracy_before_pruning"]
+        == first["test_accuracy_before"]
+        == full.history[first["epoch"] - 1]["test_accuracy"]
+    )
+    at_max = full._replace(classifier=full.classifier.clone(depth=CIRCLES["depth"]))
+    assert m["accuracy_final_params_at_max_depth"] == pytest.approx(rf.accuracy(at_max, ds.x_test, ds.y_test))
+    assert m["accuracy_after_pruning"] == m["test_accuracy"]
 
     # Same key, same result; another key, another result (no out_dir: nothing written).
     again = rf.fit(ds, key=key, **CIRCLES)
@@ -122,6 +133,25 @@ def test_multi_cut_untied_prunes_params_and_folds(tmp_path):
     assert {"training_curves.png", "depth_history.png", "metrics.json", "checkpoint.msgpack"} <= {
         p.name for p in tmp_path.iterdir()
     }
+    # evaluate / accuracy check shapes against x and the training data.
+    x, y = ds.x_test[:10], ds.y_test[:10]
+    for bad_x, bad_y, match in [
+        (x, y[:, None], "y must have shape"),
+        (x, y[:9], "y must have shape"),
+        (x[:, :1], y, "x must have shape"),
+        (x, y + 5, "n_classes"),
+    ]:
+        with pytest.raises(ValueError, match=match):
+            rf.evaluate(res, bad_x, bad_y)
+    with pytest.raises(TypeError, match="y"):
+        rf.accuracy(res, x, y.astype(np.float32))
+
+
+def test_resume_refuses_new_epochs_under_a_decaying_schedule(tmp_path):
+    ds, opts = tiny_circles(), dict(CIRCLES, depth_adapt=False, schedule="cosine", epochs=1)
+    rf.fit(ds, key=jax.random.key(0), out_dir=tmp_path, figures=False, **opts)
+    with pytest.raises(ValueError, match="epochs may change only with schedule='constant'"):
+        rf.fit(ds, key=jax.random.key(0), out_dir=tmp_path, resume=True, **dict(opts, epochs=2))
 
 
 def test_trunk_module_in_a_user_model(key):
@@ -159,6 +189,27 @@ def test_bad_options():
         rf.fit(ds, key=jax.random.key(0), not_an_option=1)
     with pytest.raises(TypeError, match="Dataset"):
         rf.fit((ds.x_train, ds.y_train), key=jax.random.key(0))
+
+
+def test_bad_data_is_refused_before_training():
+    ds = tiny_circles()
+    y_big = ds.y_train.copy()
+    y_big[0] = 2  # n_classes is 2
+    y_neg = ds.y_train.copy()
+    y_neg[0] = -1
+    meta_small = dict(ds.meta, n_classes=2)
+    for bad, err, match in [
+        (ds._replace(y_train=y_big), ValueError, "n_classes"),
+        (ds._replace(y_train=y_big, meta=dict(ds.meta, n_classes=1)), ValueError, "n_classes"),
+        (ds._replace(y_test=y_neg), ValueError, "y_test"),
+        (ds._replace(y_train=ds.y_train.astype(np.float32)), TypeError, "y_train"),
+        (ds._replace(x_test=np.ones((len(ds.x_test), 3), np.float32)), ValueError, "x_test"),
+        (ds._replace(y_test=ds.y_test[:-1], meta=meta_small), ValueError, "y_test"),
+        (ds._replace(y_train=ds.y_train[:, None]), ValueError, "y_train"),
+        (ds._replace(x_train=ds.x_train.copy() * np.nan), ValueError, "x_train"),
+    ]:
+        with pytest.raises(err, match=match):
+            rf.fit(bad, key=jax.random.key(0), epochs=1)
 
 
 def test_training_figures():
