@@ -12,6 +12,9 @@ Diagonal convention: C_t[i, i] = h r_{t+1,i}(1 − r_{t+1,i}) W_ii, the self-exc
 (W_ii > 0) or self-limitation (W_ii < 0) of the Lotka–Volterra form; it is the Jacobian's
 diagonal minus the persistence term r_{t+1,i}(1 − r_{t+1,i}) / (r_{t,i}(1 − r_{t,i})).
 Untied weights: r_{t+1} = σ(W_{t+1}(x_t + h r_t) + b_{t+1}), so C_t uses W_{t+1}.
+
+Logistic activation only: r(1 − r) is σ' of the logistic σ. `interaction_coefficients` takes
+``activation="sigmoid"`` and refuses any other name rather than return wrong coefficients.
 """
 
 from __future__ import annotations
@@ -22,8 +25,10 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, Int
 
-from ._checks import as_float_array, check_array, check_positive, is_concrete
+from ._checks import check_array, check_labels, check_positive, check_unit_interval
+from .jacobians import check_logistic
 from .model import TrunkParams, check_params, is_shared
+from .separability import _class_weights
 
 __all__ = [
     "PAIR_CLASSES",
@@ -43,43 +48,37 @@ PAIR_CLASSES = ("neutral", "mutualism", "competition", "exploitation")
 SELF, NEUTRAL, MUTUALISM, COMPETITION, EXPLOITATION = -1, 0, 1, 2, 3
 
 
-def _check_unit_interval(name, r):
-    if is_concrete(r):
-        rn = np.asarray(r)
-        bad = (rn < 0) | (rn > 1)
-        if bad.any():
-            raise ValueError(
-                f"{name} must lie in [0, 1] (logistic residuals); found {int(bad.sum())} value(s) outside, "
-                f"e.g. {rn[bad].flat[0]!r}"
-            )
-
-
 def interaction_coefficients(
-    params: TrunkParams, residuals: Float[Array, "T *batch n"], *, h=1.0
+    params: TrunkParams, residuals: Float[Array, "T *batch n"], *, h=1.0, activation: str = "sigmoid"
 ) -> Float[Array, "T_minus_1 *batch n n"]:
     """Cooperation/competition coefficients C_t[i, j] = h r_{t+1,i}(1 − r_{t+1,i}) W_ij.
 
     **Arguments:**
 
     - `params`: `TrunkParams`, shared (W) or untied (layer t + 1's W_{t+1} couples r_t to r_{t+1}).
-    - `residuals`: logistic residuals r_0 … r_{T−1}, ``(T, *batch, n)`` with T ≥ 2, in [0, 1]
-      (saturated values are fine: their coefficients vanish).
+    - `residuals`: logistic residuals r_0 … r_{T−1}, ``(T, *batch, n)`` with T ≥ 2, in the closed
+      [0, 1]: C_t needs only r_{t+1}(1 − r_{t+1}) = σ'(a_{t+1}), never 1/(r(1 − r)) or σ⁻¹, so a
+      saturated residual (exactly 0 or 1, as float32 rounds σ(a) for |a| ≳ 17) is valid and its
+      coefficients vanish, their limit. (`resflow.residual_jacobians` needs the open interval.)
     - `h`: step size > 0.
+    - `activation`: must be ``"sigmoid"`` (logistic activation only: r(1 − r) = σ' is the logistic
+      derivative; the residuals of a tanh/relu network can lie in [0, 1] and would get wrong coefficients).
 
     **Returns:** ``(T − 1, *batch, n, n)``; entry t couples r_t to r_{t+1}. Off the diagonal it
     equals the residual Jacobian ∂r_{t+1}/∂r_t; the diagonal is the self term (module docstring).
 
     **Raises:** `ValueError`/`TypeError` for residuals outside [0, 1], T < 2, a width that does not
-    match W, too few untied layers, h ≤ 0.
+    match W, too few untied layers, h ≤ 0, an activation other than ``"sigmoid"``.
     """
     params = check_params(params)
     check_positive("h", h)
+    check_logistic(activation)
     n = params.W.shape[-1]
     r = check_array("residuals", residuals, min_ndim=2, last_dim=n)
     T = r.shape[0]
     if T < 2:
         raise ValueError(f"residuals must hold at least 2 layers along axis 0, got shape {r.shape}")
-    _check_unit_interval("residuals", r)
+    check_unit_interval("residuals", r, closed=True)
     d_next = r[1:] * (1 - r[1:])
     if is_shared(params):
         W = params.W
@@ -102,10 +101,10 @@ def pair_classes(W: Float[Array, "*layers n n"], *, atol: float = 0.0) -> Int[Ar
 
     **Returns:** int8 array of W's shape.
 
-    **Raises:** `ValueError` for non-square W or a negative atol.
+    **Raises:** `ValueError`/`TypeError` for non-square or non-finite W (NaN has no sign), a negative atol.
     """
-    W = as_float_array("W", W)
-    if W.ndim < 2 or W.shape[-1] != W.shape[-2]:
+    W = check_array("W", W, min_ndim=2)
+    if W.shape[-1] != W.shape[-2]:
         raise ValueError(f"W must have shape (..., n, n), got {W.shape}")
     if not np.isfinite(atol) or atol < 0:
         raise ValueError(f"atol must be a finite number >= 0, got {atol}")
@@ -148,22 +147,19 @@ def interaction_summary(
     **Arguments:**
 
     - `coefficients`: ``(L, batch, n, n)`` from `interaction_coefficients`.
-    - `labels`: ``(batch,)`` integer classes.
+    - `labels`: ``(batch,)`` integer classes ≥ 0.
     - `atol`: ≥ 0; coefficients with |C| ≤ atol count as neither cooperative nor competitive.
 
     **Returns:** `InteractionSummary`.
 
-    **Raises:** `ValueError`/`TypeError` for a wrong shape, labels of the wrong length or dtype, atol < 0.
+    **Raises:** `ValueError`/`TypeError` for a wrong shape, labels of the wrong length or dtype or
+    negative, atol < 0.
     """
     C = check_array("coefficients", coefficients, ndim=4)
     L, B, n, m = C.shape
     if n != m:
         raise ValueError(f"coefficients must have shape (L, batch, n, n), got {C.shape}")
-    labels = jnp.asarray(labels)
-    if labels.shape != (B,):
-        raise ValueError(f"labels must have shape ({B},) to match coefficients {C.shape}, got {labels.shape}")
-    if not jnp.issubdtype(labels.dtype, jnp.integer):
-        raise TypeError(f"labels must be integers, got dtype {labels.dtype}")
+    labels = check_labels("labels", labels, B)
     if not np.isfinite(atol) or atol < 0:
         raise ValueError(f"atol must be a finite number >= 0, got {atol}")
     off = ~jnp.eye(n, dtype=bool)
@@ -173,9 +169,7 @@ def interaction_summary(
     pos = jnp.sum(jnp.where(off, jnp.maximum(C, 0), 0), axis=(-2, -1))
     tot = jnp.sum(jnp.where(off, jnp.abs(C), 0), axis=(-2, -1))
     share = jnp.where(tot > 0, pos / jnp.where(tot > 0, tot, 1), 0.5)
-    classes = jnp.asarray(np.unique(np.asarray(labels)))
-    onehot = (labels[:, None] == classes[None, :]).astype(C.dtype)  # (B, K)
-    w = onehot / onehot.sum(0)
+    classes, w = _class_weights(labels, C.dtype)
 
     def per_class(x):  # (L, B, ...) -> (K, L, ...)
         return jnp.tensordot(w, x, axes=([0], [1]))

@@ -8,6 +8,9 @@ D_t = diag(act'(a_t)) (science.md §3, §5):
     residual map (logistic, shared W), r_{t+1} = σ(σ⁻¹(r_t) + h W r_t):
                        J^r_t = ∂r_{t+1}/∂r_t = diag(r_{t+1}(1−r_{t+1})) (diag(1/(r_t(1−r_t))) + h W)
 
+The residual-map functions hold for the logistic activation only (σ' = r(1 − r)); they take
+``activation="sigmoid"`` and refuse any other name rather than return wrong Jacobians.
+
 The matrix-free products J_t Q and J_tᵀ Q cost O(n² k) for Q of shape (n, k) and never form
 J_t; `network_lyapunov_spectrum` feeds them to the generic QR core of `resflow.dynamics`.
 """
@@ -18,10 +21,9 @@ import functools
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jaxtyping import Array, Float
 
-from ._checks import check_array, check_choice, check_positive, is_concrete
+from ._checks import check_array, check_choice, check_positive, check_unit_interval
 from .activations import get_activation
 from .dynamics import LyapunovResult, lyapunov_spectrum_from_products
 from .model import MODELS, TrunkParams, check_params, is_shared, trajectory
@@ -110,34 +112,42 @@ def state_jacobians(
     return _state_matrix(W, d, jnp.asarray(h, a.dtype), model)
 
 
+def check_logistic(activation) -> None:
+    """The residual-map formulas use σ' = r(1 − r), true of the logistic activation only."""
+    get_activation(activation)
+    if activation != "sigmoid":
+        raise ValueError(
+            f"activation must be 'sigmoid': the residual map r_{{t+1}} = σ(σ⁻¹(r_t) + h W r_t) and its "
+            f"derivative r(1 − r) hold for the logistic activation only, got {activation!r}"
+        )
+
+
 def _check_residuals(name, r, n, *, min_len):
     r = check_array(name, r, min_ndim=2, last_dim=n)
     if r.shape[0] < min_len:
         raise ValueError(f"{name} must hold at least {min_len} layers along axis 0, got shape {r.shape}")
-    if is_concrete(r):
-        rn = np.asarray(r)
-        inside = (rn > 0) & (rn < 1)
-        if not np.all(inside):
-            raise ValueError(
-                f"{name} must lie strictly inside (0, 1) (logistic residuals); found {int((~inside).sum())} "
-                f"value(s) outside, e.g. {rn[~inside].flat[0]!r}. Saturated residuals have no finite Jacobian "
-                "1/(r(1-r)): analyse them with resflow.fixed_point_pattern's sign conditions"
-            )
+    check_unit_interval(
+        name,
+        r,
+        hint="Saturated residuals have no finite Jacobian 1/(r(1-r)): analyse them with "
+        "resflow.fixed_point_pattern's sign conditions",
+    )
     return r
 
 
-def _shared_W(params, what):
+def shared_params(params, what) -> TrunkParams:
+    """Validated shared-weight params (one W ``(n, n)``), or a `ValueError` saying `what` needs them."""
     params = check_params(params)
     if not is_shared(params):
         raise ValueError(
             f"params must be shared weights (W of shape (n, n)) for {what}: with untied weights the residuals "
             "do not obey a recurrence of their own"
         )
-    return params.W
+    return params
 
 
 def residual_jacobians(
-    params: TrunkParams, residuals: Float[Array, "T *batch n"], *, h=1.0
+    params: TrunkParams, residuals: Float[Array, "T *batch n"], *, h=1.0, activation: str = "sigmoid"
 ) -> Float[Array, "T_minus_1 *batch n n"]:
     """Dense Jacobians of the residual map r_t ↦ r_{t+1} = σ(σ⁻¹(r_t) + h W r_t) along residuals.
 
@@ -151,13 +161,17 @@ def residual_jacobians(
     - `residuals`: r_0 … r_{T−1}, shape ``(T, *batch, n)`` with T ≥ 2, strictly inside (0, 1)
       (e.g. `resflow.residuals` or `resflow.residual_recurrence`).
     - `h`: step size > 0.
+    - `activation`: must be ``"sigmoid"`` (logistic activation only: the formula uses σ' = r(1 − r)
+      and σ⁻¹; residuals of a tanh/relu network can lie in (0, 1) and would get wrong Jacobians).
 
     **Returns:** array ``(T − 1, *batch, n, n)``; entry t is J^r_t = ∂r_{t+1}/∂r_t.
 
-    **Raises:** `ValueError` for untied params, residuals at or outside 0/1, T < 2, bad shapes, h ≤ 0.
+    **Raises:** `ValueError` for untied params, residuals at or outside 0/1, T < 2, bad shapes, h ≤ 0,
+    an activation other than ``"sigmoid"``.
     """
-    W = _shared_W(params, "the residual-map Jacobian")
+    W = shared_params(params, "the residual-map Jacobian").W
     check_positive("h", h)
+    check_logistic(activation)
     r = _check_residuals("residuals", residuals, W.shape[-1], min_len=2)
     d, d_next = r[:-1] * (1 - r[:-1]), r[1:] * (1 - r[1:])
     h = jnp.asarray(h, r.dtype)
@@ -199,7 +213,7 @@ def state_jacobian_product(
     **Raises:** `ValueError`/`TypeError` for untied/mis-shaped params, shape mismatches, h ≤ 0.
     """
     _check_model(model, activation, h)
-    W = _shared_W(layer, "one layer's Jacobian product (pass resflow.layer_params(params, t))")
+    W = shared_params(layer, "one layer's Jacobian product (pass resflow.layer_params(params, t))").W
     a = check_array("a", a, last_dim=W.shape[-1])
     Q = _check_Q(Q, W.shape[-1])
     d = get_activation(activation).grad(a)
@@ -214,6 +228,7 @@ def residual_jacobian_product(
     *,
     h=1.0,
     transpose: bool = False,
+    activation: str = "sigmoid",
 ) -> Float[Array, "*batch n k"]:
     """Matrix-free J^r Q (or (J^r)ᵀ Q) for the residual map at r ↦ r_next (logistic, shared W).
 
@@ -224,13 +239,16 @@ def residual_jacobian_product(
     - `params`: shared-weight `TrunkParams`.
     - `r`, `r_next`: consecutive residuals ``(*batch, n)`` strictly inside (0, 1).
     - `Q`: ``(*batch, n, k)``; `h`: step size > 0; `transpose`: return (J^r)ᵀ Q.
+    - `activation`: must be ``"sigmoid"`` (logistic activation only, as `residual_jacobians`).
 
     **Returns:** ``(*batch, n, k)``.
 
-    **Raises:** `ValueError` for untied params, residuals outside (0, 1), mismatched shapes, h ≤ 0.
+    **Raises:** `ValueError` for untied params, residuals outside (0, 1), mismatched shapes, h ≤ 0,
+    an activation other than ``"sigmoid"``.
     """
-    W = _shared_W(params, "the residual-map Jacobian product")
+    W = shared_params(params, "the residual-map Jacobian product").W
     check_positive("h", h)
+    check_logistic(activation)
     n = W.shape[-1]
     r = _check_residuals("r", jnp.asarray(r)[None], n, min_len=1)[0]
     r_next = _check_residuals("r_next", jnp.asarray(r_next)[None], n, min_len=1)[0]

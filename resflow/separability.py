@@ -29,7 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, Int
 
-from ._checks import check_array, is_concrete
+from ._checks import check_array, check_labels, is_concrete
 from .residuals import running_integral
 
 __all__ = ["ProbeResult", "Separability", "linear_probe", "fisher_ratio", "class_separability"]
@@ -62,18 +62,17 @@ class Separability(NamedTuple):
     integral_fisher: Float[Array, " T1"]
 
 
-def _check_labels(name, labels, n):
-    if isinstance(labels, jax.core.Tracer):
-        y = labels
-    else:
-        y = jnp.asarray(labels)
-    if not jnp.issubdtype(y.dtype, jnp.integer):
-        raise TypeError(f"{name} must be an array of integer class labels, got dtype {y.dtype}")
-    if y.shape != (n,):
-        raise ValueError(f"{name} must have shape ({n},) to match the features, got {y.shape}")
-    if is_concrete(y) and n and int(np.min(np.asarray(y))) < 0:
-        raise ValueError(f"{name} must be >= 0")
-    return y
+# Kept under its old name: resflow.robustness imports it from here.
+_check_labels = check_labels
+
+
+def _class_weights(labels, dtype):
+    """Distinct labels and per-class averaging weights: ``(classes (K,), w (B, K))``, w[i, c] = [y_i = c] / N_c.
+
+    `w.T @ x` are the class means of x ``(B, ...)``; labels need not be 0 … K−1 (host-side unique)."""
+    classes = jnp.asarray(np.unique(np.asarray(labels)))
+    onehot = (labels[:, None] == classes[None, :]).astype(dtype)
+    return classes, onehot / onehot.sum(0)
 
 
 def _check_features(name, x):

@@ -169,3 +169,46 @@ def test_bad_inputs():
         rf.steady_state(untied, x0)
     with pytest.raises(ValueError, match="depth"):
         rf.steady_state(W, x0, depth=1)
+
+
+def _np_dominant_fraction(final, atol):
+    """Float64 reference: the largest fraction of inputs within `atol` (Euclidean) of one input."""
+    f = np.asarray(final, np.float64).reshape(-1, final.shape[-1])
+    d = np.linalg.norm(f[:, None, :] - f[None, :, :], axis=-1)
+    return (d <= atol).sum(1).max() / len(f)
+
+
+@pytest.mark.parametrize("n", [32, 64])
+def test_dominant_attractor_float32_minority_listed_first(n):
+    # Two clusters of final residuals ~0.7, 0.002 apart per component (Euclidean 0.002·√n ≫ atol),
+    # the minority (100 inputs) first. ‖p‖² + ‖q‖² − 2p·q in float32 misses atol² = 1e-6 here.
+    params = rf.TrunkParams(0.01 * jnp.eye(n, dtype=jnp.float32), jnp.full(n, 0.85, jnp.float32))
+    x0 = jnp.concatenate([jnp.full((100, n), 0.8, jnp.float32), jnp.zeros((400, n), jnp.float32)])
+    res = rf.steady_state(params, x0, depth=2, atol=1e-3)
+    assert res.final.dtype == jnp.float32
+    gap = np.linalg.norm(np.asarray(res.final[0], np.float64) - np.asarray(res.final[-1], np.float64))
+    assert gap > 5e-3
+    assert _np_dominant_fraction(res.final, 1e-3) == 0.8
+    assert float(res.dominant_fraction) == pytest.approx(0.8, abs=1e-6)
+    np.testing.assert_array_equal(res.dominant, res.final[-1])
+
+
+def test_steady_state_batch_shapes():
+    W = np.array([[-2.0, 1.0], [1.0, 1.0]])
+    params = rf.TrunkParams(jnp.asarray(W), jnp.asarray([0.1, -0.2]))
+    x0 = jax.random.uniform(jax.random.key(1), (2, 3, 2), minval=-1.0, maxval=1.0)
+    labels = jnp.array([[0, 1, 0], [1, 1, 0]])
+    res = rf.steady_state(params, x0, labels, depth=50)
+    flat = rf.steady_state(params, x0.reshape(6, 2), labels.reshape(6), depth=50)
+    assert res.final.shape == (2, 3, 2) and res.change.shape == res.converged.shape == (2, 3)
+    np.testing.assert_array_equal(res.final.reshape(6, 2), flat.final)
+    np.testing.assert_array_equal(res.class_means, flat.class_means)
+    a0 = np.asarray(x0[1, 2]) @ W.T + np.array([0.1, -0.2])
+    np.testing.assert_allclose(res.final[1, 2], _iterate(W, 1 / (1 + np.exp(-a0)), 50)[-1], atol=1e-12)
+    one = rf.steady_state(params, x0[0, 0], depth=50)  # a single input (n,)
+    assert one.final.shape == (2,) and one.change.shape == ()
+    np.testing.assert_array_equal(one.final, res.final[0, 0])
+    with pytest.raises(ValueError, match=r"labels must have shape \(2, 3\)"):
+        rf.steady_state(params, x0, labels.reshape(6))
+    with pytest.raises(ValueError, match="labels must be >= 0"):
+        rf.steady_state(params, x0, labels - 1)
