@@ -51,3 +51,13 @@ def test_attractor_portrait(run, tmp_path):
     assert len(faces) >= len(fps.points)
     with pytest.raises(ValueError, match="n = 2 or 3"):
         plot_attractor_portrait(np.zeros((3, 2, 4)))
+
+
+def test_residual_band_follows_the_data_range_for_tanh(tmp_path):
+    # tanh residuals are negative too: the band and the axis must show them, not clip at 0.
+    r = np.stack([np.full((4, 2), -0.8 + 0.1 * t) for t in range(6)])  # (T=6, batch=4, n=2)
+    labels = np.array([0, 0, 1, 1])
+    fig = plot_residual_trajectories(r, labels, save=tmp_path / "t.png")
+    ax = fig.axes[0]
+    assert ax.get_ylim()[0] <= -0.8
+    np.testing.assert_allclose(ax.lines[0].get_ydata(), r[:, 0, 0])

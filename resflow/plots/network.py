@@ -77,6 +77,11 @@ def plot_residual_trajectories(
     nrows = -(-len(comps) // ncols)
     fig, axes = new_figure(nrows, ncols, size=(4.0, 3.0), sharex=True, sharey=True)
     layers = np.arange(T)
+    # The band is clipped to the range the residuals actually take ([0, 1] for the logistic,
+    # (-1, 1) for tanh, [0, ∞) for relu), never to an assumed one.
+    lo, hi = float(r.min()), float(r.max())
+    unit = lo >= 0.0 and hi <= 1.0
+    band_alpha = 0.2 if len(classes) <= 4 else 0.1
     for k, c in enumerate(comps):
         ax = axes.flat[k]
         for ci, cls in enumerate(classes):
@@ -85,12 +90,15 @@ def plot_residual_trajectories(
             if mode == "band":
                 mean, std = rc.mean(1), rc.std(1)
                 ax.plot(layers, mean, color=color, lw=2, label=f"class {cls}")
-                ax.fill_between(layers, np.clip(mean - std, 0, 1), np.clip(mean + std, 0, 1), color=color, alpha=0.2)
+                ax.fill_between(
+                    layers, np.clip(mean - std, lo, hi), np.clip(mean + std, lo, hi), color=color, alpha=band_alpha
+                )
             else:
                 for j in range(min(rc.shape[1], max_lines)):
                     ax.plot(layers, rc[:, j], color=color, lw=0.6, alpha=0.5, label=f"class {cls}" if j == 0 else None)
         ax.set_title(f"residual $r_{{t,{c}}}$")
-        ax.set_ylim(-0.03, 1.03)
+        if unit:
+            ax.set_ylim(-0.03, 1.03)
         ax.grid(alpha=0.3)
     for ax in axes[-1]:
         ax.set_xlabel("layer t")
