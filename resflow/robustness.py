@@ -18,6 +18,7 @@ table records each one's clean accuracy next to its noise curve.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable, Sequence
 from typing import NamedTuple
@@ -64,6 +65,7 @@ def noise_accuracy(
     *,
     key: jax.Array,
     num_draws: int = 10,
+    params=None,
 ) -> NoiseRobustness:
     """Test accuracy of `predict_fn` on ``x + σ ε`` for every σ in `sigmas` and `num_draws` draws of ε.
 
@@ -77,6 +79,10 @@ def noise_accuracy(
     - `sigmas`: ``(S,)`` noise levels σ ≥ 0 (σ = 0 gives the clean accuracy).
     - `key`: `jax.random` key; draw k uses ``split(key, num_draws)[k]`` for every σ.
     - `num_draws`: number of noise draws per σ.
+    - `params`: optional pytree; if given, the classifier is ``predict_fn(params, x)`` and the
+      compiled evaluation is cached on `predict_fn` (hashable, compared by identity; keep it
+      stable and capture no large arrays), so new `params` (other seeds or weights) reuse it.
+      Without `params` every call compiles anew.
 
     **Returns:** `NoiseRobustness` (``sigmas``, ``accuracy (S, draws)``, ``mean``, ``std``).
 
@@ -93,7 +99,14 @@ def noise_accuracy(
         raise ValueError(f"sigmas must be >= 0, got {np.asarray(s)}")
     num_draws = check_int("num_draws", num_draws)
 
-    out = jax.eval_shape(predict_fn, x)
+    args = (params,) if params is not None else ()
+    fn = predict_fn
+    if params is not None:
+        try:
+            hash(fn)
+        except TypeError as e:
+            raise TypeError("with params, predict_fn must be hashable (it keys the compiled evaluation)") from e
+    out = jax.eval_shape(fn, *args, x)
     is_logits = out.shape[:1] == (x.shape[0],) and len(out.shape) == 2 and jnp.issubdtype(out.dtype, jnp.floating)
     is_classes = out.shape == (x.shape[0],) and jnp.issubdtype(out.dtype, jnp.integer)
     if not (is_logits or is_classes):
@@ -101,20 +114,41 @@ def noise_accuracy(
             f"predict_fn must return logits ({x.shape[0]}, C) or integer classes ({x.shape[0]},), "
             f"got {out.dtype} {out.shape}"
         )
-
-    @jax.jit
-    def run(x, y, s, key):
-        noise = jax.vmap(lambda k: jax.random.normal(k, x.shape, x.dtype))(jax.random.split(key, num_draws))
-
-        def acc(xn):
-            pred = predict_fn(xn)
-            pred = jnp.argmax(pred, axis=-1) if is_logits else pred
-            return jnp.mean(pred == y)
-
-        return jax.lax.map(lambda sig: jax.vmap(lambda e: acc(x + sig * e))(noise), s)
-
-    accuracy = run(x, y, s, key).astype(x.dtype)
+    opts = dict(num_draws=num_draws, is_logits=bool(is_logits))
+    if params is None:
+        # A module-level cache keyed on a fresh closure would keep every closure (and the arrays
+        # it captures) alive: compile per call instead.
+        run = jax.jit(lambda x, y, s, key: _noise_core(fn, (), x, y, s, key, **opts))
+        accuracy = run(x, y, s, key)
+    else:
+        accuracy = _noise_run(fn, args, x, y, s, key, **opts)
+    accuracy = accuracy.astype(x.dtype)
     return NoiseRobustness(s, accuracy, accuracy.mean(axis=1), accuracy.std(axis=1))
+
+
+def _noise_core(fn, args, x, y, s, key, *, num_draws, is_logits):
+    """acc(σ, k) for every σ in s and draw k; `fn(*args, x)` gives logits or classes."""
+    noise = jax.vmap(lambda k: jax.random.normal(k, x.shape, x.dtype))(jax.random.split(key, num_draws))
+
+    def acc(xn):
+        pred = fn(*args, xn)
+        pred = jnp.argmax(pred, axis=-1) if is_logits else pred
+        return jnp.mean(pred == y)
+
+    return jax.lax.map(lambda sig: jax.vmap(lambda e: acc(x + sig * e))(noise), s)
+
+
+_noise_run = jax.jit(_noise_core, static_argnames=("fn", "num_draws", "is_logits"))
+
+
+@functools.lru_cache(maxsize=32)
+def _logits_of(classifier):
+    """``(params, x) -> logits`` of a flax classifier, one function object per (hashable) module."""
+
+    def logits(params, x):
+        return classifier.apply({"params": params}, x)
+
+    return logits
 
 
 class ModelSpec(NamedTuple):
@@ -155,7 +189,7 @@ class NoiseComparison(NamedTuple):
     """Result of `compare_noise_robustness`.
 
     - `table`: JSON-able dict: ``sigmas``, ``seeds``, ``num_draws``, ``train_options``, ``rows`` (one
-      per model and seed: label, model, depth, w_std, seed, clean_accuracy, accuracy_mean/std per σ,
+      per model and seed: label, model, initial_depth, depth (trained, final), w_std, seed, clean_accuracy, accuracy_mean/std per σ,
       median linearised perturbation growth of the trunk at its last layer, train time) and
       ``summary`` (per label, averaged over seeds).
     - `curves`: label → `NoiseRobustness` pooled over seeds (accuracy ``(S, seeds · draws)``).
@@ -196,16 +230,24 @@ def compare_noise_robustness(
 
     **Returns:** `NoiseComparison` (``table``, ``curves``).
 
-    **Raises:** `ValueError` for an empty `specs`/`seeds` or a bad spec; whatever `resflow.fit`
-    raises for bad options.
+    **Raises:** `ValueError` for an empty `specs`/`seeds`, a bad spec, negative or non-finite
+    `sigmas`, or `train_options` that set ``model``, ``depth`` or ``w_std`` (the specs do);
+    `TypeError` for non-integer seeds; whatever `resflow.fit` raises for bad options.
+    All but the last are checked before any training.
     """
     from .train import fit  # train imports flax/optax; keep `noise_accuracy` light.
 
     specs = [s if isinstance(s, ModelSpec) else parse_model_spec(s) for s in specs]
-    seeds = [check_int("seed", int(s), minimum=0) for s in seeds]
+    seeds = [check_int("seed", s, minimum=0) for s in seeds]
     if not specs or not seeds:
         raise ValueError("specs and seeds must be non-empty")
-    sigmas = np.asarray(sigmas, np.float64)
+    clash = sorted(set(train_options) & {"model", "depth", "w_std"})
+    if clash:
+        raise ValueError(f"train_options must not set {clash}: each ModelSpec fixes model, depth and w_std")
+    # Checked before the first (slow) training run.
+    sigmas = np.asarray(check_array("sigmas", np.asarray(sigmas, np.float64), ndim=1), np.float64)
+    if np.any(sigmas < 0):
+        raise ValueError(f"sigmas must be >= 0, got {sigmas}")
     runs = [(seed, spec) for seed in seeds for spec in specs]
     bar = None
     if progress:
@@ -223,7 +265,15 @@ def compare_noise_robustness(
         dtype = jnp.dtype(result.config.dtype)
         x_test = jnp.asarray(data.x_test, dtype)
         y_test = jnp.asarray(data.y_test, jnp.int32)
-        noisy = noise_accuracy(result.logits, x_test, y_test, jnp.asarray(sigmas, dtype), key=key, num_draws=num_draws)
+        noisy = noise_accuracy(
+            _logits_of(result.classifier),
+            x_test,
+            y_test,
+            jnp.asarray(sigmas, dtype),
+            key=key,
+            num_draws=num_draws,
+            params=result.params,
+        )
         x0 = result.classifier.apply({"params": result.params}, x_test, method="embed")
         growth = linear_growth(
             result.trunk_params(),
@@ -239,7 +289,8 @@ def compare_noise_robustness(
             {
                 "label": spec.label,
                 "model": spec.model,
-                "depth": spec.depth,
+                "initial_depth": spec.depth,
+                "depth": result.depth,  # the trained depth (< initial_depth after depth_adapt cuts)
                 "w_std": spec.w_std,
                 "seed": seed,
                 "clean_accuracy": float(result.metrics["test_accuracy"]),

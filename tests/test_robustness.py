@@ -86,9 +86,7 @@ def test_parse_model_spec():
             rf.parse_model_spec(bad)
 
 
-def test_compare_noise_robustness_trains_and_evaluates():
-    # Two well-separated Gaussian blobs in 2-D: a one-layer network learns them in a few epochs.
-    # (One model only: every fit compiles its own training step.)
+def blob_data():
     from resflow.data import Dataset
 
     rng = np.random.default_rng(0)
@@ -98,12 +96,18 @@ def test_compare_noise_robustness_trains_and_evaluates():
         return (rng.normal(size=(n, 2)) + 3.0 * (2 * y[:, None] - 1)).astype(np.float32), y.astype(np.int32)
 
     (xa, ya), (xb, yb) = blobs(128), blobs(64)
-    data = Dataset(xa, ya, xb, yb, {"name": "blobs", "n_classes": 2})
+    return Dataset(xa, ya, xb, yb, {"name": "blobs", "n_classes": 2})
+
+
+def test_compare_noise_robustness_trains_and_evaluates():
+    # Two well-separated Gaussian blobs in 2-D: a one-layer network learns them in a few epochs.
+    # (One model only: every fit compiles its own training step.)
+    data = blob_data()
     out = rf.compare_noise_robustness(
         data, ["resnet:1"], sigmas=[0.0, 30.0], key=jax.random.key(0), num_draws=4, seeds=(0,), epochs=5, lr=3e-2
     )
     (row,) = out.table["rows"]
-    assert row["label"] == "ResNet-1" and row["seed"] == 0 and row["depth"] == 1
+    assert row["label"] == "ResNet-1" and row["seed"] == 0 and row["depth"] == row["initial_depth"] == 1
     # sigma = 0 reproduces the clean test accuracy that fit reported; huge noise destroys it.
     assert row["clean_accuracy"] > 0.95
     assert row["accuracy_mean"][0] == pytest.approx(row["clean_accuracy"])
@@ -127,3 +131,53 @@ def test_script_rejects_bad_flags_with_exit_2(argv, tmp_path):
         script.main(argv + ["--out", str(tmp_path / "out")])
     assert e.value.code == 2
     assert not (tmp_path / "out").exists()
+
+
+class Unhashable:
+    __hash__ = None
+
+    def __call__(self, W, z):
+        return z @ W
+
+
+def test_params_form_compiles_once_and_matches_closure(key):
+    from resflow.robustness import _noise_run
+
+    def logits(W, z):
+        return z @ W
+
+    x = jax.random.normal(key, (40, 3))
+    y = jnp.arange(40) % 4
+    sigmas, k = jnp.array([0.0, 0.5]), jax.random.key(5)
+    before = _noise_run._cache_size()
+    for seed in range(3):  # new weights each time (as new training seeds give)
+        W = jax.random.normal(jax.random.key(seed), (3, 4))
+        res = rf.noise_accuracy(logits, x, y, sigmas, key=k, num_draws=3, params=W)
+        ref = rf.noise_accuracy(lambda z, W=W: z @ W, x, y, sigmas, key=k, num_draws=3)
+        np.testing.assert_array_equal(np.asarray(res.accuracy), np.asarray(ref.accuracy))
+    assert _noise_run._cache_size() == before + 1
+    with pytest.raises(TypeError, match="hashable"):
+        rf.noise_accuracy(Unhashable(), x, y, sigmas, key=k, params=W)
+
+
+@pytest.mark.parametrize(
+    "bad, err, match",
+    [
+        (dict(sigmas=[0.0, -1.0]), ValueError, "sigmas"),
+        (dict(sigmas=[0.0, float("nan")]), ValueError, "sigmas"),
+        (dict(seeds=(0.7,)), TypeError, "seed"),
+        (dict(depth=3), ValueError, "train_options"),
+        (dict(model="mlp"), ValueError, "train_options"),
+        (dict(w_std=2.0), ValueError, "train_options"),
+    ],
+)
+def test_compare_rejects_bad_options_before_training(bad, err, match, monkeypatch):
+    import resflow.train
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("fit must not run before the options are checked")
+
+    monkeypatch.setattr(resflow.train, "fit", no_training)
+    kw = dict(dict(sigmas=[0.0, 1.0], key=jax.random.key(0), seeds=(0,), epochs=1), **bad)
+    with pytest.raises(err, match=match):
+        rf.compare_noise_robustness(blob_data(), ["resnet:2"], **kw)
