@@ -67,12 +67,29 @@ class InjectionResponse(NamedTuple):
     output_change: Float[Array, "T1 draws *batch"]
 
 
+def _check_key(key):
+    dtype, shape = getattr(key, "dtype", None), getattr(key, "shape", None)
+    typed = dtype is not None and jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key) and shape == ()
+    raw = dtype == jnp.uint32 and shape == (2,)
+    if not (typed or raw):
+        raise TypeError(
+            "key must be a single jax.random key (jax.random.key(seed), or a raw uint32 (2,) key from "
+            f"jax.random.PRNGKey), got {type(key).__name__}"
+            + (f" of dtype {dtype} and shape {shape}" if dtype is not None else f" {key!r}")
+        )
+
+
 def random_directions(key: jax.Array, x0: Float[Array, "*batch n"], num_draws: int) -> Float[Array, "draws *batch n"]:
     """Standard Gaussian directions d ~ N(0, I), one per draw and input, from ``split(key, num_draws)``.
 
     Draw k depends only on the k-th split key, so the first draws are the same whatever
     `num_draws` is, and the same `key` gives the same noise for a ResNet and an MLP.
+
+    **Raises:** `TypeError` unless `key` is a `jax.random` key (typed, from ``jax.random.key``, or
+    a raw uint32 ``(2,)`` key from ``jax.random.PRNGKey``); `ValueError`/`TypeError` for
+    ``num_draws < 1``.
     """
+    _check_key(key)
     num_draws = check_int("num_draws", num_draws)
     x0 = jnp.asarray(x0)
     return jax.vmap(lambda k: jax.random.normal(k, x0.shape, x0.dtype))(jax.random.split(key, num_draws))

@@ -147,6 +147,14 @@ def test_random_directions_reproducible_and_prefix_stable(key):
     g1 = rf.linear_growth(p, x0, key=key, num_draws=4, depth=3)
     g2 = rf.linear_growth(p, x0, a, depth=3)
     np.testing.assert_array_equal(np.asarray(g1), np.asarray(g2))
+    # A raw uint32 key works; anything else is refused by name, not deep inside jax.random.
+    raw = rf.random_directions(jax.random.PRNGKey(0), x0, 2)
+    np.testing.assert_array_equal(np.asarray(raw), np.asarray(rf.random_directions(jax.random.PRNGKey(0), x0, 2)))
+    for bad in (0, np.zeros(2, np.int32), jax.random.split(key, 2), jnp.zeros(3, jnp.uint32)):
+        with pytest.raises(TypeError, match="key must be a single jax.random key"):
+            rf.random_directions(bad, x0, 2)
+    with pytest.raises(TypeError, match="key"):
+        rf.linear_growth(p, x0, key=0, depth=3)
 
 
 @pytest.mark.parametrize("model", ["resnet", "mlp"])
