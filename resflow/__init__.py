@@ -36,6 +36,7 @@ from .interactions import EXPLOITATION as EXPLOITATION
 from .interactions import MUTUALISM as MUTUALISM
 from .interactions import NEUTRAL as NEUTRAL
 from .interactions import PAIR_CLASSES as PAIR_CLASSES
+from .interactions import SELF as SELF
 from .interactions import InteractionSummary as InteractionSummary
 from .interactions import interaction_coefficients as interaction_coefficients
 from .interactions import interaction_summary as interaction_summary

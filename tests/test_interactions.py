@@ -55,7 +55,7 @@ def test_untied_coefficients_use_the_next_layer():
 def test_pair_classes_by_hand():
     W = np.array([[0.5, 1.0, -1.0, -0.7], [2.0, -0.1, -3.0, 1.0], [-0.5, -1.0, 0.2, 0.3], [1e-3, -2.0, 0.4, 1.0]])
     got = np.asarray(rf.pair_classes(W))
-    S, N, M, C, E = rf.interactions.SELF, rf.NEUTRAL, rf.MUTUALISM, rf.COMPETITION, rf.EXPLOITATION
+    S, N, M, C, E = rf.SELF, rf.NEUTRAL, rf.MUTUALISM, rf.COMPETITION, rf.EXPLOITATION
     want = np.array([[S, M, C, E], [M, S, C, E], [C, C, S, M], [E, E, M, S]])
     np.testing.assert_array_equal(got, want)
     got_tol = np.asarray(rf.pair_classes(W, atol=0.01))
@@ -100,3 +100,34 @@ def test_bad_inputs():
         rf.interaction_summary(C, jnp.array([0]))
     with pytest.raises(TypeError, match="labels"):
         rf.interaction_summary(C, jnp.array([0.0, 1.0]))
+
+
+def test_pair_classes_rejects_non_finite_W():
+    W = np.array([[0.0, np.nan], [1.0, 0.0]])
+    with pytest.raises(ValueError, match="W must contain only finite"):
+        rf.pair_classes(W)
+    with pytest.raises(ValueError, match="W must contain only finite"):
+        rf.pair_classes(np.stack([np.eye(2), np.full((2, 2), np.inf)]))
+
+
+def test_saturated_residuals_accepted_with_vanishing_coefficients():
+    # r_{t+1} exactly 1 (float32 saturation): C_t = h σ'(a_{t+1}) W = 0 on that row, its limit.
+    params = rf.init_trunk(jax.random.key(0), 3, dtype=jnp.float32)
+    r = jnp.full((3, 2, 3), 0.5, jnp.float32).at[1, 0, 2].set(1.0).at[2, 1, 0].set(0.0)
+    C = np.asarray(rf.interaction_coefficients(params, r))
+    assert np.all(C[0, 0, 2] == 0) and np.all(C[1, 1, 0] == 0)
+    np.testing.assert_allclose(C[0, 1], 0.25 * np.asarray(params.W), rtol=1e-6)
+
+
+def test_logistic_only_and_label_checks():
+    params = rf.init_trunk(jax.random.key(0), 3)
+    r = jnp.full((4, 2, 3), 0.5)
+    for act in ("tanh", "relu"):
+        with pytest.raises(ValueError, match="logistic activation only"):
+            rf.interaction_coefficients(params, r, activation=act)
+    with pytest.raises(ValueError, match="activation"):
+        rf.interaction_coefficients(params, r, activation="nope")
+    C = rf.interaction_coefficients(params, r, activation="sigmoid")
+    with pytest.raises(ValueError, match="labels must be >= 0"):
+        rf.interaction_summary(C, jnp.array([0, -1]))
+    assert rf.SELF == -1 and rf.PAIR_CLASSES[rf.NEUTRAL] == "neutral"

@@ -111,6 +111,14 @@ def test_bad_inputs():
         rf.state_jacobian_product(params, r[0], jnp.ones((3, 2, 2)))
     with pytest.raises(ValueError, match="same shape"):
         rf.residual_jacobian_product(params, r[0], r[1, :2], jnp.ones((3, 4, 2)))
+    # the residual-map formulas are logistic-only: a tanh network's residuals are refused by name
+    with pytest.raises(ValueError, match="logistic activation only"):
+        rf.residual_jacobians(params, r, activation="tanh")
+    with pytest.raises(ValueError, match="logistic activation only"):
+        rf.residual_jacobian_product(params, r[0], r[1], jnp.ones((3, 4, 2)), activation="relu")
+    np.testing.assert_array_equal(
+        rf.residual_jacobians(params, r, activation="sigmoid"), rf.residual_jacobians(params, r)
+    )
 
 
 def _np_qr_lyapunov(J, q0):

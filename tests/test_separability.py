@@ -118,10 +118,14 @@ def test_class_separability_on_a_trajectory(key):
     # The ResNet's running integral is its state: compare with probes on the trajectory itself.
     direct = rf.linear_probe(traj[:, :40], y[:40], test_features=traj[:, 40:], test_labels=y[40:])
     np.testing.assert_allclose(np.asarray(sep.integral_accuracy), np.asarray(direct.accuracy))
+    # Fisher ratios against the float64 numpy reference, the integral's on the trajectory itself.
+    yn = np.asarray(y[:40])
     np.testing.assert_allclose(
-        np.asarray(sep.integral_fisher), np.asarray(rf.fisher_ratio(traj[:, :40], y[:40])), rtol=1e-10
+        np.asarray(sep.integral_fisher), [np_fisher(np.asarray(xt[:40], np.float64), yn) for xt in traj], rtol=1e-10
     )
-    np.testing.assert_allclose(np.asarray(sep.residual_fisher), np.asarray(rf.fisher_ratio(r[:, :40], y[:40])))
+    np.testing.assert_allclose(
+        np.asarray(sep.residual_fisher), [np_fisher(np.asarray(rt[:40], np.float64), yn) for rt in r], rtol=1e-10
+    )
     # Without x0 the integral starts at 0: S_0 carries no class information.
     sep0 = rf.class_separability(r[:, :40], y[:40])
     assert float(sep0.integral_fisher[0]) == 0.0
