@@ -32,14 +32,30 @@ def as_float_array(name: str, x) -> jax.Array:
     return arr
 
 
-def check_finite(name: str, x: jax.Array) -> None:
-    if not is_concrete(x):
-        return
-    # Reduce on the device: one scalar comes back to the host, not the whole array. Eager
-    # even when called while tracing (a concrete array closed over by a user's jit).
+def _on_host(x) -> bool:
+    if not isinstance(x, jax.Array):
+        return True
+    try:
+        return all(d.platform == "cpu" for d in x.devices())
+    except Exception:  # a non-addressable (multi-host) array: reduce on its devices
+        return False
+
+
+def _all(x, predicate) -> bool:
+    """Whether ``predicate(xp, x)`` holds everywhere, with xp = numpy or jax.numpy.
+
+    Host arrays are checked with numpy (no copy, no compile per new shape); arrays on an
+    accelerator are reduced there, so one scalar comes back instead of the whole array, eagerly
+    even while tracing (a concrete array closed over by a user's jit).
+    """
+    if _on_host(x):
+        return bool(predicate(np, np.asarray(x)).all())
     with jax.ensure_compile_time_eval():
-        finite = bool(jnp.isfinite(x).all())
-    if not finite:
+        return bool(predicate(jnp, x).all())
+
+
+def check_finite(name: str, x: jax.Array) -> None:
+    if is_concrete(x) and not _all(x, lambda xp, a: xp.isfinite(a)):
         raise ValueError(f"{name} must contain only finite values (found NaN or inf)")
 
 
@@ -97,9 +113,13 @@ def check_unit_interval(name: str, r, *, closed: bool = False, hint: str = "") -
     """
     if not is_concrete(r):
         return
-    rn = np.asarray(r)
-    inside = (rn >= 0) & (rn <= 1) if closed else (rn > 0) & (rn < 1)
-    if not np.all(inside):
+
+    def inside_of(xp, a):
+        return (a >= 0) & (a <= 1) if closed else (a > 0) & (a < 1)
+
+    if not _all(r, inside_of):
+        rn = np.asarray(r)
+        inside = inside_of(np, rn)
         where = "[0, 1]" if closed else "strictly inside (0, 1)"
         raise ValueError(
             f"{name} must lie {where} (logistic residuals); found {int((~inside).sum())} value(s) outside, "

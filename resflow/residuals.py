@@ -16,10 +16,9 @@ import functools
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jaxtyping import Array, Float
 
-from ._checks import check_array, check_int, check_positive, is_concrete
+from ._checks import check_array, check_int, check_positive, check_unit_interval
 from .activations import get_activation
 from .model import TrunkParams, check_params, is_shared
 
@@ -79,17 +78,9 @@ def logit(r: Float[Array, "*shape"]) -> Float[Array, "*shape"]:
     networks with `preactivation_recurrence` from a_0 instead. Nothing is clipped.
     """
     r = check_array("r", r, min_ndim=0)
-    if is_concrete(r):
-        with jax.ensure_compile_time_eval():  # one scalar to the host; the array only on error
-            inside = bool(((r > 0) & (r < 1)).all())
-        if not inside:
-            rn = np.asarray(r)
-            bad = rn[~((rn > 0) & (rn < 1))]
-            raise ValueError(
-                "r must lie strictly inside (0, 1) to take its logit; found "
-                f"{bad.size} value(s) outside, e.g. {bad.flat[0]!r}. Saturated residuals have no finite "
-                "pre-activation: use preactivation_recurrence from a_0 instead"
-            )
+    check_unit_interval(
+        "r", r, hint="Saturated residuals have no finite pre-activation: use preactivation_recurrence from a_0 instead"
+    )
     return jnp.log(r) - jnp.log1p(-r)
 
 

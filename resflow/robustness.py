@@ -28,10 +28,9 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, Int
 
-from ._checks import check_array, check_choice, check_int, is_concrete
+from ._checks import check_array, check_choice, check_int, check_labels, is_concrete
 from .model import MODELS
 from .perturbation import linear_growth
-from .separability import _check_labels
 
 __all__ = [
     "NoiseRobustness",
@@ -93,7 +92,7 @@ def noise_accuracy(
     if not callable(predict_fn):
         raise TypeError(f"predict_fn must be a callable of a batch (N, d), got {type(predict_fn).__name__}")
     x = check_array("x", x, ndim=2)
-    y = _check_labels("labels", labels, x.shape[0])
+    y = check_labels("labels", labels, x.shape[0])
     s = check_array("sigmas", sigmas, ndim=1).astype(x.dtype)
     if is_concrete(s) and np.any(np.asarray(s) < 0):
         raise ValueError(f"sigmas must be >= 0, got {np.asarray(s)}")

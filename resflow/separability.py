@@ -63,7 +63,6 @@ class Separability(NamedTuple):
 
 
 # Kept under its old name: resflow.robustness imports it from here.
-_check_labels = check_labels
 
 
 def _class_weights(labels, dtype):
@@ -145,7 +144,7 @@ def linear_probe(
     L/d, or λ < 0.
     """
     x = _check_features("features", features)
-    y = _check_labels("labels", labels, x.shape[1])
+    y = check_labels("labels", labels, x.shape[1])
     if (test_features is None) != (test_labels is None):
         raise ValueError("give both test_features and test_labels, or neither")
     _check_ridge(ridge)
@@ -156,7 +155,7 @@ def linear_probe(
     xt = _check_features("test_features", test_features)
     if xt.shape[0] != x.shape[0] or xt.shape[2] != x.shape[2]:
         raise ValueError(f"test_features must be (L={x.shape[0]}, M, d={x.shape[2]}) like features, got {xt.shape}")
-    yt = _check_labels("test_labels", test_labels, xt.shape[1])
+    yt = check_labels("test_labels", test_labels, xt.shape[1])
     c = _num_classes(num_classes, y, yt)
     weights, acc = _fit_probes(x, y, ridge, num_classes=c)
     test_acc = jax.vmap(_accuracy, in_axes=(0, 0, None))(xt.astype(x.dtype), weights, yt)
@@ -208,7 +207,7 @@ def fisher_ratio(
     **Raises:** `ValueError`/`TypeError` as `linear_probe`.
     """
     x = _check_features("features", features)
-    y = _check_labels("labels", labels, x.shape[1])
+    y = check_labels("labels", labels, x.shape[1])
     return _fisher(x, y, num_classes=_num_classes(num_classes, y))
 
 
@@ -248,7 +247,7 @@ def class_separability(
     only one of `x0`, `test_x0` is given together with test data.
     """
     r = _check_features("residuals", residuals)
-    y = _check_labels("labels", labels, r.shape[1])
+    y = check_labels("labels", labels, r.shape[1])
     have_test = test_residuals is not None or test_labels is not None
     if have_test and (x0 is None) != (test_x0 is None):
         raise ValueError("give x0 and test_x0 together (the integral must start the same way for both)")

@@ -45,14 +45,13 @@ import optax
 from flax import serialization
 from jaxtyping import Array, Float, Int
 
-from ._checks import check_array, check_choice, check_int, check_positive, is_concrete
+from ._checks import check_array, check_choice, check_int, check_labels, check_positive, is_concrete
 from .activations import ACTIVATIONS
 from .checkpoint import load_checkpoint, save_checkpoint
 from .data import Dataset, batch_indices
 from .depth import _change_sums, depth_rule, fold_drift, prune_trunk
 from .model import MODELS, TrunkParams, forward, init_trunk, trajectory
 from .residuals import residuals
-from .separability import _check_labels
 
 __all__ = [
     "TrainConfig",
@@ -416,8 +415,8 @@ def _check_data(data):
             f"data.x_test must have the dimension of data.x_train ({data.x_train.shape[1]}), "
             f"got shape {data.x_test.shape}"
         )
-    y_train = np.asarray(_check_labels("data.y_train", data.y_train, len(data.x_train)))
-    y_test = np.asarray(_check_labels("data.y_test", data.y_test, len(data.x_test)))
+    y_train = np.asarray(check_labels("data.y_train", data.y_train, len(data.x_train)))
+    y_test = np.asarray(check_labels("data.y_test", data.y_test, len(data.x_test)))
     top = int(max(y_train.max(), y_test.max()))
     n_classes = data.meta.get("n_classes", top + 1)
     if isinstance(n_classes, bool) or not isinstance(n_classes, int | np.integer) or n_classes < 2:
@@ -659,7 +658,7 @@ def _check_eval_inputs(result: TrainResult, x, y):
     dim = result.classifier.width if not result.classifier.use_lift else result.params["lift"]["kernel"].shape[0]
     if x.shape[1] != dim:
         raise ValueError(f"x must have shape (N, {dim}) (the training data dimension), got {x.shape}")
-    return x, _check_labels("y", y, x.shape[0])
+    return x, check_labels("y", y, x.shape[0])
 
 
 def evaluate(result: TrainResult, x: Float[Array, "batch dim"], y: Int[Array, " batch"]) -> dict:
