@@ -83,6 +83,8 @@ class TrainConfig:
     - `h`, `activation`: Euler step and activation of the trunk.
     - `lift`: linear lift data → width; None = only when the dimensions differ.
     - `w_std`: trunk init scale (W ~ N(0, w_std²/n)).
+    - `remat`: checkpoint the trunk in √T segments (`resflow.forward(remat=True)`): training
+      memory O(√T) instead of O(T) states, for deep trunks, at ~1.1× the step time.
     - `epochs`, `batch_size`: training length and mini-batch size.
     - `optimizer` (adam / adamw / sgd with momentum 0.9), `lr`, `schedule` (constant / cosine
       decay to 0 / warmup-cosine with 5 % warm-up), `weight_decay` (decoupled, adam(w) only;
@@ -106,6 +108,7 @@ class TrainConfig:
     activation: str = "sigmoid"
     lift: bool | None = None
     w_std: float = 1.0
+    remat: bool = False
     epochs: int = 40
     batch_size: int = 64
     optimizer: str = "adam"
@@ -141,6 +144,8 @@ class TrainConfig:
             check_positive(name, getattr(self, name))
         if self.clip_norm is not None:
             check_positive("clip_norm", self.clip_norm)
+        if not isinstance(self.remat, bool):
+            raise TypeError(f"remat must be a bool, got {self.remat!r}")
         if not (isinstance(self.weight_decay, int | float) and self.weight_decay >= 0):
             raise ValueError(f"weight_decay must be a number >= 0, got {self.weight_decay!r}")
         if self.min_depth > self.depth:
@@ -166,6 +171,7 @@ class ResidualTrunk(nn.Module):
     activation: str = "sigmoid"
     w_std: float = 1.0
     param_dtype: Any = jnp.float32
+    remat: bool = False
 
     @nn.compact
     def __call__(self, x, active_depth=None, return_trajectory: bool = False):
@@ -179,16 +185,10 @@ class ResidualTrunk(nn.Module):
         # inputs and params; resflow.forward itself refuses mixed dtypes.
         dtype = jnp.result_type(x, params.W)
         params, x = TrunkParams(params.W.astype(dtype), params.b.astype(dtype)), jnp.asarray(x, dtype)
-        fn = trajectory if return_trajectory else forward
-        return fn(
-            params,
-            x,
-            depth=self.depth,
-            model=self.model,
-            activation=self.activation,
-            h=self.h,
-            active_depth=active_depth,
-        )
+        kw = dict(depth=self.depth, model=self.model, activation=self.activation, h=self.h, active_depth=active_depth)
+        if return_trajectory:
+            return trajectory(params, x, **kw)
+        return forward(params, x, remat=self.remat, **kw)
 
 
 class Classifier(nn.Module):
@@ -204,12 +204,21 @@ class Classifier(nn.Module):
     w_std: float = 1.0
     use_lift: bool = False
     param_dtype: Any = jnp.float32
+    remat: bool = False
 
     def setup(self):
         kw = dict(dtype=self.param_dtype, param_dtype=self.param_dtype)
         self.lift = nn.Dense(self.width, **kw) if self.use_lift else None
         self.trunk = ResidualTrunk(
-            self.width, self.depth, self.model, self.shared, self.h, self.activation, self.w_std, self.param_dtype
+            self.width,
+            self.depth,
+            self.model,
+            self.shared,
+            self.h,
+            self.activation,
+            self.w_std,
+            self.param_dtype,
+            self.remat,
         )
         self.readout = nn.Dense(self.n_classes, **kw)
 
@@ -287,6 +296,7 @@ def _classifier(config: TrainConfig, dim: int, n_classes: int, depth: int) -> Cl
         h=config.h,
         activation=config.activation,
         w_std=config.w_std,
+        remat=config.remat,
         use_lift=use_lift,
         param_dtype=jnp.dtype(config.dtype),
     )

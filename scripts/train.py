@@ -52,6 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--w-std", type=float, default=None, help=f"trunk init: W ~ N(0, w_std²/width); None: per data set {W_STD}"
     )
     g.add_argument("--x64", action="store_true", help="train in float64 instead of float32")
+    g.add_argument(
+        "--remat", action="store_true", help="checkpoint the trunk in √depth segments (deep trunks: less memory)"
+    )
     g = p.add_argument_group("optimisation")
     g.add_argument("--epochs", type=int, default=None, help=f"epochs; None: per data set {EPOCHS}")
     g.add_argument("--batch-size", type=int, default=None, help=f"mini-batch size; None: per data set {BATCH}")
@@ -103,6 +106,7 @@ def main(argv=None) -> int:
             h=args.h,
             activation=args.activation,
             w_std=args.w_std if args.w_std is not None else W_STD[data],
+            remat=args.remat,
             epochs=args.epochs or EPOCHS[data],
             batch_size=args.batch_size or BATCH[data],
             optimizer=args.optimizer,
