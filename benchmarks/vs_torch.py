@@ -150,13 +150,20 @@ def _lyapunov_row(width, k, depth, lyap_batch, *, use_compile, repeats, max_time
             tc = _compile_and_time(cf, lambda: (W, b, xt, depth, qt), repeats=repeats, max_time=max_time)
         except Exception as e:
             tc = {"error": f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"}
+    row = _row(f"lyapunov k={k}", width, depth, lyap_batch, rj, te, tc, cinfo, check)
+    row["resflow (public call) ms"] = rp["median_s"] * 1e3
+    row["torch_compile_note"] = (tc or {}).get("error")
+    return row
+
+
+def _row(task, width, depth, batch, rj, te, tc, cinfo, check) -> dict:
+    """One table row: resflow vs torch eager / torch.compile timings, ratios and agreement."""
     return {
-        "task": f"lyapunov k={k}",
+        "task": task,
         "width": width,
         "depth": depth,
-        "batch": lyap_batch,
+        "batch": batch,
         "resflow ms": rj["median_s"] * 1e3,
-        "resflow (public call) ms": rp["median_s"] * 1e3,
         "torch eager ms": te["median_s"] * 1e3,
         "torch threads": te["threads"],
         "torch eager ms by threads": te["by_threads"],
@@ -166,7 +173,8 @@ def _lyapunov_row(width, k, depth, lyap_batch, *, use_compile, repeats, max_time
         "resflow/eager": C.ratio(rj["median_s"], te["median_s"]),
         "resflow/compiled": C.ratio(rj["median_s"], tc.get("median_s") if tc else None),
         "rel diff": check,
-        "torch_compile_note": (tc or {}).get("error"),
+        "torch_compile_note": (tc or {}).get("error")
+        or (None if tc else "skipped: compile-time limit or --no-compile"),
     }
 
 
@@ -265,24 +273,7 @@ def run(
                         compile_stopped[(task, width)] = (depth, tc["compile_s"])
                     except Exception as e:  # report, don't hide: the row says why
                         tc = {"error": f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"}
-                row = {
-                    "task": task,
-                    "width": width,
-                    "depth": depth,
-                    "batch": batch,
-                    "resflow ms": rj["median_s"] * 1e3,
-                    "torch eager ms": te["median_s"] * 1e3,
-                    "torch threads": te["threads"],
-                    "torch eager ms by threads": te["by_threads"],
-                    "torch.compile ms": tc["median_s"] * 1e3 if tc and "median_s" in tc else None,
-                    "resflow compile s": cinfo["total_compile_s"],
-                    "torch.compile s": tc.get("compile_s") if tc else None,
-                    "resflow/eager": C.ratio(rj["median_s"], te["median_s"]),
-                    "resflow/compiled": C.ratio(rj["median_s"], tc.get("median_s") if tc else None),
-                    "rel diff": check,
-                    "torch_compile_note": (tc or {}).get("error")
-                    or (None if tc else "skipped: compile-time limit or --no-compile"),
-                }
+                row = _row(task, width, depth, batch, rj, te, tc, cinfo, check)
                 log(row)
 
     for width, k, depth in lyap_cases:
