@@ -135,6 +135,6 @@ def check_labels(name: str, labels, shape) -> jax.Array:
         raise TypeError(f"{name} must be an array of integer class labels, got dtype {y.dtype}")
     if y.shape != shape:
         raise ValueError(f"{name} must have shape {shape} to match the data, got {y.shape}")
-    if is_concrete(y) and y.size and int(np.min(np.asarray(y))) < 0:
+    if is_concrete(y) and not _all(y, lambda xp, a: a >= 0):
         raise ValueError(f"{name} must be >= 0, found {int(np.min(np.asarray(y)))}")
     return y
