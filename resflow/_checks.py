@@ -54,6 +54,25 @@ def _all(x, predicate) -> bool:
         return bool(predicate(jnp, x).all())
 
 
+def all_true(checks: dict) -> bool:
+    """Whether every ``predicate(xp, array)`` of ``checks = {name: (array, predicate)}`` holds.
+
+    Host arrays are checked with numpy; the accelerator arrays are reduced together on the
+    device, so a whole group of checks costs one device-to-host read.
+    """
+    device = []
+    for x, predicate in checks.values():
+        if _on_host(x):
+            if not bool(predicate(np, np.asarray(x)).all()):
+                return False
+        else:
+            device.append((x, predicate))
+    if not device:
+        return True
+    with jax.ensure_compile_time_eval():
+        return bool(jnp.stack([jnp.all(predicate(jnp, x)) for x, predicate in device]).all())
+
+
 def check_finite(name: str, x: jax.Array) -> None:
     if is_concrete(x) and not _all(x, lambda xp, a: xp.isfinite(a)):
         raise ValueError(f"{name} must contain only finite values (found NaN or inf)")

@@ -42,7 +42,7 @@ from ._checks import check_array, check_int, check_labels, check_positive
 from .activations import get_activation
 from .jacobians import shared_params
 from .model import TrunkParams
-from .separability import _class_weights
+from .separability import class_weights
 
 __all__ = [
     "FREE",
@@ -401,7 +401,7 @@ def steady_state(
     a0 = x0.reshape(-1, n) @ W.T + params.b
     r_prev, final = _last_two_residuals(W, a0, h, depth=depth, activation=activation)
     change = jnp.max(jnp.abs(final - r_prev), axis=-1)
-    classes, w = _class_weights(labels.reshape(-1), final.dtype)
+    classes, w = class_weights(labels.reshape(-1), final.dtype)
     means = w.T @ final
     spread = jnp.sqrt(jnp.sum(jnp.sum((final[:, None, :] - means[None]) ** 2, -1) * w, axis=0))
     distance = jnp.max(jnp.abs(means[:, None] - means[None, :]))

@@ -28,7 +28,7 @@ from .model import TrunkParams, check_params, is_shared
 __all__ = ["residual_changes", "depth_rule", "prune_trunk", "fold_drift"]
 
 
-def _change_sums(r, weights):
+def change_sums(r, weights):
     """Σ_b w_b ||r_k,b − r_{k−1},b||_1 / N for k = 1 … T-1 (shape (T-1,))."""
     diff = jnp.abs(r[1:] - r[:-1]).mean(-1)  # (T-1, batch)
     return diff @ weights
@@ -61,7 +61,7 @@ def residual_changes(
         wn = np.asarray(w)
         if np.any(wn < 0) or not wn.sum() > 0:
             raise ValueError(f"weights must be >= 0 with a positive sum, got min {wn.min()} and sum {wn.sum()}")
-    return _change_sums(r, w) / w.sum()
+    return change_sums(r, w) / w.sum()
 
 
 def depth_rule(changes, depth: int, *, tol: float = 0.01, min_depth: int = 1, multi: bool = False) -> int:

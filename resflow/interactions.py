@@ -28,7 +28,7 @@ from jaxtyping import Array, Float, Int
 from ._checks import check_array, check_labels, check_positive, check_unit_interval
 from .jacobians import check_logistic
 from .model import TrunkParams, check_params, is_shared
-from .separability import _class_weights
+from .separability import class_weights
 
 __all__ = [
     "PAIR_CLASSES",
@@ -169,7 +169,7 @@ def interaction_summary(
     pos = jnp.sum(jnp.where(off, jnp.maximum(C, 0), 0), axis=(-2, -1))
     tot = jnp.sum(jnp.where(off, jnp.abs(C), 0), axis=(-2, -1))
     share = jnp.where(tot > 0, pos / jnp.where(tot > 0, tot, 1), 0.5)
-    classes, w = _class_weights(labels, C.dtype)
+    classes, w = class_weights(labels, C.dtype)
 
     def per_class(x):  # (L, B, ...) -> (K, L, ...)
         return jnp.tensordot(w, x, axes=([0], [1]))

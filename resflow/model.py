@@ -1,11 +1,17 @@
-"""The residual trunk as a discrete dynamical system.
+"""The residual trunk as a discrete dynamical system: one typed value, `Trunk`.
 
 ResNet (explicit Euler map):  x_{t+1} = x_t + h · act(W_t x_t + b_t)
 MLP baseline:                 x_{t+1} = act(W_t x_t + b_t)
 
 with shared weights (W_t = W, b_t = b for every layer) or untied weights (one W_t, b_t per
-layer, stacked along a leading depth axis). Depth is stepped with `jax.lax.scan`; the
-trajectory x_0 … x_T is what every analysis in resflow consumes.
+layer, stacked along a leading depth axis). A `Trunk` carries the whole map: its arrays
+(``W``, ``b``, ``h``) and, as static fields, the model and the activation. Every network
+analysis in resflow takes a trunk first and reads the map from it, so a network cannot be
+analysed under options it was not trained with.
+
+Depth is not a field: it is an argument of the calls (``depth=``, and a traced
+``active_depth=`` that masks layers without recompiling). Depth is stepped with
+`jax.lax.scan`.
 """
 
 from __future__ import annotations
@@ -13,148 +19,239 @@ from __future__ import annotations
 import functools
 import math
 import numbers
-from typing import Literal, NamedTuple
+from typing import Literal
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
-from ._checks import as_float_array, check_array, check_choice, check_int, check_positive, is_concrete
+from ._checks import all_true, as_float_array, check_array, check_choice, check_int, check_positive, is_concrete
 from .activations import get_activation
 
-__all__ = [
-    "MODELS",
-    "TrunkParams",
-    "init_trunk",
-    "check_params",
-    "is_shared",
-    "trunk_depth",
-    "layer_params",
-    "step",
-    "trajectory",
-    "forward",
-    "forward_unrolled",
-]
+__all__ = ["Trunk", "trajectory", "forward"]
 
 MODELS = ("resnet", "mlp")
 Model = Literal["resnet", "mlp"]
 
 
-class TrunkParams(NamedTuple):
-    """Parameters of the residual trunk (a pytree).
+class Trunk(eqx.Module):
+    """The trunk's map x ↦ x + h·act(W x + b) (resnet) or x ↦ act(W x + b) (mlp): a pytree.
+
+    Array leaves: ``W``, ``b`` and ``h`` (so `jax.grad`, `jax.vmap` and sweeps reach all
+    three). Static fields: ``model`` and ``activation``. ``W[i, j]`` is the weight from unit
+    j to unit i, so the pre-activation of unit i is ``(W x)_i = Σ_j W[i, j] x_j``.
 
     Shared weights: ``W`` is ``(n, n)`` and ``b`` is ``(n,)``; the same layer is applied at
-    every depth. Untied weights: ``W`` is ``(T, n, n)`` and ``b`` is ``(T, n)``, one layer per
-    depth. ``W[i, j]`` is the weight from unit j to unit i, so the pre-activation of unit i is
-    ``(W x)_i = Σ_j W[i, j] x_j``.
+    every depth. Untied weights: ``W`` is ``(T, n, n)`` and ``b`` is ``(T, n)``.
+
+    **Arguments:**
+
+    - `W`, `b`: the weights and biases, of one floating dtype.
+    - `h`: the Euler step size, > 0 (used by the resnet only; the paper's network has h = 1).
+    - `model`: ``"resnet"`` (default) or ``"mlp"``.
+    - `activation`: ``"sigmoid"`` (default, the paper's), ``"tanh"`` or ``"relu"``.
+
+    **Raises:** `TypeError`/`ValueError` naming the field, for wrong shapes, mixed dtypes,
+    non-finite values, h ≤ 0 or an unknown model/activation. All checks run here, once;
+    value checks need concrete arrays and are skipped for tracers (a trunk built under
+    `jax.jit` is checked for shapes and dtypes only). One value read per construction.
     """
 
     W: Float[Array, "n n"] | Float[Array, "depth n n"]
     b: Float[Array, " n"] | Float[Array, "depth n"]
+    h: Float[Array, ""]
+    model: str = eqx.field(static=True)
+    activation: str = eqx.field(static=True)
+
+    def __init__(self, W, b, h=1.0, *, model: Model = "resnet", activation: str = "sigmoid"):
+        W = as_float_array("W", W)
+        if W.ndim not in (2, 3) or W.shape[-1] != W.shape[-2]:
+            raise ValueError(f"W must be (n, n) (shared) or (depth, n, n) (untied), got shape {W.shape}")
+        b = as_float_array("b", b)
+        if b.shape != W.shape[:-1]:
+            raise ValueError(f"b must have shape {W.shape[:-1]} to match W {W.shape}, got {b.shape}")
+        if b.dtype != W.dtype:
+            raise TypeError(f"b has dtype {b.dtype} but W has {W.dtype}: give both the same dtype")
+        if isinstance(h, bool) or not isinstance(h, numbers.Real | jax.Array | jnp.ndarray):
+            raise TypeError(f"h must be a real number > 0, got {h!r}")
+        if jnp.ndim(h) != 0:
+            raise ValueError(f"h must be a scalar, got shape {jnp.shape(h)}")
+        h = jnp.asarray(h, W.dtype)
+        check_choice("model", model, MODELS)
+        get_activation(activation)
+        arrays = {"W": W, "b": b, "h": h}
+        if all(is_concrete(a) for a in arrays.values()):
+            ok = {"W": lambda xp, a: xp.isfinite(a), "b": lambda xp, a: xp.isfinite(a)}
+            ok["h"] = lambda xp, a: xp.isfinite(a) & (a > 0)
+            if not all_true({k: (arrays[k], ok[k]) for k in arrays}):
+                check_array("W", W)
+                check_array("b", b)
+                check_positive("h", h)
+        self.W, self.b, self.h = W, b, h
+        self.model, self.activation = model, activation
+
+    @classmethod
+    def init(
+        cls,
+        key: jax.Array,
+        width: int,
+        *,
+        shared: bool = True,
+        depth: int | None = None,
+        w_std: float = 1.0,
+        b_std: float = 0.0,
+        h: float = 1.0,
+        model: Model = "resnet",
+        activation: str = "sigmoid",
+        dtype=None,
+    ) -> Trunk:
+        """A random trunk: W_ij ~ N(0, w_std² / width), b_i ~ N(0, b_std²).
+
+        Untied layers draw from keys ``jax.random.split(key, depth)``, so layer t is the
+        same whatever the total depth.
+
+        **Arguments:**
+
+        - `key`: a `jax.random` key.
+        - `width`: n, the number of units (one residual per unit).
+        - `shared`: one layer for every depth (True) or one per layer (False).
+        - `depth`: number of untied layers; required when ``shared=False``, refused otherwise.
+        - `w_std`, `b_std`: scales of the weights and biases (≥ 0).
+        - `h`, `model`, `activation`: the map (see `Trunk`).
+        - `dtype`: floating dtype (default: JAX's default float, float32 or, with
+          ``jax_enable_x64``, float64).
+
+        **Returns:** a `Trunk`.
+
+        **Raises:** `TypeError`/`ValueError` for a width or depth < 1, a depth given for
+        shared weights or missing for untied ones, negative scales or a non-float dtype.
+        """
+        width = check_int("width", width)
+        if shared and depth is not None:
+            raise ValueError("depth is for untied weights (shared=False); a shared trunk takes depth in each call")
+        if not shared:
+            if depth is None:
+                raise ValueError("depth must be given for untied weights (shared=False)")
+            depth = check_int("depth", depth)
+        dtype = jnp.result_type(float) if dtype is None else jnp.dtype(dtype)
+        if not jnp.issubdtype(dtype, jnp.floating):
+            raise TypeError(f"dtype must be a floating dtype, got {dtype}")
+        check_positive("w_std", w_std, allow_zero=True)
+        check_positive("b_std", b_std, allow_zero=True)
+        W, b = init_arrays(key, width, depth=None if shared else depth, w_std=w_std, b_std=b_std, dtype=dtype)
+        return cls(W, b, h, model=model, activation=activation)
+
+    @property
+    def width(self) -> int:
+        """n, the number of units."""
+        return self.W.shape[-1]
+
+    @property
+    def shared(self) -> bool:
+        """True for shared weights (``W`` of rank 2), False for untied (rank 3)."""
+        return self.W.ndim == 2
+
+    @property
+    def num_layers(self) -> int | None:
+        """Number of stacked untied layers; ``None`` for shared weights (any depth)."""
+        return None if self.shared else self.W.shape[0]
+
+    @property
+    def dtype(self):
+        return self.W.dtype
+
+    def layer(self, t: int) -> Trunk:
+        """The shared trunk of layer `t` alone (itself when the weights are shared)."""
+        if self.shared:
+            return self
+        return eqx.tree_at(lambda s: (s.W, s.b), self, (self.W[t], self.b[t]))
+
+    def truncate(self, depth: int) -> Trunk:
+        """The first `depth` layers (untied weights are sliced; a shared trunk is unchanged).
+
+        **Raises:** `ValueError` if `depth` < 1 or exceeds the untied layers.
+        """
+        depth = check_depth(self, depth)
+        if self.shared:
+            return self
+        return eqx.tree_at(lambda s: (s.W, s.b), self, (self.W[:depth], self.b[:depth]))
+
+    def astype(self, dtype) -> Trunk:
+        """The same map in another floating dtype."""
+        return Trunk(
+            self.W.astype(dtype), self.b.astype(dtype), self.h.astype(dtype), model=self.model, activation=self.activation
+        )
+
+    def step(self, x: Float[Array, "*batch n"]) -> Float[Array, "*batch n"]:
+        """One layer of a shared trunk: ``x + h·act(W x + b)`` (resnet) or ``act(W x + b)``.
+
+        A plain callable (and a pytree, as an equinox bound method) to hand to the generic
+        tools: ``rf.lyapunov_spectrum(trunk.step, x0, ...)``. Unchecked. For untied weights
+        use ``trunk.layer(t).step``.
+        """
+        if not self.shared:
+            raise ValueError("step needs shared weights; for untied weights use trunk.layer(t).step")
+        return apply_layer(self, self.W, self.b, x)
 
 
-def is_shared(params: TrunkParams) -> bool:
-    """True for shared weights (``W`` of rank 2), False for untied (rank 3)."""
-    return jnp.ndim(params.W) == 2
-
-
-def trunk_depth(params: TrunkParams) -> int | None:
-    """Number of stacked layers of untied params; ``None`` for shared weights."""
-    return None if is_shared(params) else params.W.shape[0]
-
-
-def layer_params(params: TrunkParams, t: int) -> TrunkParams:
-    """The ``(W_t, b_t)`` of layer `t` (the same pair for every t when shared)."""
-    return params if is_shared(params) else TrunkParams(params.W[t], params.b[t])
-
-
-def init_trunk(
-    key: jax.Array,
-    width: int,
-    *,
-    shared: bool = True,
-    depth: int | None = None,
-    w_std: float = 1.0,
-    b_std: float = 0.0,
-    dtype=None,
-) -> TrunkParams:
-    """Random trunk parameters.
-
-    W_ij ~ N(0, w_std² / width), b_i ~ N(0, b_std²). Untied layers draw from keys
-    ``jax.random.split(key, depth)``, so layer t is the same whatever the total depth.
-
-    **Arguments:**
-
-    - `key`: a `jax.random` key.
-    - `width`: n, the number of units (one residual per unit).
-    - `shared`: one layer for every depth (True) or one per layer (False).
-    - `depth`: number of layers; required when ``shared=False``, ignored otherwise.
-    - `w_std`, `b_std`: scales of the weights and biases.
-    - `dtype`: floating dtype of the parameters (default: JAX's default float, i.e. float32,
-      or float64 when ``jax_enable_x64`` is on, the dtype ``jnp.ones`` would give).
-
-    **Returns:** `TrunkParams`.
-
-    **Raises:** `ValueError`/`TypeError` for a width or depth < 1, or a missing depth.
-    """
-    width = check_int("width", width)
-    if not shared:
-        if depth is None:
-            raise ValueError("depth must be given for untied weights (shared=False)")
-        depth = check_int("depth", depth)
-    dtype = jnp.result_type(float) if dtype is None else dtype
-    if not jnp.issubdtype(dtype, jnp.floating):
-        raise TypeError(f"dtype must be a floating dtype, got {dtype}")
-    check_positive("w_std", w_std, allow_zero=True)
-    check_positive("b_std", b_std, allow_zero=True)
+def init_arrays(key, width: int, *, depth: int | None, w_std, b_std, dtype):
+    """(W, b) ~ N(0, w_std²/width), N(0, b_std²); one layer, or `depth` stacked ones. Unchecked."""
 
     def one(k):
         kw, kb = jax.random.split(k)
         W = jax.random.normal(kw, (width, width), dtype) * (w_std / jnp.sqrt(width)).astype(dtype)
         b = jax.random.normal(kb, (width,), dtype) * jnp.asarray(b_std, dtype)
-        return TrunkParams(W, b)
+        return W, b
 
-    if shared:
+    if depth is None:
         return one(key)
     return jax.vmap(one)(jax.random.split(key, depth))
 
 
-def step(
-    layer: TrunkParams,
-    x: Float[Array, "*batch n"],
-    *,
-    model: Model = "resnet",
-    activation: str = "sigmoid",
-    h=1.0,
-) -> Float[Array, "*batch n"]:
-    """One layer of the trunk: ``x + h·act(W x + b)`` (resnet) or ``act(W x + b)`` (mlp).
+def apply_layer(trunk: Trunk, W, b, x):
+    """One layer with weights (W, b) under the trunk's map. Unchecked."""
+    r = get_activation(trunk.activation).fn(x @ jnp.swapaxes(W, -1, -2) + b)
+    return x + trunk.h * r if trunk.model == "resnet" else r
 
-    `layer` holds a single ``W (n, n)``, ``b (n,)``. No validation: this is the inner map
-    that users hand to the generic dynamics tools, e.g.
-    ``functools.partial(step, params)``.
+
+def depth_weights(trunk: Trunk, depth: int, extra: int = 0):
+    """(W_t, b_t) for t < depth, broadcastable against ``(depth, *batch, n[, n])``.
+
+    Shared weights come back unchanged (they broadcast over every leading axis); untied
+    weights are sliced to `depth` layers with `extra` singleton batch axes after the depth
+    axis. The one place per-layer weights are laid out. Unchecked.
     """
-    act = get_activation(activation).fn
-    r = act(x @ layer.W.T + layer.b)
-    return x + h * r if model == "resnet" else r
+    if trunk.shared:
+        return trunk.W, trunk.b
+    W, b = trunk.W[:depth], trunk.b[:depth]
+    ones = (1,) * extra
+    return W.reshape((depth,) + ones + W.shape[-2:]), b.reshape((depth,) + ones + b.shape[-1:])
 
 
-def check_params(params) -> TrunkParams:
-    """Validated `TrunkParams`: W ``(n, n)`` or ``(T, n, n)``, matching b, finite values."""
-    if not isinstance(params, TrunkParams):
-        raise TypeError(f"params must be a resflow.TrunkParams, got {type(params).__name__}")
-    W = as_float_array("params.W", params.W)
-    if W.ndim not in (2, 3) or W.shape[-1] != W.shape[-2]:
-        raise ValueError(f"params.W must be (n, n) (shared) or (depth, n, n) (untied), got shape {W.shape}")
-    check_array("params.W", W)
-    b = check_array("params.b", params.b)
-    if b.shape != W.shape[:-1]:
-        raise ValueError(f"params.b must have shape {W.shape[:-1]} to match params.W {W.shape}, got {b.shape}")
-    if b.dtype != W.dtype:
-        raise TypeError(f"params.b has dtype {b.dtype} but params.W has {W.dtype}: give both the same dtype")
-    return TrunkParams(W, b)
+def check_trunk(trunk, name: str = "trunk") -> Trunk:
+    """`trunk` itself, or a `TypeError` naming `name` (its values were checked when it was built)."""
+    if not isinstance(trunk, Trunk):
+        raise TypeError(f"{name} must be a resflow.Trunk, got {type(trunk).__name__}")
+    return trunk
 
 
-def _check_active_depth(active_depth, depth: int) -> None:
+def check_depth(trunk: Trunk, depth, *, name: str = "depth") -> int:
+    """The number of layers to run: required for shared weights; for untied weights it
+    defaults to, and may not exceed, the stacked layers."""
+    if trunk.shared:
+        if depth is None:
+            raise ValueError(f"{name} must be given for a shared trunk (an integer >= 1)")
+        return check_int(name, depth)
+    stacked = trunk.W.shape[0]
+    depth = stacked if depth is None else check_int(name, depth)
+    if depth > stacked:
+        raise ValueError(f"{name} must be <= {stacked}, the number of untied layers, got {depth}")
+    return depth
+
+
+def check_active_depth(active_depth, depth: int) -> None:
+    """`active_depth`: None, or an integer (possibly traced) scalar in [0, depth]."""
     if active_depth is None:
         return
     if isinstance(active_depth, bool) or not (
@@ -168,40 +265,39 @@ def _check_active_depth(active_depth, depth: int) -> None:
         raise ValueError(f"active_depth must be in [0, depth] = [0, {depth}], got {int(active_depth)}")
 
 
-def _check_inputs(params, x0, depth, model, activation, h, *, active_depth=None, unroll=1):
-    params = check_params(params)
-    W = params.W
-    n = W.shape[-1]
-    x0 = check_array("x0", x0, last_dim=n)
-    if x0.dtype != W.dtype:
+def check_state(trunk: Trunk, x, name: str = "x0", *, min_ndim: int = 1) -> jax.Array:
+    """A finite state array ``(*batch, n)`` of the trunk's width and dtype (one value read)."""
+    x = check_array(name, x, min_ndim=min_ndim, last_dim=trunk.width)
+    if x.dtype != trunk.dtype:
         # Mixed dtypes would either fail inside lax.scan (carry types differ) or silently
         # promote the whole trajectory; the caller decides which precision they want.
-        raise TypeError(f"x0 has dtype {x0.dtype} but params.W has {W.dtype}: cast one, e.g. x0.astype(params.W.dtype)")
+        raise TypeError(
+            f"{name} has dtype {x.dtype} but the trunk has {trunk.dtype}: cast one, "
+            f"e.g. {name}.astype(trunk.dtype) or trunk.astype({name}.dtype)"
+        )
+    return x
+
+
+def check_inputs(trunk, x0, depth, *, active_depth=None, unroll=1):
+    """The public boundary of the trunk calls: (trunk, x0, depth) checked once."""
+    trunk = check_trunk(trunk)
+    x0 = check_state(trunk, x0)
     check_int("unroll", unroll)
-    check_choice("model", model, MODELS)
-    get_activation(activation)
-    check_positive("h", h)
-    if W.ndim == 2:
-        if depth is None:
-            raise ValueError("depth must be given for shared weights (an integer >= 1)")
-        depth = check_int("depth", depth)
-    else:
-        stacked = W.shape[0]
-        depth = stacked if depth is None else check_int("depth", depth)
-        if depth > stacked:
-            raise ValueError(f"depth must be <= {stacked}, the number of untied layers, got {depth}")
-    _check_active_depth(active_depth, depth)
-    return params, x0, depth
+    depth = check_depth(trunk, depth)
+    check_active_depth(active_depth, depth)
+    return trunk, x0, depth
 
 
-@functools.partial(jax.jit, static_argnames=("depth", "model", "activation", "unroll", "keep", "remat"))
-def _scan(params, x0, h, active_depth, *, depth, model, activation, unroll, keep, remat=False):
-    shared = params.W.ndim == 2
-    h = jnp.asarray(h, x0.dtype)
+@functools.partial(jax.jit, static_argnames=("depth", "unroll", "keep", "remat"))
+def scan_trunk(trunk: Trunk, x0, active_depth=None, *, depth: int, unroll: int = 1, keep: bool, remat: bool = False):
+    """x_T (``keep=False``) or x_0 … x_T (``keep=True``) under `jax.lax.scan`. Unchecked.
+
+    ``active_depth`` (traced) makes layers t ≥ active_depth the identity. ``remat`` runs
+    ⌊T/s⌋ segments of s = ⌊√T⌋ layers under `jax.checkpoint`, then the remaining T mod s.
+    """
     ts = jnp.arange(depth)
-    layers = None if shared else TrunkParams(params.W[:depth], params.b[:depth])
+    layers = None if trunk.shared else (trunk.W[:depth], trunk.b[:depth])
     if remat:
-        # ⌊T/s⌋ segments of s = ⌊√T⌋ layers, then the remaining T mod s layers.
         seg = math.isqrt(depth)
         num_seg = depth // seg
         split = num_seg * seg
@@ -214,10 +310,10 @@ def _scan(params, x0, h, active_depth, *, depth, model, activation, unroll, keep
 
     def body(x, xs):
         t, layer = xs
-        layer = layer if layer is not None else params
+        W, b = layer if layer is not None else (trunk.W, trunk.b)
 
         def apply(x):
-            return step(layer, x, model=model, activation=activation, h=h)
+            return apply_layer(trunk, W, b, x)
 
         if active_depth is None:
             x_new = apply(x)
@@ -242,13 +338,10 @@ def _scan(params, x0, h, active_depth, *, depth, model, activation, unroll, keep
 
 
 def trajectory(
-    params: TrunkParams,
+    trunk: Trunk,
     x0: Float[Array, "*batch n"],
     *,
     depth: int | None = None,
-    model: Model = "resnet",
-    activation: str = "sigmoid",
-    h=1.0,
     active_depth=None,
     unroll: int = 1,
 ) -> Float[Array, "depth_plus_1 *batch n"]:
@@ -258,34 +351,28 @@ def trajectory(
 
     **Arguments:**
 
-    - `params`: `TrunkParams`, shared ``(n, n)`` or untied ``(T, n, n)``.
-    - `x0`: initial state(s), shape ``(n,)`` or ``(*batch, n)``.
+    - `trunk`: the `Trunk` (its model, activation and h define the map).
+    - `x0`: initial state(s), shape ``(n,)`` or ``(*batch, n)``, in the trunk's dtype.
     - `depth`: T, the number of layers; required for shared weights; for untied weights
       defaults to the number of stacked layers and may be smaller (first `depth` layers).
-    - `model`: ``"resnet"`` or ``"mlp"``.
-    - `activation`: ``"sigmoid"`` (default), ``"tanh"`` or ``"relu"``.
-    - `h`: Euler step size > 0 (resnet only; the paper's network is h = 1).
     - `active_depth`: optional integer (may be traced) ≤ T: layers t ≥ active_depth are the
       identity, so a changing depth needs no recompilation.
     - `unroll`: passed to `jax.lax.scan`.
 
     **Returns:** array ``(T + 1, *batch, n)``; entry t is x_t.
 
-    **Raises:** `ValueError`/`TypeError` for wrong shapes, non-finite values, h ≤ 0,
-    depth < 1 or an unknown model/activation.
+    **Raises:** `ValueError`/`TypeError` for a non-trunk, a wrong shape or dtype of x0,
+    non-finite x0 or a bad depth.
     """
-    params, x0, depth = _check_inputs(params, x0, depth, model, activation, h, active_depth=active_depth, unroll=unroll)
-    return _scan(params, x0, h, active_depth, depth=depth, model=model, activation=activation, unroll=unroll, keep=True)
+    trunk, x0, depth = check_inputs(trunk, x0, depth, active_depth=active_depth, unroll=unroll)
+    return scan_trunk(trunk, x0, active_depth, depth=depth, unroll=unroll, keep=True)
 
 
 def forward(
-    params: TrunkParams,
+    trunk: Trunk,
     x0: Float[Array, "*batch n"],
     *,
     depth: int | None = None,
-    model: Model = "resnet",
-    activation: str = "sigmoid",
-    h=1.0,
     active_depth=None,
     unroll: int = 1,
     remat: bool = False,
@@ -296,44 +383,51 @@ def forward(
     `jax.checkpoint`, so the backward pass keeps O(√T) states instead of O(T) and recomputes
     the rest (same values; see benchmarks/README.md for the memory and time it trades).
     """
-    params, x0, depth = _check_inputs(params, x0, depth, model, activation, h, active_depth=active_depth, unroll=unroll)
+    trunk, x0, depth = check_inputs(trunk, x0, depth, active_depth=active_depth, unroll=unroll)
     if not isinstance(remat, bool):
         raise TypeError(f"remat must be a bool, got {remat!r}")
-    return _scan(
-        params,
-        x0,
-        h,
-        active_depth,
-        depth=depth,
-        model=model,
-        activation=activation,
-        unroll=unroll,
-        keep=False,
-        remat=remat,
-    )
+    return scan_trunk(trunk, x0, active_depth, depth=depth, unroll=unroll, keep=False, remat=remat)
 
 
-@functools.partial(jax.jit, static_argnames=("depth", "model", "activation"))
-def _unrolled(params, x0, h, *, depth, model, activation):
-    h = jnp.asarray(h, x0.dtype)
-    x = x0
-    for t in range(depth):  # deliberately unrolled: the baseline of benchmarks/scan_vs_unrolled.py
-        x = step(layer_params(params, t), x, model=model, activation=activation, h=h)
-    return x
+# --- TRANSITION SHIMS: the old loose-parameter API, kept only so that modules not yet
+# migrated still import. Delete this whole block once nothing uses it. ---------------------
+from typing import NamedTuple  # noqa: E402
 
 
-def forward_unrolled(
-    params: TrunkParams,
-    x0: Float[Array, "*batch n"],
-    *,
-    depth: int | None = None,
-    model: Model = "resnet",
-    activation: str = "sigmoid",
-    h=1.0,
-) -> Float[Array, "*batch n"]:
-    """`forward` written as a Python loop under `jax.jit` (compile time grows with depth).
+class TrunkParams(NamedTuple):
+    W: jax.Array
+    b: jax.Array
 
-    Exists only as the baseline for the scan-vs-unrolled benchmark; gives the same x_T.
-    """
-    params, x0, depth = _check_inputs(params, x0, depth, model, activation, h)
-    return _unrolled(params, x0, h, depth=depth, model=model, activation=activation)
+
+def is_shared(params) -> bool:
+    return jnp.ndim(params.W) == 2
+
+
+def trunk_depth(params):
+    return None if is_shared(params) else params.W.shape[0]
+
+
+def layer_params(params, t):
+    return params if is_shared(params) else TrunkParams(params.W[t], params.b[t])
+
+
+def check_params(params):
+    return TrunkParams(jnp.asarray(params.W), jnp.asarray(params.b))
+
+
+def init_trunk(key, width, *, shared=True, depth=None, w_std=1.0, b_std=0.0, dtype=None):
+    dtype = jnp.result_type(float) if dtype is None else dtype
+    return TrunkParams(*init_arrays(key, width, depth=None if shared else depth, w_std=w_std, b_std=b_std, dtype=dtype))
+
+
+def step(layer, x, *, model="resnet", activation="sigmoid", h=1.0):
+    r = get_activation(activation).fn(x @ layer.W.T + layer.b)
+    return x + h * r if model == "resnet" else r
+
+
+def _check_inputs(params, x0, depth, model, activation, h, *, active_depth=None, unroll=1):
+    raise NotImplementedError("transition shim")
+
+
+def forward_unrolled(*args, **kwargs):
+    raise NotImplementedError("transition shim")

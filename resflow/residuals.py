@@ -84,6 +84,21 @@ def logit(r: Float[Array, "*shape"]) -> Float[Array, "*shape"]:
     return jnp.log(r) - jnp.log1p(-r)
 
 
+@functools.partial(jax.jit, static_argnames=("depth",))
+def preactivation_scan(trunk, a0, *, depth: int):
+    """a_0 … a_{depth-1} of a_{t+1} = a_t + h W act(a_t) for a shared trunk. Unchecked.
+
+    The one implementation of the pre-activation recurrence (also used by the attractor
+    analysis).
+    """
+    act = get_activation(trunk.activation).fn
+
+    def body(a, _):
+        return a + trunk.h * act(a) @ trunk.W.T, a
+
+    return jax.lax.scan(body, a0, None, length=depth)[1]
+
+
 @functools.partial(jax.jit, static_argnames=("depth", "activation"))
 def _a_scan(W, a0, h, *, depth, activation):
     act = get_activation(activation).fn

@@ -65,7 +65,7 @@ class Separability(NamedTuple):
 # Kept under its old name: resflow.robustness imports it from here.
 
 
-def _class_weights(labels, dtype):
+def class_weights(labels, dtype):
     """Distinct labels and per-class averaging weights: ``(classes (K,), w (B, K))``, w[i, c] = [y_i = c] / N_c.
 
     `w.T @ x` are the class means of x ``(B, ...)``; labels need not be 0 … K−1 (host-side unique)."""

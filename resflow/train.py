@@ -49,7 +49,7 @@ from ._checks import check_array, check_choice, check_int, check_labels, check_p
 from .activations import ACTIVATIONS
 from .checkpoint import load_checkpoint, save_checkpoint
 from .data import Dataset, batch_indices
-from .depth import _change_sums, depth_rule, fold_drift, prune_trunk
+from .depth import change_sums, depth_rule, fold_drift, prune_trunk
 from .model import MODELS, TrunkParams, forward, init_trunk, trajectory
 from .residuals import residuals
 
@@ -363,7 +363,7 @@ def _make_steps(module: Classifier, config: TrainConfig, steps_per_epoch: int) -
     def stats(params, x, w, active_depth):
         traj = module.apply({"params": params}, x, active_depth, method=Classifier.trajectory)
         r = residuals(TrunkParams(params["trunk"]["W"], params["trunk"]["b"]), traj, activation=module.activation)
-        return _change_sums(r, w), jnp.einsum("tbn,b->tn", traj, w)
+        return change_sums(r, w), jnp.einsum("tbn,b->tn", traj, w)
 
     return _Steps(epoch, eval_sums, stats, tx)
 
