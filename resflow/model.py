@@ -236,6 +236,25 @@ def check_trunk(trunk, name: str = "trunk") -> Trunk:
     return trunk
 
 
+def require_shared(trunk: Trunk, what: str) -> Trunk:
+    """`trunk` if its weights are shared, else a `ValueError` saying that `what` needs them."""
+    if not trunk.shared:
+        raise ValueError(f"{what} needs a trunk with shared weights (W of shape (n, n)), got W of shape {trunk.W.shape}")
+    return trunk
+
+
+def require_logistic(trunk: Trunk, what: str) -> Trunk:
+    """`trunk` if it is a logistic resnet. The residual-map formulas use σ' = r(1 − r) and
+    the Euler form x + h·r, true of the sigmoid resnet only."""
+    if trunk.activation != "sigmoid" or trunk.model != "resnet":
+        raise ValueError(
+            f"{what} needs a resnet trunk with activation 'sigmoid' (the residual map "
+            f"r_{{t+1}} = σ(σ⁻¹(r_t) + h W r_t) uses σ' = r(1 − r)), got model={trunk.model!r}, "
+            f"activation={trunk.activation!r}"
+        )
+    return trunk
+
+
 def check_depth(trunk: Trunk, depth, *, name: str = "depth") -> int:
     """The number of layers to run: required for shared weights; for untied weights it
     defaults to, and may not exceed, the stacked layers."""
