@@ -16,6 +16,7 @@ Conventions shared by every benchmark:
 from __future__ import annotations
 
 import datetime
+import functools
 import gc
 import json
 import os
@@ -29,6 +30,16 @@ import jax
 import numpy as np
 
 RESULTS = Path(__file__).resolve().parent / "results"
+
+
+@functools.partial(jax.jit, static_argnames="depth")
+def forward_unrolled(trunk, x0, *, depth: int):
+    """x_T of a shared trunk written as a Python loop under `jax.jit`: compile time grows with
+    depth. The baseline of scan_vs_unrolled.py; gives the same x_T as `resflow.forward`."""
+    x = x0
+    for _ in range(depth):  # deliberately unrolled
+        x = trunk.step(x)
+    return x
 
 
 def block(x):

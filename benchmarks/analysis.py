@@ -49,9 +49,9 @@ def _traj(p, x0, T):
     return rf.trajectory(p, x0, depth=T)
 
 
-def _jacfwd_along(p, xs, **kw):
+def _jacfwd_along(p, xs):
     """Dense Jacobians of one layer by `jax.jacfwd` at every state in `xs` (…, n) → (…, n, n)."""
-    f = jax.jacfwd(functools.partial(rf.step, p, **kw))
+    f = jax.jacfwd(p.step)
     flat = xs.reshape(-1, xs.shape[-1])
     return jax.vmap(f)(flat).reshape(xs.shape + xs.shape[-1:])
 
@@ -78,7 +78,7 @@ def spectrum_tasks(T, S):
 
     def jacfwd(p, x0, _):
         traj = _traj(p, x0[0], min(S, T))
-        return rf.jacobian_spectrum(functools.partial(rf.step, p), traj[:-1]).eigenvalues
+        return rf.jacobian_spectrum(p.step, traj[:-1]).eigenvalues
 
     return {"analytic": analytic, "jacfwd": jacfwd}
 
@@ -90,7 +90,7 @@ def lyapunov_tasks(T, k, *, grouped_qr: bool = False):
         return rf.network_lyapunov_spectrum(p, x0, depth=T, num_exponents=k, key=key).exponents
 
     def jvp(p, x0, _):
-        return rf.lyapunov_spectrum(functools.partial(rf.step, p), x0, T, num_exponents=k, key=key).exponents
+        return rf.lyapunov_spectrum(p.step, x0, T, num_exponents=k, key=key).exponents
 
     def jacfwd(p, x0, _):
         J = _jacfwd_along(p, _traj(p, x0, T)[:-1])  # (T, B, n, n)
@@ -142,7 +142,7 @@ def perturbation_tasks(T):
 def _newton(p, starts, jac_F):
     def one(x):
         def body(_, x):
-            F = rf.step(p, x, model="mlp") - x
+            F = p.step(x) - x
             return x - jnp.linalg.solve(jac_F(x), F)
 
         return jax.lax.fori_loop(0, NEWTON_ITERS, body, x)
@@ -158,11 +158,10 @@ def fixed_point_tasks():
 
     def jacfwd(p, _, starts):
         n = starts.shape[-1]
-        step = functools.partial(rf.step, p, model="mlp")
-        return _newton(p, starts, lambda x: jax.jacfwd(step)(x) - jnp.eye(n, dtype=x.dtype))
+        return _newton(p, starts, lambda x: jax.jacfwd(p.step)(x) - jnp.eye(n, dtype=x.dtype))
 
     def resflow_find(p, _, starts):
-        return rf.find_fixed_points(functools.partial(rf.step, p, model="mlp"), starts, max_iter=NEWTON_ITERS).points
+        return rf.find_fixed_points(p.step, starts, max_iter=NEWTON_ITERS).points
 
     return {"analytic": analytic, "jacfwd": jacfwd, "resflow.find_fixed_points": resflow_find}
 
@@ -172,11 +171,11 @@ def fixed_point_tasks():
 
 def _inputs(n, B, D, S, *, dtype=jnp.float32):
     kp, kx, kd, ks = jax.random.split(jax.random.key(0), 4)
-    params = rf.init_trunk(kp, n, w_std=1.0, b_std=0.1, dtype=dtype)
+    params = rf.Trunk.init(kp, n, w_std=1.0, b_std=0.1, dtype=dtype)
     x0 = jax.random.normal(kx, (B, n), dtype)
     dirs = jax.random.normal(kd, (D, B, n), dtype)
     # MLP fixed points: a strong W so several exist; starts uniform in the sigmoid's range.
-    mlp = rf.init_trunk(kp, n, w_std=3.0, b_std=0.1, dtype=dtype)
+    mlp = rf.Trunk.init(kp, n, w_std=3.0, b_std=0.1, model="mlp", dtype=dtype)
     starts = jax.random.uniform(ks, (S, n), dtype)
     return params, x0, dirs, mlp, starts
 

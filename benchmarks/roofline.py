@@ -62,7 +62,7 @@ def run(
     kp, kx = jax.random.split(jax.random.key(0))
     rows = []
     for n in widths:
-        params = rf.init_trunk(kp, n, w_std=1.0, b_std=0.1, dtype=dtype)
+        params = rf.Trunk.init(kp, n, w_std=1.0, b_std=0.1, dtype=dtype)
         x = jax.random.normal(kx, (batch, n), dtype)
         per_layer = 2.0 * batch * n * n
 

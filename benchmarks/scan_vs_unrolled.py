@@ -9,7 +9,7 @@ against a target, gradient w.r.t. (W, b), one SGD update).
 Variants:
 
 - ``scan``: `resflow.forward` (``lax.scan``, ``unroll=1``);
-- ``unrolled``: `resflow.forward_unrolled` (Python loop under jit); deeper depths are skipped
+- ``unrolled``: `_common.forward_unrolled` (Python loop under jit); deeper depths are skipped
   once the previous compile time, scaled linearly in depth, would pass ``--compile-limit``;
 - ``scan_unroll<k>``: `resflow.forward(..., unroll=k)`;
 - ``scan_remat`` (train only): `resflow.forward(..., remat=True)`: depth cut into ⌈√T⌉
@@ -24,6 +24,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 
@@ -40,7 +41,7 @@ def forward_fn(variant: str, depth: int):
     if variant == "scan":
         return lambda p, x: rf.forward(p, x, depth=depth)
     if variant == "unrolled":
-        return lambda p, x: rf.forward_unrolled(p, x, depth=depth)
+        return lambda p, x: C.forward_unrolled(p, x, depth=depth)
     if variant.startswith("scan_unroll"):
         k = int(variant.removeprefix("scan_unroll"))
         return lambda p, x: rf.forward(p, x, depth=depth, unroll=k)
@@ -53,6 +54,8 @@ def train_step_fn(forward):
     """(params, x, y) ↦ (loss, params − lr·∇loss) with loss = mean((forward(params, x) − y)²)."""
 
     def loss(p, x, y):
+        # Only W and b train (as in the torch rows): no gradient is computed for h.
+        p = eqx.tree_at(lambda t: t.h, p, jax.lax.stop_gradient(p.h))
         return jnp.mean((forward(p, x) - y) ** 2)
 
     def train_step(p, x, y):
@@ -64,7 +67,7 @@ def train_step_fn(forward):
 
 def make_inputs(width: int, batch: int, *, seed: int = 0, dtype=jnp.float32):
     kp, kx, ky = jax.random.split(jax.random.key(seed), 3)
-    params = rf.init_trunk(kp, width, w_std=1.0, b_std=0.1, dtype=dtype)
+    params = rf.Trunk.init(kp, width, w_std=1.0, b_std=0.1, dtype=dtype)
     # Inputs of unit scale so the sigmoid is neither saturated nor linear.
     x = jax.random.normal(kx, (batch, width), dtype)
     y = jax.random.normal(ky, (batch, width), dtype)

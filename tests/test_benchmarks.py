@@ -115,7 +115,7 @@ def test_torch_train_step_matches_resflow():
         return
     params, x, y = svu.make_inputs(4, 3)
     loss, new = svu.train_step_fn(svu.forward_fn("scan", 3))(params, x, y)
-    W, b = (torch.tensor(np.asarray(a), requires_grad=True) for a in params)
+    W, b = (torch.tensor(np.asarray(a), requires_grad=True) for a in (params.W, params.b))
     tl = vs_torch.torch_train_step(
         vs_torch.torch_loss, W, b, torch.tensor(np.asarray(x)), torch.tensor(np.asarray(y)), 3
     )
