@@ -12,8 +12,13 @@ standardisation statistics). Sources:
   by a seeded permutation.
 - ``mnist1d``: MNIST-1D (40 dims, 10 classes) generated offline by the `mnist1d` package's
   ``make_dataset`` (never its downloading ``get_dataset``), cached as ``.npz``.
-- ``mnist`` / ``fashion-mnist``: the user's own files: a folder with the four standard IDX
-  files (gzipped or not) or an ``.npz`` with x_train / y_train / x_test / y_test.
+- ``mnist`` / ``fashion-mnist``: local files: a folder with the four standard IDX files
+  (gzipped or not) or an ``.npz`` with x_train / y_train / x_test / y_test. Fashion-MNIST
+  defaults to the folder of Debian's ``dataset-fashion-mnist`` package (``make data``).
+- ``csv``: the user's own table, one sample per row with a label column.
+
+Every loader checks what it reads before anything trains, and reports a bad file as a
+`DataError` that names the file and the problem.
 
 Standardisation (per input dimension, mean 0 / std 1) is fitted on the training split only.
 `batch_indices` gives deterministic shuffled mini-batches from a `jax.random` key.
@@ -21,11 +26,14 @@ Standardisation (per input dimension, mean 0 / std 1) is fitted on the training 
 
 from __future__ import annotations
 
+import csv as _csv
 import gzip
 import math
 import os
 import random
 import struct
+import zipfile
+import zlib
 from pathlib import Path
 from typing import NamedTuple
 
@@ -44,13 +52,16 @@ __all__ = [
     "digits",
     "mnist1d",
     "mnist",
+    "csv",
     "read_idx",
+    "DataError",
     "standardize",
     "batch_indices",
     "default_cache_dir",
 ]
 
-DATASETS = ("circles", "digits", "mnist1d", "mnist", "fashion-mnist")
+BUILT_IN = ("circles", "digits", "mnist1d")
+DATASETS = (*BUILT_IN, "mnist", "fashion-mnist", "csv")
 
 IDX_FILES = {
     "x_train": "train-images-idx3-ubyte",
@@ -58,6 +69,15 @@ IDX_FILES = {
     "x_test": "t10k-images-idx3-ubyte",
     "y_test": "t10k-labels-idx1-ubyte",
 }
+
+
+MAX_CLASSES = 1000
+FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
+
+
+class DataError(ValueError):
+    """A data file or array that cannot be trained on; the message names the file (or the
+    array) and what is wrong with it. The CLI turns it into one line and exit status 2."""
 
 
 class Dataset(NamedTuple):
@@ -70,12 +90,74 @@ class Dataset(NamedTuple):
     meta: dict
 
 
-def _make(name, x_train, y_train, x_test, y_test, **meta) -> Dataset:
-    x_train = np.asarray(x_train, np.float32).reshape(len(x_train), -1)
-    x_test = np.asarray(x_test, np.float32).reshape(len(x_test), -1)
-    y_train = np.asarray(y_train, np.int32)
-    y_test = np.asarray(y_test, np.int32)
-    n_classes = int(max(y_train.max(), y_test.max())) + 1
+def _inputs(where: str, split: str, x) -> np.ndarray:
+    x = np.asarray(x)
+    if x.dtype == object or not (np.issubdtype(x.dtype, np.number) or x.dtype == bool):
+        raise DataError(f"{where}: {split} must be numeric, got dtype {x.dtype}")
+    if x.ndim < 2 or x.shape[0] == 0 or math.prod(x.shape[1:]) == 0:
+        raise DataError(f"{where}: {split} must be a non-empty (samples, features...) array, got shape {x.shape}")
+    x = x.astype(np.float32).reshape(len(x), -1)
+    if not np.all(np.isfinite(x)):
+        raise DataError(f"{where}: {split} holds non-finite values (NaN or inf)")
+    return x
+
+
+def _labels(where: str, split: str, y, n: int) -> np.ndarray:
+    y = np.asarray(y)
+    if y.ndim != 1 or len(y) != n:
+        raise DataError(f"{where}: {split} must hold one label per sample ({n}), got shape {y.shape}")
+    if not (np.issubdtype(y.dtype, np.integer) or np.issubdtype(y.dtype, np.floating)):
+        raise DataError(f"{where}: {split} must hold integer class labels, got dtype {y.dtype}")
+    if np.issubdtype(y.dtype, np.floating):
+        bad = ~np.isfinite(y) | (y != np.round(y))
+        if bad.any():
+            raise DataError(f"{where}: {split} must hold integer class labels, found {y[bad][0]!r}")
+    if y.min() < 0:
+        raise DataError(f"{where}: {split} labels must be >= 0, found {y.min()!r}")
+    return y.astype(np.int64)
+
+
+def _check_label_range(where: str, n_classes: int, max_classes: int, y_train, y_test) -> None:
+    if n_classes > max_classes:
+        raise DataError(
+            f"{where}: labels go up to {n_classes - 1}, i.e. {n_classes} classes, more than max_classes={max_classes} "
+            "(pass a larger max_classes if that is intended)"
+        )
+    missing = np.setdiff1d(np.arange(n_classes), np.concatenate([y_train, y_test]))
+    if len(missing):
+        raise DataError(
+            f"{where}: labels must be 0 … K−1; they go up to {n_classes - 1} but class(es) "
+            f"{missing[:5].tolist()}{'…' if len(missing) > 5 else ''} occur in neither split"
+        )
+
+
+def _make(
+    name, x_train, y_train, x_test, y_test, *, n_classes: int | None = None, max_classes: int = MAX_CLASSES, **meta
+) -> Dataset:
+    """A checked `Dataset`: finite float32 inputs of one dimension, labels 0 … K−1.
+
+    **Raises:** `DataError` naming the source for non-numeric or non-finite inputs, sample
+    and label counts that disagree, train/test dimensions that differ, labels that are not
+    non-negative integers, labels >= `n_classes` when the data set's class count is known,
+    more than `max_classes` classes, or (count unknown) a label range with classes that
+    occur in neither split (e.g. a stray label 200 among 0 … 9).
+    """
+    where = str(meta.get("source", name))
+    x_train, x_test = _inputs(where, "x_train", x_train), _inputs(where, "x_test", x_test)
+    if x_test.shape[1] != x_train.shape[1]:
+        raise DataError(f"{where}: x_test has {x_test.shape[1]} features per sample but x_train has {x_train.shape[1]}")
+    y_train = _labels(where, "y_train", y_train, len(x_train))
+    y_test = _labels(where, "y_test", y_test, len(x_test))
+    top = int(max(y_train.max(), y_test.max()))
+    if n_classes is not None:
+        if top >= n_classes:
+            raise DataError(
+                f"{where}: {name} has {n_classes} classes (labels 0 … {n_classes - 1}), found a label {top}"
+            )
+    else:
+        n_classes = top + 1
+        _check_label_range(where, n_classes, max_classes, y_train, y_test)
+    y_train, y_test = y_train.astype(np.int32), y_test.astype(np.int32)
     info = {
         "name": name,
         "dim": int(x_train.shape[1]),
@@ -185,21 +267,64 @@ def mnist1d(*, num_samples: int = 5000, seed: int = 42, train_split: float = 0.8
     return _make("mnist1d", *arrays, source="mnist1d.data.make_dataset", seed=seed, cache=str(file))
 
 
+_IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+
+
 def read_idx(path) -> np.ndarray:
-    """An IDX file (the MNIST format; ``.gz`` is decompressed) as a numpy array."""
+    """An IDX file (the MNIST format; ``.gz`` is decompressed) as a numpy array.
+
+    The header is 2 zero bytes, a dtype code, the number of dimensions d, then d big-endian
+    uint32 sizes; the data must hold exactly their product of values.
+
+    **Raises:** `DataError` naming the file for a broken or truncated gzip stream, a header
+    that is too short, a bad magic number, or a data size that disagrees with the header.
+    """
     path = Path(path)
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as f:
-        data = f.read()
+    try:
+        if path.suffix == ".gz":
+            with gzip.open(path, "rb") as f:
+                data = f.read()
+        else:
+            data = path.read_bytes()
+    except (OSError, EOFError, zlib.error) as e:
+        kind = "not a complete gzip file" if path.suffix == ".gz" else "unreadable"
+        raise DataError(f"{path}: {kind} ({e})") from None
+    if len(data) < 4:
+        raise DataError(f"{path}: IDX header too short ({len(data)} bytes; expected at least 4)")
     zero, dtype_code, ndim = struct.unpack(">HBB", data[:4])
-    dtypes = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
-    if zero != 0 or dtype_code not in dtypes:
-        raise ValueError(f"{path} is not an IDX file (bad magic number)")
-    shape = struct.unpack(f">{ndim}I", data[4 : 4 + 4 * ndim])
-    arr = np.frombuffer(data, dtype=dtypes[dtype_code], offset=4 + 4 * ndim)
-    if arr.size != math.prod(shape):
-        raise ValueError(f"{path}: IDX header says shape {shape} but holds {arr.size} values")
-    return arr.reshape(shape)
+    if zero != 0 or dtype_code not in _IDX_DTYPES or not 1 <= ndim <= 4:
+        raise DataError(f"{path}: not an IDX file (bad magic number {data[:4].hex()})")
+    header = 4 + 4 * ndim
+    if len(data) < header:
+        raise DataError(f"{path}: IDX header too short ({len(data)} bytes; {ndim} dimensions need {header})")
+    shape = struct.unpack(f">{ndim}I", data[4:header])
+    itemsize = np.dtype(_IDX_DTYPES[dtype_code]).itemsize
+    expected = math.prod(shape) * itemsize
+    if len(data) - header != expected:
+        raise DataError(
+            f"{path}: IDX header says shape {shape} ({expected} bytes of data) but the file holds "
+            f"{len(data) - header} bytes{' (truncated)' if len(data) - header < expected else ''}"
+        )
+    return np.frombuffer(data, dtype=_IDX_DTYPES[dtype_code], offset=header).reshape(shape)
+
+
+def _read_npz(path: Path, keys) -> dict:
+    """The arrays `keys` of an .npz, or a `DataError` naming the file and what is wrong."""
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if head[:2] != b"PK":
+        what = "empty" if not head else "not an .npz (zip) archive"
+        raise DataError(f"{path}: {what}; expected an .npz with arrays {', '.join(keys)}")
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            missing = [k for k in keys if k not in f.files]
+            if missing:
+                raise DataError(f"{path} lacks arrays {missing}; expected {', '.join(keys)}")
+            return {k: f[k] for k in keys}
+    except DataError:
+        raise
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError, zlib.error) as e:
+        raise DataError(f"{path}: a damaged or truncated .npz ({e})") from None
 
 
 def mnist(path, *, name: str = "mnist") -> Dataset:
@@ -214,18 +339,21 @@ def mnist(path, *, name: str = "mnist") -> Dataset:
     `ValueError` for an .npz that lacks one of the four arrays.
     """
     expected = ", ".join(IDX_FILES.values())
+    if path is None and name == "fashion-mnist" and FASHION_MNIST_DIR.is_dir():
+        path = FASHION_MNIST_DIR
     if path is None:
+        hint = (
+            f" (`make data` installs Debian's dataset-fashion-mnist into {FASHION_MNIST_DIR})"
+            if name == "fashion-mnist"
+            else ""
+        )
         raise FileNotFoundError(
             f"{name} is read from local files: pass path=<folder with {expected} (optionally .gz)> "
-            "or an .npz with x_train, y_train, x_test, y_test"
+            f"or an .npz with x_train, y_train, x_test, y_test{hint}"
         )
     path = Path(path)
     if path.is_file() and path.suffix == ".npz":
-        with np.load(path) as f:
-            missing = [k for k in IDX_FILES if k not in f.files]
-            if missing:
-                raise ValueError(f"{path} lacks arrays {missing}; expected x_train, y_train, x_test, y_test")
-            arrays = {k: f[k] for k in IDX_FILES}
+        arrays = _read_npz(path, IDX_FILES)
     elif path.is_dir():
         arrays = {}
         for k, stem in IDX_FILES.items():
@@ -238,12 +366,69 @@ def mnist(path, *, name: str = "mnist") -> Dataset:
     scale = 255.0 if arrays["x_train"].dtype == np.uint8 else 1.0
     return _make(
         name,
-        arrays["x_train"] / scale,
+        arrays["x_train"] / scale if scale != 1.0 else arrays["x_train"],
         arrays["y_train"],
-        arrays["x_test"] / scale,
+        arrays["x_test"] / scale if scale != 1.0 else arrays["x_test"],
         arrays["y_test"],
+        n_classes=10,
         source=str(path),
     )
+
+
+def csv(
+    path,
+    *,
+    label_column: int | str = "label",
+    test_fraction: float = 0.2,
+    seed: int = 0,
+    max_classes: int = MAX_CLASSES,
+) -> Dataset:
+    """The user's own table: a comma-separated file, one sample per row, one label column.
+
+    An optional header row names the columns; `label_column` is a column name (default
+    ``"label"``, or the last column when the file has no header or no such name) or an
+    integer index. Every other column is an input feature. Rows are split into train and
+    test by a seeded permutation (`test_fraction` of them for testing). Labels must be the
+    integers 0 … K−1 with K ≤ `max_classes`.
+
+    **Raises:** `DataError` naming the file for a missing or empty file, rows of unequal
+    length, non-numeric cells, an unknown label column, or bad labels (see `load_dataset`).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"csv: {path} is not a file")
+    with open(path, newline="") as f:
+        rows = [r for r in _csv.reader(f) if r and any(c.strip() for c in r)]
+    if not rows:
+        raise DataError(f"{path}: empty; expected a header row and one row per sample")
+    header = None
+    try:
+        [float(c) for c in rows[0]]
+    except ValueError:
+        header, rows = [c.strip() for c in rows[0]], rows[1:]
+    if not rows:
+        raise DataError(f"{path}: has a header but no data rows")
+    width = len(rows[0])
+    for i, r in enumerate(rows):
+        if len(r) != width:
+            raise DataError(f"{path}: row {i + 1 + (header is not None)} has {len(r)} columns, expected {width}")
+    if width < 2:
+        raise DataError(f"{path}: needs a label column and at least one feature column, got {width} column(s)")
+    if isinstance(label_column, str):
+        col = header.index(label_column) if header and label_column in header else width - 1
+        if header and label_column not in header and label_column != "label":
+            raise DataError(f"{path}: no column named {label_column!r}; columns are {header}")
+    else:
+        col = int(label_column)
+        if not -width <= col < width:
+            raise DataError(f"{path}: label_column {col} is outside the {width} columns")
+    try:
+        table = np.asarray(rows, dtype=np.float64)
+    except ValueError as e:
+        raise DataError(f"{path}: non-numeric cell ({e})") from None
+    y = table[:, col]
+    x = np.delete(table, col % width, axis=1)
+    return _make("csv", *_split(x, y, seed, test_fraction), max_classes=max_classes, source=str(path), seed=seed)
 
 
 def standardize(ds: Dataset, *, eps: float = 1e-6) -> Dataset:
@@ -269,20 +454,34 @@ def load_dataset(name: str, *, seed: int = 0, path=None, standardize: bool = Tru
 
     **Arguments:**
 
-    - `name`: one of ``circles``, ``digits``, ``mnist1d``, ``mnist``, ``fashion-mnist``.
+    - `name`: one of ``circles``, ``digits``, ``mnist1d`` (built in), ``mnist``,
+      ``fashion-mnist`` (IDX or .npz files; fashion-mnist defaults to Debian's package
+      folder), ``csv`` (the user's table, see `csv`).
     - `seed`: seed of the generator / split (circles, digits, mnist1d).
-    - `path`: local files for mnist / fashion-mnist (see `mnist`).
+    - `path`: local files for mnist / fashion-mnist (see `mnist`) and csv; refused for the
+      built-in sets, which read none.
     - `standardize`: standardise with training-split statistics (default True).
     - `options`: passed to the loader (e.g. ``noise`` for circles, ``num_samples`` and
       ``cache_dir`` for mnist1d, ``test_fraction`` for digits).
 
     **Returns:** `Dataset`.
 
-    **Raises:** `ValueError` for an unknown name; `FileNotFoundError` for missing files.
+    **Raises:** `ValueError` for an unknown name or a path given to a built-in set;
+    `FileNotFoundError` for missing files; `DataError` (a `ValueError`) naming the file for
+    bad contents: broken gzip or zip archives, short headers, bad magic numbers, counts
+    that disagree, non-finite values, non-integer or negative labels, more than
+    `MAX_CLASSES` classes, classes absent from the training split, or train and test
+    dimensions that differ.
     """
     if name not in DATASETS:
         raise ValueError(f"data set must be one of {list(DATASETS)}, got {name!r}")
-    if name == "circles":
+    if path is not None and name in BUILT_IN:
+        raise ValueError(f"data set {name!r} is built in and reads no file, but a path was given: {path}")
+    if name == "csv":
+        if path is None:
+            raise FileNotFoundError("csv reads the user's file: pass path=<file.csv> (CLI: --data-path)")
+        ds = csv(path, seed=seed, **options)
+    elif name == "circles":
         ds = circles(seed=seed, **options)
     elif name == "digits":
         ds = digits(seed=seed, **options)

@@ -1,0 +1,183 @@
+"""Bad data files are refused before any training, with the file and the problem named.
+
+Each case writes its own broken file. The loaders raise `DataError` (a ValueError) whose
+message starts with the file's path; nothing is clipped, truncated or silently dropped.
+"""
+
+import gzip
+import struct
+
+import numpy as np
+import pytest
+
+from resflow import data as rd
+
+
+def idx_bytes(a: np.ndarray) -> bytes:
+    return struct.pack(">HBB", 0, 0x08, a.ndim) + struct.pack(f">{a.ndim}I", *a.shape) + a.astype(np.uint8).tobytes()
+
+
+def good_arrays(rng, n_train=20, n_test=10):
+    return {
+        "x_train": rng.integers(0, 256, (n_train, 4, 3), dtype=np.uint8),
+        "y_train": np.arange(n_train, dtype=np.uint8) % 10,
+        "x_test": rng.integers(0, 256, (n_test, 4, 3), dtype=np.uint8),
+        "y_test": np.arange(n_test, dtype=np.uint8) % 10,
+    }
+
+
+def write_folder(folder, arrays, *, gz=False, raw=None):
+    """The four IDX files; `raw` maps a key to bytes written instead of its array."""
+    for k, stem in rd.IDX_FILES.items():
+        data = (raw or {}).get(k, idx_bytes(arrays[k]) if k in arrays else None)
+        path = folder / (stem + (".gz" if gz else ""))
+        if gz and not (raw and k in raw):
+            with gzip.open(path, "wb") as f:
+                f.write(data)
+        else:
+            path.write_bytes(data)
+    return folder
+
+
+def load(path, name="mnist"):
+    return rd.load_dataset(name, path=path, standardize=False)
+
+
+def test_good_folder_loads(tmp_path):
+    arrays = good_arrays(np.random.default_rng(0))
+    ds = load(write_folder(tmp_path, arrays, gz=True))
+    assert ds.x_train.shape == (20, 12) and ds.meta["n_classes"] == 10
+
+
+@pytest.mark.parametrize(
+    "case, match",
+    [
+        ("truncated_gz", "not a complete gzip file"),
+        ("not_gzip", "not a complete gzip file"),
+        ("short_header", "header too short"),
+        ("short_shape", "header too short"),
+        ("bad_magic", "bad magic number"),
+        ("truncated_data", "truncated"),
+        ("count_mismatch", "one label per sample"),
+        ("label_200", "10 classes"),
+    ],
+)
+def test_bad_idx_files(tmp_path, case, match):
+    rng = np.random.default_rng(1)
+    arrays = good_arrays(rng)
+    key = "y_train"
+    gz = case in ("truncated_gz", "not_gzip")
+    if case == "truncated_gz":
+        full = gzip.compress(idx_bytes(arrays[key]))
+        raw = full[: len(full) // 2]
+    elif case == "not_gzip":
+        raw = b"this is plain text, not gzip"
+    elif case == "short_header":
+        raw = b"\x00\x00"
+    elif case == "short_shape":
+        raw = struct.pack(">HBB", 0, 0x08, 3) + b"\x00\x00\x00\x05"
+    elif case == "bad_magic":
+        raw = b"\x12\x34" + idx_bytes(arrays[key])[2:]
+    elif case == "truncated_data":
+        raw = idx_bytes(arrays[key])[:-3]
+    elif case == "count_mismatch":
+        raw = idx_bytes(arrays[key][:-1])
+    else:
+        bad = arrays[key].copy()
+        bad[3] = 200
+        raw = idx_bytes(bad)
+    write_folder(tmp_path, arrays, gz=gz, raw={key: raw})
+    with pytest.raises(rd.DataError, match=match) as err:
+        load(tmp_path)
+    assert str(tmp_path) in str(err.value)
+
+
+def npz_case(path, case, rng):
+    a = {k: v.astype(np.float32) if k.startswith("x") else v.astype(np.int64) for k, v in good_arrays(rng).items()}
+    if case == "empty":
+        path.write_bytes(b"")
+    elif case == "random_bytes":
+        path.write_bytes(rng.integers(0, 256, 300, dtype=np.uint8).tobytes())
+    elif case == "truncated":
+        np.savez(path, **a)
+        path.write_bytes(path.read_bytes()[:200])
+    elif case == "label_20000":
+        a["y_train"][0] = 20000
+        np.savez(path, **a)
+    elif case == "float_labels":
+        a["y_train"] = a["y_train"] + 0.5
+        np.savez(path, **a)
+    elif case == "nan_input":
+        a["x_test"][2, 1] = np.nan
+        np.savez(path, **a)
+    elif case == "dims_differ":
+        a["x_test"] = a["x_test"][:, :, :2]
+        np.savez(path, **a)
+    elif case == "negative_label":
+        a["y_test"][0] = -1
+        np.savez(path, **a)
+    return path
+
+
+@pytest.mark.parametrize(
+    "case, match",
+    [
+        ("empty", "empty"),
+        ("random_bytes", r"not an \.npz"),
+        ("truncated", r"damaged or truncated \.npz"),
+        ("label_20000", "10 classes"),
+        ("float_labels", "integer class labels"),
+        ("nan_input", "non-finite"),
+        ("dims_differ", "features per sample"),
+        ("negative_label", ">= 0"),
+    ],
+)
+def test_bad_npz_files(tmp_path, case, match):
+    path = npz_case(tmp_path / "data.npz", case, np.random.default_rng(2))
+    with pytest.raises(rd.DataError, match=match) as err:
+        load(path)
+    assert str(path) in str(err.value)
+
+
+def write_csv(path, text):
+    path.write_text(text)
+    return path
+
+
+def test_csv_loads_with_header_and_label_column(tmp_path):
+    rows = "\n".join(f"{i * 0.5},{(i % 3)},{-i}" for i in range(30))
+    path = write_csv(tmp_path / "t.csv", "a,label,b\n" + rows + "\n")
+    ds = rd.load_dataset("csv", path=path, standardize=False, test_fraction=0.2)
+    assert ds.x_train.shape == (24, 2) and ds.x_test.shape == (6, 2) and ds.meta["n_classes"] == 3
+    both = np.concatenate([ds.x_train, ds.x_test])
+    # Every row kept, features are the non-label columns in order.
+    np.testing.assert_allclose(np.sort(both[:, 0]), np.arange(30) * 0.5)
+    np.testing.assert_allclose(np.sort(both[:, 1]), -np.arange(30)[::-1])
+    no_header = write_csv(tmp_path / "n.csv", "\n".join(f"{i},{-i},{i % 2}" for i in range(10)))
+    assert rd.load_dataset("csv", path=no_header, standardize=False).meta["n_classes"] == 2
+
+
+@pytest.mark.parametrize(
+    "text, match",
+    [
+        ("", "empty"),
+        ("a,label\n", "no data rows"),
+        ("1,0\n2,1,3\n", "row 2 has 3 columns"),
+        ("1,0\nx,1\n", "non-numeric"),
+        ("1,0.5\n2,1\n3,0\n", "integer class labels"),
+        ("1,0\n2,1\n3,1500\n", "max_classes"),
+        ("1,0\n2,7\n3,0\n4,7\n", "occur in neither split"),
+    ],
+)
+def test_bad_csv_files(tmp_path, text, match):
+    path = write_csv(tmp_path / "bad.csv", text)
+    with pytest.raises(rd.DataError, match=match) as err:
+        rd.load_dataset("csv", path=path, standardize=False, test_fraction=0.5)
+    assert str(path) in str(err.value)
+
+
+def test_path_given_to_a_built_in_set_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="built in and reads no file"):
+        rd.load_dataset("digits", path=tmp_path / "nonexistent")
+    with pytest.raises(FileNotFoundError, match="--data-path"):
+        rd.load_dataset("csv")
