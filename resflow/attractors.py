@@ -85,6 +85,7 @@ class Saturation(enum.IntEnum):
 
 
 FREE = Saturation.FREE
+"""Shorthand for `Saturation.FREE` (−1), the pattern code of a free component (not exported at top level)."""
 
 MAX_ENUMERATION_WIDTH = 12
 
@@ -315,8 +316,11 @@ def fixed_point_pattern(trunk: Trunk, pattern, *, rank_tol: float | None = None)
     **Raises:** `ValueError` for an untied or non-logistic trunk, or a bad pattern.
     """
     trunk, W, h = _map_of(trunk, "the residual map's fixed points")
-    n = W.shape[0]
-    pat = _check_pattern(pattern, n)
+    return _pattern_point(trunk, W, h, _check_pattern(pattern, W.shape[0]), rank_tol)
+
+
+def _pattern_point(trunk, W, h, pat, rank_tol) -> ResidualFixedPoints:
+    """Unchecked `fixed_point_pattern`."""
     free = pat == FREE
     r = pat.astype(np.float64)
     dim, N = 0, np.zeros((int(free.sum()), 0))
@@ -343,8 +347,8 @@ def interior_fixed_points(trunk: Trunk, *, rank_tol: float | None = None) -> Res
 
     **Raises:** `ValueError` for an untied or non-logistic trunk.
     """
-    n = check_trunk(trunk).width
-    return fixed_point_pattern(trunk, np.full(n, FREE, np.int8), rank_tol=rank_tol)
+    trunk, W, h = _map_of(trunk, "the residual map's fixed points")
+    return _pattern_point(trunk, W, h, np.full(W.shape[0], FREE, np.int8), rank_tol)
 
 
 def residual_fixed_points(
