@@ -7,7 +7,6 @@ obey r_{t+1} = σ(σ⁻¹(r_t) + h W r_t), and the output is x_T = x_0 + h Σ_t 
 from .activations import ACTIVATIONS as ACTIVATIONS
 from .activations import Activation as Activation
 from .activations import get_activation as get_activation
-from .attractors import FREE as FREE
 from .attractors import ResidualFixedPoints as ResidualFixedPoints
 from .attractors import SteadyState as SteadyState
 from .attractors import fixed_point_pattern as fixed_point_pattern
@@ -31,13 +30,8 @@ from .dynamics import lyapunov_spectrum as lyapunov_spectrum
 from .dynamics import lyapunov_spectrum_from_jacobians as lyapunov_spectrum_from_jacobians
 from .dynamics import lyapunov_spectrum_from_products as lyapunov_spectrum_from_products
 from .dynamics import unique_fixed_points as unique_fixed_points
-from .interactions import COMPETITION as COMPETITION
-from .interactions import EXPLOITATION as EXPLOITATION
-from .interactions import MUTUALISM as MUTUALISM
-from .interactions import NEUTRAL as NEUTRAL
-from .interactions import PAIR_CLASSES as PAIR_CLASSES
-from .interactions import SELF as SELF
 from .interactions import InteractionSummary as InteractionSummary
+from .interactions import PairClass as PairClass
 from .interactions import interaction_coefficients as interaction_coefficients
 from .interactions import interaction_summary as interaction_summary
 from .interactions import pair_classes as pair_classes

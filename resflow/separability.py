@@ -1,7 +1,7 @@
-"""Class separability along depth (science.md §7, claims 4 and 5).
+"""Class separability along depth.
 
-Two per-layer measures for features X_t ∈ R^{N×d} (residuals r_t, running integrals
-S_t = x_0 + h Σ_{s<t} r_s, or any states) with integer labels y ∈ {0 … C-1}^N:
+Two per-layer measures for features X_t ∈ R^{N×d} (residuals r_t, states x_t, or any
+features) with integer labels y ∈ {0 … K−1}^N:
 
 - a **linear probe**: closed-form ridge regression of one-hot targets Y on [X_t, 1],
 
@@ -15,13 +15,22 @@ S_t = x_0 + h Σ_{s<t} r_s, or any states) with integer labels y ∈ {0 … C-1}
 
   0 when the class means coincide, large when the classes are tight and far apart.
 
-Layers are batched with `jax.vmap`; nothing loops over depth in Python.
+`class_separability` runs a trunk and applies both to its residuals r_t = act(W_t x_t + b_t)
+and to its states x_t. For a resnet the state is the running integral of the residuals,
+x_t = x_0 + h Σ_{s<t} r_s: what a readout at depth t would see. Layers are batched with
+`jax.vmap`; nothing loops over depth in Python.
+
+Labels are the integers 0 … K−1 and K (``num_classes``) is static, so every statistic has a
+fixed shape and the functions here (and `steady_state`, `interaction_summary`, which use
+`class_weights`) can run under `jax.jit`. Without ``num_classes`` K is inferred on the host as
+max label + 1, in the same single device-to-host read as the value checks.
 """
 
 from __future__ import annotations
 
 import functools
 import numbers
+from collections.abc import Callable
 from typing import NamedTuple
 
 import jax
@@ -29,8 +38,9 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, Int
 
-from ._checks import check_array, check_labels, is_concrete
-from .residuals import running_integral
+from ._checks import all_true, as_float_array, check_array, check_int, check_labels, is_concrete
+from .activations import get_activation
+from .model import Trunk, check_depth, check_state, check_trunk, depth_weights, scan_trunk
 
 __all__ = ["ProbeResult", "Separability", "linear_probe", "fisher_ratio", "class_separability"]
 
@@ -38,22 +48,22 @@ __all__ = ["ProbeResult", "Separability", "linear_probe", "fisher_ratio", "class
 class ProbeResult(NamedTuple):
     """Per-layer linear probes.
 
-    - `weights`: ``(L, d + 1, C)``; row d is the bias: logits = X_t @ weights[t, :d] + weights[t, d].
+    - `weights`: ``(L, d + 1, K)``; row d is the bias: logits = X_t @ weights[t, :d] + weights[t, d].
     - `accuracy`: ``(L,)``, test accuracy when test data were given, else equal to `train_accuracy`.
     - `train_accuracy`: ``(L,)``, accuracy on the data the probe was fitted on.
     """
 
-    weights: Float[Array, "L d1 C"]
+    weights: Float[Array, "L d1 K"]
     accuracy: Float[Array, " L"]
     train_accuracy: Float[Array, " L"]
 
 
 class Separability(NamedTuple):
-    """Separability of residuals and of their running integral along depth.
+    """Separability of a trunk's residuals and of its states along depth.
 
     - `residual_accuracy`, `residual_fisher`: ``(T,)``, probe accuracy and Fisher ratio of r_t.
-    - `integral_accuracy`, `integral_fisher`: ``(T + 1,)``, the same for S_t = x_0 + h Σ_{s<t} r_s
-      (S_0 = x_0, or 0 without x_0; for a ResNet S_t is the state x_t).
+    - `integral_accuracy`, `integral_fisher`: ``(T + 1,)``, the same for the states x_0 … x_T
+      (for a resnet the running integral x_t = x_0 + h Σ_{s<t} r_s).
     """
 
     residual_accuracy: Float[Array, " T"]
@@ -62,36 +72,106 @@ class Separability(NamedTuple):
     integral_fisher: Float[Array, " T1"]
 
 
-# Kept under its old name: resflow.robustness imports it from here.
+# --------------------------------------------------------------------------------------------
+# Labels 0 … K−1 with a static K (shared with resflow.attractors and resflow.interactions)
 
 
-def class_weights(labels, dtype):
-    """Distinct labels and per-class averaging weights: ``(classes (K,), w (B, K))``, w[i, c] = [y_i = c] / N_c.
+def class_weights(labels: Int[Array, " B"], num_classes: int, dtype) -> tuple[Array, Array]:
+    """Class counts and averaging weights for labels in 0 … K−1. Unchecked; jittable.
 
-    `w.T @ x` are the class means of x ``(B, ...)``; labels need not be 0 … K−1 (host-side unique)."""
-    classes = jnp.asarray(np.unique(np.asarray(labels)))
-    onehot = (labels[:, None] == classes[None, :]).astype(dtype)
-    return classes, onehot / onehot.sum(0)
+    **Arguments:** `labels` ``(B,)`` integers in [0, K); `num_classes` K (static); `dtype` of `w`.
+
+    **Returns:** ``(counts (K,), w (B, K))`` with w[i, c] = [y_i = c] / N_c, so ``w.T @ x`` are
+    the class means of x ``(B, ...)``. An empty class (N_c = 0) has a zero column.
+    """
+    onehot = jax.nn.one_hot(labels, num_classes, dtype=dtype)
+    counts = onehot.sum(0)
+    return counts, onehot / jnp.maximum(counts, 1)
 
 
-def _check_features(name, x):
-    return check_array(name, x, ndim=3)
+def class_means(w: Float[Array, "B K"], counts: Float[Array, " K"], x: Float[Array, "B ..."]) -> Array:
+    """Per-class means ``(K, ...)`` of x over its first axis; NaN for an empty class. Unchecked."""
+    means = jnp.tensordot(w, x, axes=([0], [0]))
+    present = (counts > 0).reshape((-1,) + (1,) * (means.ndim - 1))
+    return jnp.where(present, means, jnp.nan)
 
 
-def _num_classes(num_classes, *labels):
-    if num_classes is not None:
-        if isinstance(num_classes, bool) or not isinstance(num_classes, int | np.integer) or num_classes < 1:
-            raise ValueError(f"num_classes must be an integer >= 1, got {num_classes!r}")
-        num_classes = int(num_classes)
-    concrete = [np.asarray(y) for y in labels if is_concrete(y)]
-    if num_classes is None:
-        if len(concrete) < len(labels):
-            raise ValueError("num_classes must be given when the labels are traced")
-        return max(int(y.max()) for y in concrete) + 1
-    for y in concrete:
-        if y.size and int(y.max()) >= num_classes:
-            raise ValueError(f"labels must be < num_classes = {num_classes}, found {int(y.max())}")
-    return num_classes
+def label_array(name: str, labels, shape) -> Array:
+    """Integer labels of the given shape (an int is a 1-D length): dtype and shape only, no value read."""
+    y = labels if isinstance(labels, jax.core.Tracer) else jnp.asarray(labels)
+    shape = (shape,) if isinstance(shape, numbers.Integral) else tuple(shape)
+    if not jnp.issubdtype(y.dtype, jnp.integer):
+        raise TypeError(f"{name} must be an array of integer class labels, got dtype {y.dtype}")
+    if y.shape != shape:
+        raise ValueError(f"{name} must have shape {shape} to match the data, got {y.shape}")
+    return y
+
+
+def class_count(
+    labels: dict[str, Array],
+    num_classes: int | None,
+    checks: dict | None = None,
+    explain: Callable[[], None] | None = None,
+) -> int:
+    """K, the number of classes, with all value checks in one device-to-host read.
+
+    **Arguments:**
+
+    - `labels`: ``{name: labels}``, integer arrays already checked for dtype and shape.
+    - `num_classes`: K, or None to infer max label + 1 (needs concrete labels).
+    - `checks`: other value checks ``{name: (array, predicate)}`` as in `_checks.all_true`,
+      read back together with the labels' range; tracers are skipped.
+    - `explain`: called when a check fails, to raise the caller's own precise error.
+
+    **Returns:** K ≥ 1.
+
+    **Raises:** `ValueError` for a label < 0 or ≥ `num_classes`, a `num_classes` < 1, labels
+    traced without `num_classes`, or (through `explain`) a failed check.
+    """
+    K = None if num_classes is None else check_int("num_classes", num_classes)
+    concrete = {k: v for k, v in (checks or {}).items() if is_concrete(v[0])}
+    if not all(is_concrete(y) for y in labels.values()):
+        if K is None:
+            raise ValueError("num_classes must be given when the labels are traced (e.g. under jax.jit)")
+        return K
+    if K is not None:
+        in_range = {n: (y, lambda xp, a: (a >= 0) & (a < K)) for n, y in labels.items()}
+        if not all_true({**concrete, **in_range}):
+            _explain(labels, K, explain)
+        return K
+    with jax.ensure_compile_time_eval():
+        ok = [jnp.all(p(jnp, x)) for x, p in concrete.values()] + [jnp.all(y >= 0) for y in labels.values()]
+        top = jnp.max(jnp.stack([jnp.max(y, initial=-1) for y in labels.values()]))
+        packed = int(jnp.where(jnp.stack(ok).all(), top, -2))
+    if packed == -2:
+        _explain(labels, None, explain)
+    return max(packed + 1, 1)
+
+
+def _explain(labels, K, explain):
+    if explain is not None:
+        explain()
+    for name, y in labels.items():
+        check_labels(name, y, y.shape)
+        if K is not None and y.size and int(jnp.max(y)) >= K:
+            raise ValueError(f"{name} must be < num_classes = {K}, found {int(jnp.max(y))}")
+    raise AssertionError("a value check failed but no check explains it")  # pragma: no cover
+
+
+def _finite(xp, a):
+    return xp.isfinite(a)
+
+
+# --------------------------------------------------------------------------------------------
+# Probes and Fisher ratios
+
+
+def _features(name, x):
+    """(L, N, d) floats; their finiteness is read back with the labels' range (`class_count`)."""
+    x = as_float_array(name, x)
+    if x.ndim != 3:
+        raise ValueError(f"{name} must have 3 dimensions, got shape {x.shape}")
+    return x
 
 
 def _with_bias(x):
@@ -116,6 +196,24 @@ def _fit_probes(x, y, ridge, *, num_classes):
     return weights, jax.vmap(_accuracy, in_axes=(0, 0, None))(x, weights, y)
 
 
+def _probe(x, y, ridge, num_classes, xt=None, yt=None) -> ProbeResult:
+    """Unchecked `linear_probe`."""
+    weights, acc = _fit_probes(x, y, ridge, num_classes=num_classes)
+    if xt is None:
+        return ProbeResult(weights, acc, acc)
+    test_acc = jax.vmap(_accuracy, in_axes=(0, 0, None))(xt.astype(x.dtype), weights, yt)
+    return ProbeResult(weights, test_acc, acc)
+
+
+def _check_ridge(ridge):
+    if isinstance(ridge, jax.core.Tracer):
+        return
+    if isinstance(ridge, bool) or not isinstance(ridge, numbers.Real | np.ndarray | jax.Array) or np.ndim(ridge):
+        raise TypeError(f"ridge must be a real number >= 0, got {ridge!r}")
+    if not np.isfinite(float(ridge)) or float(ridge) < 0:
+        raise ValueError(f"ridge must be a finite number >= 0, got {ridge!r}")
+
+
 def linear_probe(
     features: Float[Array, "L N d"],
     labels: Int[Array, " N"],
@@ -132,43 +230,32 @@ def linear_probe(
     **Arguments:**
 
     - `features`: ``(L, N, d)``, one feature matrix per layer (e.g. residuals r_t).
-    - `labels`: ``(N,)`` integer classes in 0 … C-1.
+    - `labels`: ``(N,)`` integer classes in 0 … K−1.
     - `test_features`, `test_labels`: optional held-out ``(L, M, d)`` and ``(M,)``; give both or neither.
     - `ridge`: λ ≥ 0 (0: minimum-norm least squares).
-    - `num_classes`: C; inferred as max label + 1 when omitted.
+    - `num_classes`: K; inferred as max label + 1 when omitted (required under `jax.jit`).
 
-    **Returns:** `ProbeResult` (``weights (L, d + 1, C)``, ``accuracy (L,)``, ``train_accuracy (L,)``).
+    **Returns:** `ProbeResult` (``weights (L, d + 1, K)``, ``accuracy (L,)``, ``train_accuracy (L,)``).
 
     **Raises:** `ValueError`/`TypeError` for features that are not ``(L, N, d)`` floats with finite
     values, labels of the wrong shape/dtype/range, test data without its labels or of a different
-    L/d, or λ < 0.
+    L/d, or λ < 0. One device-to-host read for all value checks.
     """
-    x = _check_features("features", features)
-    y = check_labels("labels", labels, x.shape[1])
+    x = _features("features", features)
+    y = label_array("labels", labels, x.shape[1])
     if (test_features is None) != (test_labels is None):
         raise ValueError("give both test_features and test_labels, or neither")
     _check_ridge(ridge)
-    if test_features is None:
-        c = _num_classes(num_classes, y)
-        weights, acc = _fit_probes(x, y, ridge, num_classes=c)
-        return ProbeResult(weights, acc, acc)
-    xt = _check_features("test_features", test_features)
-    if xt.shape[0] != x.shape[0] or xt.shape[2] != x.shape[2]:
-        raise ValueError(f"test_features must be (L={x.shape[0]}, M, d={x.shape[2]}) like features, got {xt.shape}")
-    yt = check_labels("test_labels", test_labels, xt.shape[1])
-    c = _num_classes(num_classes, y, yt)
-    weights, acc = _fit_probes(x, y, ridge, num_classes=c)
-    test_acc = jax.vmap(_accuracy, in_axes=(0, 0, None))(xt.astype(x.dtype), weights, yt)
-    return ProbeResult(weights, test_acc, acc)
-
-
-def _check_ridge(ridge):
-    if isinstance(ridge, jax.core.Tracer):
-        return
-    if isinstance(ridge, bool) or not isinstance(ridge, numbers.Real | np.ndarray | jax.Array) or np.ndim(ridge):
-        raise TypeError(f"ridge must be a real number >= 0, got {ridge!r}")
-    if not np.isfinite(float(ridge)) or float(ridge) < 0:
-        raise ValueError(f"ridge must be a finite number >= 0, got {ridge!r}")
+    labs, checks = {"labels": y}, {"features": (x, _finite)}
+    xt = yt = None
+    if test_features is not None:
+        xt = _features("test_features", test_features)
+        if xt.shape[0] != x.shape[0] or xt.shape[2] != x.shape[2]:
+            raise ValueError(f"test_features must be (L={x.shape[0]}, M, d={x.shape[2]}) like features, got {xt.shape}")
+        yt = label_array("test_labels", test_labels, xt.shape[1])
+        labs["test_labels"], checks["test_features"] = yt, (xt, _finite)
+    K = class_count(labs, num_classes, checks, lambda: [check_array(k, v[0], ndim=3) for k, v in checks.items()])
+    return _probe(x, y, ridge, K, xt, yt)
 
 
 @functools.partial(jax.jit, static_argnames=("num_classes",))
@@ -199,71 +286,92 @@ def fisher_ratio(
     **Arguments:**
 
     - `features`: ``(L, N, d)``.
-    - `labels`: ``(N,)`` integer classes.
-    - `num_classes`: C; inferred as max label + 1 when omitted.
+    - `labels`: ``(N,)`` integer classes in 0 … K−1.
+    - `num_classes`: K; inferred as max label + 1 when omitted (required under `jax.jit`).
 
     **Returns:** ``(L,)`` ratios ≥ 0.
 
     **Raises:** `ValueError`/`TypeError` as `linear_probe`.
     """
-    x = _check_features("features", features)
-    y = check_labels("labels", labels, x.shape[1])
-    return _fisher(x, y, num_classes=_num_classes(num_classes, y))
+    x = _features("features", features)
+    y = label_array("labels", labels, x.shape[1])
+    K = class_count({"labels": y}, num_classes, {"features": (x, _finite)}, lambda: check_array("features", x))
+    return _fisher(x, y, num_classes=K)
+
+
+@functools.partial(jax.jit, static_argnames=("depth",))
+def trunk_features(trunk: Trunk, x0: Float[Array, "*batch n"], *, depth: int):
+    """(residuals r_0 … r_{T−1}, states x_0 … x_T) of a trunk, r_t = act(W_t x_t + b_t). Unchecked."""
+    states = scan_trunk(trunk, x0, depth=depth, keep=True)
+    W, b = depth_weights(trunk, depth, extra=x0.ndim - 1)
+    a = jnp.matmul(W, states[:-1, ..., None])[..., 0] + b
+    return get_activation(trunk.activation).fn(a), states
 
 
 def class_separability(
-    residuals: Float[Array, "T N n"],
+    trunk: Trunk,
+    x0: Float[Array, "N n"],
     labels: Int[Array, " N"],
     *,
-    x0: Float[Array, "N n"] | None = None,
-    h=1.0,
-    test_residuals: Float[Array, "T M n"] | None = None,
-    test_labels: Int[Array, " M"] | None = None,
+    depth: int | None = None,
     test_x0: Float[Array, "M n"] | None = None,
+    test_labels: Int[Array, " M"] | None = None,
     ridge=1e-3,
     num_classes: int | None = None,
 ) -> Separability:
-    """Probe accuracy and Fisher ratio per layer, on the residuals r_t and on their running integral.
+    """Probe accuracy and Fisher ratio per layer, on a trunk's residuals r_t and on its states x_t.
 
-    The integral S_t = x_0 + h Σ_{s<t} r_s (`resflow.running_integral`) is what a readout at
-    depth t would see; a high probe accuracy on S_t for t < T means the integrated transient
-    already classifies before the last layer (claim 5), and on r_t that the residual trajectories
-    themselves are separable by class (claim 4).
+    The trunk is run from `x0` for T layers; r_t = act(W_t x_t + b_t) (t < T) and the states
+    x_t (t ≤ T) are probed layer by layer. For a resnet x_t = x_0 + h Σ_{s<t} r_s is the running
+    integral of the residuals, what a readout at depth t would see: a high probe accuracy on x_t
+    for t < T means the integrated transient already classifies before the last layer, and on
+    r_t that the residual trajectories themselves are separable by class.
 
     **Arguments:**
 
-    - `residuals`: ``(T, N, n)`` residuals r_0 … r_{T-1} (`resflow.residuals`).
-    - `labels`: ``(N,)`` integer classes.
-    - `x0`: ``(N, n)`` inputs of the trunk; without it the integral starts from 0.
-    - `h`: step size of the integral.
-    - `test_residuals`, `test_labels`, `test_x0`: held-out data (same conventions); the probes are
-      fitted on the training data and scored on these.
+    - `trunk`: the `Trunk` (shared or untied).
+    - `x0`: ``(N, n)`` inputs of the trunk, in its dtype.
+    - `labels`: ``(N,)`` integer classes in 0 … K−1.
+    - `depth`: T, as in `resflow.trajectory` (required for shared weights).
+    - `test_x0`, `test_labels`: held-out data; the probes are fitted on the training data and
+      scored on these. Give both or neither.
     - `ridge`, `num_classes`: as in `linear_probe`.
 
-    **Returns:** `Separability` (``residual_accuracy``, ``integral_accuracy``, ``residual_fisher``,
-    ``integral_fisher``). The Fisher ratios are those of the training data.
+    **Returns:** `Separability` (``residual_accuracy``, ``residual_fisher`` ``(T,)``;
+    ``integral_accuracy``, ``integral_fisher`` ``(T + 1,)``). The Fisher ratios are those of the
+    training data.
 
-    **Raises:** `ValueError`/`TypeError` as `linear_probe` and `resflow.running_integral`, and when
-    only one of `x0`, `test_x0` is given together with test data.
+    **Raises:** `ValueError`/`TypeError` as `linear_probe` and `resflow.trajectory`, and for test
+    data without its labels. One device-to-host read for all value checks.
     """
-    r = _check_features("residuals", residuals)
-    y = check_labels("labels", labels, r.shape[1])
-    have_test = test_residuals is not None or test_labels is not None
-    if have_test and (x0 is None) != (test_x0 is None):
-        raise ValueError("give x0 and test_x0 together (the integral must start the same way for both)")
-    c = _num_classes(num_classes, y) if test_labels is None else _num_classes(num_classes, y, test_labels)
-    s = running_integral(r, h=h, x0=x0)
+    trunk = check_trunk(trunk)
+    depth = check_depth(trunk, depth)
+    _check_ridge(ridge)
+    x = _state_shape(trunk, x0, "x0")
+    y = label_array("labels", labels, x.shape[0])
+    if (test_x0 is None) != (test_labels is None):
+        raise ValueError("give both test_x0 and test_labels, or neither")
+    labs, checks = {"labels": y}, {"x0": (x, _finite)}
+    if test_x0 is not None:
+        xt = _state_shape(trunk, test_x0, "test_x0")
+        labs["test_labels"] = label_array("test_labels", test_labels, xt.shape[0])
+        checks["test_x0"] = (xt, _finite)
+    K = class_count(labs, num_classes, checks, lambda: [check_state(trunk, v[0], k) for k, v in checks.items()])
+    r, s = trunk_features(trunk, x, depth=depth)
     test = {}
-    if have_test:
-        if test_residuals is None or test_labels is None:
-            raise ValueError("give both test_residuals and test_labels, or neither")
-        rt = _check_features("test_residuals", test_residuals)
-        test = dict(
-            r=dict(test_features=rt, test_labels=test_labels),
-            s=dict(test_features=running_integral(rt, h=h, x0=test_x0), test_labels=test_labels),
-        )
-    probe_r = linear_probe(r, y, ridge=ridge, num_classes=c, **test.get("r", {}))
-    probe_s = linear_probe(s, y, ridge=ridge, num_classes=c, **test.get("s", {}))
-    return Separability(
-        probe_r.accuracy, probe_s.accuracy, fisher_ratio(r, y, num_classes=c), fisher_ratio(s, y, num_classes=c)
-    )
+    if test_x0 is not None:
+        rt, st = trunk_features(trunk, checks["test_x0"][0], depth=depth)
+        test = {"r": (rt, labs["test_labels"]), "s": (st, labs["test_labels"])}
+    probe_r = _probe(r, y, ridge, K, *test.get("r", ()))
+    probe_s = _probe(s, y, ridge, K, *test.get("s", ()))
+    return Separability(probe_r.accuracy, probe_s.accuracy, _fisher(r, y, num_classes=K), _fisher(s, y, num_classes=K))
+
+
+def _state_shape(trunk: Trunk, x, name: str):
+    """``(N, n)`` states of the trunk's width and dtype; values are read later, with the labels."""
+    x = as_float_array(name, x)
+    if x.ndim != 2 or x.shape[-1] != trunk.width:
+        raise ValueError(f"{name} must have shape (N, {trunk.width}), got {x.shape}")
+    if x.dtype != trunk.dtype:
+        check_state(trunk, x, name)  # raises its dtype TypeError
+    return x

@@ -6,12 +6,14 @@ import numpy as np
 import pytest
 
 import resflow as rf
-from resflow.attractors import FREE
+from resflow.attractors import Saturation
+
+FREE = Saturation.FREE
 
 
-def _params(W):
+def _params(W, h=1.0):
     W = np.asarray(W, np.float64)
-    return rf.TrunkParams(jnp.asarray(W), jnp.zeros(W.shape[0]))
+    return rf.Trunk(jnp.asarray(W), jnp.zeros(W.shape[0]), h)
 
 
 def _iterate(W, r0, steps, h=1.0, complement=False):
@@ -34,7 +36,7 @@ def _projector_complement(vs):
 def test_interior_fixed_point_on_a_null_line():
     v = np.array([0.3, 0.5, 0.7])
     W = -_projector_complement([v])  # W v = 0; D W is negative semidefinite-like: transversally attracting
-    res = rf.interior_fixed_points(_params(W), h=1.0)
+    res = rf.interior_fixed_points(_params(W))
     assert res.points.shape == (1, 3) and res.dimension[0] == 1
     # the segment {c v : 0 < c < 1/0.7}: its deepest point balances 0.3 c = 1 − 0.7 c, i.e. c = 1
     np.testing.assert_allclose(res.points[0], v, atol=1e-8)
@@ -73,7 +75,7 @@ def _circles_like_W():
 def test_corner_attractor_of_the_paper_example():
     W = _circles_like_W()
     h = 0.8
-    res = rf.fixed_point_pattern(_params(W), [0, 0, 1], h=h)
+    res = rf.fixed_point_pattern(_params(W, h), [0, 0, 1])
     np.testing.assert_allclose(res.points[0], [0, 0, 1])
     np.testing.assert_allclose(res.flow_eigenvalues[0], [-1.95, -0.87, -0.8], atol=1e-14)
     np.testing.assert_allclose(res.multipliers[0], np.exp(h * np.array([-1.95, -0.87, -0.8])), atol=1e-14)
@@ -111,7 +113,7 @@ def test_enumeration_sign_conditions_and_approach():
 def test_mixed_pattern_by_hand():
     # pattern (free, 1): w11 r1 + w12 = 0 → r1 = 0.5; (W r)_2 = 0.5 w21 + w22 = 1.5 > 0 keeps r2 at 1
     W = np.array([[-2.0, 1.0], [1.0, 1.0]])
-    res = rf.fixed_point_pattern(_params(W), [FREE, 1], h=1.0)
+    res = rf.fixed_point_pattern(_params(W), [FREE, 1])
     np.testing.assert_allclose(res.points[0], [0.5, 1.0])
     np.testing.assert_allclose(res.multipliers[0], [1 + 0.25 * -2.0, np.exp(-1.5)], atol=1e-14)
     np.testing.assert_allclose(res.flow_eigenvalues[0], [-0.5, -1.5], atol=1e-14)
@@ -123,7 +125,7 @@ def test_mixed_pattern_by_hand():
 def test_steady_state_against_numpy():
     W = np.array([[-2.0, 1.0], [1.0, 1.0]])
     b = np.array([0.1, -0.2])
-    params = rf.TrunkParams(jnp.asarray(W), jnp.asarray(b))
+    params = rf.Trunk(jnp.asarray(W), jnp.asarray(b))
     x0 = jax.random.uniform(jax.random.key(0), (12, 2), minval=-1.0, maxval=1.0)
     labels = jnp.arange(12) % 3
     res = rf.steady_state(params, x0, labels, depth=200)
@@ -134,14 +136,14 @@ def test_steady_state_against_numpy():
     assert bool(res.converged.all())
     np.testing.assert_allclose(res.class_means, np.tile([0.5, 1.0], (3, 1)), atol=1e-8)
     assert float(res.class_distance) < 1e-8 and float(res.dominant_fraction) == 1.0
-    np.testing.assert_array_equal(res.classes, [0, 1, 2])
+    np.testing.assert_array_equal(res.class_counts, [4, 4, 4])
     np.testing.assert_allclose(res.dominant, [0.5, 1.0], atol=1e-8)
 
 
 def test_steady_state_two_attractors_float32():
     # winner-take-all competition: corners (1, 0) and (0, 1) both satisfy s_i (W c)_i > 0
     W = np.array([[1.0, -2.0], [-2.0, 1.0]])
-    params = rf.TrunkParams(jnp.asarray(W, jnp.float32), jnp.zeros(2, jnp.float32))
+    params = rf.Trunk(jnp.asarray(W, jnp.float32), jnp.zeros(2, jnp.float32))
     x0 = jnp.asarray([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [0.2, 0.8]], jnp.float32)
     res = rf.steady_state(params, x0, jnp.array([0, 0, 1, 1]), depth=100)
     assert res.final.dtype == jnp.float32
@@ -151,22 +153,28 @@ def test_steady_state_two_attractors_float32():
 
 def test_bad_inputs():
     W = _params(_circles_like_W())
-    untied = rf.init_trunk(jax.random.key(0), 3, shared=False, depth=2)
+    untied = rf.Trunk.init(jax.random.key(0), 3, shared=False, depth=2)
     with pytest.raises(ValueError, match="shared"):
         rf.residual_fixed_points(untied)
     with pytest.raises(ValueError, match="max_width"):
         rf.residual_fixed_points(_params(np.eye(13)))
     with pytest.raises(ValueError, match="pattern"):
         rf.fixed_point_pattern(W, [0, 2, 1])
-    with pytest.raises(ValueError, match="h"):
-        rf.interior_fixed_points(W, h=-1.0)
+    with pytest.raises(ValueError, match="activation 'sigmoid'"):
+        rf.interior_fixed_points(rf.Trunk(W.W, W.b, activation="tanh"))
+    with pytest.raises(ValueError, match="resnet"):
+        rf.residual_fixed_points(rf.Trunk(W.W, W.b, model="mlp"))
+    with pytest.raises(ValueError, match="resnet"):
+        rf.steady_state(rf.Trunk(W.W, W.b, model="mlp"), jnp.zeros((4, 3)), depth=10)
+    with pytest.raises(TypeError, match="Trunk"):
+        rf.residual_fixed_points(_circles_like_W())
     x0 = jnp.zeros((4, 3))
     with pytest.raises(ValueError, match="labels"):
-        rf.steady_state(W, x0, jnp.zeros(3, int))
+        rf.steady_state(W, x0, jnp.zeros(3, int), depth=10)
     with pytest.raises(TypeError, match="labels"):
-        rf.steady_state(W, x0, jnp.zeros(4))
+        rf.steady_state(W, x0, jnp.zeros(4), depth=10)
     with pytest.raises(ValueError, match="shared"):
-        rf.steady_state(untied, x0)
+        rf.steady_state(untied, x0, depth=10)
     with pytest.raises(ValueError, match="depth"):
         rf.steady_state(W, x0, depth=1)
 
@@ -182,7 +190,7 @@ def _np_dominant_fraction(final, atol):
 def test_dominant_attractor_float32_minority_listed_first(n):
     # Two clusters of final residuals ~0.7, 0.002 apart per component (Euclidean 0.002·√n ≫ atol),
     # the minority (100 inputs) first. ‖p‖² + ‖q‖² − 2p·q in float32 misses atol² = 1e-6 here.
-    params = rf.TrunkParams(0.01 * jnp.eye(n, dtype=jnp.float32), jnp.full(n, 0.85, jnp.float32))
+    params = rf.Trunk(0.01 * jnp.eye(n, dtype=jnp.float32), jnp.full(n, 0.85, jnp.float32))
     x0 = jnp.concatenate([jnp.full((100, n), 0.8, jnp.float32), jnp.zeros((400, n), jnp.float32)])
     res = rf.steady_state(params, x0, depth=2, atol=1e-3)
     assert res.final.dtype == jnp.float32
@@ -195,7 +203,7 @@ def test_dominant_attractor_float32_minority_listed_first(n):
 
 def test_steady_state_batch_shapes():
     W = np.array([[-2.0, 1.0], [1.0, 1.0]])
-    params = rf.TrunkParams(jnp.asarray(W), jnp.asarray([0.1, -0.2]))
+    params = rf.Trunk(jnp.asarray(W), jnp.asarray([0.1, -0.2]))
     x0 = jax.random.uniform(jax.random.key(1), (2, 3, 2), minval=-1.0, maxval=1.0)
     labels = jnp.array([[0, 1, 0], [1, 1, 0]])
     res = rf.steady_state(params, x0, labels, depth=50)
@@ -209,6 +217,98 @@ def test_steady_state_batch_shapes():
     assert one.final.shape == (2,) and one.change.shape == ()
     np.testing.assert_array_equal(one.final, res.final[0, 0])
     with pytest.raises(ValueError, match=r"labels must have shape \(2, 3\)"):
-        rf.steady_state(params, x0, labels.reshape(6))
+        rf.steady_state(params, x0, labels.reshape(6), depth=50)
     with pytest.raises(ValueError, match="labels must be >= 0"):
-        rf.steady_state(params, x0, labels - 1)
+        rf.steady_state(params, x0, labels - 1, depth=50)
+
+
+def test_origin_is_reported_as_an_attractor():
+    # W r* = 0 at r* = 0: every flow eigenvalue is 0, every multiplier exactly 1; the linear test
+    # is inconclusive, yet inputs converge to 0 like 1/t (issue 9, finding 1).
+    W = -np.array([[1.0, 0.5], [0.5, 1.0]])
+    trunk = _params(W)
+    att = rf.residual_fixed_points(trunk, attractors_only=True)
+    assert [0.0, 0.0] in att.points.tolist()
+    origin = att.points.tolist().index([0.0, 0.0])
+    assert att.classified_by[origin] == "perturbation"
+    np.testing.assert_array_equal(att.multipliers[origin], [1.0, 1.0])
+    x0 = 2.0 * jax.random.normal(jax.random.key(0), (200, 2))
+    ss = rf.steady_state(trunk, x0, depth=1000)
+    np.testing.assert_allclose(ss.dominant, [0, 0], atol=2e-3)
+    assert float(ss.dominant_fraction) == 1.0
+    # the float64 reference orbit decays algebraically: r_t ≈ 1 / (1.5 t) along the diagonal
+    r = _iterate(W, np.array([0.1, 0.1]), 4001)
+    np.testing.assert_allclose(r[4000] * 1.5 * 4000, 1.0, rtol=0.05)
+    # with a positive coupling the origin repels along the diagonal: reported, not attracting
+    everything = rf.residual_fixed_points(_params(-W))
+    origin = everything.points.tolist().index([0.0, 0.0])
+    assert everything.classified_by[origin] == "perturbation" and not everything.attracting[origin]
+    # hyperbolic points are decided by the linearisation
+    assert set(everything.classified_by[1:]) <= {"linear"}
+
+
+def _preactivations_after(W, a, steps):
+    """a_steps of a ← a + W σ(a): float64 numpy loop (the reference for steady_state's stream)."""
+    for _ in range(steps):
+        a = a + (1 / (1 + np.exp(-a))) @ W.T
+    return a
+
+
+def test_every_reached_fixed_point_is_reported_for_random_W():
+    # W ~ N(0, 4/n), b = 0, n = 2..6: every fixed point that >= 1 % of 200 inputs converge to within
+    # 1000 layers is among residual_fixed_points(attractors_only=True) (float64).
+    rng = np.random.default_rng(9)
+    reached_origin = 0
+    for n in range(2, 7):
+        x0 = jnp.asarray(rng.normal(0.0, 2.0, (200, n)))
+        for _ in range(8):
+            W = rng.normal(0.0, 2.0 / np.sqrt(n), (n, n))
+            trunk = _params(W)
+            final = np.asarray(rf.steady_state(trunk, x0, depth=1000).final)
+            with np.errstate(over="ignore"):  # exp(-a) overflows to inf for a saturated σ(a) = 0
+                a = _preactivations_after(W, np.asarray(x0) @ W.T, 999)
+                np.testing.assert_allclose(1 / (1 + np.exp(-a)), final, rtol=1e-9, atol=1e-300)
+                later = _preactivations_after(W, a, 1000) - a
+            everything = rf.residual_fixed_points(trunk)
+            attractors = everything.points[everything.attracting]
+            d = np.linalg.norm(final[:, None, :] - everything.points[None], axis=-1)
+            nearest = d.argmin(1)
+            # Reached: near a fixed point at layer 1000 and still moving towards it over the next
+            # 1000 layers, in pre-activation space (a residual saturated to 1e-300 or to 0.0 still has
+            # a finite a_i that shows whether the input is arriving or, past a saddle, leaving).
+            pattern = everything.patterns[nearest]
+            towards = np.where(pattern == 0, later <= 0, np.where(pattern == 1, later >= 0, True))
+            settled = (d.min(1) < 0.02) & np.all(towards, axis=1)
+            for k in np.unique(nearest[settled]):
+                if np.mean(settled & (nearest == k)) >= 0.01:
+                    r = everything.points[k]
+                    assert np.any(np.all(np.abs(attractors - r) < 1e-9, axis=1)), (n, r, everything.patterns[k])
+                    reached_origin += bool(np.all(r == 0))
+    assert reached_origin >= 3  # the case the linear test alone missed does occur in this sweep
+
+
+def test_steady_state_under_jit_equals_eager():
+    W = np.array([[-2.0, 1.0], [1.0, 1.0]])
+    trunk = rf.Trunk(jnp.asarray(W), jnp.asarray([0.1, -0.2]), 0.7)
+    x0 = jax.random.uniform(jax.random.key(3), (9, 2), minval=-1.0, maxval=1.0)
+    labels = jnp.arange(9) % 3
+    eager = rf.steady_state(trunk, x0, labels, depth=130)
+    jitted = jax.jit(lambda t, x, y: rf.steady_state(t, x, y, depth=130, num_classes=3))(trunk, x0, labels)
+    for a, b in zip(jitted, eager, strict=True):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-12, atol=1e-15)
+    # the chunked stream is the plain recurrence: float64 numpy reference, h = 0.7
+    a0 = np.asarray(x0) @ W.T + np.array([0.1, -0.2])
+    ref = np.array([_iterate(W, 1 / (1 + np.exp(-a)), 130, h=0.7)[-1] for a in a0])
+    np.testing.assert_allclose(eager.final, ref, atol=1e-12)
+    with pytest.raises(ValueError, match="num_classes must be given"):
+        jax.jit(lambda x, y: rf.steady_state(trunk, x, y, depth=10))(x0, labels)
+    # an empty class: NaN statistics, ignored by class_distance
+    sparse = rf.steady_state(trunk, x0, 2 * (labels % 2), depth=130, num_classes=3)
+    np.testing.assert_array_equal(sparse.class_counts, [6, 0, 3])
+    assert np.isnan(np.asarray(sparse.class_means[1])).all() and np.isfinite(float(sparse.class_distance))
+    with pytest.raises(ValueError, match="num_classes = 2"):
+        rf.steady_state(trunk, x0, labels, depth=10, num_classes=2)
+    with pytest.raises(ValueError, match="x0 must contain only finite"):
+        rf.steady_state(trunk, x0.at[0, 0].set(jnp.nan), labels, depth=10)
+    with pytest.raises(ValueError, match="x0 must contain only finite"):
+        rf.steady_state(trunk, x0.at[0, 0].set(jnp.nan), depth=10)

@@ -103,32 +103,51 @@ def test_fisher_matches_numpy_and_vanishes_for_identical_classes(key):
     assert float(rf.fisher_ratio(jnp.ones((1, 4, 2)), jnp.array([0, 0, 1, 1]))[0]) == 0.0
 
 
+def _np_residuals(trunk, traj):
+    """Float64 numpy residuals r_t = σ(W x_t + b) of a shared logistic trunk."""
+    W, b = np.asarray(trunk.W, np.float64), np.asarray(trunk.b, np.float64)
+    return 1 / (1 + np.exp(-(np.asarray(traj[:-1], np.float64) @ W.T + b)))
+
+
 def test_class_separability_on_a_trajectory(key):
     n, T = 4, 5
-    p = rf.init_trunk(key, n, w_std=1.5, b_std=0.3)
+    p = rf.Trunk.init(key, n, w_std=1.5, b_std=0.3, h=0.5)
     y = jnp.arange(60) % 3
     x0 = jax.random.normal(jax.random.key(1), (60, n)) + 1.5 * jax.nn.one_hot(y, n)
-    traj = rf.trajectory(p, x0, depth=T, h=0.5)
-    r = rf.residuals(p, traj)
-    sep = rf.class_separability(
-        r[:, :40], y[:40], x0=x0[:40], h=0.5, test_residuals=r[:, 40:], test_labels=y[40:], test_x0=x0[40:]
-    )
+    traj = rf.trajectory(p, x0, depth=T)
+    r = _np_residuals(p, traj)
+    sep = rf.class_separability(p, x0[:40], y[:40], depth=T, test_x0=x0[40:], test_labels=y[40:])
     assert sep.residual_accuracy.shape == sep.residual_fisher.shape == (T,)
     assert sep.integral_accuracy.shape == sep.integral_fisher.shape == (T + 1,)
     # The ResNet's running integral is its state: compare with probes on the trajectory itself.
     direct = rf.linear_probe(traj[:, :40], y[:40], test_features=traj[:, 40:], test_labels=y[40:])
     np.testing.assert_allclose(np.asarray(sep.integral_accuracy), np.asarray(direct.accuracy))
+    # ... and on the residuals, against probes on the float64 numpy residuals.
+    direct_r = rf.linear_probe(jnp.asarray(r[:, :40]), y[:40], test_features=jnp.asarray(r[:, 40:]), test_labels=y[40:])
+    np.testing.assert_allclose(np.asarray(sep.residual_accuracy), np.asarray(direct_r.accuracy))
     # Fisher ratios against the float64 numpy reference, the integral's on the trajectory itself.
     yn = np.asarray(y[:40])
     np.testing.assert_allclose(
         np.asarray(sep.integral_fisher), [np_fisher(np.asarray(xt[:40], np.float64), yn) for xt in traj], rtol=1e-10
     )
-    np.testing.assert_allclose(
-        np.asarray(sep.residual_fisher), [np_fisher(np.asarray(rt[:40], np.float64), yn) for rt in r], rtol=1e-10
-    )
-    # Without x0 the integral starts at 0: S_0 carries no class information.
-    sep0 = rf.class_separability(r[:, :40], y[:40])
-    assert float(sep0.integral_fisher[0]) == 0.0
+    np.testing.assert_allclose(np.asarray(sep.residual_fisher), [np_fisher(rt[:40], yn) for rt in r], rtol=1e-10)
+
+
+def test_class_separability_untied_and_under_jit(key):
+    n, T = 3, 4
+    p = rf.Trunk.init(key, n, shared=False, depth=T, w_std=1.5, b_std=0.3)
+    y = jnp.arange(30) % 2
+    x0 = jax.random.normal(jax.random.key(2), (30, n)) + jax.nn.one_hot(y, n)
+    traj = np.asarray(rf.trajectory(p, x0), np.float64)
+    W, b = np.asarray(p.W, np.float64), np.asarray(p.b, np.float64)
+    r = np.stack([1 / (1 + np.exp(-(traj[t] @ W[t].T + b[t]))) for t in range(T)])
+    sep = rf.class_separability(p, x0, y)
+    np.testing.assert_allclose(np.asarray(sep.residual_fisher), [np_fisher(rt, np.asarray(y)) for rt in r], rtol=1e-10)
+    jitted = jax.jit(lambda x, yy: rf.class_separability(p, x, yy, num_classes=2))(x0, y)
+    for a, b_ in zip(jitted, sep, strict=True):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b_), rtol=1e-12)
+    with pytest.raises(ValueError, match="num_classes must be given"):
+        jax.jit(lambda x, yy: rf.class_separability(p, x, yy))(x0, y)
 
 
 def test_bad_input_rejected(key):
@@ -149,5 +168,14 @@ def test_bad_input_rejected(key):
         rf.fisher_ratio(x.at[0, 0, 0].set(jnp.inf), y)
     with pytest.raises(ValueError, match="test_features must be"):
         rf.linear_probe(x, y, test_features=x[:, :, :2], test_labels=y)
-    with pytest.raises(ValueError, match="x0 and test_x0"):
-        rf.class_separability(x, y, x0=x[0], test_residuals=x, test_labels=y)
+    p = rf.Trunk.init(key, 5)
+    with pytest.raises(ValueError, match="both test_x0 and test_labels"):
+        rf.class_separability(p, x[0], y, depth=2, test_x0=x[0])
+    with pytest.raises(ValueError, match="x0 must contain only finite"):
+        rf.class_separability(p, x[0].at[0, 0].set(jnp.nan), y, depth=2)
+    with pytest.raises(TypeError, match="dtype"):
+        rf.class_separability(p, x[0].astype(jnp.float32), y, depth=2)
+    with pytest.raises(ValueError, match="labels must be >= 0"):
+        rf.class_separability(p, x[0], y - 1, depth=2)
+    with pytest.raises(ValueError, match="num_classes = 2"):
+        rf.fisher_ratio(x, y, num_classes=2)

@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 from matplotlib import colors as mcolors
 
-from ..attractors import FREE, ResidualFixedPoints
-from ..interactions import COMPETITION, EXPLOITATION, MUTUALISM, NEUTRAL, pair_classes
-from ._common import finish, new_figure
+from ..attractors import ResidualFixedPoints, Saturation
+from ..interactions import PairClass, pair_classes
+from ._common import new_figure
 
 __all__ = ["plot_residual_trajectories", "plot_interaction_matrix", "plot_attractor_portrait"]
 
-_PAIR_MARK = {MUTUALISM: "+", COMPETITION: "−", EXPLOITATION: "±", NEUTRAL: "0"}
+_PAIR_MARK = {PairClass.MUTUALISM: "+", PairClass.COMPETITION: "−", PairClass.EXPLOITATION: "±", PairClass.NEUTRAL: "0"}
+
+
+def _save(fig, save):
+    """Save a constrained-layout figure (tight_layout would fight its colour bars)."""
+    if save is not None:
+        os.makedirs(os.path.dirname(os.path.abspath(save)), exist_ok=True)
+        fig.savefig(save, dpi=120)
+    return fig
 
 
 def _labels_for(labels, batch):
@@ -75,7 +85,7 @@ def plot_residual_trajectories(
     )
     ncols = min(len(comps), 3)
     nrows = -(-len(comps) // ncols)
-    fig, axes = new_figure(nrows, ncols, size=(4.0, 3.0), sharex=True, sharey=True)
+    fig, axes = new_figure(nrows, ncols, size=(4.0, 3.0), sharex=True, sharey=True, layout="constrained")
     layers = np.arange(T)
     # The band is clipped to the range the residuals actually take ([0, 1] for the logistic,
     # (-1, 1) for tanh, [0, ∞) for relu), never to an assumed one.
@@ -106,10 +116,12 @@ def plot_residual_trajectories(
         ax.set_ylabel("r")
     for ax in list(axes.flat)[len(comps) :]:
         ax.set_visible(False)
-    axes.flat[0].legend(fontsize=8, loc="best")
+    # Outside the panels, so that no legend covers a trajectory.
+    handles, names = axes.flat[0].get_legend_handles_labels()
+    fig.legend(handles, names, fontsize=8, loc="outside right upper")
     if title:
         fig.suptitle(title)
-    return finish(fig, save)
+    return _save(fig, save)
 
 
 def plot_interaction_matrix(
@@ -122,8 +134,9 @@ def plot_interaction_matrix(
 
     **Arguments:**
 
-    - `matrices`: ``(n, n)`` or a stack ``(k, n, n)`` (e.g. per-class mean coefficients), one
-      panel each, sharing one symmetric colour scale.
+    - `matrices`: ``(n, n)`` or a stack ``(k, n, n)`` (e.g. W and per-class mean coefficients),
+      one panel each, each with its own symmetric colour scale and colour bar (coefficients
+      are ~r(1 − r) ≤ 1/4 times W, so a shared scale would leave them nearly white).
     - `titles`: one title per panel; `mark_pairs`: draw the pair-class marks.
     - `cbar_label`, `save`: colour-bar label; path to save to.
 
@@ -139,12 +152,13 @@ def plot_interaction_matrix(
     k, n, _ = M.shape
     if titles is not None and len(titles) != k:
         raise ValueError(f"titles must have {k} entries, got {len(titles)}")
-    vmax = float(np.abs(M).max()) or 1.0
-    norm = mcolors.TwoSlopeNorm(vmin=-vmax, vcenter=0.0, vmax=vmax)
-    fig, axes = new_figure(1, k, size=(4.2, 3.8))
+    fig, axes = new_figure(1, k, size=(4.6, 3.8), layout="constrained")
     for p in range(k):
         ax = axes[0, p]
+        vmax = float(np.abs(M[p]).max()) or 1.0
+        norm = mcolors.TwoSlopeNorm(vmin=-vmax, vcenter=0.0, vmax=vmax)
         im = ax.imshow(M[p], cmap="RdBu_r", norm=norm)
+        fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label=cbar_label)
         ax.set_xlabel("from residual j")
         ax.set_ylabel("to residual i")
         if titles is not None:
@@ -167,16 +181,9 @@ def plot_interaction_matrix(
                             fontsize=10,
                             color="white" if dark else "black",
                         )
-    fig.colorbar(im, ax=axes[0, -1], fraction=0.046, pad=0.04, label=cbar_label)
     if mark_pairs and n <= 16:
-        axes[0, 0].annotate(
-            "pairs: + mutualism, − competition, ± exploitation, 0 neutral",
-            xy=(0, -0.2),
-            xycoords="axes fraction",
-            fontsize=8,
-            va="top",
-        )
-    return finish(fig, save)
+        fig.supxlabel("pairs: + mutualism, − competition, ± exploitation, 0 neutral", fontsize=8)
+    return _save(fig, save)
 
 
 def plot_attractor_portrait(
@@ -215,12 +222,12 @@ def plot_attractor_portrait(
     classes = list(np.unique(lab))
     palette = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b"]
     if n == 2:
-        fig, axes = new_figure(1, 1, size=(5.0, 4.6))
+        fig, axes = new_figure(1, 1, size=(6.2, 4.6), layout="constrained")
         ax = axes[0, 0]
     else:
         import matplotlib.pyplot as plt
 
-        fig = plt.figure(figsize=(5.6, 5.0))
+        fig = plt.figure(figsize=(6.8, 5.0), layout="constrained")
         ax = fig.add_subplot(projection="3d")
     idx = np.arange(B)[:max_lines] if B <= max_lines else np.linspace(0, B - 1, max_lines).astype(int)
     seen = set()
@@ -232,7 +239,7 @@ def plot_attractor_portrait(
         ax.scatter(*r[0, j][:, None], color=color, s=8, alpha=0.7)
     if fixed_points is not None:
         for p, pat, att in zip(fixed_points.points, fixed_points.patterns, fixed_points.attracting, strict=True):
-            marker = "s" if np.all(pat != FREE) else "o"
+            marker = "s" if np.all(pat != Saturation.FREE) else "o"
             face = "k" if att else "white"
             ax.scatter(*p[:, None], marker=marker, s=70, facecolors=face, edgecolors="k", linewidths=1.5, zorder=5)
         ax.scatter([], [], marker="s", s=50, facecolors="k", edgecolors="k", label="attracting fixed point")
@@ -247,7 +254,8 @@ def plot_attractor_portrait(
     else:
         ax.set_aspect("equal")
         ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="best")
+    # Outside the unit square/cube, so that no legend covers a trajectory or a fixed point.
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0)
     if title:
         ax.set_title(title)
-    return finish(fig, save)
+    return _save(fig, save)
