@@ -21,7 +21,7 @@ from .depth import depth_rule as depth_rule
 from .depth import fold_drift as fold_drift
 from .depth import prune_trunk as prune_trunk
 from .depth import residual_changes as residual_changes
-from .dynamics import STABILITY_LABELS as STABILITY_LABELS
+from .dynamics import Stability as Stability
 from .dynamics import FixedPoints as FixedPoints
 from .dynamics import LyapunovResult as LyapunovResult
 from .dynamics import Spectrum as Spectrum
