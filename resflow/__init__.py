@@ -63,12 +63,8 @@ from .residuals import reconstruct_output as reconstruct_output
 from .residuals import residual_recurrence as residual_recurrence
 from .residuals import residuals as residuals
 from .residuals import running_integral as running_integral
-from .robustness import ModelSpec as ModelSpec
-from .robustness import NoiseComparison as NoiseComparison
 from .robustness import NoiseRobustness as NoiseRobustness
-from .robustness import compare_noise_robustness as compare_noise_robustness
 from .robustness import noise_accuracy as noise_accuracy
-from .robustness import parse_model_spec as parse_model_spec
 from .separability import ProbeResult as ProbeResult
 from .separability import Separability as Separability
 from .separability import class_separability as class_separability

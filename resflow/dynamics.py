@@ -105,8 +105,10 @@ def _static_hashable(step) -> bool:
     return True
 
 
-def _compiled(impl):
+def callable_jit(impl):
     """``impl(step, *arrays, **static)`` compiled with `eqx.filter_jit`, `step` an argument.
+
+    Shared by every tool that takes a user callable (steps, classifiers); not top-level.
 
     A pytree callable (an equinox Module, or a bound method such as ``trunk.step``) is traced
     through its array leaves, so a new trunk of the same shapes reuses the compiled code;
@@ -165,7 +167,7 @@ def jacobian_spectrum(step: Callable[[Array], Array], x: Float[Array, "*batch n"
     return _jacobian_spectrum_run(step, x)
 
 
-@_compiled
+@callable_jit
 def _jacobian_spectrum_run(step, x):
     def one(xi):
         J = jax.jacfwd(step)(xi)
@@ -362,7 +364,7 @@ def lyapunov_spectrum(
     return _lyapunov_run(step, x0, q0, num_steps=num_steps, burn_in=burn_in, return_running=return_running)
 
 
-@_compiled
+@callable_jit
 def _lyapunov_run(step, x0, q0, *, num_steps, burn_in, return_running):
     def tangent(t, x, q):
         x_next, f_jvp = jax.linearize(step, x)
@@ -554,7 +556,7 @@ def find_fixed_points(
     return _fixed_points_run(step, x0, *tols, max_iter=max_iter)
 
 
-@_compiled
+@callable_jit
 def _fixed_points_run(step, x0, tol, xtol, marginal_tol, *, max_iter):
     dtype = x0.dtype
     n = x0.shape[-1]
