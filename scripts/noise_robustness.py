@@ -1,4 +1,4 @@
-"""Accuracy under additive Gaussian input noise: ResNet vs MLP (science.md §7 claim 6).
+"""Accuracy under additive Gaussian input noise: ResNet vs MLP.
 
 Trains every model of --models with resflow.fit on the same data and seeds (same init key and
 batch order per seed), then evaluates test accuracy on x + sigma * eps for each sigma of
@@ -22,10 +22,17 @@ DEFAULT_MODELS = ["resnet:15", "mlp:15", "mlp:15:6", "mlp:3"]
 DEFAULT_SIGMAS = [0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0]
 
 
+class OneLineErrors(argparse.ArgumentParser):
+    """Bad flags exit with status 2 and one line on stderr (no usage dump)."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from resflow.data import DATASETS
 
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = OneLineErrors(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", choices=DATASETS, default="digits", help="data set (default: digits)")
     p.add_argument("--data-path", default=None, help="mnist/fashion-mnist: folder with the IDX files or an .npz")
     p.add_argument("--width", type=int, default=None, help="trunk width (default: data dimension)")
@@ -35,7 +42,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, default=40, help="training epochs of every model (default: 40)")
     p.add_argument("--lr", type=float, default=3e-3, help="Adam learning rate (default: 3e-3)")
     p.add_argument("--batch-size", type=int, default=64, help="mini-batch size (default: 64)")
-    p.add_argument("--sigmas", type=float, nargs="+", default=DEFAULT_SIGMAS, help="noise levels (standardised units)")
+    p.add_argument(
+        "--sigmas",
+        type=float,
+        nargs="+",
+        default=DEFAULT_SIGMAS,
+        help=f"noise levels, standardised units (default: {DEFAULT_SIGMAS})",
+    )
     p.add_argument("--draws", type=int, default=20, help="noise draws per sigma (default: 20)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="training seeds (default: 0 1 2)")
     p.add_argument("--noise-seed", type=int, default=1234, help="seed of the input noise (default: 1234)")
@@ -50,10 +63,11 @@ def main(argv=None) -> int:
     import jax
 
     import resflow as rf
+    from resflow.experiments.noise import compare_noise_robustness, parse_model_spec
     from resflow.plots import plot_noise_robustness
 
     try:
-        specs = [rf.parse_model_spec(m) for m in args.models]
+        specs = [parse_model_spec(m) for m in args.models]
     except ValueError as e:
         parser.error(str(e))
     for name in ("epochs", "batch_size", "draws"):
@@ -68,7 +82,7 @@ def main(argv=None) -> int:
     except (FileNotFoundError, ValueError) as e:
         parser.error(str(e))
 
-    out = rf.compare_noise_robustness(
+    out = compare_noise_robustness(
         data,
         specs,
         sigmas=args.sigmas,
