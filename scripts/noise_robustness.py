@@ -8,7 +8,9 @@ init (which does not train: a deep sigmoid MLP vanishes), a 15-layer MLP with a 
 scale, and a 3-layer MLP of the same width (comparable clean accuracy). Sigma is in the units
 of the standardised inputs. Writes results.json (table) and noise_robustness.png under --out.
 
-Example: python scripts/noise_robustness.py --out docs/results/noise_robustness
+Example (with the project's virtual environment):
+    .venv/bin/python scripts/noise_robustness.py --out docs/results/noise_robustness \
+        --numbers docs/results/noise_robustness.json
 """
 
 from __future__ import annotations
@@ -53,6 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="training seeds (default: 0 1 2)")
     p.add_argument("--noise-seed", type=int, default=1234, help="seed of the input noise (default: 1234)")
     p.add_argument("--out", default="runs/noise_robustness", help="output folder (default: runs/noise_robustness)")
+    p.add_argument(
+        "--numbers", default=None, help="also write the quoted numbers as a flat JSON dict to this file (default: none)"
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
 
@@ -63,7 +68,7 @@ def main(argv=None) -> int:
     import jax
 
     import resflow as rf
-    from resflow.experiments.noise import compare_noise_robustness, parse_model_spec
+    from resflow.experiments.noise import compare_noise_robustness, flat_numbers, parse_model_spec
     from resflow.plots import plot_noise_robustness
 
     try:
@@ -98,6 +103,8 @@ def main(argv=None) -> int:
     folder = Path(args.out)
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "results.json").write_text(json.dumps(out.table, indent=2))
+    if args.numbers:
+        Path(args.numbers).write_text(json.dumps(flat_numbers(out.table), indent=1, sort_keys=True))
     n_classes = data.meta.get("n_classes")
     plot_noise_robustness(
         out.curves,

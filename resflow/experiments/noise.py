@@ -25,7 +25,7 @@ from ..model import MODELS
 from ..perturbation import linear_growth
 from ..robustness import NoiseRobustness, noise_accuracy
 
-__all__ = ["ModelSpec", "parse_model_spec", "NoiseComparison", "compare_noise_robustness"]
+__all__ = ["ModelSpec", "parse_model_spec", "NoiseComparison", "compare_noise_robustness", "flat_numbers"]
 
 
 class ModelSpec(NamedTuple):
@@ -202,3 +202,38 @@ def _trunk_inputs(network, x, width: int):
     if x.shape[-1] != width:
         raise ValueError(f"the network has no embed() and the data dimension {x.shape[-1]} is not the width {width}")
     return x
+
+
+def flat_numbers(table: dict) -> dict:
+    """The numbers of a `NoiseComparison.table` as a flat dict name → number (for docs).
+
+    Per model (``slug`` = its label in lower case, non-alphanumerics as ``_``, e.g.
+    ``resnet_15``, ``mlp_15_w_std_6``): ``slug_clean`` (mean clean accuracy),
+    ``slug_sigma<σ>`` (mean accuracy at σ, ``.`` written ``p``: ``sigma0p25``), ``slug_growth``
+    (median growth ||δx_T|| / ||δx_0||), ``slug_relative_percent_sigma<σ>`` (100 · accuracy at
+    σ / clean accuracy), ``slug_seed<s>_clean`` and ``slug_seed_spread_sigma<σ>`` (half the
+    range over seeds of the accuracy at σ).
+    """
+    out = {}
+    sigmas = table["sigmas"]
+
+    def slug(label):
+        return "_".join("".join(c if c.isalnum() else " " for c in label.lower()).split())
+
+    def tag(s):
+        return f"sigma{s:g}".replace(".", "p")
+
+    for label, row in table["summary"].items():
+        k = slug(label)
+        out[f"{k}_clean"] = row["clean_accuracy"]
+        out[f"{k}_growth"] = row["growth_median_T"]
+        for s, acc in zip(sigmas, row["accuracy_mean"], strict=True):
+            out[f"{k}_{tag(s)}"] = acc
+            out[f"{k}_relative_percent_{tag(s)}"] = 100 * acc / row["clean_accuracy"] if row["clean_accuracy"] else 0.0
+        mine = [r for r in table["rows"] if r["label"] == label]
+        for r in mine:
+            out[f"{k}_seed{r['seed']}_clean"] = r["clean_accuracy"]
+        for i, s in enumerate(sigmas):
+            per_seed = [r["accuracy_mean"][i] for r in mine]
+            out[f"{k}_seed_spread_{tag(s)}"] = (max(per_seed) - min(per_seed)) / 2
+    return out
