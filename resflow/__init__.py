@@ -21,10 +21,10 @@ from .depth import depth_rule as depth_rule
 from .depth import fold_drift as fold_drift
 from .depth import prune_trunk as prune_trunk
 from .depth import residual_changes as residual_changes
-from .dynamics import Stability as Stability
 from .dynamics import FixedPoints as FixedPoints
 from .dynamics import LyapunovResult as LyapunovResult
 from .dynamics import Spectrum as Spectrum
+from .dynamics import Stability as Stability
 from .dynamics import find_fixed_points as find_fixed_points
 from .dynamics import jacobian_spectrum as jacobian_spectrum
 from .dynamics import lyapunov_spectrum as lyapunov_spectrum

@@ -19,8 +19,13 @@ Built on it:
 - `lyapunov_spectrum_from_jacobians(jacobians, ...)` — a stored sequence of Jacobians.
 
 Also `jacobian_spectrum` (eigenvalues of d step/dx), `find_fixed_points` (batched damped
-Newton / Levenberg–Marquardt on F(x) = step(x) − x, with stability of each point) and
-`unique_fixed_points` (host-side deduplication of many starts).
+Newton / Levenberg–Marquardt on F(x) = step(x) − x, with scale-aware convergence tests and
+the stability of each point, `Stability`) and `unique_fixed_points` (host-side merging of
+many starts, with a radius tied to each point's precision).
+
+`step` is an argument of the compiled code (`callable_jit`, built on `equinox.filter_jit`):
+a pytree callable such as a trunk's map ``trunk.step`` is traced through its arrays, so a
+second trunk of the same shapes reuses the compilation; a plain function is static.
 """
 
 from __future__ import annotations
@@ -152,7 +157,8 @@ def jacobian_spectrum(step: Callable[[Array], Array], x: Float[Array, "*batch n"
 
     **Arguments:**
 
-    - `step`: a map R^n → R^n acting on a single state of shape ``(n,)``.
+    - `step`: a map R^n → R^n acting on a single state of shape ``(n,)``: a function, or a
+      pytree callable such as ``trunk.step`` (compiled once per shapes, see the module).
     - `x`: the point, shape ``(n,)``, or a batch ``(*batch, n)`` (vmapped).
 
     **Returns:** `Spectrum(eigenvalues (*batch, n) complex, jacobian (*batch, n, n))`.
@@ -338,7 +344,8 @@ def lyapunov_spectrum(
 
     **Arguments:**
 
-    - `step`: a map R^n → R^n acting on a single state ``(n,)``.
+    - `step`: a map R^n → R^n acting on a single state ``(n,)``: a function, or a pytree
+      callable such as ``trunk.step`` (compiled once per shapes, see the module).
     - `x0`: initial state ``(n,)``, or a batch ``(*batch, n)`` (vmapped, one spectrum each,
       same initial frame for all).
     - `num_steps`: T ≥ 1 steps that are averaged.

@@ -133,3 +133,20 @@ def test_script_help_has_no_duplicate_defaults():
     assert "(default: None)" not in text
     for line in text.splitlines():
         assert line.count("default") <= 1, line
+
+
+def test_flat_numbers_of_a_table():
+    from resflow.experiments.noise import flat_numbers
+
+    rows = [
+        {"label": "MLP-15 (w_std 6)", "seed": s, "clean_accuracy": c, "accuracy_mean": [c, a]}
+        for s, c, a in [(0, 0.8, 0.4), (1, 0.9, 0.5)]
+    ]
+    summary = {"MLP-15 (w_std 6)": {"clean_accuracy": 0.85, "accuracy_mean": [0.85, 0.45], "growth_median_T": 0.2}}
+    flat = flat_numbers({"sigmas": [0.0, 1.5], "rows": rows, "summary": summary})
+    k = "mlp_15_w_std_6"
+    assert flat[f"{k}_clean"] == 0.85 and flat[f"{k}_growth"] == 0.2
+    assert flat[f"{k}_sigma1p5"] == 0.45 and flat[f"{k}_relative_percent_sigma1p5"] == pytest.approx(100 * 0.45 / 0.85)
+    assert flat[f"{k}_seed1_clean"] == 0.9
+    assert flat[f"{k}_seed_spread_sigma1p5"] == pytest.approx(0.05)
+    assert all(isinstance(v, float | int) for v in flat.values())
