@@ -20,10 +20,10 @@ from .depth import depth_rule as depth_rule
 from .depth import fold_drift as fold_drift
 from .depth import prune_trunk as prune_trunk
 from .depth import residual_changes as residual_changes
-from .dynamics import STABILITY_LABELS as STABILITY_LABELS
 from .dynamics import FixedPoints as FixedPoints
 from .dynamics import LyapunovResult as LyapunovResult
 from .dynamics import Spectrum as Spectrum
+from .dynamics import Stability as Stability
 from .dynamics import find_fixed_points as find_fixed_points
 from .dynamics import jacobian_spectrum as jacobian_spectrum
 from .dynamics import lyapunov_spectrum as lyapunov_spectrum
@@ -57,12 +57,8 @@ from .residuals import reconstruct_output as reconstruct_output
 from .residuals import residual_recurrence as residual_recurrence
 from .residuals import residuals as residuals
 from .residuals import running_integral as running_integral
-from .robustness import ModelSpec as ModelSpec
-from .robustness import NoiseComparison as NoiseComparison
 from .robustness import NoiseRobustness as NoiseRobustness
-from .robustness import compare_noise_robustness as compare_noise_robustness
 from .robustness import noise_accuracy as noise_accuracy
-from .robustness import parse_model_spec as parse_model_spec
 from .separability import ProbeResult as ProbeResult
 from .separability import Separability as Separability
 from .separability import class_separability as class_separability

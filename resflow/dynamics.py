@@ -19,16 +19,23 @@ Built on it:
 - `lyapunov_spectrum_from_jacobians(jacobians, ...)` — a stored sequence of Jacobians.
 
 Also `jacobian_spectrum` (eigenvalues of d step/dx), `find_fixed_points` (batched damped
-Newton / Levenberg–Marquardt on F(x) = step(x) − x, with stability of each point) and
-`unique_fixed_points` (host-side deduplication of many starts).
+Newton / Levenberg–Marquardt on F(x) = step(x) − x, with scale-aware convergence tests and
+the stability of each point, `Stability`) and `unique_fixed_points` (host-side merging of
+many starts, with a radius tied to each point's precision).
+
+`step` is an argument of the compiled code (`callable_jit`, built on `equinox.filter_jit`):
+a pytree callable such as a trunk's map ``trunk.step`` is traced through its arrays, so a
+second trunk of the same shapes reuses the compilation; a plain function is static.
 """
 
 from __future__ import annotations
 
+import enum
 import functools
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -43,7 +50,7 @@ __all__ = [
     "lyapunov_spectrum_from_products",
     "lyapunov_spectrum",
     "lyapunov_spectrum_from_jacobians",
-    "STABILITY_LABELS",
+    "Stability",
     "FixedPoints",
     "find_fixed_points",
     "unique_fixed_points",
@@ -93,20 +100,35 @@ def _batched(fn, x: jax.Array, core_ndim: int = 1):
     return fn(x)
 
 
-def _compiled_per_step(build):
-    """Memoise ``build(step, *static) -> jitted fn`` so repeated calls with the same `step`
-    object (and static options) reuse one compilation instead of retracing a fresh closure.
-    Unhashable callables (e.g. modules holding arrays) are built afresh each time."""
-    cached = functools.lru_cache(maxsize=64)(build)
+def _static_hashable(step) -> bool:
+    """Whether `eqx.filter_jit` can key a compilation on `step`'s non-array parts."""
+    leaves, treedef = jax.tree.flatten(step)
+    try:
+        hash((treedef, tuple(leaf for leaf in leaves if not eqx.is_array(leaf))))
+    except TypeError:
+        return False
+    return True
 
-    def get(step, *static):
-        try:
-            hash((step, *static))
-        except TypeError:
-            return build(step, *static)
-        return cached(step, *static)
 
-    return get
+def callable_jit(impl):
+    """``impl(step, *arrays, **static)`` compiled with `eqx.filter_jit`, `step` an argument.
+
+    Shared by every tool that takes a user callable (steps, classifiers); not top-level.
+
+    A pytree callable (an equinox Module, or a bound method such as ``trunk.step``) is traced
+    through its array leaves, so a new trunk of the same shapes reuses the compiled code;
+    a plain function is a static argument (one compilation per function object). A callable
+    whose static part cannot be hashed is compiled for this call only, with its arrays as
+    constants: a cache keyed on its identity would keep it, and its arrays, alive.
+    """
+    jitted = eqx.filter_jit(impl)
+
+    def call(step, *arrays, **static):
+        if _static_hashable(step):
+            return jitted(step, *arrays, **static)
+        return jax.jit(functools.partial(impl, step, **static))(*arrays)
+
+    return functools.wraps(impl)(call)
 
 
 # --------------------------------------------------------------------------------------------
@@ -135,7 +157,8 @@ def jacobian_spectrum(step: Callable[[Array], Array], x: Float[Array, "*batch n"
 
     **Arguments:**
 
-    - `step`: a map R^n → R^n acting on a single state of shape ``(n,)``.
+    - `step`: a map R^n → R^n acting on a single state of shape ``(n,)``: a function, or a
+      pytree callable such as ``trunk.step`` (compiled once per shapes, see the module).
     - `x`: the point, shape ``(n,)``, or a batch ``(*batch, n)`` (vmapped).
 
     **Returns:** `Spectrum(eigenvalues (*batch, n) complex, jacobian (*batch, n, n))`.
@@ -147,16 +170,16 @@ def jacobian_spectrum(step: Callable[[Array], Array], x: Float[Array, "*batch n"
     x = check_array("x", x)
     _check_step(step, x)
 
-    return _jacobian_spectrum_fn(step)(x)
+    return _jacobian_spectrum_run(step, x)
 
 
-@_compiled_per_step
-def _jacobian_spectrum_fn(step):
+@callable_jit
+def _jacobian_spectrum_run(step, x):
     def one(xi):
         J = jax.jacfwd(step)(xi)
         return Spectrum(_eigvals_sorted(J), J)
 
-    return jax.jit(lambda x: _batched(one, x))
+    return _batched(one, x)
 
 
 # --------------------------------------------------------------------------------------------
@@ -321,7 +344,8 @@ def lyapunov_spectrum(
 
     **Arguments:**
 
-    - `step`: a map R^n → R^n acting on a single state ``(n,)``.
+    - `step`: a map R^n → R^n acting on a single state ``(n,)``: a function, or a pytree
+      callable such as ``trunk.step`` (compiled once per shapes, see the module).
     - `x0`: initial state ``(n,)``, or a batch ``(*batch, n)`` (vmapped, one spectrum each,
       same initial frame for all).
     - `num_steps`: T ≥ 1 steps that are averaged.
@@ -344,11 +368,11 @@ def lyapunov_spectrum(
     n = x0.shape[-1]
     k = _num_exponents(num_exponents, n)
     q0 = _initial_frame(n, k, key, None, x0.dtype)
-    return _lyapunov_fn(step, num_steps, burn_in, return_running)(x0, q0)
+    return _lyapunov_run(step, x0, q0, num_steps=num_steps, burn_in=burn_in, return_running=return_running)
 
 
-@_compiled_per_step
-def _lyapunov_fn(step, num_steps, burn_in, return_running):
+@callable_jit
+def _lyapunov_run(step, x0, q0, *, num_steps, burn_in, return_running):
     def tangent(t, x, q):
         x_next, f_jvp = jax.linearize(step, x)
         return x_next, jax.vmap(f_jvp, in_axes=1, out_axes=1)(q)
@@ -359,7 +383,7 @@ def _lyapunov_fn(step, num_steps, burn_in, return_running):
             tangent, num_steps, n=x.shape[-1], init_state=x, initial_q=q0, return_running=return_running
         )
 
-    return jax.jit(lambda x, q0: _batched(lambda xi: one(xi, q0), x))
+    return _batched(lambda xi: one(xi, q0), x0)
 
 
 def lyapunov_spectrum_from_jacobians(
@@ -399,24 +423,40 @@ def lyapunov_spectrum_from_jacobians(
 # --------------------------------------------------------------------------------------------
 # Fixed points
 
-STABILITY_LABELS = ("attractor", "repeller", "saddle", "marginal")
-"""Names of the stability codes 0 … 3 of `FixedPoints.stability`; code −1 is "unconverged"."""
 
-_ATTRACTOR, _REPELLER, _SADDLE, _MARGINAL, _UNCONVERGED = 0, 1, 2, 3, -1
+class Stability(enum.IntEnum):
+    """Stability codes of `FixedPoints.stability`, from the multipliers μ_i of ∂step/∂x.
+
+    ATTRACTOR: all |μ| < 1. REPELLER: all |μ| > 1. SADDLE: some inside, some outside the
+    unit circle. MARGINAL: some ||μ| − 1| ≤ marginal_tol (linearisation inconclusive; takes
+    precedence). UNCONVERGED: the start found no fixed point.
+    """
+
+    UNCONVERGED = -1
+    ATTRACTOR = 0
+    REPELLER = 1
+    SADDLE = 2
+    MARGINAL = 3
+
+    @property
+    def label(self) -> str:
+        return self.name.lower()
 
 
 class FixedPoints(NamedTuple):
     """Fixed points x* = step(x*) found from a batch of starts, with their linear stability.
 
     - `points`: ``(*batch, n)`` last Newton iterate of each start.
-    - `converged`: ``(*batch,)`` bool, ‖step(x) − x‖₂ ≤ tol reached.
+    - `converged`: ``(*batch,)`` bool, the point passed every test of `find_fixed_points`
+      (small relative residual, error bound, shrinking Newton steps).
     - `residual_norm`: ``(*batch,)`` ‖step(x) − x‖₂ at `points`.
     - `eigenvalues`: ``(*batch, n)`` complex multipliers of ∂step/∂x at `points`, largest
       modulus first.
-    - `stability`: ``(*batch,)`` int32 code: 0 attractor (all |μ| < 1), 1 repeller (all
-      |μ| > 1), 2 saddle (some inside, some outside), 3 marginal (some ||μ| − 1| ≤
-      marginal_tol; takes precedence), −1 not converged. `labels` gives the strings.
+    - `stability`: ``(*batch,)`` int32 `Stability` code. `labels` gives the strings.
     - `num_iterations`: ``(*batch,)`` iterations used.
+    - `error`: ``(*batch,)`` first-order bound on the distance to the true fixed point,
+      ‖J_F⁻¹‖₂ (‖F(x)‖ + ε(‖x‖ + ‖step(x)‖)), ε the dtype's machine epsilon (the rounding
+      level of F = step(x) − x). ``inf`` where J_F is singular.
     """
 
     points: Float[Array, "*batch n"]
@@ -425,19 +465,25 @@ class FixedPoints(NamedTuple):
     eigenvalues: Complex[Array, "*batch n"]
     stability: Int[Array, "*batch"]
     num_iterations: Int[Array, "*batch"]
+    error: Float[Array, "*batch"]
 
     @property
     def labels(self) -> np.ndarray:
         """Stability as strings (host-side numpy array, same shape as `stability`)."""
-        names = np.array((*STABILITY_LABELS, "unconverged"), dtype=object)
-        return names[np.asarray(self.stability)]
+        names = {int(s): s.label for s in Stability}
+        codes = np.asarray(self.stability)
+        return np.vectorize(names.__getitem__, otypes=[object])(codes) if codes.size else codes.astype(object)
 
 
 def _stability_code(eigenvalues: jax.Array, converged: jax.Array, marginal_tol) -> jax.Array:
     mod = jnp.abs(eigenvalues)
-    code = jnp.where(jnp.all(mod < 1, axis=-1), _ATTRACTOR, jnp.where(jnp.all(mod > 1, axis=-1), _REPELLER, _SADDLE))
-    code = jnp.where(jnp.any(jnp.abs(mod - 1) <= marginal_tol, axis=-1), _MARGINAL, code)
-    return jnp.where(converged, code, _UNCONVERGED).astype(jnp.int32)
+    code = jnp.where(
+        jnp.all(mod < 1, axis=-1),
+        int(Stability.ATTRACTOR),
+        jnp.where(jnp.all(mod > 1, axis=-1), int(Stability.REPELLER), int(Stability.SADDLE)),
+    )
+    code = jnp.where(jnp.any(jnp.abs(mod - 1) <= marginal_tol, axis=-1), int(Stability.MARGINAL), code)
+    return jnp.where(converged, code, int(Stability.UNCONVERGED)).astype(jnp.int32)
 
 
 def _default_tol(dtype) -> float:
@@ -450,6 +496,7 @@ def find_fixed_points(
     initial_points: Float[Array, "*batch n"],
     *,
     tol: float | None = None,
+    xtol: float | None = None,
     max_iter: int = 50,
     marginal_tol: float | None = None,
 ) -> FixedPoints:
@@ -459,96 +506,136 @@ def find_fixed_points(
     d = −J_F⁻¹ F with J_F = ∂step/∂x − I (by `jax.jacfwd`). It is taken only if it is finite
     and lowers ‖F‖₂. Otherwise — J_F singular or Newton overshooting — a Levenberg–Marquardt
     step d = −(J_FᵀJ_F + μ s I)⁻¹ J_Fᵀ F (s = mean diagonal of J_FᵀJ_F) is tried: μ shrinks ×10
-    when it lowers ‖F‖, grows ×10 (the iterate stays) when it does not, so the step turns
-    into a short gradient-descent step on ½‖F‖² until progress resumes. A start stops when
-    ‖F‖₂ ≤ tol, after `max_iter` iterations, or when μ exceeds 1e12 (a local minimum of ‖F‖
-    that is not a root); a last Newton step is then kept if it lowers ‖F‖ further, which
-    brings a converged point to round-off accuracy. Stability comes from the multipliers μ_i of ∂step/∂x at the point
-    (codes in `FixedPoints`).
+    when it lowers ‖F‖, grows ×10 (the iterate stays) when it does not. A start stops when
+    F = 0, when ‖F‖₂ ≤ tol·(1 + ‖x‖₂) and the last step was ≤ xtol·(1 + ‖x‖₂), after
+    `max_iter` iterations, or when μ exceeds 1e12 (a local minimum of ‖F‖ that is not a
+    root); three more Newton steps are then kept where they lower ‖F‖.
+
+    **Convergence** is decided by scale-aware tests at the final point x, with
+    s = 1 + ‖x‖₂ and ε the machine epsilon of the dtype:
+
+    1. relative residual: ‖F(x)‖ ≤ tol·s;
+    2. error bound: e = ‖J_F⁻¹‖₂ (‖F(x)‖ + ε(‖x‖ + ‖step(x)‖)) ≤ xtol·s. To first order
+       x − x* = J_F⁻¹ F, and ε(‖x‖ + ‖step(x)‖) is the rounding level of F itself, so e
+       bounds the distance to the true fixed point x*;
+    3. shrinking Newton steps: the next Newton step ‖J_F⁻¹ F‖ is at most half the last step
+       taken, or below the rounding level ‖J_F⁻¹‖ ε(‖x‖ + ‖step(x)‖).
+
+    A point where the map only moves slowly is not a fixed point: there F is small but so is
+    J_F (e.g. a saturated x ↦ x + h·σ(Wx + b), where F = hσ ≈ e^{−z} and Newton steps stay
+    O(1)), so e is large and the test fails, even where F rounds to exactly 0. Degenerate
+    fixed points (J_F singular: a multiplier exactly 1, a continuum of fixed points) have
+    e = ∞ and come back unconverged: their position is not determined by F. Stability
+    comes from the multipliers μ_i of ∂step/∂x at the point (`Stability`).
 
     **Arguments:**
 
-    - `step`: a map R^n → R^n on a single state ``(n,)``.
+    - `step`: a map R^n → R^n on a single state ``(n,)``: a function, or a pytree callable
+      such as ``trunk.step`` (traced through its arrays: a new trunk of the same shapes
+      reuses the compiled code).
     - `initial_points`: starts ``(n,)`` or ``(*batch, n)`` (e.g. a grid or random draws).
-    - `tol`: residual tolerance on ‖step(x) − x‖₂ (default 1e-10 in float64, 100 ulps in
-      lower precision, ≈1.2e-5 in float32).
+    - `tol`: relative residual tolerance (default 1e-10 in float64, 100 ε in lower
+      precision, ≈1.2e-5 in float32).
+    - `xtol`: relative precision required of the point, on e (default √ε: ≈1.5e-8 in
+      float64, ≈3.5e-4 in float32).
     - `max_iter`: maximum iterations per start (≥ 1).
     - `marginal_tol`: a multiplier with ||μ| − 1| ≤ marginal_tol makes the point "marginal"
-      (default √eps of the dtype: eigenvalues of a nearly defective J are only that accurate).
+      (default √ε: eigenvalues of a nearly defective J are only that accurate).
 
     **Returns:** `FixedPoints`, with the batch shape of `initial_points`. Deduplicate starts
     that found the same point with `unique_fixed_points`.
 
     **Raises:** `TypeError` for a non-callable `step` or non-float points; `ValueError` if
-    `step` does not map ``(n,)`` to ``(n,)``, for non-finite starts, tol ≤ 0,
+    `step` does not map ``(n,)`` to ``(n,)``, for non-finite starts, tol ≤ 0, xtol ≤ 0,
     marginal_tol ≤ 0 or max_iter < 1.
     """
     x0 = check_array("initial_points", initial_points)
     _check_step(step, x0)
     max_iter = check_int("max_iter", max_iter, minimum=1)
     dtype = x0.dtype
+    root_eps = float(np.sqrt(jnp.finfo(dtype).eps))
     tol = _default_tol(dtype) if tol is None else tol
-    check_positive("tol", tol)
-    marginal_tol = float(np.sqrt(jnp.finfo(dtype).eps)) if marginal_tol is None else marginal_tol
-    check_positive("marginal_tol", marginal_tol)
-    return _fixed_points_fn(step, max_iter)(x0, jnp.asarray(tol, dtype), jnp.asarray(marginal_tol, dtype))
+    xtol = root_eps if xtol is None else xtol
+    marginal_tol = root_eps if marginal_tol is None else marginal_tol
+    for name, value in (("tol", tol), ("xtol", xtol), ("marginal_tol", marginal_tol)):
+        check_positive(name, value)
+    tols = tuple(jnp.asarray(v, dtype) for v in (tol, xtol, marginal_tol))
+    return _fixed_points_run(step, x0, *tols, max_iter=max_iter)
 
 
-@_compiled_per_step
-def _fixed_points_fn(step, max_iter):
-    def solve(x0, tol, marginal_tol):
-        dtype = x0.dtype
-        n = x0.shape[-1]
-        eye = jnp.eye(n, dtype=dtype)
+@callable_jit
+def _fixed_points_run(step, x0, tol, xtol, marginal_tol, *, max_iter):
+    dtype = x0.dtype
+    n = x0.shape[-1]
+    eye = jnp.eye(n, dtype=dtype)
+    eps = jnp.finfo(dtype).eps
 
-        def residual(x):
-            f = step(x) - x
-            return f, jnp.linalg.norm(f)
+    def residual(x):
+        f = step(x) - x
+        return f, jnp.linalg.norm(f)
 
-        def improves(norm_new, norm_old):
-            return jnp.isfinite(norm_new) & (norm_new < norm_old)
+    def improves(norm_new, norm_old):
+        return jnp.isfinite(norm_new) & (norm_new < norm_old)
 
-        def body(carry):
-            x, f, fn, mu, it = carry
-            J = jax.jacfwd(step)(x) - eye
-            x_newton = x - jnp.linalg.solve(J, f)
-            f_newton, fn_newton = residual(x_newton)
-            JtJ = J.T @ J
-            scale = jnp.maximum(jnp.trace(JtJ) / n, jnp.finfo(dtype).tiny)
-            x_lm = x - jnp.linalg.solve(JtJ + mu * scale * eye, J.T @ f)
-            f_lm, fn_lm = residual(x_lm)
-            ok_newton = improves(fn_newton, fn)
-            ok_lm = improves(fn_lm, fn)
+    def body(carry):
+        x, f, fn, mu, it, last = carry
+        J = jax.jacfwd(step)(x) - eye
+        x_newton = x - jnp.linalg.solve(J, f)
+        f_newton, fn_newton = residual(x_newton)
+        JtJ = J.T @ J
+        scale = jnp.maximum(jnp.trace(JtJ) / n, jnp.finfo(dtype).tiny)
+        x_lm = x - jnp.linalg.solve(JtJ + mu * scale * eye, J.T @ f)
+        f_lm, fn_lm = residual(x_lm)
+        ok_newton = improves(fn_newton, fn)
+        ok_lm = improves(fn_lm, fn)
 
-            def pick(a_newton, a_lm, a_old):
-                return jnp.where(ok_newton, a_newton, jnp.where(ok_lm, a_lm, a_old))
+        def pick(a_newton, a_lm, a_old):
+            return jnp.where(ok_newton, a_newton, jnp.where(ok_lm, a_lm, a_old))
 
-            x = pick(x_newton, x_lm, x)
-            f = pick(f_newton, f_lm, f)
-            fn = pick(fn_newton, fn_lm, fn)
-            mu = jnp.where(ok_newton | ok_lm, jnp.maximum(mu / 10, 1e-12), mu * 10)
-            return x, f, fn, mu.astype(dtype), it + 1
+        x_new = pick(x_newton, x_lm, x)
+        last = jnp.where(ok_newton | ok_lm, jnp.linalg.norm(x_new - x), last)
+        mu = jnp.where(ok_newton | ok_lm, jnp.maximum(mu / 10, 1e-12), mu * 10)
+        return x_new, pick(f_newton, f_lm, f), pick(fn_newton, fn_lm, fn), mu.astype(dtype), it + 1, last
 
-        def cond(carry):
-            _, _, fn, mu, it = carry
-            return (it < max_iter) & (fn > tol) & (mu <= 1e12)
+    def cond(carry):
+        x, _, fn, mu, it, last = carry
+        s = 1 + jnp.linalg.norm(x)
+        # a small residual alone does not stop: where J_F is small the root may be far away
+        done = (fn == 0) | ((fn <= tol * s) & (last <= xtol * s))
+        return (it < max_iter) & ~done & (mu <= 1e12)
 
-        def one(x):
-            f, fn = residual(x)
-            x, f, fn, mu, it = jax.lax.while_loop(cond, body, (x, f, fn, jnp.asarray(1e-3, dtype), jnp.int32(0)))
-            # one more Newton step, kept if it helps: near a simple root it squares the error,
-            # so points come back to round-off rather than to just below tol
-            x_polish = x - jnp.linalg.solve(jax.jacfwd(step)(x) - eye, f)
-            _, fn_polish = residual(x_polish)
-            better = improves(fn_polish, fn)
-            x, fn = jnp.where(better, x_polish, x), jnp.where(better, fn_polish, fn)
-            ev = _eigvals_sorted(jax.jacfwd(step)(x))
-            converged = fn <= tol
-            return FixedPoints(x, converged, fn, ev, _stability_code(ev, converged, marginal_tol), it)
+    def one(x):
+        f, fn = residual(x)
+        init = (x, f, fn, jnp.asarray(1e-3, dtype), jnp.int32(0), jnp.asarray(jnp.inf, dtype))
+        x, f, fn, _, it, last = jax.lax.while_loop(cond, body, init)
 
-        return _batched(one, x0)
+        # a few more Newton steps, each kept if it helps: near a simple root each squares the
+        # error, so points come back to round-off rather than to just below the tolerances
+        def polish(_, carry):
+            x, f, fn, last = carry
+            d = jnp.linalg.solve(jax.jacfwd(step)(x) - eye, f)
+            f_new, fn_new = residual(x - d)
+            better = improves(fn_new, fn)
+            keep = functools.partial(jnp.where, better)
+            return keep(x - d, x), keep(f_new, f), keep(fn_new, fn), keep(jnp.linalg.norm(d), last)
 
-    return jax.jit(solve)
+        x, f, fn, last = jax.lax.fori_loop(0, 3, polish, (x, f, fn, last))
+
+        J_step = jax.jacfwd(step)(x)
+        J = J_step - eye
+        smin = jnp.linalg.svd(J, compute_uv=False)[-1]
+        inv_norm = jnp.where(smin > 0, 1 / smin, jnp.inf)
+        xn = jnp.linalg.norm(x)
+        rounding = eps * (xn + jnp.linalg.norm(f + x))
+        error = inv_norm * (fn + rounding)
+        next_step = jnp.linalg.norm(jnp.linalg.solve(J, f))
+        s = 1 + xn
+        shrinking = (next_step <= last / 2) | (next_step <= inv_norm * rounding)
+        converged = jnp.isfinite(error) & (fn <= tol * s) & (error <= xtol * s) & shrinking
+        ev = _eigvals_sorted(J_step)
+        return FixedPoints(x, converged, fn, ev, _stability_code(ev, converged, marginal_tol), it, error)
+
+    return _batched(one, x0)
 
 
 def unique_fixed_points(
@@ -557,16 +644,21 @@ def unique_fixed_points(
     """The distinct converged fixed points of a `find_fixed_points` result (host-side).
 
     Non-converged starts are dropped; the remaining points are scanned in input order
-    (batch axes flattened) and a point within Euclidean distance `atol` of an already kept
-    point joins that point's cluster, otherwise it starts a new one. The first point of each
-    cluster is kept, so the output order is the order of first discovery. A post-processing
-    helper: it runs in numpy, outside `jax.jit`.
+    (batch axes flattened) and a point joins the cluster of the nearest kept point when
+    their distance is within the merge radius, otherwise it starts a new one. The first
+    point of each cluster is kept, so the output order is the order of first discovery. A
+    post-processing helper: it runs in numpy, outside `jax.jit`.
+
+    The default merge radius follows each point's precision: points p_i, p_j merge when
+    ‖p_i − p_j‖ ≤ 10 (ρ_i + ρ_j), with ρ = max(e, ε (1 + ‖p‖)) from the error bound e of
+    `FixedPoints.error` (ε the dtype's machine epsilon). Two well-determined roots much
+    closer than any fixed tolerance (0 and 0.002 in float32, say) therefore stay apart,
+    while copies of one root, which differ by their rounding errors, merge.
 
     **Arguments:**
 
     - `result`: a `FixedPoints` from `find_fixed_points`.
-    - `atol`: merge radius (default 10·√eps of the points' dtype: ≈1.5e-7 in float64,
-      ≈3.5e-3 in float32).
+    - `atol`: a fixed merge radius instead of the precision-based one.
     - `return_counts`: also return how many starts landed on each point (a crude basin
       size when the starts sample the space uniformly).
 
@@ -577,19 +669,22 @@ def unique_fixed_points(
     """
     if not isinstance(result, FixedPoints):
         raise TypeError(f"result must be a resflow.FixedPoints, got {type(result).__name__}")
-    points = np.asarray(result.points)
-    n = points.shape[-1]
-    atol = 10 * float(np.sqrt(np.finfo(points.dtype).eps)) if atol is None else atol
-    check_positive("atol", atol)
-    flat = [np.asarray(a).reshape(-1, *np.shape(a)[np.ndim(result.converged) :]) for a in result]
+    if atol is not None:
+        check_positive("atol", atol)
+    batch_ndim = np.ndim(result.converged)
+    flat = [np.asarray(a).reshape(-1, *np.shape(a)[batch_ndim:]) for a in result]
     keep = flat[1].astype(bool)
     flat = [a[keep] for a in flat]
+    points = flat[0]
+    eps = float(np.finfo(points.dtype).eps)
+    rho = np.maximum(flat[6], eps * (1 + np.linalg.norm(points, axis=-1)))
     reps: list[int] = []
     counts: list[int] = []
-    for i, p in enumerate(flat[0].reshape(-1, n)):
-        dist = [np.linalg.norm(p - flat[0][j]) for j in reps]
-        close = int(np.argmin(dist)) if dist else -1
-        if close >= 0 and dist[close] <= atol:
+    for i, p in enumerate(points):
+        dist = np.array([np.linalg.norm(p - points[j]) for j in reps])
+        radius = np.full(len(reps), atol) if atol is not None else 10 * (rho[i] + rho[reps])
+        close = int(np.argmin(dist)) if len(reps) else -1
+        if close >= 0 and dist[close] <= radius[close]:
             counts[close] += 1
         else:
             reps.append(i)

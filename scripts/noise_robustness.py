@@ -1,4 +1,4 @@
-"""Accuracy under additive Gaussian input noise: ResNet vs MLP (science.md §7 claim 6).
+"""Accuracy under additive Gaussian input noise: ResNet vs MLP.
 
 Trains every model of --models with resflow.fit on the same data and seeds (same init key and
 batch order per seed), then evaluates test accuracy on x + sigma * eps for each sigma of
@@ -8,7 +8,9 @@ init (which does not train: a deep sigmoid MLP vanishes), a 15-layer MLP with a 
 scale, and a 3-layer MLP of the same width (comparable clean accuracy). Sigma is in the units
 of the standardised inputs. Writes results.json (table) and noise_robustness.png under --out.
 
-Example: python scripts/noise_robustness.py --out docs/results/noise_robustness
+Example (with the project's virtual environment):
+    .venv/bin/python scripts/noise_robustness.py --out docs/results/noise_robustness \
+        --numbers docs/results/noise_robustness.json
 """
 
 from __future__ import annotations
@@ -22,10 +24,17 @@ DEFAULT_MODELS = ["resnet:15", "mlp:15", "mlp:15:6", "mlp:3"]
 DEFAULT_SIGMAS = [0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0]
 
 
+class OneLineErrors(argparse.ArgumentParser):
+    """Bad flags exit with status 2 and one line on stderr (no usage dump)."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from resflow.data import DATASETS
 
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = OneLineErrors(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", choices=DATASETS, default="digits", help="data set (default: digits)")
     p.add_argument("--data-path", default=None, help="mnist/fashion-mnist: folder with the IDX files or an .npz")
     p.add_argument("--width", type=int, default=None, help="trunk width (default: data dimension)")
@@ -35,11 +44,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, default=40, help="training epochs of every model (default: 40)")
     p.add_argument("--lr", type=float, default=3e-3, help="Adam learning rate (default: 3e-3)")
     p.add_argument("--batch-size", type=int, default=64, help="mini-batch size (default: 64)")
-    p.add_argument("--sigmas", type=float, nargs="+", default=DEFAULT_SIGMAS, help="noise levels (standardised units)")
+    p.add_argument(
+        "--sigmas",
+        type=float,
+        nargs="+",
+        default=DEFAULT_SIGMAS,
+        help=f"noise levels, standardised units (default: {DEFAULT_SIGMAS})",
+    )
     p.add_argument("--draws", type=int, default=20, help="noise draws per sigma (default: 20)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="training seeds (default: 0 1 2)")
     p.add_argument("--noise-seed", type=int, default=1234, help="seed of the input noise (default: 1234)")
     p.add_argument("--out", default="runs/noise_robustness", help="output folder (default: runs/noise_robustness)")
+    p.add_argument(
+        "--numbers", default=None, help="also write the quoted numbers as a flat JSON dict to this file (default: none)"
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
 
@@ -50,10 +68,11 @@ def main(argv=None) -> int:
     import jax
 
     import resflow as rf
+    from resflow.experiments.noise import compare_noise_robustness, flat_numbers, parse_model_spec
     from resflow.plots import plot_noise_robustness
 
     try:
-        specs = [rf.parse_model_spec(m) for m in args.models]
+        specs = [parse_model_spec(m) for m in args.models]
     except ValueError as e:
         parser.error(str(e))
     for name in ("epochs", "batch_size", "draws"):
@@ -68,7 +87,7 @@ def main(argv=None) -> int:
     except (FileNotFoundError, ValueError) as e:
         parser.error(str(e))
 
-    out = rf.compare_noise_robustness(
+    out = compare_noise_robustness(
         data,
         specs,
         sigmas=args.sigmas,
@@ -84,6 +103,8 @@ def main(argv=None) -> int:
     folder = Path(args.out)
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "results.json").write_text(json.dumps(out.table, indent=2))
+    if args.numbers:
+        Path(args.numbers).write_text(json.dumps(flat_numbers(out.table), indent=1, sort_keys=True))
     n_classes = data.meta.get("n_classes")
     plot_noise_robustness(
         out.curves,

@@ -1,5 +1,6 @@
 """Generic dynamics tools against systems with known answers (closed forms, numpy float64)."""
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -210,7 +211,7 @@ def test_linear_map_fixed_point_is_origin(A, label):
     res = rf.find_fixed_points(linear(A), jnp.array([[0.7, -1.2], [3.0, 2.0]]))
     np.testing.assert_allclose(res.points, 0.0, atol=1e-12)
     assert list(res.labels) == [label, label]
-    assert int(res.stability[0]) == rf.STABILITY_LABELS.index(label)
+    assert int(res.stability[0]) == rf.Stability[label.upper()]
     ref = np.linalg.eigvals(A)
     np.testing.assert_allclose(np.sort_complex(res.eigenvalues[0]), np.sort_complex(ref), atol=1e-12)
 
@@ -280,6 +281,8 @@ def bad_step_shape(x):
         (lambda: rf.find_fixed_points(bad_step_shape, jnp.ones(2)), ValueError, "step"),
         (lambda: rf.find_fixed_points(henon, jnp.ones(2), tol=0.0), ValueError, "tol"),
         (lambda: rf.find_fixed_points(henon, jnp.ones(2), max_iter=0), ValueError, "max_iter"),
+        (lambda: rf.find_fixed_points(henon, jnp.ones(2), xtol=-1.0), ValueError, "xtol"),
+        (lambda: rf.unique_fixed_points(rf.find_fixed_points(henon, jnp.ones(2)), atol=0.0), ValueError, "atol"),
         (lambda: rf.unique_fixed_points(jnp.ones(2)), TypeError, "result"),
     ],
 )
@@ -307,3 +310,95 @@ def test_unhashable_step_and_repeated_calls():
     other = rf.jacobian_spectrum(UnhashableHenon(), x)
     np.testing.assert_allclose(again.jacobian, ref.jacobian, rtol=0)
     np.testing.assert_allclose(other.jacobian, np_henon_jacobian(np.asarray(x)), rtol=1e-14)
+
+
+# --------------------------------------------------------------------------------------------
+# convergence is scale-aware: slow points are not fixed points, close roots stay apart
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64])
+def test_trunk_map_has_no_fixed_point(dtype):
+    # x ↦ x + h σ(Wx + b) moves every point (σ > 0): no start may come back converged,
+    # although the map barely moves where σ saturates (‖F‖ ~ 1e-6 and below).
+    trunk = rf.Trunk.init(jax.random.key(5), 3, w_std=2.0, dtype=dtype)
+    starts = 10 * jax.random.normal(jax.random.key(0), (64, 3), dtype)
+    res = rf.find_fixed_points(trunk.step, starts)
+    assert int(res.converged.sum()) == 0
+    assert set(res.labels) == {"unconverged"}
+    assert len(rf.unique_fixed_points(res).points) == 0
+
+
+def test_close_roots_found_precisely_and_kept_apart():
+    # F(x) = 0.5 x (x - 0.002)(x - 1): roots 0, 0.002 and 1, two of them 0.002 apart
+    def step(x):
+        return x + 0.5 * x * (x - 0.002) * (x - 1)
+
+    starts = jnp.linspace(-0.5, 1.5, 201, dtype=jnp.float32)[:, None]
+    res = rf.find_fixed_points(step, starts)
+    roots = np.array([0.0, 0.002, 1.0])
+    pts = np.asarray(res.points[res.converged, 0], np.float64)
+    assert len(pts) > 100
+    dist = np.abs(pts[:, None] - roots).min(axis=1)
+    assert dist.max() < 1e-6
+    uniq = rf.unique_fixed_points(res)
+    found = np.sort(np.asarray(uniq.points[:, 0], np.float64))
+    assert len(found) == 3
+    np.testing.assert_allclose(found, roots, atol=1e-6)
+
+
+def test_error_bound_covers_the_true_distance():
+    starts = jax.random.uniform(jax.random.key(2), (20, 2), minval=-2, maxval=2)
+    res = rf.find_fixed_points(henon, starts)
+    disc = np.sqrt((1 - B_HENON) ** 2 + 4 * A_HENON)
+    xs = (-(1 - B_HENON) + np.array([disc, -disc])) / (2 * A_HENON)
+    want = np.stack([xs, B_HENON * xs], axis=1)
+    dist = np.linalg.norm(np.asarray(res.points)[:, None] - want, axis=-1).min(axis=1)
+    assert bool(res.converged.all())
+    assert np.all(dist <= np.asarray(res.error) + 1e-15)
+
+
+class Counting(eqx.Module):
+    """trunk.step behind a module (a pytree callable like trunk.step itself)."""
+
+    trunk: rf.Trunk
+
+    def __call__(self, x):
+        return self.trunk.step(x)
+
+
+def count_compiles(fn):
+    events = []
+
+    def listener(name, *args, **kwargs):
+        if name == "/jax/core/compile/backend_compile_duration":
+            events.append(name)
+
+    jax.monitoring.register_event_duration_secs_listener(listener)
+    try:
+        out = fn()
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listener)
+    return out, len(events)
+
+
+@pytest.mark.parametrize("wrap", [lambda t: t.step, Counting])
+def test_trunk_step_new_weights_reuse_the_compiled_code(wrap):
+    t1, t2 = (rf.Trunk.init(jax.random.key(s), 3, w_std=1.5, b_std=0.5) for s in (1, 2))
+    x0 = jnp.array([0.1, -0.2, 0.3])
+
+    def run(trunk):
+        step = wrap(trunk)
+        lyap = rf.lyapunov_spectrum(step, x0, 20)
+        fp = rf.find_fixed_points(step, x0[None])
+        spec = rf.jacobian_spectrum(step, x0)
+        return lyap, fp, spec
+
+    (lyap1, fp1, _), first = count_compiles(lambda: run(t1))
+    (lyap2, fp2, spec2), second = count_compiles(lambda: run(t2))
+    assert first >= 3 and second == 0
+    # the second trunk's own numbers, not the first's (numpy reference of its Jacobian)
+    W, b = np.asarray(t2.W), np.asarray(t2.b)
+    s = 1 / (1 + np.exp(-(W @ np.asarray(x0) + b)))
+    np.testing.assert_allclose(spec2.jacobian, np.eye(3) + (s * (1 - s))[:, None] * W, rtol=1e-12)
+    assert not np.allclose(lyap1.exponents, lyap2.exponents)
+    assert not bool(fp2.converged.any())  # a resnet step has no fixed point (σ > 0)

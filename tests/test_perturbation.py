@@ -36,9 +36,10 @@ def np_linear_growth(W, b, x0, d, depth, *, model, activation, h, start=0):
     return out
 
 
-def setup(key, n=4, depth=6, shared=True, batch=3, draws=2, dtype=jnp.float64):
+def setup(key, n=4, depth=6, shared=True, batch=3, draws=2, dtype=jnp.float64, **map_options):
     k1, k2, k3 = jax.random.split(key, 3)
-    p = rf.init_trunk(k1, n, shared=shared, depth=depth, w_std=1.8, b_std=0.5, dtype=dtype)
+    untied = {} if shared else {"depth": depth}
+    p = rf.Trunk.init(k1, n, shared=shared, **untied, w_std=1.8, b_std=0.5, dtype=dtype, **map_options)
     x0 = jax.random.normal(k2, (batch, n), dtype)
     d = jax.random.normal(k3, (draws, batch, n), dtype)
     return p, x0, d
@@ -58,8 +59,8 @@ def setup(key, n=4, depth=6, shared=True, batch=3, draws=2, dtype=jnp.float64):
 )
 def test_jvp_growth_matches_explicit_matrix_products(key, model, activation, shared):
     depth, h = 6, 0.7
-    p, x0, d = setup(key, depth=depth, shared=shared)
-    g = rf.linear_growth(p, x0, d, depth=depth, model=model, activation=activation, h=h)
+    p, x0, d = setup(key, depth=depth, shared=shared, model=model, activation=activation, h=h)
+    g = rf.linear_growth(p, x0, directions=d, depth=depth)
     ref = np_linear_growth(p.W, p.b, x0, d, depth, model=model, activation=activation, h=h)
     assert g.shape == (depth + 1, 2, 3)
     np.testing.assert_allclose(np.asarray(g), ref, rtol=1e-11, atol=1e-300)
@@ -67,7 +68,7 @@ def test_jvp_growth_matches_explicit_matrix_products(key, model, activation, sha
 
 def test_float32_growth_close_to_float64_reference(key):
     p, x0, d = setup(key, dtype=jnp.float32)
-    g = rf.linear_growth(p, x0, d, depth=6)
+    g = rf.linear_growth(p, x0, directions=d, depth=6)
     assert g.dtype == jnp.float32
     ref = np_linear_growth(p.W, p.b, x0, d, 6, model="resnet", activation="sigmoid", h=1.0)
     np.testing.assert_allclose(np.asarray(g), ref, rtol=1e-5)
@@ -75,22 +76,22 @@ def test_float32_growth_close_to_float64_reference(key):
 
 @pytest.mark.parametrize("model", ["resnet", "mlp"])
 def test_nonlinear_growth_tends_to_linear_for_tiny_sigma(key, model):
-    p, x0, d = setup(key, depth=8)
-    res = rf.perturbation_growth(p, x0, d, sigma=1e-6, depth=8, model=model)
+    p, x0, d = setup(key, depth=8, model=model)
+    res = rf.perturbation_growth(p, x0, directions=d, sigma=1e-6, depth=8)
     ref = np_linear_growth(p.W, p.b, x0, d, 8, model=model, activation="sigmoid", h=1.0)
     np.testing.assert_allclose(np.asarray(res.linear), ref, rtol=1e-11)
     # Truncation error O(sigma), cancellation error O(eps / sigma) on ~1e-5 MLP growths.
     np.testing.assert_allclose(np.asarray(res.nonlinear), ref, rtol=1e-5, atol=1e-9)
     # A finite sigma is genuinely nonlinear: the difference shrinks linearly with sigma.
-    e1 = np.abs(np.asarray(rf.nonlinear_growth(p, x0, d, sigma=1e-2, depth=8, model=model)) - ref).max()
-    e2 = np.abs(np.asarray(rf.nonlinear_growth(p, x0, d, sigma=1e-3, depth=8, model=model)) - ref).max()
+    e1 = np.abs(np.asarray(rf.nonlinear_growth(p, x0, directions=d, sigma=1e-2, depth=8)) - ref).max()
+    e2 = np.abs(np.asarray(rf.nonlinear_growth(p, x0, directions=d, sigma=1e-3, depth=8)) - ref).max()
     assert 5 < e1 / e2 < 20
 
 
 def test_nonlinear_growth_matches_numpy_difference_of_trajectories(key):
-    p, x0, d = setup(key, shared=False)
+    p, x0, d = setup(key, shared=False, model="mlp", activation="tanh", h=0.5)
     sigma = 0.3
-    g = rf.nonlinear_growth(p, x0, d, sigma=sigma, depth=6, model="mlp", activation="tanh", h=0.5)
+    g = rf.nonlinear_growth(p, x0, directions=d, sigma=sigma, depth=6)
     clean = np_trajectory(p.W, p.b, x0, 6, model="mlp", activation="tanh")
     ref = np.stack(
         [
@@ -107,11 +108,9 @@ def test_nonlinear_growth_matches_numpy_difference_of_trajectories(key):
 def test_resnet_with_zero_weights_preserves_perturbations_exactly(key, activation):
     # W = 0: x_{t+1} = x_t + h act(b) shifts every input by the same amount.
     n, depth = 3, 5
-    p = rf.TrunkParams(jnp.zeros((n, n)), jnp.array([0.3, -1.0, 2.0]))
+    p = rf.Trunk(jnp.zeros((n, n)), jnp.array([0.3, -1.0, 2.0]), activation=activation)
     x0 = jax.random.normal(key, (4, n))
-    res = rf.perturbation_growth(
-        p, x0, key=jax.random.key(1), num_draws=3, sigma=0.5, depth=depth, activation=activation
-    )
+    res = rf.perturbation_growth(p, x0, key=jax.random.key(1), num_draws=3, sigma=0.5, depth=depth)
     np.testing.assert_allclose(np.asarray(res.linear), 1.0, rtol=1e-14)
     np.testing.assert_allclose(np.asarray(res.nonlinear), 1.0, rtol=1e-12)
     inj = rf.injection_response(p, x0, key=jax.random.key(1), num_draws=3, sigma=0.5, depth=depth)
@@ -122,18 +121,19 @@ def test_resnet_with_zero_weights_preserves_perturbations_exactly(key, activatio
 def test_closed_form_growth_of_scaled_identity(key, c):
     # tanh at x = 0, b = 0 stays at 0 with D_t = I: growth c^t (mlp) and (1 + h c)^t (resnet).
     n, depth, h = 3, 7, 0.5
-    p = rf.TrunkParams(c * jnp.eye(n), jnp.zeros(n))
+    W, b = c * jnp.eye(n), jnp.zeros(n)
     x0 = jnp.zeros((2, n))
     t = np.arange(depth + 1)[:, None, None]
-    g = rf.linear_growth(p, x0, key=key, num_draws=4, depth=depth, model="mlp", activation="tanh")
+    g = rf.linear_growth(rf.Trunk(W, b, model="mlp", activation="tanh"), x0, key=key, num_draws=4, depth=depth)
     np.testing.assert_allclose(np.asarray(g), np.broadcast_to(c**t, g.shape), rtol=1e-13)
-    g = rf.linear_growth(p, x0, key=key, num_draws=4, depth=depth, activation="tanh", h=h)
+    g = rf.linear_growth(rf.Trunk(W, b, h, activation="tanh"), x0, key=key, num_draws=4, depth=depth)
     np.testing.assert_allclose(np.asarray(g), np.broadcast_to((1 + h * c) ** t, g.shape), rtol=1e-13)
     # relu on positive states is linear: nonlinear growth is exactly c^t / (1 + h c)^t too.
     x0 = jnp.full((2, n), 5.0)
     d = jnp.abs(jax.random.normal(key, (3, 2, n)))
     for model, rate in [("mlp", c), ("resnet", 1 + h * c)]:
-        g = rf.nonlinear_growth(p, x0, d, sigma=0.1, depth=depth, model=model, activation="relu", h=h)
+        p = rf.Trunk(W, b, h, model=model, activation="relu")
+        g = rf.nonlinear_growth(p, x0, directions=d, sigma=0.1, depth=depth)
         np.testing.assert_allclose(np.asarray(g), np.broadcast_to(rate**t, g.shape), rtol=1e-12)
 
 
@@ -143,9 +143,9 @@ def test_random_directions_reproducible_and_prefix_stable(key):
     b = rf.random_directions(key, x0, 4)
     assert a.shape == (4, 5, 3)
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
-    p = rf.init_trunk(key, 3, w_std=2.0)
+    p = rf.Trunk.init(key, 3, w_std=2.0)
     g1 = rf.linear_growth(p, x0, key=key, num_draws=4, depth=3)
-    g2 = rf.linear_growth(p, x0, a, depth=3)
+    g2 = rf.linear_growth(p, x0, directions=a, depth=3)
     np.testing.assert_array_equal(np.asarray(g1), np.asarray(g2))
     # A raw uint32 key works; anything else is refused by name, not deep inside jax.random.
     raw = rf.random_directions(jax.random.PRNGKey(0), x0, 2)
@@ -161,8 +161,8 @@ def test_random_directions_reproducible_and_prefix_stable(key):
 @pytest.mark.parametrize("shared", [True, False])
 def test_injection_response_matches_numpy_reference(key, model, shared):
     depth, sigma, h = 5, 0.2, 0.8
-    p, x0, d = setup(key, depth=depth + 2, shared=shared)  # untied: more layers stacked than used
-    inj = rf.injection_response(p, x0, d, sigma=sigma, depth=depth, model=model, h=h)
+    p, x0, d = setup(key, depth=depth + 2, shared=shared, model=model, h=h)  # untied: more layers than used
+    inj = rf.injection_response(p, x0, directions=d, sigma=sigma, depth=depth)
     assert inj.linear.shape == inj.nonlinear.shape == (depth + 1, 2, 3)
     np.testing.assert_array_equal(np.asarray(inj.layers), np.arange(depth + 1))
     W, b = np.asarray(p.W), np.asarray(p.b)
@@ -183,18 +183,38 @@ def test_injection_response_matches_numpy_reference(key, model, shared):
 def test_bad_input_rejected(key):
     p, x0, d = setup(key)
     with pytest.raises(ValueError, match="directions must have shape"):
-        rf.linear_growth(p, x0, d[:, :2], depth=3)
+        rf.linear_growth(p, x0, directions=d[:, :2], depth=3)
     with pytest.raises(ValueError, match="non-zero"):
-        rf.linear_growth(p, x0, jnp.zeros_like(d), depth=3)
+        rf.linear_growth(p, x0, directions=jnp.zeros_like(d), depth=3)
     with pytest.raises(ValueError, match="key"):
         rf.linear_growth(p, x0, depth=3)
     with pytest.raises(ValueError, match="sigma"):
-        rf.nonlinear_growth(p, x0, d, sigma=0.0, depth=3)
+        rf.nonlinear_growth(p, x0, directions=d, sigma=0.0, depth=3)
     with pytest.raises(ValueError, match="finite"):
-        rf.injection_response(p, x0, d.at[0, 0, 0].set(jnp.nan), depth=3)
+        rf.injection_response(p, x0, directions=d.at[0, 0, 0].set(jnp.nan), depth=3)
     with pytest.raises(ValueError, match="x0 must have trailing dimension"):
         rf.perturbation_growth(p, x0[:, :2], key=key, depth=3)
     with pytest.raises(ValueError, match="depth"):
         rf.perturbation_growth(p, x0, key=key)
-    with pytest.raises(ValueError, match="model"):
-        rf.linear_growth(p, x0, d, depth=3, model="cnn")
+    with pytest.raises(ValueError, match="finite"):
+        rf.linear_growth(p, x0.at[0, 0].set(jnp.inf), directions=d, depth=3)
+    with pytest.raises(TypeError, match="dtype"):
+        rf.linear_growth(p, x0.astype(jnp.float32), key=key, depth=3)
+    with pytest.raises(TypeError, match="Trunk"):
+        rf.linear_growth((p.W, p.b), x0, key=key, depth=3)
+    with pytest.raises(TypeError, match="model"):
+        rf.linear_growth(p, x0, directions=d, depth=3, model="mlp")
+
+
+def test_one_value_read_per_call(key, monkeypatch):
+    import resflow._checks as checks
+
+    p, x0, d = setup(key)
+    reads = []
+    real = checks.all_true
+    monkeypatch.setattr(checks, "all_true", lambda c: reads.append(sorted(c)) or real(c))
+    import resflow.perturbation as pert
+
+    monkeypatch.setattr(pert, "all_true", checks.all_true)
+    rf.perturbation_growth(p, x0, directions=d, depth=3)
+    assert reads == [["directions", "x0"]]
