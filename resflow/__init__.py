@@ -74,9 +74,11 @@ from .separability import Separability as Separability
 from .separability import class_separability as class_separability
 from .separability import fisher_ratio as fisher_ratio
 from .separability import linear_probe as linear_probe
-from .train import Classifier as Classifier
-from .train import ResidualTrunk as ResidualTrunk
-from .train import TrainConfig as TrainConfig
+from .layers import Classifier as Classifier
+from .layers import ResidualTrunk as ResidualTrunk
+from .network import Network as Network
+from .spec import TrainConfig as TrainConfig
+from .spec import TrunkSpec as TrunkSpec
 from .train import TrainResult as TrainResult
 from .train import accuracy as accuracy
 from .train import evaluate as evaluate
