@@ -76,7 +76,9 @@ class TrainConfig:
 
     trunk: TrunkSpec = dataclasses.field(default_factory=TrunkSpec)
     lift: bool | None = option(None, "linear lift data -> width; None: only when the dimensions differ")
-    dtype: str = option("float32", "parameter and compute dtype (float64 turns on jax_enable_x64)", DTYPES)
+    dtype: str = option(
+        "float32", "parameter and compute dtype (float64 needs jax_enable_x64; the CLI turns it on)", DTYPES
+    )
     epochs: int = option(40, "training epochs")
     batch_size: int = option(64, "mini-batch size")
     optimizer: str = option("adam", "optax optimiser (sgd: momentum 0.9)", OPTIMIZERS)

@@ -28,7 +28,6 @@ uninterrupted run.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import json
 import time
 from collections.abc import Callable, Sequence
@@ -42,15 +41,15 @@ import optax
 from flax import serialization
 from jaxtyping import Array, Float, Int
 
-from ._checks import check_array, check_labels, is_concrete
+from ._checks import all_true, as_float_array, check_finite, check_labels, is_concrete
 from .checkpoint import load_checkpoint, save_checkpoint
-from .data import Dataset, batch_indices
-from .depth import change_sums, depth_rule, fold_drift
+from .data import Dataset
+from .depth import depth_rule, fold_drift
 from .layers import Classifier
 from .model import Trunk
 from .network import Network, from_flax
-from .residuals import residuals
 from .spec import TrainConfig
+from .steps import Steps, chunks, compile_key, make_steps, xent
 
 __all__ = [
     "TrainResult",
@@ -58,7 +57,6 @@ __all__ = [
     "predict",
     "accuracy",
     "evaluate",
-    "make_optimizer",
     "depth_policy",
 ]
 
@@ -108,33 +106,11 @@ class Run(NamedTuple):
 
     config: TrainConfig
     module: Classifier
-    steps: _Steps
+    steps: Steps
     x_train: jax.Array
     y_train: jax.Array
     x_test: jax.Array
     y_test: jax.Array
-
-
-def make_optimizer(config: TrainConfig, steps_per_epoch: int) -> optax.GradientTransformation:
-    """The optax transformation of `config`: clipping → optimiser with its lr schedule."""
-    total = config.epochs * steps_per_epoch
-    if config.schedule == "constant":
-        lr = config.lr
-    elif config.schedule == "cosine":
-        lr = optax.cosine_decay_schedule(config.lr, total)
-    else:
-        lr = optax.warmup_cosine_decay_schedule(0.0, config.lr, max(1, total // 20), total)
-    if config.optimizer == "sgd":
-        opt = optax.sgd(lr, momentum=0.9)
-        if config.weight_decay:
-            opt = optax.chain(optax.add_decayed_weights(config.weight_decay), opt)
-    elif config.optimizer == "adamw" or config.weight_decay:
-        opt = optax.adamw(lr, weight_decay=config.weight_decay)
-    else:
-        opt = optax.adam(lr)
-    if config.clip_norm is not None:
-        opt = optax.chain(optax.clip_by_global_norm(config.clip_norm), opt)
-    return opt
 
 
 def build_classifier(config: TrainConfig, dim: int, n_classes: int) -> Classifier:
@@ -147,92 +123,10 @@ def build_classifier(config: TrainConfig, dim: int, n_classes: int) -> Classifie
     return Classifier(n_classes=n_classes, spec=spec, use_lift=use_lift, param_dtype=jnp.dtype(config.dtype))
 
 
-def _xent(logits, y):
-    return optax.softmax_cross_entropy_with_integer_labels(logits, y)
-
-
-class _Steps(NamedTuple):
-    epoch: Callable
-    eval: Callable
-    stats: Callable
-    tx: optax.GradientTransformation
-
-
-def _compile_key(config: TrainConfig) -> TrainConfig:
-    """`config` with the fields that do not change compiled code set to their defaults."""
-    host_only = ("depth_adapt", "depth_tol", "min_depth", "depth_warmup", "depth_plateau", "multi_cut", "fold_drift")
-    base = TrainConfig()
-    config = dataclasses.replace(config, checkpoint_every=1, **{k: getattr(base, k) for k in host_only})
-    # The number of epochs only enters through a learning-rate schedule.
-    return dataclasses.replace(config, epochs=1) if config.schedule == "constant" else config
-
-
-@functools.lru_cache(maxsize=16)
-def _make_steps(module: Classifier, config: TrainConfig, steps_per_epoch: int) -> _Steps:
-    """The jitted functions of a run (compiled once each; depth is a traced argument).
-
-    Cached on (module, config, steps per epoch), so runs that differ only in their key or
-    data values (seeds, resumed runs) reuse the compiled code.
-    """
-    tx = make_optimizer(config, steps_per_epoch)
-    batch_size = config.batch_size
-    spec = module.spec
-
-    def loss_fn(params, xb, yb, wb, active_depth):
-        logits = module.apply({"params": params}, xb, active_depth)
-        return (_xent(logits, yb) * wb).sum() / wb.sum(), logits
-
-    @jax.jit
-    def epoch(params, opt_state, key, active_depth, x, y):
-        idx, w = batch_indices(key, x.shape[0], batch_size)
-
-        def body(carry, batch):
-            params, opt_state = carry
-            i, wb = batch
-            wb = wb.astype(x.dtype)
-            (loss, logits), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, x[i], y[i], wb, active_depth)
-            updates, opt_state = tx.update(grads, opt_state, params)
-            params = optax.apply_updates(params, updates)
-            correct = ((jnp.argmax(logits, -1) == y[i]) * wb).sum()
-            return (params, opt_state), (loss * wb.sum(), correct)
-
-        (params, opt_state), (losses, correct) = jax.lax.scan(body, (params, opt_state), (idx, w))
-        n = x.shape[0]
-        return params, opt_state, losses.sum() / n, correct.sum() / n
-
-    @jax.jit
-    def eval_sums(params, x, y, w, active_depth):
-        logits = module.apply({"params": params}, x, active_depth)
-        return (_xent(logits, y) * w).sum(), ((jnp.argmax(logits, -1) == y) * w).sum()
-
-    @jax.jit
-    def stats(params, x, w, active_depth):
-        traj = module.apply({"params": params}, x, active_depth, method=Classifier.trajectory)
-        p = params["trunk"]
-        trunk = Trunk(p["W"], p["b"], spec.h, model=spec.model, activation=spec.activation)
-        return change_sums(residuals(trunk, traj), w), jnp.einsum("tbn,b->tn", traj, w)
-
-    return _Steps(epoch, eval_sums, stats, tx)
-
-
-def _chunks(x, chunk, *rest):
-    """Fixed-shape chunks (padded, weight 0) so every call hits the same compiled function."""
-    n = x.shape[0]
-    size = min(chunk, n)
-    for s in range(0, n, size):
-        e = min(s + size, n)
-        pad = size - (e - s)
-        w = np.concatenate([np.ones(e - s), np.zeros(pad)])
-        parts = [
-            jnp.concatenate([a[s:e], jnp.zeros((pad,) + a.shape[1:], a.dtype)]) if pad else a[s:e] for a in (x, *rest)
-        ]
-        yield (*parts, jnp.asarray(w, x.dtype))
-
-
 def evaluate_params(run: Run, params: dict, x, y, depth: int) -> tuple[float, float]:
     """Mean cross-entropy and accuracy of `params` run for `depth` layers on (x, y), chunked."""
     loss = correct = 0.0
-    for xc, yc, w in _chunks(x, run.config.eval_chunk, y):
+    for xc, yc, w in chunks(x, run.config.eval_chunk, y):
         lsum, csum = run.steps.eval(params, xc, yc, w, jnp.asarray(depth, jnp.int32))
         loss, correct = loss + float(lsum), correct + float(csum)
     return loss / x.shape[0], correct / x.shape[0]
@@ -242,7 +136,7 @@ def depth_statistics(run: Run, params: dict, depth: int) -> tuple[np.ndarray, np
     """On the training data: the per-layer residual changes d_k, ``(T_max − 1,)``, and the
     mean states x̄_t, ``(T_max + 1, n)`` (float64 host arrays)."""
     changes = states = 0.0
-    for xc, w in _chunks(run.x_train, run.config.eval_chunk):
+    for xc, w in chunks(run.x_train, run.config.eval_chunk):
         c, s = run.steps.stats(params, xc, w, jnp.asarray(depth, jnp.int32))
         changes, states = changes + np.asarray(c, np.float64), states + np.asarray(s, np.float64)
     n = run.x_train.shape[0]
@@ -314,7 +208,7 @@ def setup_run(data: Dataset, config: TrainConfig, n_classes: int) -> Run:
     dtype = jnp.dtype(config.dtype)
     module = build_classifier(config, data.x_train.shape[1], n_classes)
     steps_per_epoch = -(-data.x_train.shape[0] // config.batch_size)
-    steps = _make_steps(module, _compile_key(config), steps_per_epoch)
+    steps = make_steps(module, compile_key(config), steps_per_epoch)
     arrays = (jnp.asarray(data.x_train, dtype), jnp.asarray(data.y_train, jnp.int32))
     arrays += (jnp.asarray(data.x_test, dtype), jnp.asarray(data.y_test, jnp.int32))
     return Run(config, module, steps, *arrays)
@@ -515,19 +409,30 @@ def fit(
 
 
 def _check_inputs(result: TrainResult, x, y=None):
-    """(network, x[, y]) of a public call, checked (x finite ``(N, dim)``, y labels)."""
+    """(network, x[, y]) of a public call: x finite ``(N, dim)``, y labels in [0, classes).
+
+    Shapes and dtypes first; the value checks of x and y are one reduction (one host read,
+    none for tracers), and only a failure re-runs them one by one for the message.
+    """
     if not isinstance(result, TrainResult):
         raise TypeError(f"result must be a TrainResult (from resflow.fit), got {type(result).__name__}")
     network = result.network
-    x = check_array("x", x, ndim=2)
-    if x.shape[1] != network.dim:
+    x = as_float_array("x", x)
+    if x.ndim != 2 or x.shape[1] != network.dim:
         raise ValueError(f"x must have shape (N, {network.dim}) (the training data dimension), got {x.shape}")
-    if y is None:
-        return network, x
-    y = check_labels("y", y, x.shape[0])
-    if is_concrete(y) and y.shape[0] and int(jnp.max(y)) >= network.n_classes:
+    checks = {"x": (x, lambda xp, a: xp.isfinite(a))}
+    if y is not None:
+        y = y if isinstance(y, jax.core.Tracer) else jnp.asarray(y)
+        if not jnp.issubdtype(y.dtype, jnp.integer):
+            raise TypeError(f"y must be an array of integer class labels, got dtype {y.dtype}")
+        if y.shape != (x.shape[0],):
+            raise ValueError(f"y must have shape {(x.shape[0],)} to match the data, got {y.shape}")
+        checks["y"] = (y, lambda xp, a: (a >= 0) & (a < network.n_classes))
+    if all(is_concrete(a) for a, _ in checks.values()) and not all_true(checks):
+        check_finite("x", x)
+        check_labels("y", y, x.shape[0])
         raise ValueError(f"y must be < n_classes = {network.n_classes}, got a label {int(jnp.max(y))}")
-    return network, x, y
+    return (network, x) if y is None else (network, x, y)
 
 
 @jax.jit
@@ -552,7 +457,7 @@ def evaluate(result: TrainResult, x: Float[Array, "batch dim"], y: Int[Array, " 
     """
     network, x, y = _check_inputs(result, x, y)
     logits = _logits(network, x)
-    return {"loss": float(_xent(logits, y).mean()), "accuracy": float(jnp.mean(jnp.argmax(logits, -1) == y))}
+    return {"loss": float(xent(logits, y).mean()), "accuracy": float(jnp.mean(jnp.argmax(logits, -1) == y))}
 
 
 def accuracy(result: TrainResult, x: Float[Array, "batch dim"], y: Int[Array, " batch"]) -> float:
