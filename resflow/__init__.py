@@ -40,9 +40,12 @@ from .jacobians import residual_jacobian_product as residual_jacobian_product
 from .jacobians import residual_jacobians as residual_jacobians
 from .jacobians import state_jacobian_product as state_jacobian_product
 from .jacobians import state_jacobians as state_jacobians
+from .layers import Classifier as Classifier
+from .layers import ResidualTrunk as ResidualTrunk
 from .model import Trunk as Trunk
 from .model import forward as forward
 from .model import trajectory as trajectory
+from .network import Network as Network
 from .perturbation import InjectionResponse as InjectionResponse
 from .perturbation import PerturbationGrowth as PerturbationGrowth
 from .perturbation import injection_response as injection_response
@@ -64,9 +67,8 @@ from .separability import Separability as Separability
 from .separability import class_separability as class_separability
 from .separability import fisher_ratio as fisher_ratio
 from .separability import linear_probe as linear_probe
-from .train import Classifier as Classifier
-from .train import ResidualTrunk as ResidualTrunk
-from .train import TrainConfig as TrainConfig
+from .spec import TrainConfig as TrainConfig
+from .spec import TrunkSpec as TrunkSpec
 from .train import TrainResult as TrainResult
 from .train import accuracy as accuracy
 from .train import evaluate as evaluate

@@ -62,7 +62,9 @@ def write_idx(path, arr, gz):
     codes = {np.uint8: 0x08, np.int32: 0x0C}
     header = struct.pack(">HBB", 0, codes[arr.dtype.type], arr.ndim) + struct.pack(f">{arr.ndim}I", *arr.shape)
     body = header + arr.astype(arr.dtype.newbyteorder(">")).tobytes()
-    (gzip.open if gz else open)(path, "wb").write(body)
+    # Closed by `with`: GzipFile buffers writes (Python 3.12), unclosed the file stays empty.
+    with (gzip.open if gz else open)(path, "wb") as f:
+        f.write(body)
 
 
 @pytest.mark.parametrize("gz", [False, True])

@@ -11,6 +11,7 @@ from conftest import np_trajectory
 
 import resflow as rf
 from resflow import plots
+from resflow import train as tr
 from resflow.data import Dataset, load_dataset
 
 
@@ -44,23 +45,25 @@ def test_tiny_run_learns(opts):
     assert acc > 0.7  # chance is 0.1
     assert res.metrics["test_accuracy"] == pytest.approx(acc)
     assert res.history[-1]["loss"] < 0.5 * res.history[0]["loss"]
-    assert res.params["readout"]["kernel"].dtype == jnp.dtype(opts["dtype"])
+    net = res.network
+    assert net.readout.W.dtype == jnp.dtype(opts["dtype"]) and res.trunk is net.trunk
+    assert (res.trunk.model, res.trunk.activation) == (opts["model"], opts.get("activation", "sigmoid"))
     # The logits are an independent recomputation: lift (if any) -> float64 numpy trunk -> readout.
-    p = res.params
     x = np.asarray(ds.x_test[:20], np.float64)
-    if "lift" in p:
-        x = x @ np.asarray(p["lift"]["kernel"], np.float64) + np.asarray(p["lift"]["bias"], np.float64)
+    if net.lift is not None:
+        x = x @ np.asarray(net.lift.W, np.float64) + np.asarray(net.lift.b, np.float64)
     xT = np_trajectory(
-        p["trunk"]["W"],
-        p["trunk"]["b"],
+        res.trunk.W,
+        res.trunk.b,
         x,
         res.depth,
         model=opts["model"],
         activation=opts.get("activation", "sigmoid"),
     )[-1]
-    ref = xT @ np.asarray(p["readout"]["kernel"], np.float64) + np.asarray(p["readout"]["bias"], np.float64)
+    ref = xT @ np.asarray(net.readout.W, np.float64) + np.asarray(net.readout.b, np.float64)
     tol = 1e-3 if opts["dtype"] == "float32" else 1e-9
-    np.testing.assert_allclose(np.asarray(res.logits(ds.x_test[:20])), ref, rtol=tol, atol=tol)
+    np.testing.assert_allclose(np.asarray(res.network(ds.x_test[:20])), ref, rtol=tol, atol=tol)
+    np.testing.assert_allclose(np.asarray(rf.predict(res, ds.x_test[:20])), ref, rtol=tol, atol=tol)
 
 
 CIRCLES = dict(width=3, depth=6, epochs=6, batch_size=40, lr=2e-2, depth_adapt=True, depth_warmup=2, depth_tol=0.05)
@@ -87,7 +90,7 @@ def test_resume_after_interrupt_is_bit_identical(tmp_path):
     assert len(lines) == 3 and not (tmp_path / "cut" / "metrics.json").exists()
     resumed = rf.fit(ds, key=key, out_dir=tmp_path / "cut", resume=True, figures=False, **CIRCLES)
 
-    for a, b in zip(jax.tree.leaves(full.params), jax.tree.leaves(resumed.params), strict=True):
+    for a, b in zip(jax.tree.leaves(full.network), jax.tree.leaves(resumed.network), strict=True):
         np.testing.assert_array_equal(a, b)
     strip = [{k: v for k, v in r.items() if k != "time"} for r in full.history]
     assert [{k: v for k, v in r.items() if k != "time"} for r in resumed.history] == strip
@@ -104,16 +107,16 @@ def test_resume_after_interrupt_is_bit_identical(tmp_path):
         == first["test_accuracy_before"]
         == full.history[first["epoch"] - 1]["test_accuracy"]
     )
-    at_max = full._replace(classifier=full.classifier.clone(depth=CIRCLES["depth"]))
+    at_max = full._replace(network=full.network.with_depth(CIRCLES["depth"]))
     assert m["accuracy_final_params_at_max_depth"] == pytest.approx(rf.accuracy(at_max, ds.x_test, ds.y_test))
     assert m["accuracy_after_pruning"] == m["test_accuracy"]
 
     # Same key, same result; another key, another result (no out_dir: nothing written).
     again = rf.fit(ds, key=key, **CIRCLES)
-    for a, b in zip(jax.tree.leaves(full.params), jax.tree.leaves(again.params), strict=True):
+    for a, b in zip(jax.tree.leaves(full.network), jax.tree.leaves(again.network), strict=True):
         np.testing.assert_array_equal(a, b)
     other = rf.fit(ds, key=jax.random.key(8), **CIRCLES)
-    assert not np.array_equal(other.params["readout"]["kernel"], full.params["readout"]["kernel"])
+    assert not np.array_equal(other.network.readout.W, full.network.readout.W)
 
     with pytest.raises(ValueError, match="only epochs may change"):
         rf.fit(ds, key=key, out_dir=tmp_path / "cut", resume=True, **dict(CIRCLES, lr=0.5))
@@ -126,7 +129,7 @@ def test_multi_cut_untied_prunes_params_and_folds(tmp_path):
     opts = dict(CIRCLES, shared=False, multi_cut=True, fold_drift=True, depth_tol=1e6, min_depth=2, epochs=3)
     res = rf.fit(ds, key=jax.random.key(0), out_dir=tmp_path, **opts)
     # A huge tolerance: every layer pair passes, so after the warm-up one cut goes straight to min_depth.
-    assert res.depth == 2 and res.params["trunk"]["W"].shape == (2, 3, 3)
+    assert res.depth == 2 and res.trunk.W.shape == (2, 3, 3) and res.trunk.num_layers == 2
     (cut,) = res.metrics["cuts"]
     assert (cut["epoch"], cut["from"], cut["to"]) == (3, 6, 2)
     assert res.metrics["depth_history"] == [6, 6, 6, 2]
@@ -145,6 +148,14 @@ def test_multi_cut_untied_prunes_params_and_folds(tmp_path):
             rf.evaluate(res, bad_x, bad_y)
     with pytest.raises(TypeError, match="y"):
         rf.accuracy(res, x, y.astype(np.float32))
+    # predict and evaluate check x alike: NaN inputs are refused by both, naming x.
+    x_nan = np.array(x, copy=True)
+    x_nan[3, 0] = np.nan
+    for call in (lambda: rf.predict(res, x_nan), lambda: rf.evaluate(res, x_nan, y)):
+        with pytest.raises(ValueError, match="x must contain only finite values"):
+            call()
+    with pytest.raises(ValueError, match="x must have shape"):
+        rf.predict(res, x[:, :1])
 
 
 def test_resume_refuses_new_epochs_under_a_decaying_schedule(tmp_path):
@@ -161,7 +172,7 @@ def test_trunk_module_in_a_user_model(key):
         @nn.compact
         def __call__(self, x):
             x = nn.Dense(3, name="lift")(x)
-            x = rf.ResidualTrunk(width=3, depth=5, h=0.5, name="trunk")(x)
+            x = rf.ResidualTrunk(spec=rf.TrunkSpec(width=3, depth=5, h=0.5), name="trunk")(x)
             return nn.Dense(2, name="head")(x)
 
     x = jax.random.normal(key, (7, 4))
@@ -185,8 +196,11 @@ def test_bad_options():
     ]:
         with pytest.raises((ValueError, TypeError), match=match):
             rf.fit(ds, key=jax.random.key(0), **bad)
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match="not_an_option"):
         rf.fit(ds, key=jax.random.key(0), not_an_option=1)
+    for bad_key in (0, None, np.zeros(3, np.uint32)):
+        with pytest.raises(TypeError, match="key must be a jax.random key"):
+            rf.fit(ds, key=bad_key, epochs=1)
     with pytest.raises(TypeError, match="Dataset"):
         rf.fit((ds.x_train, ds.y_train), key=jax.random.key(0))
 
@@ -235,7 +249,122 @@ def test_remat_trains_the_same_network():
     plain = rf.fit(ds, key=jax.random.key(3), **opts)
     remat = rf.fit(ds, key=jax.random.key(3), remat=True, **opts)
     assert remat.depth == plain.depth
-    for a, b in zip(jax.tree.leaves(remat.params), jax.tree.leaves(plain.params), strict=True):
+    for a, b in zip(jax.tree.leaves(remat.network), jax.tree.leaves(plain.network), strict=True):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-9, atol=1e-11)
     with pytest.raises(TypeError, match="remat must be a bool"):
         rf.fit(ds, key=jax.random.key(3), remat=1, **opts)
+
+
+# --- the pieces of fit, one by one ------------------------------------------------------
+
+
+def policy_config(**kw):
+    return rf.TrainConfig().replace(**dict(dict(depth=6, depth_adapt=True, depth_warmup=2, depth_tol=0.1), **kw))
+
+
+def test_depth_policy_on_hand_made_inputs():
+    # d_k = changes[k-1]; at depth 6 the rule looks at d_5 = changes[4], then d_4, ...
+    changes = np.array([0.5, 0.5, 0.05, 0.05, 0.05])
+    cfg = policy_config()
+    assert tr.depth_policy([1.0, 0.9, 0.8], changes, 6, cfg) == 5  # one layer per epoch
+    # warm-up: no cut during the first depth_warmup epochs
+    assert tr.depth_policy([1.0, 0.9], changes, 6, cfg) == 6
+    # multi-cut: every converged last layer at once, stopping at the first change >= tol
+    assert tr.depth_policy([1.0, 0.9, 0.8], changes, 6, policy_config(multi_cut=True)) == 3
+    # min_depth bounds the multi-cut
+    assert tr.depth_policy([1.0, 0.9, 0.8], changes, 6, policy_config(multi_cut=True, min_depth=4)) == 4
+    # not converged: no cut; depth 1 and depth_adapt=False never cut
+    assert tr.depth_policy([1.0, 0.9, 0.8], np.full(5, 0.5), 6, cfg) == 6
+    assert tr.depth_policy([1.0, 0.9, 0.8], changes, 1, cfg) == 1
+    assert tr.depth_policy([1.0, 0.9, 0.8], changes, 6, policy_config().replace(depth_adapt=False)) == 6
+    # plateau: the best of the last 2 epochs must be no better than 0.99 x the best before
+    plateau = policy_config(depth_plateau=2)
+    assert tr.depth_policy([1.0, 0.9, 0.5, 0.4], changes, 6, plateau) == 6  # still improving
+    assert tr.depth_policy([1.0, 0.5, 0.5, 0.499], changes, 6, plateau) == 5  # stalled
+    assert tr.depth_policy([1.0, 0.5], changes, 6, policy_config(depth_plateau=2, depth_warmup=0)) == 6
+    with pytest.raises(ValueError, match="finite"):
+        tr.depth_policy([1.0, 0.9, 0.8], np.array([0.5, np.nan, 0.5, 0.5, 0.5]), 6, cfg)
+
+
+def tiny_run(**kw):
+    ds = tiny_circles()
+    config = rf.TrainConfig().replace(**dict(CIRCLES, **kw)).validate()
+    return ds, tr.setup_run(ds, config, 2)
+
+
+def test_init_state_and_train_epoch():
+    ds, run = tiny_run()
+    s0 = tr.init_state(run, jax.random.key(1))
+    assert (s0.epoch, s0.depth, s0.history, s0.cuts) == (0, 6, [], [])
+    s1, record = tr.train_epoch(run, s0)
+    again, record_again = tr.train_epoch(run, tr.init_state(run, jax.random.key(1)))
+    assert s1.epoch == 1 and record["epoch"] == 1 and record["depth"] == 6
+    assert record == record_again  # same key, same epoch
+    for a, b in zip(jax.tree.leaves(s1.params), jax.tree.leaves(again.params), strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(s1.params["readout"]["kernel"], s0.params["readout"]["kernel"])
+    # The chunked test metrics equal the network's own on the whole test set.
+    net = rf.network.from_flax(s1.params, h=1.0, model="resnet", activation="sigmoid", depth=6)
+    result = tr.TrainResult(net, run.config, [], {})
+    ev = rf.evaluate(result, ds.x_test, ds.y_test)
+    assert record["test_accuracy"] == pytest.approx(ev["accuracy"])
+    assert record["test_loss"] == pytest.approx(ev["loss"], rel=1e-5)
+    small = tr.evaluate_params(run._replace(config=run.config.replace(eval_chunk=7)), s1.params, *run[5:7], 6)
+    assert small == pytest.approx((record["test_loss"], record["test_accuracy"]), rel=1e-5)
+
+
+def test_adapt_depth_cuts_and_folds():
+    ds, run = tiny_run(depth_tol=1e6, multi_cut=True, fold_drift=True, min_depth=2, depth_warmup=0)
+    state, record = tr.train_epoch(run, tr.init_state(run, jax.random.key(0)))
+    cut_state, cut_record = tr.adapt_depth(run, state, record)
+    assert cut_state.depth == 2 and cut_record["depth_after_cut"] == 2 and "residual_change" in cut_record
+    (cut,) = cut_state.cuts
+    assert (cut["epoch"], cut["from"], cut["to"]) == (1, 6, 2)
+    assert cut["test_accuracy_before"] == record["test_accuracy"]
+    # Folding moved the mean output shift x_6 - x_2 into the readout bias; nothing else changed.
+    _, states = tr.depth_statistics(run, state.params, 6)
+    rd = state.params["readout"]
+    shift = (states[6] - states[2]) @ np.asarray(rd["kernel"], np.float64)
+    np.testing.assert_allclose(cut_state.params["readout"]["bias"], np.asarray(rd["bias"]) + shift, atol=1e-5)
+    np.testing.assert_array_equal(cut_state.params["trunk"]["W"], state.params["trunk"]["W"])
+    # No depth adaptation: the state passes through untouched.
+    _, run_off = tiny_run(depth_adapt=False)
+    assert tr.adapt_depth(run_off, state, record) == (state, record)
+
+
+def test_log_and_checkpoint_then_restore(tmp_path):
+    _, run = tiny_run(checkpoint_every=2)
+    state = tr.init_state(run, jax.random.key(2))
+    for _ in range(2):
+        state, record = tr.train_epoch(run, state)
+        state = state._replace(history=state.history + [record])
+        tr.log_and_checkpoint(tmp_path, run.config, state, record)
+        if state.epoch == 1:
+            assert not (tmp_path / tr.CHECKPOINT).exists()  # every 2 epochs
+    assert len((tmp_path / "metrics.jsonl").read_text().splitlines()) == 2
+    restored = tr.restore_state(tr.init_state(run, jax.random.key(9)), tmp_path, run.config)
+    assert (restored.epoch, restored.depth, restored.history) == (2, state.depth, state.history)
+    for a, b in zip(jax.tree.leaves(state[:2]), jax.tree.leaves(restored[:2]), strict=True):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(jax.random.key_data(state.key), jax.random.key_data(restored.key))
+    with pytest.raises(ValueError, match="only epochs may change"):
+        tr.restore_state(state, tmp_path, run.config.replace(depth=5))
+    with pytest.raises(ValueError, match="needs out_dir"):
+        tr.restore_state(state, None, run.config)
+    tr.log_and_checkpoint(None, run.config, state, record)  # no folder: nothing to do
+
+
+def test_finish_prunes_and_reports():
+    ds, run = tiny_run(shared=False, depth_adapt=False)
+    state, record = tr.train_epoch(run, tr.init_state(run, jax.random.key(0)))
+    state = state._replace(history=[record], depth=4)  # as if cut to 4
+    res = tr.finish(run, state, ds, wall_time=1.5)
+    assert res.depth == 4 and res.trunk.W.shape == (4, 3, 3)
+    np.testing.assert_array_equal(res.trunk.W, state.params["trunk"]["W"][:4])
+    m = res.metrics
+    assert (m["depth_before"], m["depth_after"], m["depth_history"], m["wall_time"]) == (6, 4, [6, 4], 1.5)
+    assert m["test_accuracy"] == rf.accuracy(res, ds.x_test, ds.y_test) == m["accuracy_before_pruning"]
+    assert m["config"]["trunk"]["shared"] is False
+    assert m["accuracy_final_params_at_max_depth"] == pytest.approx(
+        tr.evaluate_params(run, state.params, run.x_test, run.y_test, 6)[1]
+    )

@@ -1,10 +1,12 @@
-"""Figures of a training run: loss/accuracy curves and the depth history."""
+"""Figures of a training run: loss/accuracy curves, the depth history, residuals by class."""
 
 from __future__ import annotations
 
+import numpy as np
+
 from ._common import finish, new_figure
 
-__all__ = ["plot_training_curves", "plot_depth_history"]
+__all__ = ["plot_training_curves", "plot_depth_history", "plot_residuals_by_class"]
 
 
 def plot_training_curves(history: list[dict], *, save=None):
@@ -43,3 +45,20 @@ def plot_depth_history(history: list[dict], *, max_depth: int | None = None, sav
         ax2.set_ylabel("residual change of last layer", color="C1")
     ax.legend(loc="upper right")
     return finish(fig, save)
+
+
+def plot_residuals_by_class(network, x, y, *, max_samples: int = 500, num_components: int = 6, save=None):
+    """A trained `resflow.Network`'s residuals r_t on inputs `x`, coloured by class `y`.
+
+    Shows the `num_components` units whose class means differ most at the last layer, i.e.
+    where the classes' transients separate (the first `max_samples` inputs).
+    """
+    from ..residuals import residuals
+    from .network import plot_residual_trajectories
+
+    x, y = x[:max_samples], np.asarray(y[:max_samples])
+    r = np.asarray(residuals(network.trunk, network.trajectory(x)))
+    class_means = np.stack([r[-1, y == c].mean(0) for c in np.unique(y)])
+    comps = np.argsort(-class_means.var(0))[:num_components]
+    title = f"{network.trunk.model} residuals by class (depth {network.depth})"
+    return plot_residual_trajectories(r, y, components=sorted(comps.tolist()), title=title, save=save)

@@ -1,0 +1,140 @@
+"""The options of a training run, each written once: `TrunkSpec` (the trunk) and `TrainConfig`.
+
+Every field carries its help text (and, where the values are a closed set, its choices) as
+dataclass metadata; the command line of ``scripts/train.py`` is generated from it, so adding
+an option means adding one field here.
+
+    TrainConfig(trunk=TrunkSpec(depth=5, model="mlp"), epochs=3)
+    TrainConfig().replace(depth=5, model="mlp", epochs=3)      # the same: names are routed
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+
+from ._checks import check_choice, check_int, check_positive
+from .activations import ACTIVATIONS
+from .model import MODELS
+
+__all__ = ["TrunkSpec", "TrainConfig", "OPTIMIZERS", "SCHEDULES", "DTYPES"]
+
+OPTIMIZERS = ("adam", "adamw", "sgd")
+SCHEDULES = ("constant", "cosine", "warmup-cosine")
+DTYPES = ("float32", "float64")
+
+
+def option(default, help: str, choices=None):
+    """A dataclass field whose metadata holds its help text and choices (read by the CLI)."""
+    return dataclasses.field(default=default, metadata={"help": help, "choices": choices})
+
+
+@dataclasses.dataclass(frozen=True)
+class TrunkSpec:
+    """The residual trunk of a classifier: its map, size and initialisation.
+
+    Fields (see `resflow.Trunk` for the map x ↦ x + h·act(W x + b) / act(W x + b)):
+    `model`, `width` (None: the data dimension), `depth` (the initial, maximal depth T),
+    `shared`, `h`, `activation`, `w_std` (W ~ N(0, w_std²/width)) and `remat` (checkpoint the
+    trunk in √T segments: O(√T) stored states in the backward pass, ~1.1× the step time).
+    """
+
+    model: str = option("resnet", "x + h*act(Wx + b) (resnet) or act(Wx + b) (mlp)", MODELS)
+    width: int | None = option(None, "trunk width; None: the data dimension (another width adds a linear lift)")
+    depth: int = option(15, "initial number of layers (the maximum under depth adaptation)")
+    shared: bool = option(True, "one W, b for all layers (--no-shared: one W_t, b_t per layer)")
+    h: float = option(1.0, "Euler step size of the residual update")
+    activation: str = option("sigmoid", "trunk activation", ACTIVATIONS)
+    w_std: float = option(1.0, "trunk init scale: W ~ N(0, w_std^2 / width)")
+    remat: bool = option(False, "checkpoint the trunk in sqrt(depth) segments (deep trunks: less memory)")
+
+    def validate(self) -> TrunkSpec:
+        """Check every field; returns self. **Raises:** `ValueError`/`TypeError` naming the field."""
+        check_choice("model", self.model, MODELS)
+        check_choice("activation", self.activation, ACTIVATIONS)
+        if self.width is not None:
+            check_int("width", self.width)
+        check_int("depth", self.depth)
+        check_positive("h", self.h)
+        check_positive("w_std", self.w_std)
+        for name in ("shared", "remat"):
+            if not isinstance(getattr(self, name), bool):
+                raise TypeError(f"{name} must be a bool, got {getattr(self, name)!r}")
+        return self
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Every option of a run (JSON-able; stored in checkpoints and metrics).
+
+    `trunk` is the `TrunkSpec`; the other fields are the classifier around it (`lift`,
+    `dtype`), the optimisation, depth adaptation (`resflow.depth`) and bookkeeping. Depth
+    plateau: with `depth_plateau` = p > 0 a cut happens only when the best training loss of
+    the last p epochs is no better than (1 − 0.01)× the best before them.
+    """
+
+    trunk: TrunkSpec = dataclasses.field(default_factory=TrunkSpec)
+    lift: bool | None = option(None, "linear lift data -> width; None: only when the dimensions differ")
+    dtype: str = option(
+        "float32", "parameter and compute dtype (float64 needs jax_enable_x64; the CLI turns it on)", DTYPES
+    )
+    epochs: int = option(40, "training epochs")
+    batch_size: int = option(64, "mini-batch size")
+    optimizer: str = option("adam", "optax optimiser (sgd: momentum 0.9)", OPTIMIZERS)
+    lr: float = option(3e-3, "learning rate")
+    schedule: str = option("constant", "learning-rate schedule (warmup-cosine: 5% warm-up)", SCHEDULES)
+    weight_decay: float = option(0.0, "decoupled weight decay (adam/adamw; sgd: L2)")
+    clip_norm: float | None = option(None, "clip gradients to this global norm; None: off")
+    depth_adapt: bool = option(False, "remove the last layer when its residuals converged (the paper's rule)")
+    depth_tol: float = option(0.01, "cut when mean |r_T - r_{T-1}|_1 / N < tol")
+    min_depth: int = option(1, "never cut below this depth")
+    depth_warmup: int = option(5, "epochs trained before the first cut may happen")
+    depth_plateau: int = option(0, "if > 0: cut only when the train loss stalled this many epochs")
+    multi_cut: bool = option(False, "remove as many layers per epoch as the rule allows")
+    fold_drift: bool = option(False, "fold the removed layers' mean output shift into the readout bias")
+    eval_chunk: int = option(8192, "samples per jitted evaluation call (memory bound for large data)")
+    checkpoint_every: int = option(1, "epochs between checkpoints (with an output folder)")
+
+    def replace(self, **options) -> TrainConfig:
+        """A copy with `options` changed; trunk options (``depth=5``) go into `trunk`.
+
+        **Raises:** `TypeError` naming an unknown option.
+        """
+        trunk_names = {f.name for f in dataclasses.fields(TrunkSpec)}
+        own = {f.name for f in dataclasses.fields(TrainConfig)}
+        unknown = sorted(set(options) - trunk_names - own)
+        if unknown:
+            raise TypeError(f"unknown option(s) {unknown}; options are the fields of TrunkSpec and TrainConfig")
+        trunk = {k: v for k, v in options.items() if k in trunk_names}
+        rest = {k: v for k, v in options.items() if k not in trunk_names}
+        return dataclasses.replace(self, trunk=dataclasses.replace(rest.pop("trunk", self.trunk), **trunk), **rest)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TrainConfig:
+        """The inverse of `dataclasses.asdict` (a checkpoint's or metrics.json's ``config``)."""
+        return cls(**dict(d, trunk=TrunkSpec(**d["trunk"])))
+
+    def validate(self) -> TrainConfig:
+        """Check every field; returns self. **Raises:** `ValueError`/`TypeError` naming the field."""
+        if not isinstance(self.trunk, TrunkSpec):
+            raise TypeError(f"trunk must be a TrunkSpec, got {type(self.trunk).__name__}")
+        self.trunk.validate()
+        check_choice("optimizer", self.optimizer, OPTIMIZERS)
+        check_choice("schedule", self.schedule, SCHEDULES)
+        check_choice("dtype", self.dtype, DTYPES)
+        for name in ("epochs", "batch_size", "min_depth", "eval_chunk", "checkpoint_every"):
+            check_int(name, getattr(self, name))
+        for name in ("depth_warmup", "depth_plateau"):
+            check_int(name, getattr(self, name), minimum=0)
+        for name in ("lr", "depth_tol"):
+            check_positive(name, getattr(self, name))
+        if self.clip_norm is not None:
+            check_positive("clip_norm", self.clip_norm)
+        if not (isinstance(self.weight_decay, int | float) and self.weight_decay >= 0):
+            raise ValueError(f"weight_decay must be a number >= 0, got {self.weight_decay!r}")
+        if self.min_depth > self.trunk.depth:
+            raise ValueError(f"min_depth must be <= depth = {self.trunk.depth}, got {self.min_depth}")
+        if self.dtype == "float64" and not jax.config.jax_enable_x64:
+            raise ValueError('dtype="float64" needs jax.config.update("jax_enable_x64", True) (CLI: --dtype float64)')
+        return self
