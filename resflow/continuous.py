@@ -146,6 +146,9 @@ def _boundary(trunk, y0, depth_time, saveat, solver, dt0, rtol, atol, max_steps,
 
 def _run(field, trunk, y0, S, ts, solver, dt0, rtol, atol, max_steps):
     batch = y0.shape[:-1]
+    # numbers as arrays, so new depth-times or tolerances reuse the compiled solve
+    S, rtol, atol = (jnp.asarray(v, trunk.dtype) for v in (S, rtol, atol))
+    dt0 = None if dt0 is None else jnp.asarray(dt0, trunk.dtype)
     ys, steps = _solve(field, trunk, y0.reshape(-1, trunk.width), ts, S, solver, dt0, rtol, atol, max_steps)
     return DepthSolution(ts, ys.reshape(*batch, *ys.shape[1:]), steps.reshape(batch))
 
@@ -349,8 +352,8 @@ def qr_intervals(dt: float, burn_in: float, t1: float) -> tuple[int, float]:
 
 
 @eqx.filter_jit
-def _ode_lyapunov(vector_field, y0, args, q0, burn_in, dt, num: int, rtol, atol):
-    y = flow_solve(vector_field, 0.0, burn_in, y0, args, rtol=rtol, atol=atol) if burn_in > 0 else y0
+def _ode_lyapunov(vector_field, y0, args, q0, burn_in, dt, num: int, rtol, atol, has_burn_in: bool):
+    y = flow_solve(vector_field, 0.0, burn_in, y0, args, rtol=rtol, atol=atol) if has_burn_in else y0
 
     def body(carry, i):
         y, Q = carry
@@ -420,7 +423,9 @@ def ode_lyapunov_spectrum(
     check_positive("atol", atol)
     num, step = qr_intervals(dt, burn_in, t1)
     q0 = random_frame(n, k, key, y0.dtype)
-    y, logs = _ode_lyapunov(vector_field, y0, args, q0, float(burn_in), step, num, rtol, atol)
+    # numbers as arrays, so new times or tolerances reuse the compiled integration
+    burn, dt_arr, rtol, atol = (jnp.asarray(v, y0.dtype) for v in (burn_in, step, rtol, atol))
+    y, logs = _ode_lyapunov(vector_field, y0, args, q0, burn, dt_arr, num, rtol, atol, float(burn_in) > 0)
     exponents = jnp.sort(logs.sum(0) / (num * step))[::-1]
     running = None
     if return_running:

@@ -257,6 +257,7 @@ def covariant_lyapunov_vectors_flow(
         raise ValueError("y0 must contain only finite values (found NaN or inf)")
     q0 = random_frame(n, k, key, y0.dtype)
     c_end = _end_coefficients(k, key, y0.dtype)
+    dt, rtol, atol = (jnp.asarray(v, y0.dtype) for v in (dt, rtol, atol))
     return _flow_clv(vector_field, y0, args, q0, c_end, 0.0, dt, transient_steps, num, rtol, atol)
 
 
