@@ -274,15 +274,24 @@ def euler_convergence(
 
 def check_vector_field(vector_field, y0, args) -> None:
     """A callable ``vector_field(t, y, args)`` returning an array of y0's shape and dtype."""
-    if not callable(vector_field):
-        raise TypeError(f"vector_field must be callable as vector_field(t, y, args), got {type(vector_field).__name__}")
+    _check_signature(vector_field, (jnp.zeros((), y0.dtype), y0, args), y0, "vector_field", "vector_field(t, y, args)")
+
+
+def check_step(step, x0) -> None:
+    """A callable map ``step(x)`` returning an array of x0's shape and dtype."""
+    _check_signature(step, (x0,), x0, "step", "step(x)")
+
+
+def _check_signature(fn, inputs, like, name: str, call: str) -> None:
+    if not callable(fn):
+        raise TypeError(f"{name} must be callable as {call}, got {type(fn).__name__}")
     try:
-        out = jax.eval_shape(vector_field, jnp.zeros((), y0.dtype), y0, args)
+        out = jax.eval_shape(fn, *inputs)
     except Exception as e:
-        raise ValueError(f"vector_field(t, y0, args) failed for y0 of shape {y0.shape}: {e}") from e
-    if getattr(out, "shape", None) != y0.shape or out.dtype != y0.dtype:
+        raise ValueError(f"{call} failed for an input of shape {like.shape}: {e}") from e
+    if getattr(out, "shape", None) != like.shape or out.dtype != like.dtype:
         raise ValueError(
-            f"vector_field(t, y, args) must return an array of y's shape {y0.shape} and dtype {y0.dtype}, "
+            f"{call} must return an array of the input's shape {like.shape} and dtype {like.dtype}, "
             f"got {getattr(out, 'shape', type(out).__name__)} {getattr(out, 'dtype', '')}"
         )
 

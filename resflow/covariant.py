@@ -33,7 +33,7 @@ from jaxtyping import Array, Float
 
 from ._checks import all_true, as_float_array, check_int, check_positive
 from .activations import get_activation
-from .continuous import check_vector_field, qr_intervals, random_frame, variational_solve
+from .continuous import check_step, check_vector_field, qr_intervals, random_frame, variational_solve
 from .model import Trunk, check_depth, check_state, check_trunk
 
 __all__ = [
@@ -194,7 +194,7 @@ def covariant_lyapunov_vectors(
     x0, n, k = _frame_inputs(x0, num_vectors, "x0")
     num_steps = check_int("num_steps", num_steps)
     transient = check_int("transient", transient, minimum=0)
-    check_vector_field(lambda t, x, a: step(x), x0, None)
+    check_step(step, x0)
     if not all_true({"x0": (x0, lambda xp, a: xp.isfinite(a))}):
         raise ValueError("x0 must contain only finite values (found NaN or inf)")
     q0 = random_frame(n, k, key, x0.dtype)

@@ -27,7 +27,7 @@ import optax
 from jaxtyping import Array, Bool, Complex, Float, Int
 
 from ._checks import all_true, as_float_array, check_choice, check_int, check_positive
-from .continuous import check_vector_field
+from .continuous import check_step
 
 __all__ = ["SLOW_POINT_LABELS", "SlowPoints", "find_slow_points"]
 
@@ -130,7 +130,7 @@ def find_slow_points(
     starts = as_float_array("starts", starts)
     if starts.ndim < 1:
         raise ValueError(f"starts must have shape (*batch, n), got {starts.shape}")
-    check_vector_field(lambda t, x, a: step(x), starts[(0,) * (starts.ndim - 1)], None)
+    check_step(step, starts[(0,) * (starts.ndim - 1)])
     check_int("num_iters", num_iters)
     check_positive("learning_rate", learning_rate)
     check_choice("optimiser", optimiser, tuple(OPTIMISERS))
