@@ -28,10 +28,19 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
 
-from ._checks import all_true, as_float_array, check_choice, check_int, check_positive, check_unit_interval
+from ._checks import (
+    all_true,
+    as_float_array,
+    check_array,
+    check_choice,
+    check_int,
+    check_positive,
+    check_unit_interval,
+    is_concrete,
+)
 from .activations import get_activation
 from .dynamics import LyapunovResult
-from .model import Trunk, check_state, check_trunk, require_logistic, require_shared, scan_trunk
+from .model import Trunk, check_trunk, require_logistic, require_shared, scan_trunk
 
 __all__ = [
     "DepthSolution",
@@ -111,8 +120,14 @@ def _solve(field, trunk, y0, ts, t1, solver: str, dt0, rtol, atol, max_steps: in
     return jax.vmap(one)(y0)
 
 
-def _boundary(trunk, y0, depth_time, saveat, solver, dt0, rtol, atol, max_steps, name, what):
-    """Checked (trunk, y0, S, ts, dt0); one value read for y0 and the save points."""
+def checks_pass(checks: dict) -> bool:
+    """`_checks.all_true` over the concrete arrays of `checks` (tracers are skipped): one read."""
+    return all_true({k: v for k, v in checks.items() if is_concrete(v[0])})
+
+
+def _boundary(trunk, y0, depth_time, saveat, solver, dt0, rtol, atol, max_steps, name, what, *, unit=False):
+    """Checked (trunk, y0, S, ts, dt0); one value read for y0 (finite; in (0, 1) with `unit`)
+    and the save points."""
     trunk = require_shared(check_trunk(trunk), what)
     if trunk.model != "resnet":
         raise ValueError(f"{what} needs a resnet trunk (the mlp map is not an Euler step), got model={trunk.model!r}")
@@ -128,19 +143,27 @@ def _boundary(trunk, y0, depth_time, saveat, solver, dt0, rtol, atol, max_steps,
     y0 = as_float_array(name, y0)
     if y0.ndim < 1 or y0.shape[-1] != trunk.width:
         raise ValueError(f"{name} must have shape (*batch, {trunk.width}), got {y0.shape}")
+    if y0.dtype != trunk.dtype:
+        raise TypeError(
+            f"{name} has dtype {y0.dtype} but the trunk has {trunk.dtype}: cast one, "
+            f"e.g. {name}.astype(trunk.dtype) or trunk.astype({name}.dtype)"
+        )
     S = float(depth_time)
     ts = jnp.asarray([S] if saveat is None else saveat, trunk.dtype)
     if ts.ndim != 1 or ts.shape[0] < 1:
         raise ValueError(f"saveat must be a 1-D array of depth-times, got shape {ts.shape}")
-    checks = {
-        name: (y0, lambda xp, a: xp.isfinite(a)),
-        "saveat": (ts, lambda xp, a: (a >= 0) & (a <= S) & xp.concatenate([a[1:] >= a[:-1], a[:1] == a[:1]])),
-    }
-    if not all_true(checks):
-        check_state(trunk, y0, name)
+
+    def y_ok(xp, a):
+        return xp.isfinite(a) & (a > 0) & (a < 1) if unit else xp.isfinite(a)
+
+    def ts_ok(xp, a):
+        return (a >= 0) & (a <= S) & xp.concatenate([a[1:] >= a[:-1], a[:1] == a[:1]])
+
+    if not checks_pass({name: (y0, y_ok), "saveat": (ts, ts_ok)}):
+        check_array(name, y0)
+        if unit:
+            check_unit_interval(name, y0)
         raise ValueError(f"saveat must be non-decreasing depth-times in [0, depth_time] = [0, {S}], got {ts}")
-    if y0.dtype != trunk.dtype:
-        check_state(trunk, y0, name)
     return trunk, y0, S, ts, dt0
 
 
@@ -222,9 +245,8 @@ def solve_residuals(
     """
     require_logistic(check_trunk(trunk), "solve_residuals")
     trunk, r0, S, ts, dt0 = _boundary(
-        trunk, r0, depth_time, saveat, solver, dt0, rtol, atol, max_steps, "r0", "solve_residuals"
+        trunk, r0, depth_time, saveat, solver, dt0, rtol, atol, max_steps, "r0", "solve_residuals", unit=True
     )
-    check_unit_interval("r0", r0)
     return _run(_residual_field, trunk, r0, S, ts, solver, dt0, rtol, atol, max_steps)
 
 
@@ -258,12 +280,14 @@ def euler_convergence(
     steps = sorted({check_int("steps", T) for T in steps})
     if len(steps) < 2:
         raise ValueError(f"steps must hold at least two distinct layer counts, got {steps}")
-    reference = solve_depth(trunk, x0, depth_time=depth_time, rtol=rtol, atol=atol).ys[..., -1, :]
-    S = float(depth_time)
+    trunk, x0, S, ts, _ = _boundary(
+        trunk, x0, depth_time, None, "tsit5", None, rtol, atol, 16384, "x0", "euler_convergence"
+    )
+    reference = _run(_depth_field, trunk, x0, S, ts, "tsit5", None, rtol, atol, 16384).ys[..., -1, :]
     errors = []
     for T in steps:
         trunk_h = eqx.tree_at(lambda t: t.h, trunk, jnp.asarray(S / T, trunk.dtype))
-        xT = scan_trunk(trunk_h, jnp.asarray(x0, trunk.dtype), depth=T, keep=False)
+        xT = scan_trunk(trunk_h, x0, depth=T, keep=False)
         errors.append(jnp.max(jnp.linalg.norm(xT - reference, axis=-1)))
     errors = np.asarray(jnp.stack(errors), np.float64)
     steps_arr = np.asarray(steps)
@@ -421,7 +445,7 @@ def ode_lyapunov_spectrum(
     y0 = as_float_array("y0", y0)
     if y0.ndim != 1:
         raise ValueError(f"y0 must be a state vector (n,), got shape {y0.shape}; vmap the call for a batch")
-    if not all_true({"y0": (y0, lambda xp, a: xp.isfinite(a))}):
+    if not checks_pass({"y0": (y0, lambda xp, a: xp.isfinite(a))}):
         raise ValueError("y0 must contain only finite values (found NaN or inf)")
     n = y0.shape[0]
     k = n if num_exponents is None else check_int("num_exponents", num_exponents)

@@ -31,9 +31,9 @@ import jax.numpy as jnp
 from jax.scipy.linalg import solve_triangular
 from jaxtyping import Array, Float
 
-from ._checks import all_true, as_float_array, check_int, check_positive
+from ._checks import as_float_array, check_int, check_positive
 from .activations import get_activation
-from .continuous import check_step, check_vector_field, qr_intervals, random_frame, variational_solve
+from .continuous import check_step, check_vector_field, checks_pass, qr_intervals, random_frame, variational_solve
 from .model import Trunk, check_depth, check_state, check_trunk
 
 __all__ = [
@@ -195,7 +195,7 @@ def covariant_lyapunov_vectors(
     num_steps = check_int("num_steps", num_steps)
     transient = check_int("transient", transient, minimum=0)
     check_step(step, x0)
-    if not all_true({"x0": (x0, lambda xp, a: xp.isfinite(a))}):
+    if not checks_pass({"x0": (x0, lambda xp, a: xp.isfinite(a))}):
         raise ValueError("x0 must contain only finite values (found NaN or inf)")
     q0 = random_frame(n, k, key, x0.dtype)
     return _map_clv(step, x0, q0, _end_coefficients(k, key, x0.dtype), transient, num_steps)
@@ -253,7 +253,7 @@ def covariant_lyapunov_vectors_flow(
     num, dt = qr_intervals(dt, 0.0, t1)
     check_positive("transient", transient, allow_zero=True)
     transient_steps = round(float(transient) / dt)
-    if not all_true({"y0": (y0, lambda xp, a: xp.isfinite(a))}):
+    if not checks_pass({"y0": (y0, lambda xp, a: xp.isfinite(a))}):
         raise ValueError("y0 must contain only finite values (found NaN or inf)")
     q0 = random_frame(n, k, key, y0.dtype)
     c_end = _end_coefficients(k, key, y0.dtype)

@@ -26,8 +26,8 @@ import numpy as np
 import optax
 from jaxtyping import Array, Bool, Complex, Float, Int
 
-from ._checks import all_true, as_float_array, check_choice, check_int, check_positive
-from .continuous import check_step
+from ._checks import as_float_array, check_choice, check_int, check_positive
+from .continuous import check_step, checks_pass
 
 __all__ = ["SLOW_POINT_LABELS", "SlowPoints", "find_slow_points"]
 
@@ -137,7 +137,7 @@ def find_slow_points(
     tol = (1e-20 if starts.dtype == jnp.float64 else 1e-10) if tol is None else tol
     check_positive("tol", tol, allow_zero=True)
     check_positive("marginal_tol", marginal_tol, allow_zero=True)
-    if not all_true({"starts": (starts, lambda xp, a: xp.isfinite(a))}):
+    if not checks_pass({"starts": (starts, lambda xp, a: xp.isfinite(a))}):
         raise ValueError("starts must contain only finite values (found NaN or inf)")
     batch, n = starts.shape[:-1], starts.shape[-1]
     lr = jnp.asarray(learning_rate, starts.dtype)

@@ -71,6 +71,12 @@ def test_batched_equals_one_by_one(trunk, x0):
         np.testing.assert_allclose(np.asarray(batch[i, 0]), np.asarray(one), atol=1e-12)
 
 
+def test_jit_matches_eager(trunk, x0):
+    # inside a user's jit the value checks are skipped (tracers), the result is the same
+    jitted = jax.jit(lambda x: rf.solve_depth(trunk, x, depth_time=2.0).ys)(x0)
+    np.testing.assert_allclose(np.asarray(jitted), np.asarray(rf.solve_depth(trunk, x0, depth_time=2.0).ys), atol=1e-12)
+
+
 def test_gradient_matches_finite_differences(trunk, x0):
     def loss(W):
         t = rf.Trunk(W, trunk.b, trunk.h)

@@ -72,6 +72,13 @@ def test_henon_clvs_are_covariant():
     assert abs(float(res.exponents[0]) - 0.419) < 0.03
 
 
+def test_vmap_over_starting_points():
+    x0s = jnp.array([[0.1, 0.1], [0.2, -0.1]])
+    batched = jax.vmap(lambda x: rf.covariant_lyapunov_vectors(henon, x, 20, transient=30).vectors)(x0s)
+    one = rf.covariant_lyapunov_vectors(henon, x0s[1], 20, transient=30).vectors
+    np.testing.assert_allclose(np.asarray(batched[1]), np.asarray(one), atol=1e-12)
+
+
 def test_flow_clvs_linear_and_covariant():
     # y' = A y: the flow map over dt is expm(dt A), whose eigenvectors are A's; exponents = eigenvalues
     P = np.array([[1.0, 0.5], [0.3, 1.0]])
