@@ -116,6 +116,8 @@ def depth_rule_jax(changes: Float[Array, " L"], depth, *, tol, min_depth, multi:
     depth = jnp.asarray(depth)
     floor = jnp.maximum(jnp.asarray(min_depth), 1)
     below = changes < tol
+    if changes.shape[0] == 0:  # depth ≤ 1: nothing to compare (static shape, so no traced branch)
+        return depth
     if not multi:
         last = jnp.take(below, jnp.maximum(depth - 2, 0), mode="clip")
         return jnp.where((depth > floor) & last, depth - 1, depth)
