@@ -28,7 +28,16 @@ from jaxtyping import Array, Float
 from ._checks import as_float_array, check_array, concrete_all_true, finite
 from .activations import get_activation
 from .dynamics import LyapunovResult, lyapunov_spectrum_from_products
-from .model import Trunk, check_inputs, check_state, check_trunk, depth_weights, require_logistic, require_shared, scan_trunk
+from .model import (
+    Trunk,
+    check_inputs,
+    check_state,
+    check_trunk,
+    depth_weights,
+    require_logistic,
+    require_shared,
+    scan_trunk,
+)
 from .residuals import check_residual_values, check_trajectory, inside_unit, layer_preactivations, state_array
 
 __all__ = [

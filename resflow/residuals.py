@@ -159,11 +159,15 @@ def preactivation_scan(trunk: Trunk, a0, *, depth: int):
 def _recurrence_trunk(trunk, depth: int) -> tuple[Trunk, int]:
     trunk = require_shared(check_trunk(trunk), "the residual recurrence (untied residuals have none of their own)")
     if trunk.model != "resnet":
-        raise ValueError(f"the pre-activation recurrence a_(t+1) = a_t + h W act(a_t) needs a resnet trunk, got {trunk.model!r}")
+        raise ValueError(
+            f"the pre-activation recurrence a_(t+1) = a_t + h W act(a_t) needs a resnet trunk, got {trunk.model!r}"
+        )
     return trunk, check_int("depth", depth)
 
 
-def preactivation_recurrence(trunk: Trunk, a0: Float[Array, "*batch n"], *, depth: int) -> Float[Array, "depth *batch n"]:
+def preactivation_recurrence(
+    trunk: Trunk, a0: Float[Array, "*batch n"], *, depth: int
+) -> Float[Array, "depth *batch n"]:
     """Pre-activations from a_0 alone: a_{t+1} = a_t + h W act(a_t) (shared-weight resnet).
 
     Exact for any activation (it follows from x_{t+1} = x_t + h act(a_t)); the bias enters

@@ -112,9 +112,7 @@ def test_preactivation_recurrence_any_activation(activation):
     np.testing.assert_allclose(np.asarray(a), ref, rtol=1e-12, atol=1e-12)
     aa = rf.preactivation_recurrence(t, a[0], depth=10)
     np.testing.assert_allclose(np.asarray(aa), ref, rtol=1e-11, atol=1e-11)
-    np.testing.assert_allclose(
-        np.asarray(rf.residuals(t, traj)), np_act(activation, ref), rtol=1e-12, atol=1e-12
-    )
+    np.testing.assert_allclose(np.asarray(rf.residuals(t, traj)), np_act(activation, ref), rtol=1e-12, atol=1e-12)
 
 
 def test_untied_residuals_reconstruct():
@@ -198,4 +196,6 @@ def test_property_recurrence_identity(n, depth, seed, h):
     r = rf.residuals(t, traj)
     rr = rf.residual_recurrence(t, r[0], depth=depth)
     np.testing.assert_allclose(np.asarray(rr), np.asarray(r), rtol=1e-10, atol=1e-13)
-    np.testing.assert_allclose(np.asarray(rf.reconstruct_output(t, x0, rr)), np.asarray(traj[-1]), rtol=1e-11, atol=1e-11)
+    np.testing.assert_allclose(
+        np.asarray(rf.reconstruct_output(t, x0, rr)), np.asarray(traj[-1]), rtol=1e-11, atol=1e-11
+    )
