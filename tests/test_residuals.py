@@ -199,3 +199,30 @@ def test_property_recurrence_identity(n, depth, seed, h):
     np.testing.assert_allclose(
         np.asarray(rf.reconstruct_output(t, x0, rr)), np.asarray(traj[-1]), rtol=1e-11, atol=1e-11
     )
+
+
+def test_one_value_read_per_call(monkeypatch):
+    """Each public call reads values back at most once (`_checks.read_bool`), and not under jit."""
+    import resflow._checks as checks
+
+    t, x0 = net(1, 4, jnp.float64)
+    traj = rf.trajectory(t, x0, depth=5)
+    r = rf.residuals(t, traj)
+    reads = []
+    monkeypatch.setattr(checks, "read_bool", lambda v: reads.append(1) or bool(v))
+    calls = {
+        "preactivations": lambda x, r: rf.preactivations(t, x),
+        "residuals": lambda x, r: rf.residuals(t, x),
+        "logit": lambda x, r: rf.logit(r),
+        "preactivation_recurrence": lambda x, r: rf.preactivation_recurrence(t, x[0], depth=3),
+        "residual_recurrence": lambda x, r: rf.residual_recurrence(t, r[0], depth=3),
+        "running_integral": lambda x, r: rf.running_integral(t, r, x0=x[0]),
+        "reconstruct_output": lambda x, r: rf.reconstruct_output(t, x[0], r),
+    }
+    for name, f in calls.items():
+        reads.clear()
+        f(traj, r)
+        assert len(reads) <= 1, name
+        reads.clear()
+        jax.jit(f)(traj, r)
+        assert len(reads) == 0, name
