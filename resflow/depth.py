@@ -167,6 +167,4 @@ def fold_drift(
 # --- TRANSITION SHIM: train.py (not yet migrated) imports it. Delete at the merge
 # (`Trunk.truncate` replaces it). ---
 def prune_trunk(params, depth):
-    from .model import TrunkParams, is_shared
-
-    return params if is_shared(params) else TrunkParams(params.W[:depth], params.b[:depth])
+    return params if params.W.ndim == 2 else type(params)(params.W[:depth], params.b[:depth])

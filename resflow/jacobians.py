@@ -292,10 +292,7 @@ def network_lyapunov_spectrum(
 # --- TRANSITION SHIMS: attractors.py and interactions.py (not yet migrated) import these.
 # Delete this block at the merge; they use model.require_shared / model.require_logistic. ---
 def shared_params(params, what):
-    from .model import check_params, is_shared
-
-    params = check_params(params)
-    if not is_shared(params):
+    if jnp.ndim(params.W) != 2:
         raise ValueError(f"params must be shared weights (W of shape (n, n)) for {what}")
     return params
 

@@ -205,6 +205,7 @@ def test_trunk_constructor_errors_name_the_field():
     for bad in (True, "1", None):
         with pytest.raises(TypeError, match="h must be a real number"):
             rf.Trunk(W, b, bad)
+    np.testing.assert_array_equal(rf.Trunk(W, b, np.array(0.5)).h, 0.5)  # 0-d numpy arrays are scalars
     with pytest.raises(ValueError, match="h must be a scalar"):
         rf.Trunk(W, b, jnp.ones(2))
     with pytest.raises(ValueError, match="model must be one of"):
@@ -243,6 +244,9 @@ def test_trunk_methods(key):
     np.testing.assert_allclose(
         one.step(x0), x0 + 0.5 * np.tanh(x0 @ np.asarray(untied.W[2]).T + np.asarray(untied.b[2]))
     )
+    with pytest.raises(IndexError, match="layer 6 is out of range"):
+        untied.layer(6)
+    np.testing.assert_array_equal(untied.layer(-1).W, untied.W[5])
     with pytest.raises(ValueError, match="step needs shared weights"):
         untied.step(x0)
     shared = rf.Trunk.init(key, 3, model="mlp", dtype=jnp.float64)
