@@ -76,13 +76,7 @@ def check_finite(name: str, x: jax.Array) -> None:
 
 def check_array(name: str, x, *, min_ndim: int = 1, ndim: int | None = None, last_dim=None) -> jax.Array:
     """Floating array with the expected rank / trailing size and finite entries."""
-    arr = as_float_array(name, x)
-    if ndim is not None and arr.ndim != ndim:
-        raise ValueError(f"{name} must have {ndim} dimensions, got shape {arr.shape}")
-    if arr.ndim < min_ndim:
-        raise ValueError(f"{name} must have at least {min_ndim} dimension(s), got shape {arr.shape}")
-    if last_dim is not None and arr.shape[-1] != last_dim:
-        raise ValueError(f"{name} must have trailing dimension {last_dim}, got shape {arr.shape}")
+    arr = check_shape(name, x, min_ndim=min_ndim, ndim=ndim, last_dim=last_dim)
     check_finite(name, arr)
     return arr
 
@@ -174,3 +168,16 @@ def concrete_all_true(checks: dict) -> bool:
     call made under `jax.jit` reads nothing."""
     checks = {k: v for k, v in checks.items() if is_concrete(v[0])}
     return all_true(checks) if checks else True
+
+
+def check_shape(name: str, x, *, min_ndim: int = 1, ndim: int | None = None, last_dim=None) -> jax.Array:
+    """`check_array` without the value check (no host read): a floating array of the expected
+    rank / trailing size. Pair it with one `concrete_all_true` over all of a call's arrays."""
+    arr = as_float_array(name, x)
+    if ndim is not None and arr.ndim != ndim:
+        raise ValueError(f"{name} must have {ndim} dimensions, got shape {arr.shape}")
+    if arr.ndim < min_ndim:
+        raise ValueError(f"{name} must have at least {min_ndim} dimension(s), got shape {arr.shape}")
+    if last_dim is not None and arr.shape[-1] != last_dim:
+        raise ValueError(f"{name} must have trailing dimension {last_dim}, got shape {arr.shape}")
+    return arr

@@ -24,7 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
 
-from ._checks import check_array, check_int, check_positive, is_concrete
+from ._checks import check_array, check_int, check_positive, check_shape, concrete_all_true, finite
 
 __all__ = ["residual_changes", "depth_rule", "depth_rule_jax", "fold_drift"]
 
@@ -52,16 +52,21 @@ def residual_changes(
     **Raises:** `ValueError` for fewer than two layers, a wrong shape, non-finite values, or
     negative weights / weights summing to 0.
     """
-    r = check_array("r", r, ndim=3)
+    r = check_shape("r", r, ndim=3)
     if r.shape[0] < 2:
         raise ValueError(f"r must hold >= 2 layers to compare, got shape {r.shape}")
-    w = jnp.ones(r.shape[1], r.dtype) if weights is None else check_array("weights", weights, ndim=1)
+    w = jnp.ones(r.shape[1], r.dtype) if weights is None else check_shape("weights", weights, ndim=1)
     if w.shape[0] != r.shape[1]:
         raise ValueError(f"weights must have shape ({r.shape[1]},), got {w.shape}")
-    if is_concrete(w):
+
+    def usable(xp, a):
+        return xp.isfinite(a) & (a >= 0) & (a.sum() > 0)
+
+    if not concrete_all_true({"r": (r, finite), "weights": (w, usable)}):
+        check_array("r", r, ndim=3)
+        check_array("weights", w, ndim=1)
         wn = np.asarray(w)
-        if np.any(wn < 0) or not wn.sum() > 0:
-            raise ValueError(f"weights must be >= 0 with a positive sum, got min {wn.min()} and sum {wn.sum()}")
+        raise ValueError(f"weights must be >= 0 with a positive sum, got min {wn.min()} and sum {wn.sum()}")
     return change_sums(r, w) / w.sum()
 
 
@@ -149,10 +154,9 @@ def fold_drift(
 
     **Raises:** `ValueError` for mismatched shapes or non-finite values.
     """
-    bias = check_array("bias", bias, ndim=1)
-    kernel = check_array("kernel", kernel, ndim=2)
-    x_old = check_array("x_old", x_old, ndim=2)
-    x_new = check_array("x_new", x_new, ndim=2)
+    arrays = {"bias": (bias, 1), "kernel": (kernel, 2), "x_old": (x_old, 2), "x_new": (x_new, 2)}
+    arrays = {name: check_shape(name, a, ndim=nd) for name, (a, nd) in arrays.items()}
+    bias, kernel, x_old, x_new = arrays.values()
     if x_new.shape != x_old.shape:
         raise ValueError(f"x_new must have the shape of x_old {x_old.shape}, got {x_new.shape}")
     if kernel.shape != (x_old.shape[1], bias.shape[0]):
@@ -160,6 +164,9 @@ def fold_drift(
             f"kernel must have shape (n, classes) = ({x_old.shape[1]}, {bias.shape[0]}) from x_old and bias, "
             f"got {kernel.shape}"
         )
+    if not concrete_all_true({name: (a, finite) for name, a in arrays.items()}):
+        for name, a in arrays.items():
+            check_array(name, a)
     shift = jnp.mean(x_old - x_new, axis=0)
     return bias + shift @ kernel
 

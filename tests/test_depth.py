@@ -160,3 +160,25 @@ def test_fold_drift_bad_input():
         rf.fold_drift(bias, kernel, x.at[0, 0].set(jnp.nan), x)
     with pytest.raises(ValueError, match="bias"):
         rf.fold_drift(jnp.array([0.0, jnp.inf, 0.0]), kernel, x, x)
+
+
+def test_one_value_read_per_call(monkeypatch):
+    """residual_changes and fold_drift read values back once (`_checks.read_bool`), never under jit."""
+    import resflow._checks as checks
+
+    r = jnp.asarray(converging_residuals())
+    w = jnp.ones(r.shape[1])
+    bias, x = jnp.zeros(3), jnp.ones((5, 4))
+    reads = []
+    monkeypatch.setattr(checks, "read_bool", lambda v: reads.append(1) or bool(v))
+    calls = {
+        "residual_changes": lambda r, w, x: rf.residual_changes(r, weights=w),
+        "fold_drift": lambda r, w, x: rf.fold_drift(bias + w[0], x.T[:, :3], x, x),
+    }
+    for name, f in calls.items():
+        reads.clear()
+        f(r, w, x)
+        assert len(reads) == 1, name
+        reads.clear()
+        jax.jit(f)(r, w, x)
+        assert len(reads) == 0, name
