@@ -31,7 +31,6 @@ from .data import Dataset as Dataset
 from .data import load_dataset as load_dataset
 from .depth import depth_rule as depth_rule
 from .depth import fold_drift as fold_drift
-from .depth import prune_trunk as prune_trunk
 from .depth import residual_changes as residual_changes
 from .dynamics import FixedPoints as FixedPoints
 from .dynamics import LyapunovResult as LyapunovResult
@@ -66,6 +65,7 @@ from .perturbation import linear_growth as linear_growth
 from .perturbation import nonlinear_growth as nonlinear_growth
 from .perturbation import perturbation_growth as perturbation_growth
 from .perturbation import random_directions as random_directions
+from .residuals import ConditioningWarning as ConditioningWarning
 from .residuals import logit as logit
 from .residuals import preactivation_recurrence as preactivation_recurrence
 from .residuals import preactivations as preactivations

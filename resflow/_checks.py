@@ -49,9 +49,9 @@ def _all(x, predicate) -> bool:
     even while tracing (a concrete array closed over by a user's jit).
     """
     if _on_host(x):
-        return bool(predicate(np, np.asarray(x)).all())
+        return read_bool(predicate(np, np.asarray(x)).all())
     with jax.ensure_compile_time_eval():
-        return bool(predicate(jnp, x).all())
+        return read_bool(predicate(jnp, x).all())
 
 
 def all_true(checks: dict) -> bool:
@@ -60,17 +60,13 @@ def all_true(checks: dict) -> bool:
     Host arrays are checked with numpy; the accelerator arrays are reduced together on the
     device, so a whole group of checks costs one device-to-host read.
     """
-    device = []
-    for x, predicate in checks.values():
-        if _on_host(x):
-            if not bool(predicate(np, np.asarray(x)).all()):
-                return False
-        else:
-            device.append((x, predicate))
-    if not device:
-        return True
-    with jax.ensure_compile_time_eval():
-        return bool(jnp.stack([jnp.all(predicate(jnp, x)) for x, predicate in device]).all())
+    host = [predicate(np, np.asarray(x)).all() for x, predicate in checks.values() if _on_host(x)]
+    device = [(x, predicate) for x, predicate in checks.values() if not _on_host(x)]
+    ok = np.all(host)
+    if device:
+        with jax.ensure_compile_time_eval():
+            ok = ok & jnp.stack([jnp.all(predicate(jnp, x)) for x, predicate in device]).all()
+    return read_bool(ok)
 
 
 def check_finite(name: str, x: jax.Array) -> None:
@@ -80,13 +76,7 @@ def check_finite(name: str, x: jax.Array) -> None:
 
 def check_array(name: str, x, *, min_ndim: int = 1, ndim: int | None = None, last_dim=None) -> jax.Array:
     """Floating array with the expected rank / trailing size and finite entries."""
-    arr = as_float_array(name, x)
-    if ndim is not None and arr.ndim != ndim:
-        raise ValueError(f"{name} must have {ndim} dimensions, got shape {arr.shape}")
-    if arr.ndim < min_ndim:
-        raise ValueError(f"{name} must have at least {min_ndim} dimension(s), got shape {arr.shape}")
-    if last_dim is not None and arr.shape[-1] != last_dim:
-        raise ValueError(f"{name} must have trailing dimension {last_dim}, got shape {arr.shape}")
+    arr = check_shape(name, x, min_ndim=min_ndim, ndim=ndim, last_dim=last_dim)
     check_finite(name, arr)
     return arr
 
@@ -157,3 +147,37 @@ def check_labels(name: str, labels, shape) -> jax.Array:
     if is_concrete(y) and not _all(y, lambda xp, a: a >= 0):
         raise ValueError(f"{name} must be >= 0, found {int(np.min(np.asarray(y)))}")
     return y
+
+
+def read_bool(x) -> bool:
+    """``bool(x)``: the one place a value check reads a result back to the host.
+
+    Every value check (`_all`, `all_true`) ends here, so the reads of a call can be counted by
+    patching this function.
+    """
+    return bool(x)
+
+
+def finite(xp, a):
+    """Predicate for `all_true`: every entry finite."""
+    return xp.isfinite(a)
+
+
+def concrete_all_true(checks: dict) -> bool:
+    """`all_true` over the concrete arrays of `checks` (one read); tracers are skipped, so a
+    call made under `jax.jit` reads nothing."""
+    checks = {k: v for k, v in checks.items() if is_concrete(v[0])}
+    return all_true(checks) if checks else True
+
+
+def check_shape(name: str, x, *, min_ndim: int = 1, ndim: int | None = None, last_dim=None) -> jax.Array:
+    """`check_array` without the value check (no host read): a floating array of the expected
+    rank / trailing size. Pair it with one `concrete_all_true` over all of a call's arrays."""
+    arr = as_float_array(name, x)
+    if ndim is not None and arr.ndim != ndim:
+        raise ValueError(f"{name} must have {ndim} dimensions, got shape {arr.shape}")
+    if arr.ndim < min_ndim:
+        raise ValueError(f"{name} must have at least {min_ndim} dimension(s), got shape {arr.shape}")
+    if last_dim is not None and arr.shape[-1] != last_dim:
+        raise ValueError(f"{name} must have trailing dimension {last_dim}, got shape {arr.shape}")
+    return arr

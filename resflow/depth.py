@@ -1,12 +1,13 @@
 """Depth adaptation: the paper's rule for removing converged last layers, and pruning.
 
-The paper (Lagzi 2021, science.md §6) trains from an arbitrary depth T and, after each epoch,
+The paper (Lagzi 2021) trains from an arbitrary depth T and, after each epoch,
 compares the residuals of the last two layers on the training data,
 
     d_T = mean_samples ||r_{T-1} − r_{T-2}||_1 / N        (N units; layers 0 … T-1)
 
 and removes the last layer when d_T < tol (0.01: "0.01 per neuron on average"). Shared
-weights: the depth just decreases. Untied weights: the last layer's parameters go.
+weights: the depth just decreases. Untied weights: the last layer's parameters go
+(`Trunk.truncate`).
 
 Removing layers T-1, T-2, … does not change the states x_0 … x_{T-1} before them, so the
 changes d_k of *every* layer pair come from one trajectory and the rule can be applied
@@ -18,14 +19,14 @@ Removing a converged ResNet layer t shifts the output by −h r_t ≈ −h r* fo
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
 
-from ._checks import check_array, check_int, check_positive, is_concrete
-from .model import TrunkParams, check_params, is_shared
+from ._checks import check_array, check_int, check_positive, check_shape, concrete_all_true, finite
 
-__all__ = ["residual_changes", "depth_rule", "prune_trunk", "fold_drift"]
+__all__ = ["residual_changes", "depth_rule", "depth_rule_jax", "fold_drift"]
 
 
 def change_sums(r, weights):
@@ -51,21 +52,26 @@ def residual_changes(
     **Raises:** `ValueError` for fewer than two layers, a wrong shape, non-finite values, or
     negative weights / weights summing to 0.
     """
-    r = check_array("r", r, ndim=3)
+    r = check_shape("r", r, ndim=3)
     if r.shape[0] < 2:
         raise ValueError(f"r must hold >= 2 layers to compare, got shape {r.shape}")
-    w = jnp.ones(r.shape[1], r.dtype) if weights is None else check_array("weights", weights, ndim=1)
+    w = jnp.ones(r.shape[1], r.dtype) if weights is None else check_shape("weights", weights, ndim=1)
     if w.shape[0] != r.shape[1]:
         raise ValueError(f"weights must have shape ({r.shape[1]},), got {w.shape}")
-    if is_concrete(w):
+
+    def usable(xp, a):
+        return xp.isfinite(a) & (a >= 0) & (a.sum() > 0)
+
+    if not concrete_all_true({"r": (r, finite), "weights": (w, usable)}):
+        check_array("r", r, ndim=3)
+        check_array("weights", w, ndim=1)
         wn = np.asarray(w)
-        if np.any(wn < 0) or not wn.sum() > 0:
-            raise ValueError(f"weights must be >= 0 with a positive sum, got min {wn.min()} and sum {wn.sum()}")
+        raise ValueError(f"weights must be >= 0 with a positive sum, got min {wn.min()} and sum {wn.sum()}")
     return change_sums(r, w) / w.sum()
 
 
 def depth_rule(changes, depth: int, *, tol: float = 0.01, min_depth: int = 1, multi: bool = False) -> int:
-    """The new depth under the paper's rule.
+    """The new depth under the paper's rule (validated; see `depth_rule_jax` for the kernel).
 
     With d_k = ``changes[k-1]`` (as returned by `residual_changes` for the current or any
     larger depth): while the current depth T > max(min_depth, 1) and d_{T-1} < tol, remove
@@ -93,26 +99,36 @@ def depth_rule(changes, depth: int, *, tol: float = 0.01, min_depth: int = 1, mu
         raise ValueError(f"changes must be 1-D with >= depth - 1 = {depth - 1} entries, got shape {changes.shape}")
     if not np.all(np.isfinite(changes)):
         raise ValueError(f"changes must be finite (NaN/inf: diverged training?), got {changes}")
-    d = depth
-    while d > max(min_depth, 1) and changes[d - 2] < tol:
-        d -= 1
-        if not multi:
-            break
-    return d
+    return int(depth_rule_jax(changes, depth, tol=tol, min_depth=min_depth, multi=multi))
 
 
-def prune_trunk(params: TrunkParams, depth: int) -> TrunkParams:
-    """Keep the first `depth` layers: untied weights are sliced, shared weights unchanged.
+def depth_rule_jax(changes: Float[Array, " L"], depth, *, tol, min_depth, multi: bool) -> jax.Array:
+    """`depth_rule` as pure `jax.numpy`: jit-, vmap-able, no host reads. Unchecked.
 
-    **Raises:** `ValueError` if untied params hold fewer than `depth` layers.
+    `changes`, `depth`, `tol` and `min_depth` may be traced; `multi` is a Python bool. With
+    floor = max(min_depth, 1), the new depth is
+
+    - ``multi=False``: T − 1 if T > floor and d_{T−1} = changes[T−2] < tol, else T;
+    - ``multi=True``: the largest T' in (floor, T] with changes[T'−2] ≥ tol (the first layer,
+      counted from the end, that still moves), else floor; T itself when T ≤ floor.
+
+    A NaN change compares as "not below tol", so it never cuts (validate with `depth_rule`
+    where values can be read).
+
+    **Returns:** the new depth, a ``jnp`` integer scalar.
     """
-    params = check_params(params)
-    depth = check_int("depth", depth)
-    if is_shared(params):
-        return params
-    if params.W.shape[0] < depth:
-        raise ValueError(f"depth must be <= {params.W.shape[0]}, the number of untied layers, got {depth}")
-    return TrunkParams(params.W[:depth], params.b[:depth])
+    changes = jnp.asarray(changes)
+    depth = jnp.asarray(depth)
+    floor = jnp.maximum(jnp.asarray(min_depth), 1)
+    below = changes < tol
+    if changes.shape[0] == 0:  # depth ≤ 1: nothing to compare (static shape, so no traced branch)
+        return depth
+    if not multi:
+        last = jnp.take(below, jnp.maximum(depth - 2, 0), mode="clip")
+        return jnp.where((depth > floor) & last, depth - 1, depth)
+    ds = jnp.arange(2, changes.shape[0] + 2)  # entry j decides whether layer d = j + 2 goes
+    moving = (ds > floor) & (ds <= depth) & ~below
+    return jnp.minimum(depth, jnp.maximum(floor, jnp.max(jnp.where(moving, ds, 0), initial=0)))
 
 
 def fold_drift(
@@ -138,10 +154,9 @@ def fold_drift(
 
     **Raises:** `ValueError` for mismatched shapes or non-finite values.
     """
-    bias = check_array("bias", bias, ndim=1)
-    kernel = check_array("kernel", kernel, ndim=2)
-    x_old = check_array("x_old", x_old, ndim=2)
-    x_new = check_array("x_new", x_new, ndim=2)
+    arrays = {"bias": (bias, 1), "kernel": (kernel, 2), "x_old": (x_old, 2), "x_new": (x_new, 2)}
+    arrays = {name: check_shape(name, a, ndim=nd) for name, (a, nd) in arrays.items()}
+    bias, kernel, x_old, x_new = arrays.values()
     if x_new.shape != x_old.shape:
         raise ValueError(f"x_new must have the shape of x_old {x_old.shape}, got {x_new.shape}")
     if kernel.shape != (x_old.shape[1], bias.shape[0]):
@@ -149,5 +164,14 @@ def fold_drift(
             f"kernel must have shape (n, classes) = ({x_old.shape[1]}, {bias.shape[0]}) from x_old and bias, "
             f"got {kernel.shape}"
         )
+    if not concrete_all_true({name: (a, finite) for name, a in arrays.items()}):
+        for name, a in arrays.items():
+            check_array(name, a)
     shift = jnp.mean(x_old - x_new, axis=0)
     return bias + shift @ kernel
+
+
+# --- TRANSITION SHIM: train.py (not yet migrated) imports it. Delete at the merge
+# (`Trunk.truncate` replaces it). ---
+def prune_trunk(params, depth):
+    return params if params.W.ndim == 2 else type(params)(params.W[:depth], params.b[:depth])

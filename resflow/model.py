@@ -24,6 +24,7 @@ from typing import Literal
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, Float
 
 from ._checks import all_true, as_float_array, check_array, check_choice, check_int, check_positive, is_concrete
@@ -73,7 +74,8 @@ class Trunk(eqx.Module):
             raise ValueError(f"b must have shape {W.shape[:-1]} to match W {W.shape}, got {b.shape}")
         if b.dtype != W.dtype:
             raise TypeError(f"b has dtype {b.dtype} but W has {W.dtype}: give both the same dtype")
-        if isinstance(h, bool) or not isinstance(h, numbers.Real | jax.Array | jnp.ndarray):
+        # A 0-d numpy array is what a checkpoint or np.float64 arithmetic hands back.
+        if isinstance(h, bool) or not isinstance(h, numbers.Real | jax.Array | np.ndarray):
             raise TypeError(f"h must be a real number > 0, got {h!r}")
         if jnp.ndim(h) != 0:
             raise ValueError(f"h must be a scalar, got shape {jnp.shape(h)}")
@@ -162,9 +164,15 @@ class Trunk(eqx.Module):
         return self.W.dtype
 
     def layer(self, t: int) -> Trunk:
-        """The shared trunk of layer `t` alone (itself when the weights are shared)."""
+        """The shared trunk of layer `t` alone (itself when the weights are shared).
+
+        **Raises:** `IndexError` for an integer `t` outside the untied layers (JAX indexing
+        would silently clamp it to the last layer); a traced `t` is not checked.
+        """
         if self.shared:
             return self
+        if isinstance(t, numbers.Integral) and not -self.num_layers <= t < self.num_layers:
+            raise IndexError(f"layer {t} is out of range for a trunk of {self.num_layers} untied layers")
         return eqx.tree_at(lambda s: (s.W, s.b), self, (self.W[t], self.b[t]))
 
     def truncate(self, depth: int) -> Trunk:
@@ -180,7 +188,11 @@ class Trunk(eqx.Module):
     def astype(self, dtype) -> Trunk:
         """The same map in another floating dtype."""
         return Trunk(
-            self.W.astype(dtype), self.b.astype(dtype), self.h.astype(dtype), model=self.model, activation=self.activation
+            self.W.astype(dtype),
+            self.b.astype(dtype),
+            self.h.astype(dtype),
+            model=self.model,
+            activation=self.activation,
         )
 
     def step(self, x: Float[Array, "*batch n"]) -> Float[Array, "*batch n"]:
@@ -239,7 +251,9 @@ def check_trunk(trunk, name: str = "trunk") -> Trunk:
 def require_shared(trunk: Trunk, what: str) -> Trunk:
     """`trunk` if its weights are shared, else a `ValueError` saying that `what` needs them."""
     if not trunk.shared:
-        raise ValueError(f"{what} needs a trunk with shared weights (W of shape (n, n)), got W of shape {trunk.W.shape}")
+        raise ValueError(
+            f"{what} needs a trunk with shared weights (W of shape (n, n)), got W of shape {trunk.W.shape}"
+        )
     return trunk
 
 

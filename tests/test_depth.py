@@ -1,12 +1,15 @@
-"""The depth rule, pruning and drift folding against numpy references on constructed residuals."""
+"""The depth rule (numpy and jittable forms) and drift folding against numpy references on constructed residuals."""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 from conftest import np_act, np_trajectory
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import resflow as rf
+from resflow.depth import depth_rule_jax
 
 
 def np_changes(r):
@@ -60,29 +63,57 @@ def test_rule_on_a_real_trunk(key):
     """Residuals of a trunk whose sigmoid saturates converge; an oscillating one's do not."""
     n, T = 3, 12
     x0 = jax.random.normal(key, (20, n))
-    calm = rf.TrunkParams(jnp.zeros((n, n)) + 0.01, jnp.array([6.0, -6.0, 6.0]))
+    calm = rf.Trunk(jnp.zeros((n, n)) + 0.01, jnp.array([6.0, -6.0, 6.0]))
     traj = rf.trajectory(calm, x0, depth=T)
     ref = np_trajectory(calm.W, calm.b, x0, T)
     r = np_act("sigmoid", ref[:-1] @ np.asarray(calm.W).T + np.asarray(calm.b))
     np.testing.assert_allclose(rf.residual_changes(rf.residuals(calm, traj)), np_changes(r), atol=1e-12)
     assert rf.depth_rule(np_changes(r), T, multi=True) == 1
     # a_{t+1} = a_t − 3 tanh(a_t): the fixed point 0 has multiplier −2, residuals flip sign forever.
-    wild = rf.TrunkParams(-3.0 * jnp.eye(n), jnp.zeros(n))
-    traj = rf.trajectory(wild, x0, depth=T, activation="tanh")
-    changes = rf.residual_changes(rf.residuals(wild, traj, activation="tanh"))
+    wild = rf.Trunk(-3.0 * jnp.eye(n), jnp.zeros(n), activation="tanh")
+    traj = rf.trajectory(wild, x0, depth=T)
+    changes = rf.residual_changes(rf.residuals(wild, traj))
     assert changes[-4:].min() > 0.5
     assert rf.depth_rule(np.asarray(changes), T, multi=True) == T
 
 
-def test_prune_trunk(key):
-    untied = rf.init_trunk(key, 3, shared=False, depth=6)
-    p = rf.prune_trunk(untied, 4)
-    np.testing.assert_array_equal(p.W, untied.W[:4])
-    np.testing.assert_array_equal(p.b, untied.b[:4])
-    shared = rf.init_trunk(key, 3)
-    assert rf.prune_trunk(shared, 2) is not None and rf.prune_trunk(shared, 2).W.shape == (3, 3)
-    with pytest.raises(ValueError, match="depth"):
-        rf.prune_trunk(untied, 7)
+def np_rule(changes, depth, tol, min_depth, multi):
+    """The rule as the paper states it: a plain loop removing the last layer while it is converged."""
+    d = depth
+    while d > max(min_depth, 1) and changes[d - 2] < tol:
+        d -= 1
+        if not multi:
+            break
+    return d
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    depth=st.integers(1, 12),
+    extra=st.integers(0, 3),
+    min_depth=st.integers(1, 14),
+    multi=st.booleans(),
+    seed=st.integers(0, 2**16),
+    tol=st.floats(0.05, 0.95),
+)
+def test_depth_rule_jax_matches_the_loop(depth, extra, min_depth, multi, seed, tol):
+    changes = np.random.default_rng(seed).uniform(size=max(depth - 1 + extra, 0))
+    changes[np.random.default_rng(seed + 1).uniform(size=changes.shape) < 0.5] = 0.0  # long converged runs
+    want = np_rule(changes, depth, tol, min_depth, multi)
+    assert rf.depth_rule(changes, depth, tol=tol, min_depth=min_depth, multi=multi) == want
+    got = depth_rule_jax(jnp.asarray(changes), depth, tol=tol, min_depth=min_depth, multi=multi)
+    assert jnp.issubdtype(got.dtype, jnp.integer) and int(got) == want
+
+
+def test_depth_rule_jax_under_jit_and_vmap():
+    r = converging_residuals(T=8, settle=3)
+    changes = jnp.asarray(np_changes(r))
+    rule = jax.jit(lambda c, d, tol: depth_rule_jax(c, d, tol=tol, min_depth=2, multi=True))
+    assert int(rule(changes, 8, 0.01)) == 3
+    depths = jax.vmap(lambda d: depth_rule_jax(changes, d, tol=0.01, min_depth=1, multi=False))(jnp.arange(1, 9))
+    np.testing.assert_array_equal(depths, [np_rule(np.asarray(changes), d, 0.01, 1, False) for d in range(1, 9)])
+    # NaN (diverged training) never cuts in the jittable form; depth_rule raises instead.
+    assert int(depth_rule_jax(changes.at[6].set(jnp.nan), 8, tol=0.01, min_depth=1, multi=True)) == 8
 
 
 @pytest.mark.parametrize("h", [1.0, 0.5])
@@ -129,3 +160,25 @@ def test_fold_drift_bad_input():
         rf.fold_drift(bias, kernel, x.at[0, 0].set(jnp.nan), x)
     with pytest.raises(ValueError, match="bias"):
         rf.fold_drift(jnp.array([0.0, jnp.inf, 0.0]), kernel, x, x)
+
+
+def test_one_value_read_per_call(monkeypatch):
+    """residual_changes and fold_drift read values back once (`_checks.read_bool`), never under jit."""
+    import resflow._checks as checks
+
+    r = jnp.asarray(converging_residuals())
+    w = jnp.ones(r.shape[1])
+    bias, x = jnp.zeros(3), jnp.ones((5, 4))
+    reads = []
+    monkeypatch.setattr(checks, "read_bool", lambda v: reads.append(1) or bool(v))
+    calls = {
+        "residual_changes": lambda r, w, x: rf.residual_changes(r, weights=w),
+        "fold_drift": lambda r, w, x: rf.fold_drift(bias + w[0], x.T[:, :3], x, x),
+    }
+    for name, f in calls.items():
+        reads.clear()
+        f(r, w, x)
+        assert len(reads) == 1, name
+        reads.clear()
+        jax.jit(f)(r, w, x)
+        assert len(reads) == 0, name

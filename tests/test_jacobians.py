@@ -1,7 +1,5 @@
 """Analytic Jacobians vs jax.jacfwd of the maps themselves; matrix-free vs dense; Lyapunov vs numpy QR."""
 
-import functools
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -10,11 +8,11 @@ import pytest
 import resflow as rf
 
 
-def _setup(shared, dtype, n=4, T=5, batch=3, seed=0):
+def _setup(shared, dtype, n=4, T=5, batch=3, seed=0, **kw):
     k1, k2 = jax.random.split(jax.random.key(seed))
-    params = rf.init_trunk(k1, n, shared=shared, depth=None if shared else T, w_std=2.0, b_std=0.5, dtype=dtype)
+    trunk = rf.Trunk.init(k1, n, shared=shared, depth=None if shared else T, w_std=2.0, b_std=0.5, dtype=dtype, **kw)
     x0 = jax.random.normal(k2, (batch, n), dtype)
-    return params, x0
+    return trunk, x0
 
 
 @pytest.mark.parametrize(
@@ -22,26 +20,22 @@ def _setup(shared, dtype, n=4, T=5, batch=3, seed=0):
     [("resnet", "sigmoid", True), ("resnet", "tanh", False), ("mlp", "relu", True), ("mlp", "sigmoid", False)],
 )
 def test_state_jacobians_equal_jacfwd_of_step(model, activation, shared):
-    params, x0 = _setup(shared, jnp.float64)
+    trunk, x0 = _setup(shared, jnp.float64, model=model, activation=activation, h=0.7)
     T = 5
-    h = 0.7
-    traj = rf.trajectory(params, x0, depth=T, model=model, activation=activation, h=h)
-    J = rf.state_jacobians(params, traj, model=model, activation=activation, h=h)
+    traj = rf.trajectory(trunk, x0, depth=T)
+    J = rf.state_jacobians(trunk, traj)
     assert J.shape == (T, 3, 4, 4)
-
-    def jac(layer, x):
-        return jax.jacfwd(functools.partial(rf.step, layer, model=model, activation=activation, h=h))(x)
-
-    per_t = jax.vmap(jax.vmap(jac, in_axes=(None, 0)), in_axes=(None if shared else 0, 0))
-    np.testing.assert_allclose(J, per_t(params, traj[:-1]), rtol=1e-12, atol=1e-13)
+    for t in range(T):
+        ref = jax.vmap(jax.jacfwd(trunk.layer(t).step))(traj[t])
+        np.testing.assert_allclose(J[t], ref, rtol=1e-12, atol=1e-13)
 
 
 def test_state_jacobians_float32_dtype_and_unbatched():
-    params, x0 = _setup(True, jnp.float32)
-    traj = rf.trajectory(params, x0[0], depth=3)
-    J = rf.state_jacobians(params, traj)
+    trunk, x0 = _setup(True, jnp.float32)
+    traj = rf.trajectory(trunk, x0[0], depth=3)
+    J = rf.state_jacobians(trunk, traj)
     assert J.dtype == jnp.float32 and J.shape == (3, 4, 4)
-    ref = jax.jacfwd(functools.partial(rf.step, params))(traj[1])
+    ref = jax.jacfwd(trunk.step)(traj[1])
     np.testing.assert_allclose(J[1], ref, rtol=1e-5, atol=1e-6)
 
 
@@ -51,74 +45,86 @@ def _residual_map(W, h, r):
 
 @pytest.mark.parametrize("h", [1.0, 0.3])
 def test_residual_jacobians_equal_jacfwd_of_recurrence(h):
-    params, x0 = _setup(True, jnp.float64)
-    r = rf.residuals(params, rf.trajectory(params, x0, depth=6, h=h))
-    Jr = rf.residual_jacobians(params, r, h=h)
+    trunk, x0 = _setup(True, jnp.float64, h=h)
+    r = rf.residuals(trunk, rf.trajectory(trunk, x0, depth=6))
+    Jr = rf.residual_jacobians(trunk, r)
     assert Jr.shape == (5, 3, 4, 4)
-    ref = jax.vmap(jax.vmap(jax.jacfwd(functools.partial(_residual_map, params.W, h))))(r[:-1])
+    ref = jax.vmap(jax.vmap(jax.jacfwd(lambda q: _residual_map(trunk.W, h, q))))(r[:-1])
     np.testing.assert_allclose(Jr, ref, rtol=1e-11, atol=1e-12)
 
 
 @pytest.mark.parametrize("model, dtype", [("resnet", jnp.float32), ("mlp", jnp.float64)])
 def test_state_products_equal_dense(model, dtype):
-    params, x0 = _setup(False, dtype)
-    traj = rf.trajectory(params, x0, depth=5, model=model, activation="tanh", h=0.5)
-    a = rf.preactivations(params, traj)
-    J = rf.state_jacobians(params, traj, model=model, activation="tanh", h=0.5)
+    trunk, x0 = _setup(False, dtype, model=model, activation="tanh", h=0.5)
+    traj = rf.trajectory(trunk, x0, depth=5)
+    a = rf.preactivations(trunk, traj)
+    J = rf.state_jacobians(trunk, traj)
     Q = jax.random.normal(jax.random.key(3), (3, 4, 2), dtype)
     tol = 1e-5 if dtype == jnp.float32 else 1e-13
     for t in (0, 4):
-        layer = rf.layer_params(params, t)
-        JQ = rf.state_jacobian_product(layer, a[t], Q, model=model, activation="tanh", h=0.5)
-        JtQ = rf.state_jacobian_product(layer, a[t], Q, model=model, activation="tanh", h=0.5, transpose=True)
+        JQ = rf.state_jacobian_product(trunk.layer(t), a[t], Q)
+        JtQ = rf.state_jacobian_product(trunk.layer(t), a[t], Q, transpose=True)
         assert JQ.dtype == dtype
         np.testing.assert_allclose(JQ, J[t] @ Q, rtol=tol, atol=tol)
         np.testing.assert_allclose(JtQ, jnp.swapaxes(J[t], -1, -2) @ Q, rtol=tol, atol=tol)
 
 
 def test_residual_products_equal_dense():
-    params, x0 = _setup(True, jnp.float64)
-    r = rf.residuals(params, rf.trajectory(params, x0, depth=4))
-    Jr = rf.residual_jacobians(params, r)
+    trunk, x0 = _setup(True, jnp.float64)
+    r = rf.residuals(trunk, rf.trajectory(trunk, x0, depth=4))
+    Jr = rf.residual_jacobians(trunk, r)
     Q = jax.random.normal(jax.random.key(4), (3, 4, 3))
     for t in range(3):
-        np.testing.assert_allclose(rf.residual_jacobian_product(params, r[t], r[t + 1], Q), Jr[t] @ Q, rtol=1e-13)
+        np.testing.assert_allclose(rf.residual_jacobian_product(trunk, r[t], r[t + 1], Q), Jr[t] @ Q, rtol=1e-13)
         np.testing.assert_allclose(
-            rf.residual_jacobian_product(params, r[t], r[t + 1], Q, transpose=True),
+            rf.residual_jacobian_product(trunk, r[t], r[t + 1], Q, transpose=True),
             jnp.swapaxes(Jr[t], -1, -2) @ Q,
             rtol=1e-13,
         )
 
 
 def test_bad_inputs():
-    params, x0 = _setup(True, jnp.float64)
+    trunk, x0 = _setup(True, jnp.float64)
     untied, _ = _setup(False, jnp.float64)
-    traj = rf.trajectory(params, x0, depth=3)
-    r = rf.residuals(params, traj)
-    with pytest.raises(ValueError, match="model"):
-        rf.state_jacobians(params, traj, model="cnn")
-    with pytest.raises(ValueError, match="h"):
-        rf.state_jacobians(params, traj, h=0.0)
+    traj = rf.trajectory(trunk, x0, depth=3)
+    r = rf.residuals(trunk, traj)
+    Q = jnp.ones((3, 4, 2))
+    with pytest.raises(TypeError, match="resflow.Trunk"):
+        rf.state_jacobians((trunk.W, trunk.b), traj)
     with pytest.raises(ValueError, match="trailing dimension"):
-        rf.state_jacobians(params, traj[..., :2])
+        rf.state_jacobians(trunk, traj[..., :2])
+    with pytest.raises(ValueError, match="trajectory .*finite"):
+        rf.state_jacobians(trunk, traj.at[1, 0, 0].set(jnp.nan))
+    with pytest.raises(TypeError, match="trajectory has dtype float32"):
+        rf.state_jacobians(trunk, traj.astype(jnp.float32))
     with pytest.raises(ValueError, match="shared"):
         rf.residual_jacobians(untied, r)
     with pytest.raises(ValueError, match="strictly inside"):
-        rf.residual_jacobians(params, r.at[0, 0, 0].set(1.0))
+        rf.residual_jacobians(trunk, r.at[0, 0, 0].set(1.0))
     with pytest.raises(ValueError, match="at least 2"):
-        rf.residual_jacobians(params, r[:1])
+        rf.residual_jacobians(trunk, r[:1])
     with pytest.raises(ValueError, match="Q must have shape"):
-        rf.state_jacobian_product(params, r[0], jnp.ones((3, 2, 2)))
+        rf.state_jacobian_product(trunk, r[0], jnp.ones((3, 2, 2)))
+    with pytest.raises(TypeError, match="Q has dtype float32"):
+        rf.state_jacobian_product(trunk, r[0], Q.astype(jnp.float32))
+    with pytest.raises(ValueError, match="Q .*finite"):
+        rf.state_jacobian_product(trunk, r[0], Q.at[0, 0, 0].set(jnp.nan))
+    with pytest.raises(ValueError, match="a .*finite"):
+        rf.state_jacobian_product(trunk, r[0].at[0, 0].set(jnp.inf), Q)
+    with pytest.raises(ValueError, match=r"trunk.layer\(t\)"):
+        rf.state_jacobian_product(untied, r[0], Q)
     with pytest.raises(ValueError, match="same shape"):
-        rf.residual_jacobian_product(params, r[0], r[1, :2], jnp.ones((3, 4, 2)))
-    # the residual-map formulas are logistic-only: a tanh network's residuals are refused by name
-    with pytest.raises(ValueError, match="logistic activation only"):
-        rf.residual_jacobians(params, r, activation="tanh")
-    with pytest.raises(ValueError, match="logistic activation only"):
-        rf.residual_jacobian_product(params, r[0], r[1], jnp.ones((3, 4, 2)), activation="relu")
-    np.testing.assert_array_equal(
-        rf.residual_jacobians(params, r, activation="sigmoid"), rf.residual_jacobians(params, r)
-    )
+        rf.residual_jacobian_product(trunk, r[0], r[1, :2], Q)
+    with pytest.raises(ValueError, match="r_next must lie strictly inside"):
+        rf.residual_jacobian_product(trunk, r[0], r[1].at[0, 0].set(0.0), Q)
+    with pytest.raises(ValueError, match="Q .*finite"):
+        rf.residual_jacobian_product(trunk, r[0], r[1], Q.at[0, 0, 0].set(jnp.inf))
+    # the residual-map formulas are logistic-resnet-only: a tanh or MLP trunk is refused by name
+    tanh = rf.Trunk(trunk.W, trunk.b, activation="tanh")
+    with pytest.raises(ValueError, match="activation 'sigmoid'"):
+        rf.residual_jacobians(tanh, r)
+    with pytest.raises(ValueError, match="activation 'sigmoid'"):
+        rf.residual_jacobian_product(rf.Trunk(trunk.W, trunk.b, model="mlp"), r[0], r[1], Q)
 
 
 def _np_qr_lyapunov(J, q0):
@@ -133,16 +139,15 @@ def _np_qr_lyapunov(J, q0):
 
 @pytest.mark.parametrize("model, shared", [("resnet", True), ("mlp", False)])
 def test_network_lyapunov_matches_dense_and_numpy(model, shared):
-    params, x0 = _setup(shared, jnp.float64, T=6)
-    kw = dict(model=model, activation="tanh", h=0.5)
-    traj = rf.trajectory(params, x0, depth=6, **kw)
-    J = rf.state_jacobians(params, traj, **kw)
+    trunk, x0 = _setup(shared, jnp.float64, T=6, model=model, activation="tanh", h=0.5)
+    traj = rf.trajectory(trunk, x0, depth=6)
+    J = rf.state_jacobians(trunk, traj)
     key = jax.random.key(7)
-    res = rf.network_lyapunov_spectrum(params, x0, depth=6, num_exponents=3, key=key, return_running=True, **kw)
+    res = rf.network_lyapunov_spectrum(trunk, x0, depth=6, num_exponents=3, key=key, return_running=True)
     assert res.exponents.shape == (3, 3) and res.running.shape == (3, 6, 3)
     np.testing.assert_allclose(res.running[:, -1], res.exponents, rtol=1e-12)
     q0 = jax.random.normal(key, (4, 3))
-    res_q = rf.network_lyapunov_spectrum(params, x0, depth=6, initial_q=q0, **kw)
+    res_q = rf.network_lyapunov_spectrum(trunk, x0, depth=6, initial_q=q0)
     assert res_q.exponents.shape == (3, 3)
     for i in range(3):
         dense = rf.lyapunov_spectrum_from_jacobians(J[:, i], num_exponents=3, key=key)
@@ -151,10 +156,50 @@ def test_network_lyapunov_matches_dense_and_numpy(model, shared):
 
 
 def test_network_lyapunov_full_spectrum_sums_to_log_det_float32():
-    params, x0 = _setup(True, jnp.float32)
-    res = rf.network_lyapunov_spectrum(params, x0, depth=5, key=jax.random.key(1))
+    trunk, x0 = _setup(True, jnp.float32)
+    res = rf.network_lyapunov_spectrum(trunk, x0, depth=5, key=jax.random.key(1))
     assert res.exponents.dtype == jnp.float32 and res.running is None
-    J = np.asarray(rf.state_jacobians(params, rf.trajectory(params, x0, depth=5)), np.float64)
+    J = np.asarray(rf.state_jacobians(trunk, rf.trajectory(trunk, x0, depth=5)), np.float64)
     # frame-independent: the sum of all n exponents is (1/T) Σ_t log|det J_t|
     ref = np.log(np.abs(np.linalg.det(J))).sum(axis=0) / 5
     np.testing.assert_allclose(res.exponents.sum(-1), ref, rtol=1e-4, atol=1e-5)
+
+
+def test_network_lyapunov_bad_inputs_and_batch_shapes():
+    trunk, x0 = _setup(True, jnp.float64)
+    with pytest.raises(ValueError, match="depth must be given"):
+        rf.network_lyapunov_spectrum(trunk, x0)
+    with pytest.raises(ValueError, match="x0 .*finite"):
+        rf.network_lyapunov_spectrum(trunk, x0.at[0, 0].set(jnp.nan), depth=3)
+    with pytest.raises(ValueError, match="num_exponents|k"):
+        rf.network_lyapunov_spectrum(trunk, x0, depth=3, num_exponents=5)
+    one = rf.network_lyapunov_spectrum(trunk, x0[0], depth=3)
+    many = rf.network_lyapunov_spectrum(trunk, jnp.stack([x0, x0]), depth=3)
+    assert one.exponents.shape == (4,) and many.exponents.shape == (2, 3, 4)
+    np.testing.assert_allclose(many.exponents[1, 0], one.exponents, rtol=1e-12)
+
+
+def test_one_value_read_per_call(monkeypatch):
+    """Each public call reads values back at most once (`_checks.read_bool`), and not under jit."""
+    import resflow._checks as checks
+
+    trunk, x0 = _setup(True, jnp.float64)
+    traj = rf.trajectory(trunk, x0, depth=4)
+    r = rf.residuals(trunk, traj)
+    Q = jnp.ones((3, 4, 2))
+    reads = []
+    monkeypatch.setattr(checks, "read_bool", lambda v: reads.append(1) or bool(v))
+    calls = {
+        "state_jacobians": lambda t, x, r, Q: rf.state_jacobians(t, x),
+        "residual_jacobians": lambda t, x, r, Q: rf.residual_jacobians(t, r),
+        "state_jacobian_product": lambda t, x, r, Q: rf.state_jacobian_product(t, x[0], Q),
+        "residual_jacobian_product": lambda t, x, r, Q: rf.residual_jacobian_product(t, r[0], r[1], Q),
+        "network_lyapunov_spectrum": lambda t, x, r, Q: rf.network_lyapunov_spectrum(t, x[0], depth=3).exponents,
+    }
+    for name, f in calls.items():
+        reads.clear()
+        f(trunk, traj, r, Q)
+        assert len(reads) <= 1, name
+        reads.clear()
+        jax.jit(f)(trunk, traj, r, Q)
+        assert len(reads) == 0, name
