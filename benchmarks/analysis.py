@@ -123,7 +123,7 @@ def lyapunov_tasks(T, k, *, grouped_qr: bool = False):
 
 def perturbation_tasks(T):
     def matrix_free(p, x0, dirs):
-        return rf.linear_growth(p, x0, dirs, depth=T)
+        return rf.linear_growth(p, x0, directions=dirs, depth=T)
 
     def jacfwd(p, x0, dirs):
         J = _jacfwd_along(p, _traj(p, x0, T)[:-1])  # (T, B, n, n)

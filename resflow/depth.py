@@ -169,9 +169,3 @@ def fold_drift(
             check_array(name, a)
     shift = jnp.mean(x_old - x_new, axis=0)
     return bias + shift @ kernel
-
-
-# --- TRANSITION SHIM: train.py (not yet migrated) imports it. Delete at the merge
-# (`Trunk.truncate` replaces it). ---
-def prune_trunk(params, depth):
-    return params if params.W.ndim == 2 else type(params)(params.W[:depth], params.b[:depth])

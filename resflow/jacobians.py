@@ -287,17 +287,3 @@ def network_lyapunov_spectrum(
     )
     running = None if res.running is None else res.running.reshape(batch + res.running.shape[1:])
     return LyapunovResult(res.exponents.reshape(batch + res.exponents.shape[1:]), running, None)
-
-
-# --- TRANSITION SHIMS: attractors.py and interactions.py (not yet migrated) import these.
-# Delete this block at the merge; they use model.require_shared / model.require_logistic. ---
-def shared_params(params, what):
-    if jnp.ndim(params.W) != 2:
-        raise ValueError(f"params must be shared weights (W of shape (n, n)) for {what}")
-    return params
-
-
-def check_logistic(activation) -> None:
-    get_activation(activation)
-    if activation != "sigmoid":
-        raise ValueError(f"activation must be 'sigmoid' (logistic activation only), got {activation!r}")

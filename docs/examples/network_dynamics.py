@@ -30,11 +30,11 @@ np.set_printoptions(precision=3, suppress=True)
 out: dict[str, float] = {}
 
 data = circles(seed=0)
-config = TrainConfig(width=3, depth=15, lift=True, lr=1e-2, batch_size=50, epochs=300)
+config = TrainConfig().replace(width=3, depth=15, lift=True, lr=1e-2, batch_size=50, epochs=300)
 result = fit(data, config, key=jax.random.key(1), figures=False)
 out["test_accuracy"] = float(accuracy(result, data.x_test, data.y_test))
 trunk = result.trunk.astype(jnp.float64)  # the trained map (h, activation, model) at its final depth
-x0 = jnp.asarray(result.classifier.apply({"params": result.params}, data.x_test, method="embed"), jnp.float64)
+x0 = jnp.asarray(result.network.embed(jnp.asarray(data.x_test)), jnp.float64)  # the trunk's inputs (after the lift)
 y = jnp.asarray(data.y_test)
 T = result.depth
 out["depth"] = T

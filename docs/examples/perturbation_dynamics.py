@@ -93,16 +93,13 @@ res = trained["ResNet-15"]
 trunk = res.trunk
 x_train = jnp.asarray(data.x_train, trunk.dtype)
 x_test = x_test.astype(trunk.dtype)
-r_train = rf.residuals(trunk, rf.trajectory(trunk, x_train, depth=res.depth))
-r_test = rf.residuals(trunk, rf.trajectory(trunk, x_test, depth=res.depth))
 sep = rf.class_separability(
     trunk,
-    r_train,
+    x_train,
     jnp.asarray(data.y_train),
-    x0=x_train,
-    test_residuals=r_test,
-    test_labels=jnp.asarray(data.y_test),
+    depth=res.depth,
     test_x0=x_test,
+    test_labels=jnp.asarray(data.y_test),
     ridge=1e-2,
 )
 plot_separability({"ResNet-15": sep}, save=FIG / "perturbation_separability.png")

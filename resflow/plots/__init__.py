@@ -9,6 +9,7 @@ import matplotlib
 if matplotlib.get_backend().lower() not in ("agg", "pdf", "svg", "ps", "cairo") and not matplotlib.is_interactive():
     matplotlib.use("Agg")
 
+from .continuous import plot_convergence as plot_convergence  # noqa: E402
 from .dynamics import plot_eigenvalue_cloud as plot_eigenvalue_cloud  # noqa: E402
 from .dynamics import plot_lyapunov_convergence as plot_lyapunov_convergence  # noqa: E402
 from .network import plot_attractor_portrait as plot_attractor_portrait  # noqa: E402
