@@ -4,8 +4,6 @@ x_{t+1} = x_t + h·σ(W x_t + b) is an explicit Euler map; its residuals r_t = �
 obey r_{t+1} = σ(σ⁻¹(r_t) + h W r_t), and the output is x_T = x_0 + h Σ_t r_t.
 """
 
-from .activations import ACTIVATIONS as ACTIVATIONS
-from .activations import Activation as Activation
 from .activations import get_activation as get_activation
 from .attractors import ResidualFixedPoints as ResidualFixedPoints
 from .attractors import SteadyState as SteadyState
@@ -24,9 +22,6 @@ from .covariant import covariant_lyapunov_vectors as covariant_lyapunov_vectors
 from .covariant import covariant_lyapunov_vectors_flow as covariant_lyapunov_vectors_flow
 from .covariant import kaplan_yorke_dimension as kaplan_yorke_dimension
 from .covariant import network_covariant_vectors as network_covariant_vectors
-from .covariant import pairwise_angles as pairwise_angles
-from .covariant import subspace_angles as subspace_angles
-from .data import DATASETS as DATASETS
 from .data import Dataset as Dataset
 from .data import load_dataset as load_dataset
 from .depth import depth_rule as depth_rule
@@ -80,7 +75,6 @@ from .separability import Separability as Separability
 from .separability import class_separability as class_separability
 from .separability import fisher_ratio as fisher_ratio
 from .separability import linear_probe as linear_probe
-from .slow_points import SLOW_POINT_LABELS as SLOW_POINT_LABELS
 from .slow_points import SlowPoints as SlowPoints
 from .slow_points import find_slow_points as find_slow_points
 from .spec import TrainConfig as TrainConfig

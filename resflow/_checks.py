@@ -58,8 +58,12 @@ def all_true(checks: dict) -> bool:
     """Whether every ``predicate(xp, array)`` of ``checks = {name: (array, predicate)}`` holds.
 
     Host arrays are checked with numpy; the accelerator arrays are reduced together on the
-    device, so a whole group of checks costs one device-to-host read.
+    device, so a whole group of checks costs one device-to-host read. Tracers have no values
+    to check and are skipped, so a call made under `jax.jit` reads nothing.
     """
+    checks = {k: v for k, v in checks.items() if is_concrete(v[0])}
+    if not checks:
+        return True
     host = [predicate(np, np.asarray(x)).all() for x, predicate in checks.values() if _on_host(x)]
     device = [(x, predicate) for x, predicate in checks.values() if not _on_host(x)]
     ok = np.all(host)
@@ -163,16 +167,9 @@ def finite(xp, a):
     return xp.isfinite(a)
 
 
-def concrete_all_true(checks: dict) -> bool:
-    """`all_true` over the concrete arrays of `checks` (one read); tracers are skipped, so a
-    call made under `jax.jit` reads nothing."""
-    checks = {k: v for k, v in checks.items() if is_concrete(v[0])}
-    return all_true(checks) if checks else True
-
-
 def check_shape(name: str, x, *, min_ndim: int = 1, ndim: int | None = None, last_dim=None) -> jax.Array:
     """`check_array` without the value check (no host read): a floating array of the expected
-    rank / trailing size. Pair it with one `concrete_all_true` over all of a call's arrays."""
+    rank / trailing size. Pair it with one `all_true` over all of a call's arrays."""
     arr = as_float_array(name, x)
     if ndim is not None and arr.ndim != ndim:
         raise ValueError(f"{name} must have {ndim} dimensions, got shape {arr.shape}")

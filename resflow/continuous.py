@@ -36,10 +36,9 @@ from ._checks import (
     check_int,
     check_positive,
     check_unit_interval,
-    is_concrete,
 )
 from .activations import get_activation
-from .dynamics import LyapunovResult
+from .dynamics import LyapunovResult, check_vector_field, random_frame
 from .model import Trunk, check_trunk, require_logistic, require_shared, scan_trunk
 
 __all__ = [
@@ -120,11 +119,6 @@ def _solve(field, trunk, y0, ts, t1, solver: str, dt0, rtol, atol, max_steps: in
     return jax.vmap(one)(y0)
 
 
-def checks_pass(checks: dict) -> bool:
-    """`_checks.all_true` over the concrete arrays of `checks` (tracers are skipped): one read."""
-    return all_true({k: v for k, v in checks.items() if is_concrete(v[0])})
-
-
 def _boundary(trunk, y0, depth_time, saveat, solver, dt0, rtol, atol, max_steps, name, what, *, unit=False):
     """Checked (trunk, y0, S, ts, dt0); one value read for y0 (finite; in (0, 1) with `unit`)
     and the save points."""
@@ -159,7 +153,7 @@ def _boundary(trunk, y0, depth_time, saveat, solver, dt0, rtol, atol, max_steps,
     def ts_ok(xp, a):
         return (a >= 0) & (a <= S) & xp.concatenate([a[1:] >= a[:-1], a[:1] == a[:1]])
 
-    if not checks_pass({name: (y0, y_ok), "saveat": (ts, ts_ok)}):
+    if not all_true({name: (y0, y_ok), "saveat": (ts, ts_ok)}):
         check_array(name, y0)
         if unit:
             check_unit_interval(name, y0)
@@ -296,37 +290,6 @@ def euler_convergence(
     return Convergence(h, steps_arr, errors, float(slope), float(intercept), S)
 
 
-def check_vector_field(vector_field, y0, args) -> None:
-    """A callable ``vector_field(t, y, args)`` returning an array of y0's shape and dtype."""
-    _check_signature(vector_field, (jnp.zeros((), y0.dtype), y0, args), y0, "vector_field", "vector_field(t, y, args)")
-
-
-def check_step(step, x0) -> None:
-    """A callable map ``step(x)`` returning an array of x0's shape and dtype."""
-    _check_signature(step, (x0,), x0, "step", "step(x)")
-
-
-def _check_signature(fn, inputs, like, name: str, call: str) -> None:
-    if not callable(fn):
-        raise TypeError(f"{name} must be callable as {call}, got {type(fn).__name__}")
-    try:
-        out = jax.eval_shape(fn, *inputs)
-    except Exception as e:
-        raise ValueError(f"{call} failed for an input of shape {like.shape}: {e}") from e
-    if getattr(out, "shape", None) != like.shape or out.dtype != like.dtype:
-        raise ValueError(
-            f"{call} must return an array of the input's shape {like.shape} and dtype {like.dtype}, "
-            f"got {getattr(out, 'shape', type(out).__name__)} {getattr(out, 'dtype', '')}"
-        )
-
-
-def random_frame(n: int, k: int, key, dtype) -> jax.Array:
-    """An orthonormal ``(n, k)`` frame: the first k columns of a Gaussian n × n matrix,
-    orthonormalised (key None is a fixed key, so results are reproducible). Unchecked."""
-    key = jax.random.key(0) if key is None else key
-    return jnp.linalg.qr(jax.random.normal(key, (n, n), dtype)[:, :k])[0]
-
-
 def variational_solve(vector_field, t0, t1, y, Q, args, *, rtol, atol, max_steps: int = 65536):
     """(y(t1), Φ(t1, t0) Q): the state and a tangent frame carried from t0 to t1. Unchecked.
 
@@ -445,7 +408,7 @@ def ode_lyapunov_spectrum(
     y0 = as_float_array("y0", y0)
     if y0.ndim != 1:
         raise ValueError(f"y0 must be a state vector (n,), got shape {y0.shape}; vmap the call for a batch")
-    if not checks_pass({"y0": (y0, lambda xp, a: xp.isfinite(a))}):
+    if not all_true({"y0": (y0, lambda xp, a: xp.isfinite(a))}):
         raise ValueError("y0 must contain only finite values (found NaN or inf)")
     n = y0.shape[0]
     k = n if num_exponents is None else check_int("num_exponents", num_exponents)

@@ -31,10 +31,12 @@ import jax.numpy as jnp
 from jax.scipy.linalg import solve_triangular
 from jaxtyping import Array, Float
 
-from ._checks import as_float_array, check_int, check_positive
+from ._checks import all_true, as_float_array, check_int, check_positive
 from .activations import get_activation
-from .continuous import check_step, check_vector_field, checks_pass, qr_intervals, random_frame, variational_solve
-from .model import Trunk, check_depth, check_state, check_trunk
+from .continuous import qr_intervals, variational_solve
+from .dynamics import check_step, check_vector_field, random_frame
+from .jacobians import state_product
+from .model import Trunk, apply_layer, check_depth, check_state, check_trunk
 
 __all__ = [
     "CovariantVectors",
@@ -195,7 +197,7 @@ def covariant_lyapunov_vectors(
     num_steps = check_int("num_steps", num_steps)
     transient = check_int("transient", transient, minimum=0)
     check_step(step, x0)
-    if not checks_pass({"x0": (x0, lambda xp, a: xp.isfinite(a))}):
+    if not all_true({"x0": (x0, lambda xp, a: xp.isfinite(a))}):
         raise ValueError("x0 must contain only finite values (found NaN or inf)")
     q0 = random_frame(n, k, key, x0.dtype)
     return _map_clv(step, x0, q0, _end_coefficients(k, key, x0.dtype), transient, num_steps)
@@ -253,7 +255,7 @@ def covariant_lyapunov_vectors_flow(
     num, dt = qr_intervals(dt, 0.0, t1)
     check_positive("transient", transient, allow_zero=True)
     transient_steps = round(float(transient) / dt)
-    if not checks_pass({"y0": (y0, lambda xp, a: xp.isfinite(a))}):
+    if not all_true({"y0": (y0, lambda xp, a: xp.isfinite(a))}):
         raise ValueError("y0 must contain only finite values (found NaN or inf)")
     q0 = random_frame(n, k, key, y0.dtype)
     c_end = _end_coefficients(k, key, y0.dtype)
@@ -264,15 +266,11 @@ def covariant_lyapunov_vectors_flow(
 def layer_tangent(trunk: Trunk, W, b, x, Q):
     """(x_{t+1}, J_t Q) for one layer, from the analytic state Jacobian. Unchecked.
 
-    resnet: J = I + h·diag(act'(a)) W, so J Q = Q + h·act'(a) ⊙ (W Q); mlp: J Q = act'(a) ⊙ (W Q),
-    with a = W x + b. One matrix product per layer, no n × n Jacobian.
+    resnet: J = I + h·diag(act'(a)) W; mlp: J = diag(act'(a)) W, with a = W x + b. One matrix
+    product per layer, no n × n Jacobian.
     """
-    act = get_activation(trunk.activation)
-    a = W @ x + b
-    WQ = act.grad(a)[:, None] * (W @ Q)
-    if trunk.model == "resnet":
-        return x + trunk.h * act.fn(a), Q + trunk.h * WQ
-    return act.fn(a), WQ
+    d = get_activation(trunk.activation).grad(W @ x + b)
+    return apply_layer(trunk, W, b, x), state_product(W, d, Q, trunk.h, trunk.model, False)
 
 
 @eqx.filter_jit

@@ -24,7 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
 
-from ._checks import check_array, check_int, check_positive, check_shape, concrete_all_true, finite
+from ._checks import all_true, check_array, check_int, check_positive, check_shape, finite
 
 __all__ = ["residual_changes", "depth_rule", "depth_rule_jax", "fold_drift"]
 
@@ -62,7 +62,7 @@ def residual_changes(
     def usable(xp, a):
         return xp.isfinite(a) & (a >= 0) & (a.sum() > 0)
 
-    if not concrete_all_true({"r": (r, finite), "weights": (w, usable)}):
+    if not all_true({"r": (r, finite), "weights": (w, usable)}):
         check_array("r", r, ndim=3)
         check_array("weights", w, ndim=1)
         wn = np.asarray(w)
@@ -164,7 +164,7 @@ def fold_drift(
             f"kernel must have shape (n, classes) = ({x_old.shape[1]}, {bias.shape[0]}) from x_old and bias, "
             f"got {kernel.shape}"
         )
-    if not concrete_all_true({name: (a, finite) for name, a in arrays.items()}):
+    if not all_true({name: (a, finite) for name, a in arrays.items()}):
         for name, a in arrays.items():
             check_array(name, a)
     shift = jnp.mean(x_old - x_new, axis=0)

@@ -61,22 +61,43 @@ __all__ = [
 # validation helpers
 
 
-def _check_callable(name: str, fn) -> None:
+def check_step(step, x0) -> None:
+    """`step` is a callable map returning an array of the shape and dtype of one state of
+    `x0` (``(*batch, n)``; checked by abstract evaluation, nothing runs)."""
+    x1 = jax.ShapeDtypeStruct(x0.shape[-1:], x0.dtype)
+    _check_signature(step, (x1,), x1, "step", "step(x)")
+
+
+def check_vector_field(vector_field, y0, args) -> None:
+    """A callable ``vector_field(t, y, args)`` returning an array of y0's shape and dtype."""
+    _check_signature(vector_field, (jnp.zeros((), y0.dtype), y0, args), y0, "vector_field", "vector_field(t, y, args)")
+
+
+def _check_signature(fn, inputs, like, name: str, call: str) -> None:
     if not callable(fn):
-        raise TypeError(f"{name} must be a callable, got {type(fn).__name__}")
-
-
-def _check_step(step, x: jax.Array) -> None:
-    """`step` is callable and maps an (n,) state to an (n,) state (checked by abstract eval)."""
-    _check_callable("step", step)
-    x1 = jax.ShapeDtypeStruct(x.shape[-1:], x.dtype)
+        raise TypeError(f"{name} must be callable as {call}, got {type(fn).__name__}")
     try:
-        out = jax.eval_shape(step, x1)
-    except Exception as e:  # the user's map failed on an (n,) input: say so, keep the cause
-        raise ValueError(f"step must map an array of shape {x1.shape} to the same shape; calling it failed: {e}") from e
-    if not hasattr(out, "shape") or out.shape != x1.shape:
-        got = getattr(out, "shape", type(out).__name__)
-        raise ValueError(f"step must return an array of the input shape {x1.shape}, got {got}")
+        out = jax.eval_shape(fn, *inputs)
+    except Exception as e:  # the user's function failed on a valid input: say so, keep the cause
+        raise ValueError(f"{call} failed for an input of shape {like.shape}: {e}") from e
+    if getattr(out, "shape", None) != like.shape or out.dtype != like.dtype:
+        got = f"{out.dtype} {out.shape}" if hasattr(out, "shape") else type(out).__name__
+        raise ValueError(
+            f"{call} must return an array of the input's shape {like.shape} and dtype {like.dtype}, got {got}"
+        )
+
+
+def random_frame(n: int, k: int, key, dtype) -> jax.Array:
+    """An orthonormal ``(n, k)`` frame: the first k columns of a Gaussian n × n matrix,
+    orthonormalised. Unchecked.
+
+    A generic frame: with the identity, a diagonal map would keep e_1 … e_k and miss faster
+    directions. key=None is a fixed key, so results are still reproducible. Drawing all n
+    columns and keeping k makes a k-exponent run reproduce the first k exponents of the full
+    run with the same key exactly (QR is column-nested).
+    """
+    key = jax.random.key(0) if key is None else key
+    return jnp.linalg.qr(jax.random.normal(key, (n, n), dtype)[:, :k])[0]
 
 
 def _num_exponents(num_exponents, n: int) -> int:
@@ -168,7 +189,7 @@ def jacobian_spectrum(step: Callable[[Array], Array], x: Float[Array, "*batch n"
     `ValueError` if `step` does not map ``(n,)`` to ``(n,)`` or `x` is not finite.
     """
     x = check_array("x", x)
-    _check_step(step, x)
+    check_step(step, x)
 
     return _jacobian_spectrum_run(step, x)
 
@@ -213,15 +234,8 @@ def _initial_frame(n: int, k: int, key, initial_q, dtype) -> jax.Array:
         if q0.shape != (n, k):
             raise ValueError(f"initial_q must have shape (n, num_exponents) = {(n, k)}, got {q0.shape}")
         q0 = q0.astype(dtype)
-    else:
-        # A generic frame: with the identity, a diagonal map would keep e_1 … e_k and miss
-        # faster directions. key=None is a fixed key, so results are still reproducible.
-        # Drawing all n columns and keeping k makes a k-exponent run reproduce the first k
-        # exponents of the full run with the same key exactly (QR is column-nested).
-        key = jax.random.key(0) if key is None else key
-        q0 = jax.random.normal(key, (n, n), dtype)[:, :k]
-    q, r = jnp.linalg.qr(q0)
-    return q
+        return jnp.linalg.qr(q0)[0]
+    return random_frame(n, k, key, dtype)
 
 
 def lyapunov_spectrum_from_products(
@@ -281,7 +295,8 @@ def lyapunov_spectrum_from_products(
     dtype; `ValueError` for num_steps < 1, n < 1, k outside [1, n], a bad `initial_q`, both
     `key` and `initial_q`, or a `jvp_fn` whose product does not have shape ``(n, k)``.
     """
-    _check_callable("jvp_fn", jvp_fn)
+    if not callable(jvp_fn):
+        raise TypeError(f"jvp_fn must be a callable, got {type(jvp_fn).__name__}")
     num_steps = check_int("num_steps", num_steps, minimum=1)
     n = check_int("n", n, minimum=1)
     if num_exponents is None and initial_q is not None and jnp.ndim(initial_q) == 2:
@@ -362,7 +377,7 @@ def lyapunov_spectrum(
     or k outside [1, n].
     """
     x0 = check_array("x0", x0)
-    _check_step(step, x0)
+    check_step(step, x0)
     num_steps = check_int("num_steps", num_steps, minimum=1)
     burn_in = check_int("burn_in", burn_in, minimum=0)
     n = x0.shape[-1]
@@ -475,7 +490,7 @@ class FixedPoints(NamedTuple):
         return np.vectorize(names.__getitem__, otypes=[object])(codes) if codes.size else codes.astype(object)
 
 
-def _stability_code(eigenvalues: jax.Array, converged: jax.Array, marginal_tol) -> jax.Array:
+def stability_code(eigenvalues: jax.Array, converged: jax.Array, marginal_tol) -> jax.Array:
     mod = jnp.abs(eigenvalues)
     code = jnp.where(
         jnp.all(mod < 1, axis=-1),
@@ -550,7 +565,7 @@ def find_fixed_points(
     marginal_tol ≤ 0 or max_iter < 1.
     """
     x0 = check_array("initial_points", initial_points)
-    _check_step(step, x0)
+    check_step(step, x0)
     max_iter = check_int("max_iter", max_iter, minimum=1)
     dtype = x0.dtype
     root_eps = float(np.sqrt(jnp.finfo(dtype).eps))
@@ -633,7 +648,7 @@ def _fixed_points_run(step, x0, tol, xtol, marginal_tol, *, max_iter):
         shrinking = (next_step <= last / 2) | (next_step <= inv_norm * rounding)
         converged = jnp.isfinite(error) & (fn <= tol * s) & (error <= xtol * s) & shrinking
         ev = _eigvals_sorted(J_step)
-        return FixedPoints(x, converged, fn, ev, _stability_code(ev, converged, marginal_tol), it, error)
+        return FixedPoints(x, converged, fn, ev, stability_code(ev, converged, marginal_tol), it, error)
 
     return _batched(one, x0)
 

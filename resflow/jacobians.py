@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
-from ._checks import as_float_array, check_array, concrete_all_true, finite
+from ._checks import all_true, as_float_array, check_array, finite
 from .activations import get_activation
 from .dynamics import LyapunovResult, lyapunov_spectrum_from_products
 from .model import (
@@ -57,8 +57,10 @@ def _state_matrix(W, d, h, model):
     return DW
 
 
-def _state_product(W, d, Q, h, model, transpose):
-    """J Q or Jᵀ Q for J = I + h diag(d) W (resnet) / diag(d) W (mlp), without forming J."""
+def state_product(W, d, Q, h, model, transpose):
+    """J Q or Jᵀ Q for J = I + h diag(d) W (resnet) / diag(d) W (mlp), without forming J.
+
+    The one tangent kernel of the trunk (Lyapunov spectra, covariant vectors). Unchecked."""
     if transpose:
         WtDQ = jnp.swapaxes(W, -1, -2) @ (d[..., :, None] * Q)
         return Q + h * WtDQ if model == "resnet" else WtDQ
@@ -127,7 +129,7 @@ def residual_jacobians(trunk: Trunk, residuals: Float[Array, "T *batch n"]) -> F
     r = state_array(trunk, residuals, "residuals", min_ndim=2)
     if r.shape[0] < 2:
         raise ValueError(f"residuals must hold at least 2 layers along axis 0, got shape {r.shape}")
-    if not concrete_all_true({"residuals": (r, inside_unit)}):
+    if not all_true({"residuals": (r, inside_unit)}):
         check_residual_values("residuals", r)
     d, d_next = r[:-1] * (1 - r[:-1]), r[1:] * (1 - r[1:])
     return d_next[..., :, None] * (jnp.eye(trunk.width, dtype=r.dtype) / d[..., :, None] + trunk.h * trunk.W)
@@ -172,11 +174,11 @@ def state_jacobian_product(
     trunk = require_shared(check_trunk(trunk), "one layer's Jacobian product (pass trunk.layer(t))")
     a = state_array(trunk, a, "a")
     Q = _tangents(trunk, Q)
-    if not concrete_all_true({"a": (a, finite), "Q": (Q, finite)}):
+    if not all_true({"a": (a, finite), "Q": (Q, finite)}):
         check_state(trunk, a, "a")
         check_array("Q", Q, min_ndim=2)
     d = get_activation(trunk.activation).grad(a)
-    return _state_product(trunk.W, d, Q, trunk.h, trunk.model, transpose)
+    return state_product(trunk.W, d, Q, trunk.h, trunk.model, transpose)
 
 
 def residual_jacobian_product(
@@ -208,7 +210,7 @@ def residual_jacobian_product(
     if r.shape != r_next.shape:
         raise ValueError(f"r and r_next must have the same shape, got {r.shape} and {r_next.shape}")
     Q = _tangents(trunk, Q)
-    if not concrete_all_true({"r": (r, inside_unit), "r_next": (r_next, inside_unit), "Q": (Q, finite)}):
+    if not all_true({"r": (r, inside_unit), "r_next": (r_next, inside_unit), "Q": (Q, finite)}):
         check_residual_values("r", r)
         check_residual_values("r_next", r_next)
         check_array("Q", Q, min_ndim=2)
@@ -224,7 +226,7 @@ def lyapunov_batch(trunk: Trunk, x0, key, initial_q, *, depth, num_exponents, re
 
     def one(d_i):
         def jvp(t, Q):
-            return _state_product(W if trunk.shared else W[t], d_i[t], Q, trunk.h, trunk.model, False)
+            return state_product(W if trunk.shared else W[t], d_i[t], Q, trunk.h, trunk.model, False)
 
         return lyapunov_spectrum_from_products(
             jvp,

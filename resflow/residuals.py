@@ -22,11 +22,11 @@ import numpy as np
 from jaxtyping import Array, Float
 
 from ._checks import (
+    all_true,
     as_float_array,
     check_array,
     check_int,
     check_unit_interval,
-    concrete_all_true,
     finite,
 )
 from .activations import get_activation
@@ -54,7 +54,7 @@ class ConditioningWarning(RuntimeWarning):
 def state_array(trunk: Trunk, x, name: str, *, min_ndim: int = 1) -> jax.Array:
     """`x` with the shape and dtype `model.check_state` requires, without reading values.
 
-    The value checks of a call go into one `concrete_all_true` read instead; on a failure the
+    The value checks of a call go into one `all_true` read instead; on a failure the
     caller reruns `model.check_state` for the precise message.
     """
     x = as_float_array(name, x)
@@ -84,7 +84,7 @@ def check_trajectory(trunk: Trunk, traj) -> tuple[jax.Array, int]:
         raise ValueError(f"trajectory must hold at least 2 states (T + 1 with T >= 1), got shape {traj.shape}")
     if not trunk.shared and trunk.num_layers < T:
         raise ValueError(f"the untied trunk has {trunk.num_layers} layers but the trajectory has T = {T} steps")
-    if not concrete_all_true({"trajectory": (traj, finite)}):
+    if not all_true({"trajectory": (traj, finite)}):
         check_state(trunk, traj, "trajectory", min_ndim=2)
     return traj, T
 
@@ -136,7 +136,7 @@ def logit(r: Float[Array, "*shape"]) -> Float[Array, "*shape"]:
     networks with `preactivation_recurrence` from a_0 instead. Nothing is clipped.
     """
     r = as_float_array("r", r)
-    if not concrete_all_true({"r": (r, inside_unit)}):
+    if not all_true({"r": (r, inside_unit)}):
         check_residual_values("r", r)
     return jnp.log(r) - jnp.log1p(-r)
 
@@ -248,7 +248,7 @@ def residual_recurrence(trunk: Trunk, r0: Float[Array, "*batch n"], *, depth: in
         # u/(1 − a) ≤ tol, written without the division (r = 1 is caught, not divided by).
         return inside_unit(xp, a) & (np.finfo(a.dtype).eps / 2 <= LOGIT_ERROR_TOL * (1 - a))
 
-    if not concrete_all_true({"r0": (r0, well_conditioned)}):
+    if not all_true({"r0": (r0, well_conditioned)}):
         check_residual_values("r0", r0)
         worst = float(np.max(logit_error_bound(np.asarray(r0))))
         warnings.warn(
@@ -279,7 +279,7 @@ def _check_integral(trunk, r, x0):
         if x0.shape != r.shape[1:]:
             raise ValueError(f"x0 must have shape {r.shape[1:]} to match residuals {r.shape}, got {x0.shape}")
         checks["x0"] = (x0, finite)
-    if not concrete_all_true(checks):
+    if not all_true(checks):
         for name, (a, _) in checks.items():
             check_state(trunk, a, name)
     return trunk, r, x0

@@ -26,13 +26,10 @@ import numpy as np
 import optax
 from jaxtyping import Array, Bool, Complex, Float, Int
 
-from ._checks import as_float_array, check_choice, check_int, check_positive
-from .continuous import check_step, checks_pass
+from ._checks import all_true, as_float_array, check_choice, check_int, check_positive
+from .dynamics import Stability, check_step, stability_code
 
-__all__ = ["SLOW_POINT_LABELS", "SlowPoints", "find_slow_points"]
-
-SLOW_POINT_LABELS = ("attracting", "repelling", "saddle", "marginal")
-"""Names of the codes 0 … 3 of `SlowPoints.stability`: the linearisation's type at the point."""
+__all__ = ["SlowPoints", "find_slow_points"]
 
 OPTIMISERS = {"adam": optax.adam, "sgd": optax.sgd}
 
@@ -48,7 +45,7 @@ class SlowPoints(NamedTuple):
     - `initial_q`: ``(*batch,)`` q at the starts.
     - `is_fixed`: ``(*batch,)`` q ≤ tol.
     - `eigenvalues`: ``(*batch, n)`` eigenvalues of ∂F/∂x at the points, by modulus descending.
-    - `stability`: ``(*batch,)`` codes into `SLOW_POINT_LABELS`: all |μ| < 1 attracting, all
+    - `stability`: ``(*batch,)`` `resflow.Stability` codes: all |μ| < 1 attracting, all
       > 1 repelling, else saddle; marginal if some ||μ| − 1| ≤ marginal_tol.
     """
 
@@ -62,7 +59,9 @@ class SlowPoints(NamedTuple):
     @property
     def labels(self) -> np.ndarray:
         """The stability codes as names (a host array of str)."""
-        return np.array(SLOW_POINT_LABELS, dtype=object)[np.asarray(self.stability)]
+        return np.array([Stability(int(c)).label for c in np.asarray(self.stability).ravel()], dtype=object).reshape(
+            np.shape(self.stability)
+        )
 
 
 def speed(step: Callable[[Array], Array], x: Float[Array, " n"]) -> Float[Array, ""]:
@@ -89,9 +88,8 @@ def _descend(step, starts, lr, num_iters: int, optimiser: str, tol, marginal_tol
         return x, speed(step, x), speed(step, x0), ev
 
     x, q, q0, ev = jax.vmap(one)(starts)
-    mod = jnp.abs(ev)
-    code = jnp.where(jnp.all(mod < 1, -1), 0, jnp.where(jnp.all(mod > 1, -1), 1, 2))
-    code = jnp.where(jnp.any(jnp.abs(mod - 1) <= marginal_tol, -1), 3, code).astype(jnp.int32)
+    # A slow point is a point, not an unconverged search: its linearisation is classified as is.
+    code = stability_code(ev, jnp.ones(ev.shape[:-1], bool), marginal_tol)
     return x, q, q0, q <= tol, ev, code
 
 
@@ -137,7 +135,7 @@ def find_slow_points(
     tol = (1e-20 if starts.dtype == jnp.float64 else 1e-10) if tol is None else tol
     check_positive("tol", tol, allow_zero=True)
     check_positive("marginal_tol", marginal_tol, allow_zero=True)
-    if not checks_pass({"starts": (starts, lambda xp, a: xp.isfinite(a))}):
+    if not all_true({"starts": (starts, lambda xp, a: xp.isfinite(a))}):
         raise ValueError("starts must contain only finite values (found NaN or inf)")
     batch, n = starts.shape[:-1], starts.shape[-1]
     lr = jnp.asarray(learning_rate, starts.dtype)

@@ -66,7 +66,7 @@ def test_henon_clvs_are_covariant():
     np.testing.assert_allclose(res.orbit[1:], jax.vmap(henon)(res.orbit[:-1]), atol=1e-12)
     angles = np.asarray(res.angles[:, 0, 1])
     assert np.all((angles > 0) & (angles <= np.pi / 2))
-    np.testing.assert_allclose(np.asarray(rf.subspace_angles(res.vectors, 1)), angles, atol=1e-10)
+    np.testing.assert_allclose(np.asarray(rf.covariant.subspace_angles(res.vectors, 1)), angles, atol=1e-10)
     # ln b sum rule and the literature spectrum (0.419, −1.623) at two digits
     assert abs(float(res.exponents.sum()) - np.log(0.3)) < 1e-10
     assert abs(float(res.exponents[0]) - 0.419) < 0.03
@@ -149,7 +149,7 @@ def test_kaplan_yorke_batch_and_literature_values():
             ValueError,
             "one input",
         ),
-        (lambda: rf.subspace_angles(jnp.ones((3, 2)), 2), ValueError, "num_unstable"),
+        (lambda: rf.covariant.subspace_angles(jnp.ones((3, 2)), 2), ValueError, "num_unstable"),
         (lambda: rf.kaplan_yorke_dimension(jnp.float64(1.0)), ValueError, "exponents"),
     ],
 )

@@ -1,82 +1,42 @@
 """Numbers quoted in the docs equal the results files that the scripts and examples write.
 
-A quoted number is marked in the markdown as ``<!--r:FILE.KEY-->VALUE<!--/r-->`` (the
-comments do not render). FILE is a path under ``docs/results`` without ``.json``; KEY is a
-dotted path into it (integers index lists). VALUE is the number as printed, optionally with a
-unit or sign after it (``%``, ``×``, ``s``); it must equal the stored value rounded to the
-decimals VALUE shows. So the docs cannot drift from the results: rerun the example, and this
-test names every stale number.
+The markers and the checker are described in scripts/docs_numbers.py; this test runs the
+checker on every page, and checks the checker itself on pages it writes.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
-import re
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-MARK = re.compile(r"<!--r:([\w./-]+?)\.([\w.]+)-->(.*?)<!--/r-->", re.S)
-NUMBER = re.compile(r"^\s*([-+−]?\d[\d,]*(?:\.\d+)?(?:e[-+]?\d+)?)")
+_spec = importlib.util.spec_from_file_location("docs_numbers", ROOT / "scripts" / "docs_numbers.py")
+dn = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(dn)
 
 
-def _lookup(data, key: str):
-    for part in key.split("."):
-        data = data[int(part)] if isinstance(data, list) else data[part]
-    return data
-
-
-def check_markers(text: str, results_dir: Path) -> tuple[int, list[str]]:
-    """(number of markers, problems): each marked VALUE against its results file."""
-    problems, count = [], 0
-    for file, key, shown in MARK.findall(text):
-        count += 1
-        path = results_dir / f"{file}.json"
-        if not path.is_file():
-            problems.append(f"{file}.{key}: no results file {path}")
-            continue
-        try:
-            value = _lookup(json.loads(path.read_text()), key)
-        except (KeyError, IndexError, ValueError, TypeError):
-            problems.append(f"{file}.{key}: no such key in {path.name}")
-            continue
-        m = NUMBER.match(shown)
-        if m is None:
-            problems.append(f"{file}.{key}: the quoted text {shown!r} is not a number")
-            continue
-        token = m.group(1).replace(",", "").replace("−", "-")
-        decimals = len(token.split(".")[1].split("e")[0]) if "." in token else 0
-        if "e" in token.lower():
-            ok = float(token) == float(f"{float(value):.{decimals}e}")
-        else:
-            ok = float(token) == round(float(value), decimals)
-        if not ok:
-            problems.append(f"{file}.{key}: the docs say {token}, {path.name} has {value}")
-    return count, problems
-
-
-def _pages():
-    return [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md")), *sorted((ROOT / "benchmarks").glob("*.md"))]
-
-
-@pytest.mark.parametrize("page", _pages(), ids=lambda p: str(p.relative_to(ROOT)))
+@pytest.mark.parametrize("page", dn.pages(), ids=lambda p: str(p.relative_to(ROOT)))
 def test_quoted_numbers_equal_results_files(page):
-    _, problems = check_markers(page.read_text(), ROOT / "docs" / "results")
-    assert not problems, "\n".join(problems)
+    _, problems = dn.check_markers(page.read_text())
+    assert not problems, "\n".join(problems) + "\n(rerun the example, then python scripts/docs_numbers.py --write)"
 
 
 def test_docs_quote_numbers_through_markers():
     # The structure is in use: the docs' measured numbers are marked, not typed in.
-    total = sum(check_markers(p.read_text(), ROOT / "docs" / "results")[0] for p in _pages())
-    assert total >= 10
+    assert sum(dn.check_markers(p.read_text())[0] for p in dn.pages()) >= 50
 
 
-def test_checker_catches_a_stale_number(tmp_path):
+def test_checker_catches_stale_numbers_and_update_fixes_them(tmp_path):
     (tmp_path / "ex.json").write_text(json.dumps({"acc": 0.9751, "rows": [{"l": -0.0391}], "n": 1438}))
-    good = "acc <!--r:ex.acc-->0.975<!--/r-->, λ <!--r:ex.rows.0.l-->−0.039<!--/r-->, <!--r:ex.n-->1,438<!--/r--> train"
-    assert check_markers(good, tmp_path) == (3, [])
-    stale = "acc <!--r:ex.acc-->0.970<!--/r--> and <!--r:ex.n-->1437<!--/r-->, <!--r:ex.missing-->1<!--/r-->"
-    count, problems = check_markers(stale, tmp_path)
+    good = "acc <!--r:ex.acc-->0.975<!--/r-->, λ <!--r:ex.rows.0.l-->−0.039<!--/r-->, <!--r:ex.n-->1,438 train<!--/r-->"
+    assert dn.check_markers(good, tmp_path) == (3, [])
+    stale = "acc <!--r:ex.acc-->0.970 %<!--/r--> and <!--r:ex.n-->1437<!--/r-->, <!--r:ex.missing-->1<!--/r-->"
+    count, problems = dn.check_markers(stale, tmp_path)
     assert count == 3 and len(problems) == 3
-    assert "the docs say 0.970" in problems[0] and "no such key" in problems[2]
+    assert "the docs say 0.970" in problems[0] and "no such number" in problems[2]
+    fixed = dn.update_markers(stale, tmp_path)
+    assert "<!--r:ex.acc-->0.975 %<!--/r-->" in fixed and "<!--r:ex.n-->1438<!--/r-->" in fixed
+    assert dn.check_markers(fixed, tmp_path)[1] == [problems[2]]

@@ -19,7 +19,7 @@ def test_trunk_has_slow_points_but_no_fixed_points():
     np.testing.assert_allclose(q, 0.5 * np.sum(s**2, -1), rtol=1e-12)  # q is the speed at the point
     assert np.all(q > 0) and np.all(q < 0.05 * np.asarray(res.initial_q))
     assert not np.any(res.is_fixed)
-    assert res.eigenvalues.shape == (6, 3) and set(res.labels) <= set(rf.SLOW_POINT_LABELS)
+    assert res.eigenvalues.shape == (6, 3) and set(res.labels) <= {s.label for s in rf.Stability}
 
 
 def test_known_fixed_points_are_reached_with_q_near_zero():
@@ -33,7 +33,7 @@ def test_known_fixed_points_are_reached_with_q_near_zero():
     assert np.all(np.asarray(res.q) < 1e-6)
     np.testing.assert_allclose(np.asarray(res.points), np.sign(starts), atol=1e-3)
     np.testing.assert_allclose(np.abs(np.asarray(res.eigenvalues)), 0.6, atol=1e-3)
-    assert list(res.labels) == ["attracting"] * 4
+    assert list(res.labels) == ["attractor"] * 4
     saddle = rf.find_slow_points(F, jnp.array([[0.0, 0.9]]), num_iters=3000, tol=1e-6)
     assert saddle.is_fixed[0] and saddle.labels[0] == "saddle"
     # plain gradient descent reaches the same points
