@@ -87,7 +87,7 @@ def np_rule(changes, depth, tol, min_depth, multi):
     return d
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=30, deadline=None)
 @given(
     depth=st.integers(1, 12),
     extra=st.integers(0, 3),
