@@ -6,8 +6,9 @@
 A quoted number is marked in the markdown as ``<!--r:FILE.KEY-->VALUE<!--/r-->`` (the
 comments do not render). FILE is a path under ``docs/results`` without ``.json``; KEY is a
 dotted path into it (integers index lists). VALUE is the number as printed, optionally
-followed by text (a unit, ``%``, ``×``); it must equal the stored value rounded to the
-decimals VALUE shows. ``--write`` keeps each VALUE's decimals and trailing text.
+followed by text (a unit, ``×``); it must equal the stored value rounded to the decimals
+VALUE shows. A VALUE followed by ``%`` shows a stored fraction in percent (0.975 → 97.5 %).
+``--write`` keeps each VALUE's decimals and trailing text.
 """
 
 from __future__ import annotations
@@ -59,6 +60,11 @@ def _format(value: float, token: str) -> str:
     return text.replace("-", "−") if "−" in token else text
 
 
+def _scaled(value: float, rest: str) -> float:
+    """The stored value as shown: a fraction followed by ``%`` is shown in percent."""
+    return value * 100 if rest.lstrip().startswith("%") else value
+
+
 def check_markers(text: str, results_dir: Path = RESULTS) -> tuple[int, list[str]]:
     """(number of markers, problems): each marked VALUE against its results file."""
     problems = []
@@ -71,6 +77,7 @@ def check_markers(text: str, results_dir: Path = RESULTS) -> tuple[int, list[str
         if problem is None:
             token = m.group(2)
             plain = token.replace(",", "").replace("−", "-")
+            value = _scaled(value, m.group(3))
             if float(plain) != float(_format(value, plain)):
                 problem = f"{file}.{key}: the docs say {token}, {file}.json has {value}"
         if problem:
@@ -88,7 +95,7 @@ def update_markers(text: str, results_dir: Path = RESULTS) -> str:
         if problem or num is None:
             return m.group(0)
         lead, token, rest = num.groups()
-        return f"<!--r:{file}.{key}-->{lead}{_format(value, token)}{rest}<!--/r-->"
+        return f"<!--r:{file}.{key}-->{lead}{_format(_scaled(value, rest), token)}{rest}<!--/r-->"
 
     return MARK.sub(one, text)
 

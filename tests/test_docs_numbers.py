@@ -33,10 +33,11 @@ def test_checker_catches_stale_numbers_and_update_fixes_them(tmp_path):
     (tmp_path / "ex.json").write_text(json.dumps({"acc": 0.9751, "rows": [{"l": -0.0391}], "n": 1438}))
     good = "acc <!--r:ex.acc-->0.975<!--/r-->, λ <!--r:ex.rows.0.l-->−0.039<!--/r-->, <!--r:ex.n-->1,438 train<!--/r-->"
     assert dn.check_markers(good, tmp_path) == (3, [])
-    stale = "acc <!--r:ex.acc-->0.970 %<!--/r--> and <!--r:ex.n-->1437<!--/r-->, <!--r:ex.missing-->1<!--/r-->"
+    assert dn.check_markers("<!--r:ex.acc-->97.5 %<!--/r-->", tmp_path) == (1, [])
+    stale = "acc <!--r:ex.acc-->0.970 s<!--/r--> and <!--r:ex.n-->1437<!--/r-->, <!--r:ex.missing-->1<!--/r-->"
     count, problems = dn.check_markers(stale, tmp_path)
     assert count == 3 and len(problems) == 3
     assert "the docs say 0.970" in problems[0] and "no such number" in problems[2]
     fixed = dn.update_markers(stale, tmp_path)
-    assert "<!--r:ex.acc-->0.975 %<!--/r-->" in fixed and "<!--r:ex.n-->1438<!--/r-->" in fixed
+    assert "<!--r:ex.acc-->0.975 s<!--/r-->" in fixed and "<!--r:ex.n-->1438<!--/r-->" in fixed
     assert dn.check_markers(fixed, tmp_path)[1] == [problems[2]]

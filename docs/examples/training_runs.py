@@ -1,0 +1,84 @@
+"""The training results quoted in docs/training.md and the README, rerun from scratch.
+
+    .venv/bin/python docs/examples/training_runs.py
+
+Trains `make train`'s digits run, then the paper's circles experiment over 8 seeds with and
+without the depth rule and at three init scales, and writes every number the docs quote to
+docs/results/training_runs.json (a few minutes on 2 CPU cores). Then
+``python scripts/docs_numbers.py --write`` updates the marked numbers in the docs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import jax
+
+import resflow as rf
+
+HERE = os.path.dirname(__file__)
+RESULTS = os.path.join(HERE, "..", "results", "training_runs.json")
+
+# scripts/train.py's per-data-set defaults (digits and circles).
+DIGITS = dict(epochs=40, batch_size=64, lr=3e-3, depth_warmup=5, w_std=1.0, depth=15)
+CIRCLES = dict(epochs=300, batch_size=50, lr=1e-2, depth_warmup=100, width=3, depth=15)
+SEEDS = range(8)
+
+
+def summary(result) -> dict:
+    m = result.metrics
+    out = {
+        "test_accuracy": m["test_accuracy"],
+        "train_accuracy": m["train_accuracy"],
+        "depth_after": m["depth_after"],
+        "accuracy_final_params_at_max_depth": m["accuracy_final_params_at_max_depth"],
+        "accuracy_before_pruning": m["accuracy_before_pruning"],
+        "wall_time": m["wall_time"],
+    }
+    for i, c in enumerate(m["cuts"][:2]):
+        out[f"cut{i}"] = {k: c[k] for k in ("epoch", "from", "to", "test_accuracy_before", "test_accuracy_after")}
+    return out
+
+
+def circles_runs(name: str, **options) -> dict:
+    rows = {}
+    for seed in SEEDS:
+        data = rf.load_dataset("circles", seed=seed)
+        result = rf.fit(data, key=jax.random.key(seed), figures=False, **CIRCLES, **options)
+        rows[str(seed)] = summary(result)
+        print(f"circles {name} seed {seed}: {rows[str(seed)]['test_accuracy']:.4f}, depth {result.depth}", flush=True)
+    accs = [r["test_accuracy"] for r in rows.values()]
+    return {
+        "seeds": rows,
+        "num_seeds": len(accs),
+        "num_at_least_999": sum(a >= 0.999 for a in accs),
+        "min_depth_after": min(r["depth_after"] for r in rows.values()),
+        "max_depth_after": max(r["depth_after"] for r in rows.values()),
+    }
+
+
+def main():
+    t0 = time.perf_counter()
+    out = {}
+    digits = rf.fit(rf.load_dataset("digits"), key=jax.random.key(0), figures=False, depth_adapt=True, **DIGITS)
+    out["digits"] = summary(digits)
+    print("digits:", out["digits"], flush=True)
+    out["circles_fixed_w2"] = circles_runs("fixed depth, w_std 2", w_std=2.0)
+    out["circles_adapt_w2"] = circles_runs("depth rule, w_std 2", w_std=2.0, depth_adapt=True)
+    out["circles_adapt_multi_w2"] = circles_runs(
+        "depth rule + multi-cut + fold-drift, w_std 2", w_std=2.0, depth_adapt=True, multi_cut=True, fold_drift=True
+    )
+    out["circles_adapt_w1"] = circles_runs("depth rule, w_std 1", w_std=1.0, depth_adapt=True)
+    out["circles_fixed_w1"] = circles_runs("fixed depth, w_std 1", w_std=1.0)
+    out["circles_adapt_w3"] = circles_runs("depth rule, w_std 3", w_std=3.0, depth_adapt=True)
+    out["total_seconds"] = time.perf_counter() - t0
+    out["machine"] = {"device": str(jax.devices()[0]), "cpu_count": os.cpu_count(), "jax": jax.__version__}
+    with open(RESULTS, "w") as f:
+        json.dump(out, f, indent=1)
+    print(f"written {RESULTS} in {out['total_seconds']:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
