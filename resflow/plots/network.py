@@ -112,7 +112,7 @@ def plot_residual_trajectories(
         raise ValueError(f"components must be indices in [0, {n}), got {components!r}")
     classes = np.unique(lab)
     colors = class_colors(len(classes))
-    ncols = min(len(comps), 3)
+    ncols = 2 if len(comps) == 4 else min(len(comps), 3)
     nrows = -(-len(comps) // ncols)
     fig, axes = new_figure(nrows, ncols, size=(3.6, 2.6), sharex=True, sharey=True)
     layers = np.arange(T)
@@ -128,12 +128,15 @@ def plot_residual_trajectories(
     # tanh, [0, ∞) for relu), never an assumed one.
     if r.min() >= 0.0 and r.max() <= 1.0:
         axes.flat[0].set_ylim(-0.03, 1.03)
-    for ax in axes[-1]:
-        ax.set_xlabel("layer t")
-    for ax in axes[:, 0]:
-        ax.set_ylabel("residual $r_{t,i}$")
     for ax in list(axes.flat)[len(comps) :]:
         ax.set_visible(False)
+    for column in axes.T:
+        # The lowest drawn panel of each column carries the layer axis (sharex hides the others').
+        lowest = [ax for ax in column if ax.get_visible()][-1]
+        lowest.set_xlabel("layer t")
+        lowest.xaxis.set_tick_params(labelbottom=True)
+    for ax in axes[:, 0]:
+        ax.set_ylabel("residual $r_{t,i}$")
     figure_legend(fig, axes.flat[0], where="right", title="class" if labels is not None else None)
     fig.supxlabel(_residual_note(mode, activation, max_lines), fontsize=8, ha="left", x=0.01)
     if title:
