@@ -335,7 +335,15 @@ def _write_outputs(out: Path, result: TrainResult, data: Dataset, figures: bool)
         from .plots.training import plot_depth_history, plot_residuals_by_class, plot_training_curves
 
         plot_training_curves(result.history, save=out / "training_curves.png")
-        plot_depth_history(result.history, max_depth=result.config.trunk.depth, save=out / "depth_history.png")
+        config = result.config
+        warmup = config.depth_warmup if config.depth_adapt else None
+        plot_depth_history(
+            result.history,
+            max_depth=config.trunk.depth,
+            tol=config.depth_tol,
+            warmup=warmup,
+            save=out / "depth_history.png",
+        )
         plot_residuals_by_class(result.network, data.x_test, data.y_test, save=out / "residuals_by_class.png")
 
 

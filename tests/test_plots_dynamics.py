@@ -8,6 +8,21 @@ import resflow as rf
 from resflow.plots import plot_eigenvalue_cloud, plot_lyapunov_convergence
 
 
+def legends_on_data(fig):
+    """(legend, axes) pairs whose window boxes overlap: a legend that covers a data area."""
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    axes = [ax for ax in fig.axes if ax.get_visible()]
+    legends = list(fig.legends) + [ax.get_legend() for ax in axes if ax.get_legend() is not None]
+    assert legends
+    return [
+        (leg, ax)
+        for leg in legends
+        for ax in axes
+        if leg.get_window_extent(renderer).overlaps(ax.get_window_extent(renderer))
+    ]
+
+
 def test_eigenvalue_cloud_groups_and_circle(tmp_path):
     ev = np.array([[0.5 + 0.5j, 0.5 - 0.5j], [2.0, -0.1], [1.2j, -1.2j]])
     path = tmp_path / "cloud.png"
@@ -20,6 +35,7 @@ def test_eigenvalue_cloud_groups_and_circle(tmp_path):
     np.testing.assert_allclose(np.hypot(circle[:, 0], circle[:, 1]), 1.0)
     assert [t.get_text() for t in ax.get_legend().get_texts()][1:] == ["attractor", "saddle", "repeller"]
     assert path.stat().st_size > 0
+    assert not legends_on_data(fig)
     one = plot_eigenvalue_cloud(ev)
     assert len(one.axes[0].collections) == 1 and len(one.axes[0].collections[0].get_offsets()) == 6
     with pytest.raises(ValueError, match="labels"):
@@ -37,6 +53,7 @@ def test_lyapunov_convergence_lines_and_annotations(tmp_path):
     texts = [t.get_text() for t in ax.texts]
     assert texts == [f"λ1 = {float(res.exponents[0]):.4f}", f"λ2 = {float(res.exponents[1]):.4f}"]
     assert path.stat().st_size > 0
+    assert not legends_on_data(fig)
     with pytest.raises(ValueError, match="running"):
         plot_lyapunov_convergence(rf.lyapunov_spectrum_from_jacobians(np.eye(2)[None]))
     with pytest.raises(ValueError, match="reference"):

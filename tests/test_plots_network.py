@@ -2,6 +2,7 @@
 
 import jax
 import jax.numpy as jnp
+import matplotlib.colors as mcolors
 import numpy as np
 import pytest
 
@@ -19,14 +20,14 @@ def run():
     return params, jax.nn.sigmoid(traj[:-1] @ W.T), labels
 
 
-def _legend_clear_of_axes(fig, ax):
-    """No legend of the figure overlaps the data area of `ax`."""
+def _legends_clear(fig):
+    """No legend of the figure overlaps the data area of any visible axes (one draw)."""
     fig.canvas.draw()
     renderer = fig.canvas.get_renderer()
-    box = ax.get_window_extent(renderer)
+    boxes = [ax.get_window_extent(renderer) for ax in fig.axes if ax.get_visible()]
     legends = list(fig.legends) + [a.get_legend() for a in fig.axes if a.get_legend() is not None]
     assert legends
-    return all(not leg.get_window_extent(renderer).overlaps(box) for leg in legends)
+    return not any(leg.get_window_extent(renderer).overlaps(box) for leg in legends for box in boxes)
 
 
 @pytest.mark.parametrize("mode, lines_per_panel", [("band", 2), ("lines", 10)])
@@ -36,7 +37,7 @@ def test_residual_trajectories(run, tmp_path, mode, lines_per_panel):
     assert (tmp_path / "r.png").stat().st_size > 0
     visible = [ax for ax in fig.axes if ax.get_visible()]
     assert len(visible) == 2 and all(len(ax.lines) == lines_per_panel for ax in visible)
-    assert all(_legend_clear_of_axes(fig, ax) for ax in visible)
+    assert _legends_clear(fig)
     with pytest.raises(ValueError, match="labels"):
         plot_residual_trajectories(r, labels[:3])
 
@@ -67,7 +68,7 @@ def test_attractor_portrait(run, tmp_path):
     assert len(ax.lines) == 10
     faces = [c.get_facecolors() for c in ax.collections if len(c.get_offsets()) == 1]
     assert len(faces) >= len(fps.points)
-    assert _legend_clear_of_axes(fig, ax)
+    assert _legends_clear(fig)
     with pytest.raises(ValueError, match="n = 2 or 3"):
         plot_attractor_portrait(np.zeros((3, 2, 4)))
 
@@ -80,3 +81,36 @@ def test_residual_band_follows_the_data_range_for_tanh(tmp_path):
     ax = fig.axes[0]
     assert ax.get_ylim()[0] <= -0.8
     np.testing.assert_allclose(ax.lines[0].get_ydata(), r[:, 0, 0])
+
+
+def test_residual_trajectories_ten_classes_one_legend():
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(10), 12)
+    r = 1 / (1 + np.exp(-rng.normal(labels[None, :, None] / 3, 1.0, (7, 120, 4))))  # (T, batch, n)
+    fig = plot_residual_trajectories(r, labels, activation="sigmoid")
+    panels = [ax for ax in fig.axes if ax.get_visible()]
+    assert len(panels) == 4
+    colors = [[mcolors.to_hex(ln.get_color()) for ln in ax.lines] for ax in panels]
+    # Ten distinct class colours, the same class keeps its colour on every panel.
+    assert len(set(colors[0])) == 10 and all(c == colors[0] for c in colors)
+    # Lines: class medians; bands: the interquartile range.
+    ax = panels[2]
+    np.testing.assert_allclose(ax.lines[3].get_ydata(), np.median(r[:, labels == 3, 2], axis=1))
+    band = ax.collections[3].get_paths()[0].vertices[:, 1]
+    q1, q3 = np.quantile(r[:, labels == 3, 2], [0.25, 0.75], axis=1)
+    assert band.min() == pytest.approx(q1.min()) and band.max() == pytest.approx(q3.max())
+    # One legend for the figure, with the ten classes, off every panel.
+    assert len(fig.legends) == 1 and all(a.get_legend() is None for a in fig.axes)
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == [str(c) for c in range(10)]
+    assert _legends_clear(fig)
+    # The note says what the bands are and the units.
+    assert "25 %–75 %" in fig.get_supxlabel() and r"\sigma(a_t) \in (0, 1)" in fig.get_supxlabel()
+    # 4 panels: a 2 x 2 grid, the left column labelled r, the bottom row "layer t".
+    assert [bool(a.get_ylabel()) for a in panels] == [True, False, True, False]
+    assert [a.get_xlabel() for a in panels] == ["", "", "layer t", "layer t"]
+    # 5 panels in 3 columns: the two top-right panels, above empty cells, carry the layer axis.
+    five = plot_residual_trajectories(np.concatenate([r, r[..., :1]], -1), labels, components=range(5))
+    assert [a.get_xlabel() for a in five.axes] == ["", "", "layer t", "layer t", "layer t", ""]
+    five.canvas.draw()
+    assert all(t.get_visible() for t in five.axes[2].get_xticklabels() if t.get_text())
+    assert any(t.get_text() for t in five.axes[2].get_xticklabels())

@@ -9,6 +9,21 @@ from resflow.plots import perturbation as pp
 RNG = np.random.default_rng(0)
 
 
+def legends_on_data(fig):
+    """(legend, axes) pairs whose window boxes overlap: a legend that covers a data area."""
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    axes = [ax for ax in fig.axes if ax.get_visible()]
+    legends = list(fig.legends) + [ax.get_legend() for ax in axes if ax.get_legend() is not None]
+    assert legends
+    return [
+        (leg, ax)
+        for leg in legends
+        for ax in axes
+        if leg.get_window_extent(renderer).overlaps(ax.get_window_extent(renderer))
+    ]
+
+
 def growth(T=5, draws=3, batch=4):
     return rf.PerturbationGrowth(
         np.exp(RNG.normal(size=(T + 1, draws, batch))), RNG.uniform(0.5, 2, (T + 1, draws, batch))
@@ -24,6 +39,7 @@ def test_growth_figure(tmp_path):
     assert len(ax.lines) == 5 and len(ax.collections) == 2
     np.testing.assert_allclose(ax.lines[0].get_ydata(), np.median(g["ResNet"].linear.reshape(6, -1), 1))
     assert (tmp_path / "g.png").stat().st_size > 0
+    assert not legends_on_data(fig)
     fig = pp.plot_perturbation_growth({"raw": np.ones((6, 3))})
     assert len(fig.axes[0].lines) == 2
     matplotlib.pyplot.close("all")
@@ -38,6 +54,7 @@ def test_injection_figure(tmp_path):
     np.testing.assert_array_equal(ax.lines[0].get_xdata(), np.arange(6))
     np.testing.assert_allclose(ax.lines[1].get_ydata(), np.median(lin.reshape(6, -1), 1))
     assert (tmp_path / "i.png").exists()
+    assert not legends_on_data(fig)
     matplotlib.pyplot.close("all")
 
 
@@ -50,6 +67,7 @@ def test_separability_and_noise_figures(tmp_path):
     np.testing.assert_allclose(fig.axes[0].lines[1].get_ydata(), sep.integral_accuracy)
     # A zero Fisher ratio is not drawn on the log axis.
     assert np.isnan(fig.axes[1].lines[1].get_ydata()[0])
+    assert len(fig.legends) == 1 and not legends_on_data(fig)
     acc = RNG.uniform(size=(3, 2))
     nr = rf.NoiseRobustness(np.array([0.0, 0.5, 1.0]), acc, acc.mean(1), acc.std(1))
     fig = pp.plot_noise_robustness({"x": nr}, chance=0.5, save=tmp_path / "n.png")
@@ -59,6 +77,7 @@ def test_separability_and_noise_figures(tmp_path):
     # sigma = 0 is in the grid: a second panel with accuracy relative to the clean one.
     assert len(fig.axes) == 2
     np.testing.assert_allclose(fig.axes[1].lines[0].get_ydata(), acc.mean(1) / acc.mean(1)[0])
+    assert len(fig.legends) == 1 and not legends_on_data(fig)
     assert len(pp.plot_noise_robustness(nr._replace(sigmas=np.array([0.1, 0.5, 1.0]))).axes) == 1
     assert (tmp_path / "s.png").exists() and (tmp_path / "n.png").exists()
     with pytest.raises(TypeError, match="mapping"):

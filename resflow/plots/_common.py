@@ -1,15 +1,26 @@
-"""Shared helpers for the figure functions."""
+"""Shared helpers for the figure functions.
+
+Every figure uses constrained layout, which makes room for legends placed outside the axes
+(`legend_outside`, `figure_legend`), so that no legend covers data.
+"""
 
 from __future__ import annotations
 
 import os
 
 import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.ticker import MaxNLocator
 
 
 def finish(fig, save: str | os.PathLike | None):
-    """Tighten the layout, save to `save` if given (folders created), return the figure."""
-    fig.tight_layout()
+    """Save `fig` to `save` if given (folders created) and return it.
+
+    Figures without a layout engine get `tight_layout`; constrained ones keep theirs
+    (tight_layout would ignore their outside legends and colour bars).
+    """
+    if fig.get_layout_engine() is None:
+        fig.tight_layout()
     if save is not None:
         os.makedirs(os.path.dirname(os.path.abspath(save)), exist_ok=True)
         fig.savefig(save, dpi=120)
@@ -17,6 +28,38 @@ def finish(fig, save: str | os.PathLike | None):
 
 
 def new_figure(nrows: int = 1, ncols: int = 1, *, size=(5.0, 4.0), **kw):
-    """A figure with a grid of axes, `size` per panel (inches)."""
+    """A constrained-layout figure with a grid of axes, `size` per panel (inches)."""
+    kw.setdefault("layout", "constrained")
     fig, axes = plt.subplots(nrows, ncols, figsize=(size[0] * ncols, size[1] * nrows), squeeze=False, **kw)
     return fig, axes
+
+
+def integer_ticks(ax, axis: str = "x"):
+    """Put ticks only on integers of `axis` ("x", "y" or "both"): epochs, layers, depths."""
+    for name in ("x", "y") if axis == "both" else (axis,):
+        getattr(ax, f"{name}axis").set_major_locator(MaxNLocator(integer=True))
+
+
+def legend_outside(ax, **kw):
+    """The legend of `ax` to the right of its data area (nothing if it has no labelled artist)."""
+    if not ax.get_legend_handles_labels()[0]:
+        return None
+    kw = {"fontsize": 8, "loc": "upper left", "bbox_to_anchor": (1.02, 1.0), "borderaxespad": 0.0} | kw
+    return ax.legend(**kw)
+
+
+def figure_legend(fig, axes, *, where: str = "right", **kw):
+    """One legend for the whole figure, outside every panel, from the labelled artists of
+    `axes` (one axes or a sequence; repeated labels are shown once).
+
+    `where`: ``"right"`` (a column at the upper right) or ``"bottom"`` (rows under the panels).
+    """
+    entries = {}
+    for ax in np.atleast_1d(axes).ravel():
+        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            entries.setdefault(label, handle)
+    if not entries:
+        return None
+    loc = "outside right upper" if where == "right" else "outside lower center"
+    kw = {"fontsize": 8, "ncols": 1 if where == "right" else min(len(entries), 3)} | kw
+    return fig.legend(list(entries.values()), list(entries), loc=loc, **kw)

@@ -6,7 +6,7 @@ import os
 
 import numpy as np
 
-from ._common import finish, new_figure
+from ._common import finish, legend_outside, new_figure
 
 __all__ = ["plot_eigenvalue_cloud", "plot_lyapunov_convergence"]
 
@@ -71,7 +71,7 @@ def plot_eigenvalue_cloud(
     ax.set_xlabel("Re μ")
     ax.set_ylabel("Im μ")
     ax.set_title(title if title is not None else "Jacobian eigenvalues")
-    ax.legend(loc="best", fontsize=8, framealpha=0.8)
+    legend_outside(ax)
     return finish(fig, save)
 
 
@@ -147,7 +147,7 @@ def plot_lyapunov_convergence(
     ax.set_xlabel("steps T")
     ax.set_ylabel("estimate (nats / step)")
     ax.set_title(title if title is not None else "Lyapunov exponents: running estimates")
-    ax.legend(loc="best", fontsize=8)
+    legend_outside(ax)
     # room on the (log) right for the final-value annotations
     ax.set_xlim(1, max(T, 2) * 10)
     return finish(fig, save)

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import os
-
+import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib import colors as mcolors
 
 from ..attractors import ResidualFixedPoints, Saturation
 from ..interactions import PairClass, pair_classes
-from ._common import new_figure
+from ._common import figure_legend, finish, integer_ticks, new_figure
 
 __all__ = ["plot_residual_trajectories", "plot_interaction_matrix", "plot_attractor_portrait"]
 
@@ -17,11 +16,8 @@ _PAIR_MARK = {PairClass.MUTUALISM: "+", PairClass.COMPETITION: "−", PairClass.
 
 
 def _save(fig, save):
-    """Save a constrained-layout figure (tight_layout would fight its colour bars)."""
-    if save is not None:
-        os.makedirs(os.path.dirname(os.path.abspath(save)), exist_ok=True)
-        fig.savefig(save, dpi=120)
-    return fig
+    """Save a constrained-layout figure (tight_layout would fight its colour bars and legends)."""
+    return finish(fig, save)
 
 
 def _labels_for(labels, batch):
@@ -33,6 +29,45 @@ def _labels_for(labels, batch):
     return labels
 
 
+def class_colors(k: int) -> list:
+    """`k` distinct colours from a qualitative colormap (tab10 up to 10 classes, then tab20)."""
+    if k <= 10:
+        return [plt.get_cmap("tab10")(i) for i in range(k)]
+    if k <= 20:
+        return [plt.get_cmap("tab20")(i) for i in range(k)]
+    return [plt.get_cmap("turbo")(i / (k - 1)) for i in range(k)]
+
+
+#: What r_t means for each activation, for the note under the residual figures.
+_UNITS = {
+    "sigmoid": r"$r_t = \sigma(a_t) \in (0, 1)$, the fraction of the unit's full activation",
+    "tanh": r"$r_t = \tanh(a_t) \in (-1, 1)$, raw activation units",
+    "relu": r"$r_t = \mathrm{relu}(a_t) \geq 0$, raw activation units",
+}
+
+
+def _residual_note(mode: str, activation: str | None, max_lines: int) -> str:
+    """The line under the residual panels: what lines and bands are, and r's units."""
+    what = (
+        "Line: class median over its inputs; band: the middle 50 % of the class (25 %–75 % quantiles)."
+        if mode == "band"
+        else f"One thin line per input (at most {max_lines} per class)."
+    )
+    units = _UNITS.get(activation, r"$r_t = \mathrm{act}(a_t)$, raw activation units")
+    return f"{what}\nUnits: {units}; $a_t = W x_t + b$ is the pre-activation of layer t."
+
+
+def _draw_class(ax, layers, rc, color, label, mode, max_lines, band_alpha):
+    """One class's residual component ``rc`` ``(T, members)`` on `ax`."""
+    if mode == "band":
+        q1, med, q3 = np.quantile(rc, [0.25, 0.5, 0.75], axis=1)
+        ax.fill_between(layers, q1, q3, color=color, alpha=band_alpha, lw=0)
+        ax.plot(layers, med, color=color, lw=1.8, label=label)
+        return
+    for j in range(min(rc.shape[1], max_lines)):
+        ax.plot(layers, rc[:, j], color=color, lw=0.6, alpha=0.5, label=label if j == 0 else None)
+
+
 def plot_residual_trajectories(
     residuals,
     labels=None,
@@ -40,21 +75,28 @@ def plot_residual_trajectories(
     mode: str = "band",
     components=None,
     max_lines: int = 30,
+    activation: str | None = None,
     title: str | None = None,
     save=None,
 ):
-    """Residual components r_{t,i} against layer t, coloured by class, one panel per component.
+    """Residual components r_{t,i} against layer t, one small panel per component, one colour per class.
+
+    A note under the panels says what the lines and bands are and the units of r (from
+    `activation`); a single legend of the classes sits to the right, outside the panels.
 
     **Arguments:**
 
     - `residuals`: ``(T, batch, n)``.
     - `labels`: ``(batch,)`` classes (None: one class).
-    - `mode`: ``"band"`` (class mean ± one standard deviation, readable for many inputs) or
-      ``"lines"`` (raw trajectories, at most `max_lines` per class, thin).
+    - `mode`: ``"band"`` (per class, the median line and a light band over the interquartile
+      range: readable for many inputs and classes) or ``"lines"`` (raw trajectories, at most
+      `max_lines` per class, thin).
     - `components`: indices of the components to draw (default: the first min(n, 6)).
+    - `activation`: the trunk's activation (``"sigmoid"``, ``"tanh"``, ``"relu"``), for the
+      units in the note (None: "raw activation units").
     - `title`, `save`: figure title; path to save to.
 
-    **Returns:** the matplotlib Figure.
+    **Returns:** the matplotlib Figure (in band mode: one median line per class on each panel).
 
     **Raises:** `ValueError` for a wrong shape, mode, labels length or component index.
     """
@@ -69,56 +111,34 @@ def plot_residual_trajectories(
     if not comps or any(c < 0 or c >= n for c in comps):
         raise ValueError(f"components must be indices in [0, {n}), got {components!r}")
     classes = np.unique(lab)
-    cmap = mcolors.ListedColormap(
-        [
-            "#1f77b4",
-            "#d62728",
-            "#2ca02c",
-            "#ff7f0e",
-            "#9467bd",
-            "#8c564b",
-            "#e377c2",
-            "#7f7f7f",
-            "#bcbd22",
-            "#17becf",
-        ]
-    )
-    ncols = min(len(comps), 3)
+    colors = class_colors(len(classes))
+    ncols = 2 if len(comps) == 4 else min(len(comps), 3)
     nrows = -(-len(comps) // ncols)
-    fig, axes = new_figure(nrows, ncols, size=(4.0, 3.0), sharex=True, sharey=True, layout="constrained")
+    fig, axes = new_figure(nrows, ncols, size=(3.6, 2.6), sharex=True, sharey=True)
     layers = np.arange(T)
-    # The band is clipped to the range the residuals actually take ([0, 1] for the logistic,
-    # (-1, 1) for tanh, [0, ∞) for relu), never to an assumed one.
-    lo, hi = float(r.min()), float(r.max())
-    unit = lo >= 0.0 and hi <= 1.0
-    band_alpha = 0.2 if len(classes) <= 4 else 0.1
+    band_alpha = 0.25 if len(classes) <= 4 else 0.12
     for k, c in enumerate(comps):
         ax = axes.flat[k]
-        for ci, cls in enumerate(classes):
-            color = cmap(ci % 10)
-            rc = r[:, lab == cls, c]
-            if mode == "band":
-                mean, std = rc.mean(1), rc.std(1)
-                ax.plot(layers, mean, color=color, lw=2, label=f"class {cls}")
-                ax.fill_between(
-                    layers, np.clip(mean - std, lo, hi), np.clip(mean + std, lo, hi), color=color, alpha=band_alpha
-                )
-            else:
-                for j in range(min(rc.shape[1], max_lines)):
-                    ax.plot(layers, rc[:, j], color=color, lw=0.6, alpha=0.5, label=f"class {cls}" if j == 0 else None)
-        ax.set_title(f"residual $r_{{t,{c}}}$")
-        if unit:
-            ax.set_ylim(-0.03, 1.03)
+        for color, cls in zip(colors, classes, strict=True):
+            _draw_class(ax, layers, r[:, lab == cls, c], color, str(cls), mode, max_lines, band_alpha)
+        ax.set_title(f"unit {c}", fontsize=9)
         ax.grid(alpha=0.3)
-    for ax in axes[-1]:
-        ax.set_xlabel("layer t")
-    for ax in axes[:, 0]:
-        ax.set_ylabel("r")
+        integer_ticks(ax, "x")
+    # The axis follows the range the residuals take ((0, 1) for the logistic, (-1, 1) for
+    # tanh, [0, ∞) for relu), never an assumed one.
+    if r.min() >= 0.0 and r.max() <= 1.0:
+        axes.flat[0].set_ylim(-0.03, 1.03)
     for ax in list(axes.flat)[len(comps) :]:
         ax.set_visible(False)
-    # Outside the panels, so that no legend covers a trajectory.
-    handles, names = axes.flat[0].get_legend_handles_labels()
-    fig.legend(handles, names, fontsize=8, loc="outside right upper")
+    for column in axes.T:
+        # The lowest drawn panel of each column carries the layer axis (sharex hides the others').
+        lowest = [ax for ax in column if ax.get_visible()][-1]
+        lowest.set_xlabel("layer t")
+        lowest.xaxis.set_tick_params(labelbottom=True)
+    for ax in axes[:, 0]:
+        ax.set_ylabel("residual $r_{t,i}$")
+    figure_legend(fig, axes.flat[0], where="right", title="class" if labels is not None else None)
+    fig.supxlabel(_residual_note(mode, activation, max_lines), fontsize=8, ha="left", x=0.01)
     if title:
         fig.suptitle(title)
     return _save(fig, save)

@@ -9,7 +9,7 @@ import numpy as np
 from ..perturbation import InjectionResponse, PerturbationGrowth
 from ..robustness import NoiseRobustness
 from ..separability import Separability
-from ._common import finish, new_figure
+from ._common import figure_legend, finish, legend_outside, new_figure
 
 __all__ = ["plot_perturbation_growth", "plot_injection_response", "plot_separability", "plot_noise_robustness"]
 
@@ -25,8 +25,8 @@ def _band(ax, x, values, *, color, label, ls="-", quantiles=(0.1, 0.9), fill=Tru
 
 
 def _legend(ax):
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=8)
+    """The legend to the right of the data area, so that it covers no line or band."""
+    legend_outside(ax)
 
 
 def _as_mapping(results, kind):
@@ -125,7 +125,7 @@ def plot_separability(separability: Separability | Mapping[str, Separability], *
     log = fishers.size > 0 and fishers.max() > 10 * fishers.min()
     fis_ax.set(xlabel="layer t", ylabel="between / within class spread", yscale="log" if log else "linear")
     fis_ax.set_title("Fisher ratio")
-    _legend(acc_ax)
+    figure_legend(fig, acc_ax, where="bottom")
     return finish(fig, save)
 
 
@@ -156,7 +156,7 @@ def plot_noise_robustness(
     if chance is not None:
         ax.axhline(chance, color="0.5", lw=0.8, ls=":", label="chance")
     ax.set(xlabel="input noise σ", ylabel="test accuracy", ylim=(0, 1.02), title=title or "accuracy under input noise")
-    _legend(ax)
+    figure_legend(fig, ax, where="bottom")
     if relative:
         axes[0, 1].set(
             xlabel="input noise σ", ylabel="accuracy / clean accuracy", ylim=(0, 1.05), title="relative to σ = 0"
