@@ -238,7 +238,8 @@ def setup_run(data: Dataset, config: TrainConfig, n_classes: int) -> Run:
 
 def _as_dtype(name: str, x, dtype) -> jax.Array:
     """`x` on the device in `dtype`; a `ValueError` if the cast overflows (finite data, inf after)."""
-    a = jnp.asarray(x, dtype)
+    with np.errstate(over="ignore"):  # an overflow is reported just below, with the data's name
+        a = jnp.asarray(x, dtype)
     if not bool(jnp.isfinite(a).all()):
         big = float(np.max(np.abs(np.asarray(x, np.float64))))
         raise ValueError(
