@@ -11,7 +11,7 @@ write removes its temporary file, and temporary files of dead processes are remo
 save or load.
 
 Why not orbax-checkpoint: on CPU one `CheckpointManager` save of the tiny circles state costs
-~0.2 s (threads, a folder of ~15 files per step) against ~1-5 ms here, so the 3000-epoch circles
+~0.2 s (threads, a folder of files per step) against ~6 ms here, so the 3000-epoch circles
 run could checkpoint only every ~500 epochs within its 10 % budget; see docs/training.md.
 
     save_checkpoint(path, arrays, meta)          load_checkpoint(path, target=None) -> (arrays, meta)
@@ -29,7 +29,14 @@ import jax
 import numpy as np
 from flax import serialization
 
-__all__ = ["save_checkpoint", "load_checkpoint", "prepare_out_dir", "CheckpointError", "OutputError"]
+__all__ = [
+    "save_checkpoint",
+    "load_checkpoint",
+    "prepare_out_dir",
+    "remove_stale_temps",
+    "CheckpointError",
+    "OutputError",
+]
 
 FORMAT = "resflow-checkpoint"
 VERSION = 2
