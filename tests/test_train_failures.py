@@ -14,11 +14,12 @@ from resflow import train as tr
 from resflow.checkpoint import CheckpointError, OutputError
 from resflow.data import Dataset, load_dataset
 
-OPTS = dict(width=3, depth=4, epochs=4, batch_size=32, lr=2e-2, figures=False)
+# The compiled steps of test_train.py's tiny circles runs (same shapes and optimiser): no new compile.
+OPTS = dict(width=3, depth=6, epochs=4, batch_size=40, lr=2e-2, figures=False)
 
 
 def tiny():
-    return load_dataset("circles", seed=0, n_train=64, n_test=32)
+    return load_dataset("circles", seed=0, n_train=120, n_test=120)
 
 
 def no_epoch(monkeypatch):
@@ -142,7 +143,7 @@ def test_resume_with_other_shapes_names_the_array(tmp_path):
     ds = tiny()
     rf.fit(ds, key=jax.random.key(0), out_dir=tmp_path, **dict(OPTS, epochs=1))
     three = Dataset(
-        ds.x_train, ds.y_train % 2 + np.arange(64) % 3 // 2, ds.x_test, ds.y_test, dict(ds.meta, n_classes=3)
+        ds.x_train, ds.y_train % 2 + np.arange(120) % 3 // 2, ds.x_test, ds.y_test, dict(ds.meta, n_classes=3)
     )
     with pytest.raises(CheckpointError, match=r"readout.*bias.* float32\[2\], this run needs float32\[3\]"):
         rf.fit(three, key=jax.random.key(0), out_dir=tmp_path, resume=True, **dict(OPTS, epochs=1))
