@@ -27,8 +27,10 @@ uninterrupted run.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
+import math
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -42,7 +44,7 @@ from flax import serialization
 from jaxtyping import Array, Float, Int
 
 from ._checks import all_true, as_float_array, check_finite, check_labels, is_concrete
-from .checkpoint import load_checkpoint, save_checkpoint
+from .checkpoint import CheckpointError, OutputError, load_checkpoint, prepare_out_dir, save_checkpoint
 from .data import Dataset
 from .depth import depth_rule, fold_drift
 from .layers import Classifier
@@ -58,9 +60,17 @@ __all__ = [
     "accuracy",
     "evaluate",
     "depth_policy",
+    "NonFiniteLossError",
 ]
 
 CHECKPOINT = "checkpoint.msgpack"
+
+
+class NonFiniteLossError(FloatingPointError, ValueError):
+    """A training or test loss that is NaN or infinite; the message names the epoch.
+
+    Also a `ValueError`, so command lines report it like any bad input (exit 2).
+    """
 
 
 class TrainResult(NamedTuple):
@@ -180,11 +190,20 @@ def _check_key(key) -> jax.Array:
 
 
 def _check_data(data) -> int:
-    """Validate a `Dataset`; returns the number of classes."""
+    """Validate a `Dataset`: float inputs, integer labels, classes.
+
+    **Returns:** the number of classes.
+
+    **Raises:** `TypeError` for another type or non-float inputs / non-integer labels;
+    `ValueError` for shapes, non-finite inputs or labels out of range.
+    """
     if not isinstance(data, Dataset):
         raise TypeError(f"data must be a resflow.data.Dataset, got {type(data).__name__}")
     for name in ("x_train", "x_test"):
         a = np.asarray(getattr(data, name))
+        if not np.issubdtype(a.dtype, np.floating):
+            # Caught here, not after the last epoch when predict/evaluate refuse it.
+            raise TypeError(f"data.{name} must have a floating dtype (standardised inputs), got {a.dtype}")
         if a.ndim != 2 or a.shape[0] == 0 or not np.all(np.isfinite(a)):
             raise ValueError(f"data.{name} must be a finite non-empty (samples, dim) array, got shape {a.shape}")
     if data.x_test.shape[1] != data.x_train.shape[1]:
@@ -204,14 +223,29 @@ def _check_data(data) -> int:
 
 
 def setup_run(data: Dataset, config: TrainConfig, n_classes: int) -> Run:
-    """The module, its compiled steps and the data as device arrays of the config's dtype."""
+    """The module, its compiled steps and the data as device arrays of the config's dtype.
+
+    **Raises:** `ValueError` when the data overflow the config's dtype (before any epoch).
+    """
     dtype = jnp.dtype(config.dtype)
     module = build_classifier(config, data.x_train.shape[1], n_classes)
     steps_per_epoch = -(-data.x_train.shape[0] // config.batch_size)
     steps = make_steps(module, compile_key(config), steps_per_epoch)
-    arrays = (jnp.asarray(data.x_train, dtype), jnp.asarray(data.y_train, jnp.int32))
-    arrays += (jnp.asarray(data.x_test, dtype), jnp.asarray(data.y_test, jnp.int32))
+    arrays = (_as_dtype("x_train", data.x_train, dtype), jnp.asarray(data.y_train, jnp.int32))
+    arrays += (_as_dtype("x_test", data.x_test, dtype), jnp.asarray(data.y_test, jnp.int32))
     return Run(config, module, steps, *arrays)
+
+
+def _as_dtype(name: str, x, dtype) -> jax.Array:
+    """`x` on the device in `dtype`; a `ValueError` if the cast overflows (finite data, inf after)."""
+    with np.errstate(over="ignore"):  # an overflow is reported just below, with the data's name
+        a = jnp.asarray(x, dtype)
+    if not bool(jnp.isfinite(a).all()):
+        big = float(np.max(np.abs(np.asarray(x, np.float64))))
+        raise ValueError(
+            f"data.{name} overflows dtype {dtype} (largest |x| = {big:.3g}); standardise it or use float64"
+        )
+    return a
 
 
 def init_state(run: Run, key: jax.Array) -> RunState:
@@ -224,14 +258,46 @@ def init_state(run: Run, key: jax.Array) -> RunState:
 def restore_state(state: RunState, out: Path | None, config: TrainConfig) -> RunState:
     """`state` (the structure) filled from ``out/checkpoint.msgpack``.
 
-    **Raises:** `ValueError` without `out`, or when `config` differs from the checkpoint's in
+    **Raises:** `ValueError` without `out`, when `config` differs from the checkpoint's in
     anything but `epochs` (and in `epochs` under a decaying schedule, whose horizon is fixed
-    by the saved epochs); `FileNotFoundError` without a checkpoint.
+    by the saved epochs), or when `epochs` is below the epochs already trained (metrics.json
+    would then disagree with the history); `FileNotFoundError` without a checkpoint;
+    `CheckpointError` (naming the file) for a corrupted, altered or foreign checkpoint.
     """
     if out is None:
         raise ValueError("resume=True needs out_dir (where the checkpoint is)")
-    raw, meta = load_checkpoint(out / CHECKPOINT)
-    saved = TrainConfig.from_dict(meta["config"])
+    path = out / CHECKPOINT
+    raw, meta = load_checkpoint(path)
+    try:
+        saved = TrainConfig.from_dict(meta["config"])
+        rest = (int(meta["epoch"]), int(meta["depth"]), meta["history"], meta["cuts"], meta["elapsed"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise CheckpointError(f"{path}: incomplete metadata ({type(e).__name__}: {e})") from e
+    _check_resume(config, saved, rest[0])
+    target = {"params": state.params, "opt_state": state.opt_state, "key": jax.random.key_data(state.key)}
+    arrays = _fill(path, target, raw)
+    key = jax.random.wrap_key_data(jnp.asarray(arrays["key"]))
+    return RunState(arrays["params"], arrays["opt_state"], key, *rest)
+
+
+def _fill(path: Path, target, raw):
+    """`target`'s leaves replaced by the saved arrays; a `CheckpointError` if any shape or dtype differs."""
+    try:
+        arrays = serialization.from_state_dict(target, raw)
+    except (ValueError, KeyError, TypeError) as e:
+        raise CheckpointError(f"{path}: arrays do not fit this run ({e})") from e
+    for (where, want), got in zip(jax.tree_util.tree_leaves_with_path(target), jax.tree.leaves(arrays), strict=True):
+        if np.shape(got) != np.shape(want) or np.asarray(got).dtype != np.asarray(want).dtype:
+            name = jax.tree_util.keystr(where)
+            raise CheckpointError(
+                f"{path}: array {name} is {np.asarray(got).dtype}{list(np.shape(got))}, this run needs "
+                f"{np.asarray(want).dtype}{list(np.shape(want))} (another data set or model?)"
+            )
+    return arrays
+
+
+def _check_resume(config: TrainConfig, saved: TrainConfig, epoch: int) -> None:
+    """Refuse a resume whose options would not continue the saved run (see `restore_state`)."""
     if dataclasses.replace(saved, epochs=config.epochs) != config:
         new, old = _flat(config), _flat(saved)
         diff = {k: (v, new[k]) for k, v in old.items() if k != "epochs" and new[k] != v}
@@ -242,11 +308,11 @@ def restore_state(state: RunState, out: Path | None, config: TrainConfig) -> Run
             f"resume: epochs may change only with schedule='constant'; schedule={config.schedule!r} "
             f"decays over the saved epochs={saved.epochs}, got epochs={config.epochs}"
         )
-    target = {"params": state.params, "opt_state": state.opt_state, "key": jax.random.key_data(state.key)}
-    arrays = serialization.from_state_dict(target, raw)
-    key = jax.random.wrap_key_data(jnp.asarray(arrays["key"]))
-    rest = (meta["epoch"], meta["depth"], meta["history"], meta["cuts"], meta["elapsed"])
-    return RunState(arrays["params"], arrays["opt_state"], key, *rest)
+    if config.epochs < epoch:
+        # Training cannot be undone: fewer epochs would leave a history longer than `epochs`.
+        raise ValueError(
+            f"resume: the checkpoint has already trained {epoch} epochs; epochs must be >= {epoch}, got {config.epochs}"
+        )
 
 
 def _flat(config: TrainConfig) -> dict:
@@ -255,13 +321,22 @@ def _flat(config: TrainConfig) -> dict:
 
 
 def train_epoch(run: Run, state: RunState) -> tuple[RunState, dict]:
-    """One epoch of mini-batch steps at the current depth, then the test metrics."""
+    """One epoch of mini-batch steps at the current depth, then the test metrics.
+
+    **Raises:** `NonFiniteLossError` (naming the epoch) when the training or test loss is not
+    finite; `state` is then left as it was, so nothing of the diverged epoch is kept.
+    """
     k = jax.random.fold_in(state.key, state.epoch)
     ad = jnp.asarray(state.depth, jnp.int32)
     params, opt_state, loss, acc = run.steps.epoch(state.params, state.opt_state, k, ad, run.x_train, run.y_train)
     test_loss, test_acc = evaluate_params(run, params, run.x_test, run.y_test, state.depth)
     record = {"epoch": state.epoch + 1, "loss": float(loss), "train_accuracy": float(acc)}
     record |= {"test_loss": test_loss, "test_accuracy": test_acc, "depth": state.depth}
+    if not (math.isfinite(record["loss"]) and math.isfinite(test_loss)):
+        raise NonFiniteLossError(
+            f"epoch {state.epoch + 1}: training loss {record['loss']}, test loss {test_loss}; stopped "
+            f"(the state after epoch {state.epoch} is kept; try a smaller lr or clip_norm)"
+        )
     return state._replace(params=params, opt_state=opt_state, epoch=state.epoch + 1), record
 
 
@@ -288,16 +363,69 @@ def adapt_depth(run: Run, state: RunState, record: dict) -> tuple[RunState, dict
 
 
 def log_and_checkpoint(out: Path | None, config: TrainConfig, state: RunState, record: dict) -> None:
-    """Append `record` to metrics.jsonl; save the checkpoint every ``checkpoint_every`` epochs and at the end."""
+    """Append `record` to metrics.jsonl; save the checkpoint every ``checkpoint_every`` epochs and at the end.
+
+    **Raises:** `OutputError` naming the file that could not be written (the checkpoint
+    written before it stays intact).
+    """
     if out is None:
         return
-    with open(out / "metrics.jsonl", "a") as f:
-        f.write(json.dumps(record) + "\n")
-    if state.epoch % config.checkpoint_every == 0 or state.epoch == config.epochs:
-        meta = {"epoch": state.epoch, "depth": state.depth, "config": dataclasses.asdict(config)}
-        meta |= {"history": state.history, "cuts": state.cuts, "elapsed": state.elapsed}
-        arrays = {"params": state.params, "opt_state": state.opt_state, "key": jax.random.key_data(state.key)}
-        save_checkpoint(out / CHECKPOINT, arrays, meta)
+    try:
+        with open(out / "metrics.jsonl", "a") as f:
+            f.write(json.dumps(record) + "\n")
+    except OSError as e:
+        raise OutputError(f"cannot write {out / 'metrics.jsonl'}: {e.strerror or e}") from e
+    if _checkpoint_due(config, state.epoch):
+        save_state(out, config, state)
+
+
+def _checkpoint_due(config: TrainConfig, epoch: int) -> bool:
+    return epoch % config.checkpoint_every == 0 or epoch == config.epochs
+
+
+def save_state(out: Path, config: TrainConfig, state: RunState) -> None:
+    """Write `state` to ``out/checkpoint.msgpack`` (atomic). **Raises:** `OutputError`."""
+    meta = {"epoch": state.epoch, "depth": state.depth, "config": dataclasses.asdict(config)}
+    meta |= {"history": state.history, "cuts": state.cuts, "elapsed": state.elapsed}
+    arrays = {"params": state.params, "opt_state": state.opt_state, "key": jax.random.key_data(state.key)}
+    save_checkpoint(out / CHECKPOINT, arrays, meta)
+
+
+def start_log(out: Path, state: RunState) -> None:
+    """Rewrite metrics.jsonl from the (restored) history. **Raises:** `OutputError`."""
+    # A run killed after logging an epoch but before checkpointing it must not log that epoch twice.
+    try:
+        (out / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in state.history))
+    except OSError as e:
+        raise OutputError(f"cannot write {out / 'metrics.jsonl'}: {e.strerror or e}") from e
+
+
+def run_epochs(run: Run, state: RunState, out: Path | None, t0: float, bar, callback) -> RunState:
+    """Train from `state` to ``run.config.epochs``: epoch, depth policy, log, checkpoint, callback.
+
+    A run stopped by an exception (a non-finite loss, Ctrl-C, a raising `callback`) first
+    saves its last complete epoch, so ``resume=True`` loses nothing; a failed write
+    (`OutputError`) is not retried.
+    """
+    config = run.config
+    try:
+        while state.epoch < config.epochs:
+            state, record = adapt_depth(run, *train_epoch(run, state))
+            record["time"] = time.perf_counter() - t0
+            state = state._replace(history=state.history + [record], elapsed=record["time"])
+            bar.set_postfix(loss=f"{record['loss']:.4f}", test=f"{record['test_accuracy']:.3f}", depth=state.depth)
+            bar.update()
+            log_and_checkpoint(out, config, state, record)
+            if callback is not None:
+                callback(state.epoch, record)
+    except BaseException as e:
+        unsaved = state.epoch > 0 and not _checkpoint_due(config, state.epoch)
+        if out is not None and unsaved and not isinstance(e, OutputError):
+            # Best effort: a failing save must not hide the error that stopped the run.
+            with contextlib.suppress(OutputError):
+                save_state(out, config, state)
+        raise
+    return state
 
 
 def finish(run: Run, state: RunState, data: Dataset, wall_time: float) -> TrainResult:
@@ -385,30 +513,19 @@ def fit(
     key = _check_key(key)
     n_classes = _check_data(data)
     config = (config or TrainConfig()).replace(**overrides).validate()
-    out = Path(out_dir) if out_dir is not None else None
+    out = prepare_out_dir(out_dir) if out_dir is not None else None
     run = setup_run(data, config, n_classes)
     state = init_state(run, key)
     if resume:
         state = restore_state(state, out, config)
     if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
-        # Rewritten from the checkpoint's history: a run killed after logging an epoch but
-        # before checkpointing it must not log that epoch twice.
-        (out / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in state.history))
+        start_log(out, state)
 
     from tqdm.auto import tqdm
 
     bar = tqdm(total=config.epochs, initial=state.epoch, disable=not progress, desc="train", unit="epoch")
     t0 = time.perf_counter() - state.elapsed
-    while state.epoch < config.epochs:
-        state, record = adapt_depth(run, *train_epoch(run, state))
-        record["time"] = time.perf_counter() - t0
-        state = state._replace(history=state.history + [record], elapsed=record["time"])
-        bar.set_postfix(loss=f"{record['loss']:.4f}", test=f"{record['test_accuracy']:.3f}", depth=state.depth)
-        bar.update()
-        log_and_checkpoint(out, config, state, record)
-        if callback is not None:
-            callback(state.epoch, record)
+    state = run_epochs(run, state, out, t0, bar, callback)
     bar.close()
     result = finish(run, state, data, time.perf_counter() - t0)
     if out is not None:

@@ -68,6 +68,7 @@ def main(argv=None) -> int:
     import jax
 
     import resflow as rf
+    from resflow.checkpoint import prepare_out_dir
     from resflow.experiments.noise import compare_noise_robustness, flat_numbers, parse_model_spec
     from resflow.plots import plot_noise_robustness
 
@@ -84,6 +85,8 @@ def main(argv=None) -> int:
         parser.error("--sigmas and --seeds must be >= 0, --lr > 0")
     try:
         data = rf.load_dataset(args.data, path=args.data_path)
+        # Before any training: an unwritable --out would otherwise lose every result at the end.
+        folder = prepare_out_dir(args.out)
     except (FileNotFoundError, ValueError) as e:
         parser.error(str(e))
 
@@ -100,8 +103,6 @@ def main(argv=None) -> int:
         lr=args.lr,
         batch_size=args.batch_size,
     )
-    folder = Path(args.out)
-    folder.mkdir(parents=True, exist_ok=True)
     (folder / "results.json").write_text(json.dumps(out.table, indent=2))
     if args.numbers:
         Path(args.numbers).write_text(json.dumps(flat_numbers(out.table), indent=1, sort_keys=True))

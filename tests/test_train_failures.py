@@ -1,0 +1,167 @@
+"""fit fails fast: non-finite loss, dtype problems and bad output folders stop it before (or at) the epoch
+at fault, naming it; what was written before stays; resume never makes metrics disagree."""
+
+import errno
+import json
+
+import jax
+import numpy as np
+import pytest
+
+import resflow as rf
+from resflow import checkpoint as ck
+from resflow import train as tr
+from resflow.checkpoint import CheckpointError, OutputError
+from resflow.data import Dataset, load_dataset
+
+# The compiled steps of test_train.py's tiny circles runs (same shapes and optimiser): no new compile.
+OPTS = dict(width=3, depth=6, epochs=4, batch_size=40, lr=2e-2, figures=False)
+
+
+def tiny():
+    return load_dataset("circles", seed=0, n_train=120, n_test=120)
+
+
+def no_epoch(monkeypatch):
+    """Make any epoch an error: the checks must come before the first one."""
+
+    def boom(*args):
+        raise AssertionError("an epoch ran")
+
+    monkeypatch.setattr(tr, "train_epoch", boom)
+
+
+def test_nan_from_epoch_1_stops_there(tmp_path, monkeypatch):
+    real = tr.setup_run
+
+    def poisoned(*args):  # a NaN sample on the device, past fit's data checks
+        run = real(*args)
+        return run._replace(x_train=run.x_train.at[5, 0].set(np.nan))
+
+    monkeypatch.setattr(tr, "setup_run", poisoned)
+    with pytest.raises(tr.NonFiniteLossError, match="epoch 1: training loss nan") as info:
+        rf.fit(tiny(), key=jax.random.key(0), out_dir=tmp_path, **OPTS)
+    assert isinstance(info.value, FloatingPointError) and isinstance(info.value, ValueError)
+    # Nothing of the diverged epoch is kept: no checkpoint, no logged epoch, no metrics.
+    assert (tmp_path / "metrics.jsonl").read_text() == ""
+    assert not (tmp_path / tr.CHECKPOINT).exists() and not (tmp_path / "metrics.json").exists()
+
+
+def test_nan_later_keeps_the_last_good_epoch(tmp_path, monkeypatch):
+    ds, key = tiny(), jax.random.key(1)
+    good = rf.fit(ds, key=key, **dict(OPTS, epochs=2))  # the reference: two clean epochs
+    real = tr.train_epoch
+
+    def poison_epoch_3(run, state):
+        if state.epoch == 2:  # NaN weights going into epoch 3
+            state = state._replace(params=jax.tree.map(lambda a: a * np.nan, state.params))
+        return real(run, state)
+
+    monkeypatch.setattr(tr, "train_epoch", poison_epoch_3)
+    with pytest.raises(tr.NonFiniteLossError, match="epoch 3"):
+        rf.fit(ds, key=key, out_dir=tmp_path, **OPTS)  # default checkpoint_every > 2
+    monkeypatch.undo()
+    assert len((tmp_path / "metrics.jsonl").read_text().splitlines()) == 2
+    # The checkpoint holds epoch 2, equal to the clean run's weights; resuming finishes the run.
+    resumed = rf.fit(ds, key=key, out_dir=tmp_path, resume=True, **dict(OPTS, epochs=2))
+    assert len(resumed.history) == 2
+    for a, b in zip(jax.tree.leaves(good.network), jax.tree.leaves(resumed.network), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_integer_inputs_are_refused_before_training(tmp_path, monkeypatch):
+    ds = tiny()
+    no_epoch(monkeypatch)
+    ints = Dataset((ds.x_train * 10).astype(np.int32), ds.y_train, ds.x_test, ds.y_test, ds.meta)
+    with pytest.raises(TypeError, match="data.x_train must have a floating dtype.*int32"):
+        rf.fit(ints, key=jax.random.key(0), out_dir=tmp_path / "run", **OPTS)
+    assert not (tmp_path / "run").exists()
+    # Finite in float64 but not in the float32 the run computes in.
+    huge = Dataset(ds.x_train, ds.y_train, np.asarray(ds.x_test, np.float64) * 1e40, ds.y_test, ds.meta)
+    with pytest.raises(ValueError, match="data.x_test overflows dtype float32"):
+        rf.fit(huge, key=jax.random.key(0), **OPTS)
+
+
+@pytest.mark.parametrize("kind", ["file", "under a file", "not writable"])
+def test_bad_out_dir_is_refused_before_training(tmp_path, monkeypatch, kind):
+    blocker = tmp_path / "taken"
+    blocker.write_text("a file")
+    out = {"file": blocker, "under a file": blocker / "run", "not writable": tmp_path / "ro"}[kind]
+    if kind == "not writable":  # root ignores chmod: fail the write probe instead
+        monkeypatch.setattr(ck.Path, "write_bytes", lambda self, b: (_ for _ in ()).throw(PermissionError(13, "no")))
+    no_epoch(monkeypatch)
+    with pytest.raises(OutputError) as info:
+        rf.fit(tiny(), key=jax.random.key(0), out_dir=out, **OPTS)
+    assert str(out) in str(info.value)
+
+
+def test_write_error_during_training_names_the_file_and_keeps_the_checkpoint(tmp_path, monkeypatch):
+    real, calls = ck.os.replace, []
+
+    def fail_second(src, dst):
+        calls.append(dst)
+        if len(calls) == 2:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real(src, dst)
+
+    monkeypatch.setattr(ck.os, "replace", fail_second)
+    with pytest.raises(OutputError, match="No space left") as info:
+        rf.fit(tiny(), key=jax.random.key(0), out_dir=tmp_path, **dict(OPTS, checkpoint_every=1))
+    monkeypatch.undo()
+    assert str(tmp_path / tr.CHECKPOINT) in str(info.value)
+    _, meta = ck.load_checkpoint(tmp_path / tr.CHECKPOINT)
+    assert meta["epoch"] == 1 and [p.name for p in tmp_path.iterdir() if ".tmp" in p.name] == []
+
+
+def test_resume_with_fewer_epochs_is_refused_and_metrics_agree(tmp_path):
+    ds, key = tiny(), jax.random.key(2)
+
+    def stop_at_2(epoch, record):
+        if epoch == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        rf.fit(ds, key=key, out_dir=tmp_path, callback=stop_at_2, **OPTS)  # saved on the interrupt
+    with pytest.raises(ValueError, match="already trained 2 epochs; epochs must be >= 2, got 1"):
+        rf.fit(ds, key=key, out_dir=tmp_path, resume=True, **dict(OPTS, epochs=1))
+    res = rf.fit(ds, key=key, out_dir=tmp_path, resume=True, **dict(OPTS, epochs=3))
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["epochs"] == len(res.history) == len(metrics["depth_history"]) - 1 == 3
+    assert [json.loads(x)["epoch"] for x in (tmp_path / "metrics.jsonl").read_text().splitlines()] == [1, 2, 3]
+
+
+def test_resume_from_a_corrupted_checkpoint_names_it(tmp_path):
+    rf.fit(tiny(), key=jax.random.key(0), out_dir=tmp_path, **dict(OPTS, epochs=1))
+    path = tmp_path / tr.CHECKPOINT
+    path.write_bytes(path.read_bytes()[:-10])
+    with pytest.raises(CheckpointError, match="checkpoint.msgpack") as info:
+        rf.fit(tiny(), key=jax.random.key(0), out_dir=tmp_path, resume=True, **dict(OPTS, epochs=2))
+    assert str(path) in str(info.value)
+
+
+def test_resume_with_other_shapes_names_the_array(tmp_path):
+    ds = tiny()
+    rf.fit(ds, key=jax.random.key(0), out_dir=tmp_path, **dict(OPTS, epochs=1))
+    three = Dataset(
+        ds.x_train, ds.y_train % 2 + np.arange(120) % 3 // 2, ds.x_test, ds.y_test, dict(ds.meta, n_classes=3)
+    )
+    with pytest.raises(CheckpointError, match=r"readout.*bias.* float32\[2\], this run needs float32\[3\]"):
+        rf.fit(three, key=jax.random.key(0), out_dir=tmp_path, resume=True, **dict(OPTS, epochs=1))
+
+
+def test_noise_robustness_checks_out_before_training(tmp_path, monkeypatch, capsys):
+    import importlib.util
+    from pathlib import Path
+
+    import resflow.experiments.noise as noise
+
+    spec = importlib.util.spec_from_file_location("nr", Path(__file__).parents[1] / "scripts" / "noise_robustness.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    monkeypatch.setattr(noise, "compare_noise_robustness", lambda *a, **k: pytest.fail("trained"))
+    blocker = tmp_path / "taken"
+    blocker.write_text("a file")
+    with pytest.raises(SystemExit) as info:
+        script.main(["--data", "circles", "--out", str(blocker / "out"), "--epochs", "1"])
+    err = capsys.readouterr().err.strip()
+    assert info.value.code == 2 and len(err.splitlines()) == 1 and str(blocker) in err
