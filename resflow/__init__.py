@@ -70,6 +70,9 @@ from .residuals import residuals as residuals
 from .residuals import running_integral as running_integral
 from .robustness import NoiseRobustness as NoiseRobustness
 from .robustness import noise_accuracy as noise_accuracy
+from .runs import Run as Run
+from .runs import RunError as RunError
+from .runs import load_run as load_run
 from .separability import ProbeResult as ProbeResult
 from .separability import Separability as Separability
 from .separability import class_separability as class_separability

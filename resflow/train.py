@@ -50,6 +50,7 @@ from .depth import depth_rule, fold_drift
 from .layers import Classifier
 from .model import Trunk
 from .network import Network, from_flax
+from .runs import save_run, start_run, write_json
 from .spec import TrainConfig
 from .steps import Steps, chunks, compile_key, make_steps, xent
 
@@ -457,8 +458,10 @@ def finish(run: Run, state: RunState, data: Dataset, wall_time: float) -> TrainR
     return result._replace(metrics=metrics)
 
 
-def _write_outputs(out: Path, result: TrainResult, data: Dataset, figures: bool) -> None:
-    (out / "metrics.json").write_text(json.dumps(result.metrics, indent=2))
+def _write_outputs(out: Path, result: TrainResult, data: Dataset, figures: bool, record: dict) -> None:
+    """metrics.json, the saved run (network.eqx, run.json; see `resflow.runs`) and the figures."""
+    write_json(out / "metrics.json", result.metrics)
+    save_run(out, result.network, result.config, data, record)
     if figures:
         from .plots.training import plot_depth_history, plot_residuals_by_class, plot_training_curves
 
@@ -485,6 +488,8 @@ def fit(
     progress: bool = False,
     callback: Callable[[int, dict], None] | None = None,
     figures: bool = True,
+    data_source: dict | None = None,
+    provenance: dict | None = None,
     **overrides,
 ) -> TrainResult:
     """Train a classifier on `data`, optionally adapting its depth.
@@ -495,20 +500,28 @@ def fit(
     - `config`: a `TrainConfig` (defaults: ResNet, width = data dim, 15 shared sigmoid
       layers, h = 1, Adam 3e-3, 40 epochs of batch 64, no depth adaptation).
     - `key`: a `jax.random` key; it alone fixes init and shuffling (same key, same result).
-    - `out_dir`: folder for metrics.jsonl, metrics.json, checkpoint.msgpack and figures.
+    - `out_dir`: folder for metrics.jsonl, metrics.json, checkpoint.msgpack, figures and the
+      saved run (data.json at the start; network.eqx and run.json at the end, loaded by
+      `resflow.load_run`).
     - `resume`: continue from ``out_dir/checkpoint.msgpack``; the options must equal the
-      checkpoint's, except `epochs`, which may change only under ``schedule="constant"``.
+      checkpoint's, except `epochs`, which may change only under ``schedule="constant"``, and
+      the data's fingerprint must equal the one in ``out_dir/data.json``.
     - `progress`: show a tqdm bar with loss / accuracy / depth.
     - `callback`: called as ``callback(epoch, record)`` after each epoch's checkpoint
       (raise in it to stop a run).
     - `figures`: with `out_dir`, save training-curve, depth-history and residual figures.
+    - `data_source`: the `resflow.load_dataset` arguments of `data` (``name``, ``seed``,
+      ``path``, ``standardize``, ``options``), recorded so that `resflow.load_run(...).load_data()`
+      reloads it; default: read from ``data.meta`` (`resflow.runs.data_source`).
+    - `provenance`: extra JSON-able entries for run.json's provenance (e.g. ``{"seed": 0}``).
     - `overrides`: fields of `TrunkSpec` or `TrainConfig`, e.g. ``depth=5, model="mlp", epochs=3``.
 
     **Returns:** `TrainResult` (its network pruned to the final depth).
 
     **Raises:** `TypeError` for a `key` that is not a `jax.random` key or an unknown option;
-    `TypeError`/`ValueError` for bad data or options; `FileNotFoundError` when resuming
-    without a checkpoint.
+    `TypeError`/`ValueError` for bad data or options; `resflow.runs.RunError` (a `ValueError`)
+    when resuming on other data than the run's; `FileNotFoundError` when resuming without a
+    checkpoint.
     """
     key = _check_key(key)
     n_classes = _check_data(data)
@@ -516,6 +529,7 @@ def fit(
     out = prepare_out_dir(out_dir) if out_dir is not None else None
     run = setup_run(data, config, n_classes)
     state = init_state(run, key)
+    saved = None if out is None else start_run(out, data, key, resume=resume, source=data_source, extra=provenance)
     if resume:
         state = restore_state(state, out, config)
     if out is not None:
@@ -529,7 +543,7 @@ def fit(
     bar.close()
     result = finish(run, state, data, time.perf_counter() - t0)
     if out is not None:
-        _write_outputs(out, result, data, figures)
+        _write_outputs(out, result, data, figures, saved)
     return result
 
 

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
+import json
 import sys
 import typing
 from pathlib import Path
@@ -54,11 +56,19 @@ def add_fields(group, cls) -> list[str]:
     return names
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are one line on stderr (``train.py: error: ...``), exit 2."""
+
+    def error(self, message):
+        sys.stderr.write(f"{self.prog}: error: {' '.join(str(message).split())}\n")
+        sys.exit(2)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from resflow import TrainConfig, TrunkSpec
     from resflow.data import DATASETS
 
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = OneLineParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     g = p.add_argument_group("data")
     g.add_argument("--data", choices=DATASETS, default="digits", help="data set (default: digits, ships with sklearn)")
     g.add_argument(
@@ -71,21 +81,69 @@ def build_parser() -> argparse.ArgumentParser:
     add_fields(p.add_argument_group("training (resflow.TrainConfig)"), TrainConfig)
     g = p.add_argument_group("output")
     g.add_argument(
-        "--out", default=None, help="output folder (default: runs/<data>-<model>-<weights>-d<depth>-s<seed>)"
+        "--out",
+        default=None,
+        help="output folder (default: runs/<data>-<model>-<weights>-d<depth>-s<seed>-<hash>, "
+        "hash: 8 hex digits of the full config and data options)",
     )
-    g.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+    run = g.add_mutually_exclusive_group()
+    run.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+    run.add_argument(
+        "--overwrite", action="store_true", help="start again in an existing run folder (removes its run files only)"
+    )
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
 
 
 def config_from_args(args):
-    """The `TrainConfig` of parsed flags (None per-data-set options filled for ``args.data``)."""
+    """The `TrainConfig` of parsed flags (None per-data-set options filled for ``args.data``, or
+    left at the `TrainConfig` defaults for a data set not in `PER_DATASET`)."""
     from resflow import TrainConfig, TrunkSpec
 
     names = [f.name for cls in (TrunkSpec, TrainConfig) for f in dataclasses.fields(cls) if "help" in f.metadata]
     options = {n: getattr(args, n) for n in names}
-    options |= {n: table[args.data] for n, table in PER_DATASET.items() if options[n] is None}
+    options |= {n: table[args.data] for n, table in PER_DATASET.items() if options[n] is None and args.data in table}
+    # A data set without per-data-set values (csv: the user's own) gets the library's defaults.
+    options = {n: v for n, v in options.items() if not (n in PER_DATASET and v is None)}
     return TrainConfig().replace(**options).validate()
+
+
+def data_source_of(args) -> dict:
+    """The `resflow.load_dataset` arguments of the flags (only the options the data set reads)."""
+    options = {"circles": {"noise": args.noise}, "mnist1d": {"num_samples": args.samples}}.get(args.data, {})
+    path = str(Path(args.data_path).resolve()) if args.data_path is not None else None
+    return {"name": args.data, "seed": args.seed, "path": path, "standardize": True, "options": options}
+
+
+def default_out(config, source: dict) -> Path:
+    """runs/<data>-<model>-<weights>-d<depth>-s<seed>-<hash>: a readable prefix, and 8 hex digits of
+    the sha256 of the full config and the data options, so runs that differ in any option never share
+    a folder."""
+    spec = config.trunk
+    weights = "shared" if spec.shared else "untied"
+    blob = json.dumps({"config": dataclasses.asdict(config), "data": source}, sort_keys=True)
+    digest = hashlib.sha256(blob.encode()).hexdigest()[:8]
+    return Path(f"runs/{source['name']}-{spec.model}-{weights}-d{spec.depth}-s{source['seed']}-{digest}")
+
+
+def check_out(parser, out: Path, *, resume: bool, overwrite: bool) -> None:
+    """Refuse to mix runs: an existing run folder needs --resume or --overwrite (which clears its run files)."""
+    from resflow.runs import RUN_FILES
+    from resflow.train import CHECKPOINT
+
+    if resume:
+        if not (out / CHECKPOINT).is_file():
+            parser.error(f"--resume: no checkpoint at {out / CHECKPOINT}")
+        return
+    if out.exists() and not out.is_dir():
+        parser.error(f"--out {out} is a file, not a folder")
+    found = [name for name in RUN_FILES if (out / name).exists()]
+    if found and not overwrite:
+        parser.error(
+            f"{out} already holds a run ({', '.join(found)}); use --resume to continue it or --overwrite to start again"
+        )
+    for name in found:  # --overwrite: the run's own files only; anything else in the folder stays
+        (out / name).unlink()
 
 
 def main(argv=None) -> int:
@@ -97,7 +155,7 @@ def main(argv=None) -> int:
     if args.dtype == "float64":
         jax.config.update("jax_enable_x64", True)
     from resflow.data import load_dataset
-    from resflow.train import CHECKPOINT, fit
+    from resflow.train import fit
 
     data = args.data
     try:
@@ -106,23 +164,27 @@ def main(argv=None) -> int:
         config = config_from_args(args)
         if args.noise < 0:
             raise ValueError(f"--noise must be >= 0, got {args.noise}")
-        options = {"circles": {"noise": args.noise}, "mnist1d": {"num_samples": args.samples}}.get(data, {})
-        ds = load_dataset(data, seed=args.seed, path=args.data_path, **options)
-    except (ValueError, TypeError, FileNotFoundError) as e:
+        source = data_source_of(args)
+        ds = load_dataset(data, seed=args.seed, path=args.data_path, **source["options"])
+    except (ValueError, TypeError, FileNotFoundError) as e:  # DataError is a ValueError
         parser.error(str(e))
-    spec = config.trunk
-    weights = "shared" if spec.shared else "untied"
-    out = Path(args.out or f"runs/{data}-{spec.model}-{weights}-d{spec.depth}-s{args.seed}")
-    if args.resume and not (out / CHECKPOINT).is_file():
-        parser.error(f"--resume: no checkpoint at {out / CHECKPOINT}")
+    out = Path(args.out) if args.out else default_out(config, source)
+    check_out(parser, out, resume=args.resume, overwrite=args.overwrite)
 
     print(f"{data}: {ds.meta['n_train']} train / {ds.meta['n_test']} test, dim {ds.meta['dim']}; writing {out}")
     try:
         res = fit(
-            ds, config, key=jax.random.key(args.seed), out_dir=out, resume=args.resume, progress=not args.no_progress
+            ds,
+            config,
+            key=jax.random.key(args.seed),
+            out_dir=out,
+            resume=args.resume,
+            progress=not args.no_progress,
+            data_source=source,
+            provenance={"seed": args.seed},
         )
-    except ValueError as e:  # a checkpoint that does not match the flags (or new --epochs under a decaying
-        # --schedule); raised before anything is written
+    except ValueError as e:  # on resume: a checkpoint or data that do not match the flags (raised before
+        # anything is written)
         if not args.resume:
             raise
         parser.error(str(e))

@@ -33,7 +33,9 @@ def test_bad_flags_exit_2_and_write_nothing(tmp_path, capsys, argv, message):
     with pytest.raises(SystemExit) as e:
         cli.main([*argv, "--out", str(out)])
     assert e.value.code == 2
-    assert message in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert message in err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err and "usage:" not in err
     assert not out.exists()
 
 
@@ -98,3 +100,65 @@ def test_tiny_run_writes_metrics_and_figures(tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         cli.main([*more, "--resume", "--lr", "0.5"])
     assert e.value.code == 2 and "only epochs may change" in capsys.readouterr().err
+
+
+TINY = ["--data", "circles", "--width", "3", "--depth", "3", "--epochs", "1", "--batch-size", "500", "--no-progress"]
+
+
+def _exit_2_one_line(capsys, argv) -> str:
+    with pytest.raises(SystemExit) as e:
+        cli.main(argv)
+    err = capsys.readouterr().err
+    assert e.value.code == 2, err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    return err
+
+
+def test_bad_data_file_is_one_line_exit_2(tmp_path, capsys):
+    bad = tmp_path / "table.csv"
+    bad.write_text("a,label\n1.0,0\n2.0,0.5\n")
+    err = _exit_2_one_line(capsys, ["--data", "csv", "--data-path", str(bad), "--out", str(tmp_path / "run")])
+    assert str(bad) in err and "integer" in err
+    assert not (tmp_path / "run").exists()
+
+
+def test_existing_run_is_refused_overwrite_clears_only_run_files(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert cli.main([*TINY, "--out", str(out)]) == 0
+    for name in ("checkpoint.msgpack", "run.json", "network.eqx", "data.json", "metrics.json"):
+        assert (out / name).is_file(), name
+    before = (out / "run.json").read_bytes()
+    err = _exit_2_one_line(capsys, [*TINY, "--out", str(out)])
+    assert "--resume" in err and "--overwrite" in err and str(out) in err
+    assert (out / "run.json").read_bytes() == before  # nothing touched
+    (out / "notes.txt").write_text("mine")
+    (out / "checkpoint.msgpack").write_bytes(b"stale")
+    assert cli.main([*TINY, "--out", str(out), "--overwrite", "--lr", "0.02"]) == 0
+    assert (out / "notes.txt").read_text() == "mine"
+    assert json.loads((out / "run.json").read_text())["config"]["lr"] == 0.02
+    assert (out / "checkpoint.msgpack").read_bytes() != b"stale"
+    _exit_2_one_line(capsys, [*TINY, "--out", str(out), "--overwrite", "--resume"])
+    # Resuming on other data (another seed: another split; another data set) is refused before training.
+    err = _exit_2_one_line(capsys, [*TINY, "--out", str(out), "--resume", "--seed", "7", "--lr", "0.02"])
+    assert "data.json" in err and "seed 7" in err and "seed 0" in err
+    err = _exit_2_one_line(capsys, [*TINY, "--out", str(out), "--resume", "--noise", "0.1", "--lr", "0.02"])
+    assert "data" in err
+    digits = ["--data", "digits", "--width", "3", "--depth", "3", "--epochs", "1", "--no-progress"]
+    err = _exit_2_one_line(capsys, [*digits, "--out", str(out), "--resume", "--lr", "0.02"])
+    assert "circles" in err and "digits" in err
+
+
+def test_default_folder_names_tell_options_apart():
+    parser = cli.build_parser()
+
+    def name(*flags):
+        args = parser.parse_args(list(flags))
+        return cli.default_out(cli.config_from_args(args), cli.data_source_of(args)).name
+
+    plain = name()
+    assert plain.startswith("digits-resnet-shared-d15-s0-") and len(plain.rsplit("-", 1)[1]) == 8
+    assert plain == name()  # deterministic
+    others = {name("--depth-adapt"), name("--activation", "tanh"), name("--lr", "0.01"), name("--width", "32")}
+    others |= {name("--seed", "1"), name("--data", "circles"), name("--data", "circles", "--noise", "0.1")}
+    assert len(others) == 7 and plain not in others
+    assert name("--samples", "100") == plain  # an option digits does not read changes nothing

@@ -1,0 +1,403 @@
+"""Saved runs: a run folder is a complete, self-describing artifact.
+
+    run = load_run("runs/digits-resnet-shared-d15-s0-1a2b3c4d")
+    run.predict(x_raw)            # logits; the saved standardisation is applied first
+    run.trunk, run.depth          # the trained Trunk at its final depth, ready for analysis
+    run.load_data()               # the run's own data set, reloaded and fingerprint-checked
+
+`resflow.fit` with ``out_dir`` writes, besides metrics and figures:
+
+- ``network.eqx``: the trained `Network` at its final depth (``eqx.tree_serialise_leaves``:
+  plain numpy bytes, no device information, so a run trained on a GPU loads on a CPU);
+- ``run.json``: what rebuilds the network's skeleton (dims, classes, lift, width, depth,
+  model, activation, h, dtype), the sha256 of ``network.eqx``, the full config, the
+  preprocessing (standardisation mean and std), the data record (how to reload the data
+  set and its fingerprint) and the provenance (command line, versions, git commit, key);
+- ``data.json``: the data record alone, written when training starts; ``resume`` refuses
+  data whose fingerprint differs from it.
+
+Every file is written to a temporary name and moved into place (``os.replace``), so a run
+killed mid-write keeps the previous version. A file that is missing, unreadable or altered
+is reported as a `RunError` naming the file and the problem.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import platform
+import subprocess
+import sys
+from importlib import metadata
+from pathlib import Path
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ._checks import as_float_array
+from .data import Dataset, load_dataset
+from .model import Trunk
+from .network import Affine, Network
+from .spec import TrainConfig
+
+__all__ = [
+    "RunError",
+    "Run",
+    "load_run",
+    "data_fingerprint",
+    "data_source",
+    "provenance",
+    "start_run",
+    "save_run",
+    "write_json",
+    "RUN_FILES",
+]
+
+RUN_JSON, NETWORK, DATA_JSON, METRICS = "run.json", "network.eqx", "data.json", "metrics.json"
+RUN_FILES = (
+    RUN_JSON,
+    NETWORK,
+    DATA_JSON,
+    METRICS,
+    "metrics.jsonl",
+    "checkpoint.msgpack",
+    "training_curves.png",
+    "depth_history.png",
+    "residuals_by_class.png",
+)
+"""The files a training run writes into its folder (``--overwrite`` removes these only)."""
+
+FORMAT, VERSION = "resflow-run", 1
+# Options of load_dataset that a Dataset's meta records, per data set (the rest are defaults).
+_META_OPTIONS = {"circles": ("noise", "radii", "n_train", "n_test")}
+
+
+class RunError(ValueError):
+    """A run folder or file that cannot be loaded or resumed; the message names the file."""
+
+
+# --------------------------------------------------------------------------------------------
+# Writing
+
+
+def write_bytes(path: Path, blob: bytes) -> None:
+    """Write `blob` to `path` atomically: a temporary file in the same folder, then `os.replace`."""
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(blob)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_json(path, obj) -> None:
+    """`obj` as indented JSON at `path`, atomically (see `write_bytes`)."""
+    write_bytes(Path(path), (json.dumps(obj, indent=2) + "\n").encode())
+
+
+def _sha256(*arrays) -> str:
+    h = hashlib.sha256()
+    for a in arrays:
+        a = np.ascontiguousarray(a)
+        h.update(f"{a.dtype.str}{a.shape}".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def data_source(data: Dataset) -> dict:
+    """The `resflow.load_dataset` arguments that reproduce `data`, as far as its meta records them.
+
+    Name, seed, path (for file-based sets) and the options kept in the meta (circles: noise,
+    radii, sizes). Options the meta does not keep (digits' ``test_fraction``, mnist1d's
+    ``num_samples``) take their defaults; pass the true arguments to `resflow.fit` as
+    ``data_source=`` when they differ (the CLI does). The fingerprint catches any mismatch.
+    """
+    meta = data.meta
+    name = meta.get("name")
+    path = meta.get("source") if name in ("mnist", "fashion-mnist", "csv") else None
+    seed = meta.get("seed", 0) if name != "mnist1d" else meta.get("seed", 42)
+    options = {k: meta[k] for k in _META_OPTIONS.get(name, ()) if k in meta}
+    return {"name": name, "seed": seed, "path": path, "standardize": bool(meta.get("standardized")), "options": options}
+
+
+def data_fingerprint(data: Dataset) -> dict:
+    """Name, array shapes and a sha256 over the four arrays' bytes (dtype and shape included)."""
+    arrays = (data.x_train, data.y_train, data.x_test, data.y_test)
+    shapes = {k: list(np.shape(a)) for k, a in zip(("x_train", "y_train", "x_test", "y_test"), arrays, strict=True)}
+    return {"name": data.meta.get("name"), "shapes": shapes, "sha256": _sha256(*arrays)}
+
+
+def _version(package: str) -> str | None:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def _git(*args: str) -> str | None:
+    """``git ARGS`` in the package's folder; None without git or outside a repository."""
+    try:
+        done = subprocess.run(
+            ["git", *args], cwd=Path(__file__).parent, capture_output=True, text=True, timeout=10, check=False
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return done.stdout.strip() if done.returncode == 0 else None
+
+
+def provenance(key: jax.Array, **extra) -> dict:
+    """Command line, versions, git commit (None outside a repository), the key's data, and `extra`."""
+    versions = {p: _version(p) for p in ("resflow", "jax", "jaxlib", "flax", "equinox", "optax", "numpy")}
+    commit = _git("rev-parse", "HEAD")
+    dirty = None if commit is None else bool(_git("status", "--porcelain", "--untracked-files=no"))
+    return {
+        "argv": list(sys.argv),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "versions": versions,
+        "git_commit": commit,
+        "git_dirty": dirty,
+        "key": {"impl": str(jax.random.key_impl(key)), "data": np.asarray(jax.random.key_data(key)).tolist()},
+        "backend": jax.default_backend(),
+        **extra,
+    }
+
+
+def _describe(record: dict) -> str:
+    src, fp = record["source"], record["fingerprint"]
+    return f"{src['name']} (seed {src['seed']}, x_train {tuple(fp['shapes']['x_train'])}, sha256 {fp['sha256'][:12]})"
+
+
+def start_run(out, data: Dataset, key, *, resume: bool, source: dict | None = None, extra: dict | None = None) -> dict:
+    """The run's record (data source and fingerprint, provenance); written to ``out/data.json``,
+    or, on `resume`, checked against it.
+
+    **Raises:** `RunError` on resume when the data's fingerprint differs from the saved one (or
+    data.json cannot be read).
+    """
+    out = Path(out)
+    record = {"source": source or data_source(data), "fingerprint": data_fingerprint(data)}
+    record["provenance"] = provenance(key, **(extra or {}))
+    saved_path = out / DATA_JSON
+    if resume:
+        if saved_path.is_file():
+            saved = _read_json(saved_path)
+            if saved.get("fingerprint", {}).get("sha256") != record["fingerprint"]["sha256"]:
+                raise RunError(
+                    f"{saved_path}: resume: the run was trained on {_describe(saved)} but the data given now are "
+                    f"{_describe(record)}; resume with the run's data options, or start a new run"
+                )
+        return record
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(saved_path, {k: record[k] for k in ("source", "fingerprint")})
+    return record
+
+
+def _skeleton(network: Network) -> dict:
+    t = network.trunk
+    return {
+        "dim": network.dim,
+        "n_classes": network.n_classes,
+        "lift": network.lift is not None,
+        "width": t.width,
+        "depth": network.depth,
+        "shared": t.shared,
+        "num_layers": t.num_layers,
+        "model": t.model,
+        "activation": t.activation,
+        "h": float(t.h),
+        "dtype": str(t.dtype),
+    }
+
+
+def save_run(out, network: Network, config: TrainConfig, data: Dataset, record: dict) -> None:
+    """Write ``network.eqx`` then ``run.json`` (the latter last: it names the former's sha256)."""
+    out = Path(out)
+    path = out / NETWORK
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        eqx.tree_serialise_leaves(tmp, network)
+        blob = tmp.read_bytes()
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    meta = data.meta
+    info = {
+        "format": FORMAT,
+        "version": VERSION,
+        "network": {**_skeleton(network), "file": NETWORK, "sha256": hashlib.sha256(blob).hexdigest()},
+        "config": dataclasses.asdict(config),
+        "preprocessing": {
+            "standardized": bool(meta.get("standardized")),
+            "mean": meta.get("mean"),
+            "std": meta.get("std"),
+        },
+        "data": {"source": record["source"], "fingerprint": record["fingerprint"]},
+        "provenance": record["provenance"],
+    }
+    write_json(out / RUN_JSON, info)
+
+
+# --------------------------------------------------------------------------------------------
+# Loading
+
+
+def _read_json(path: Path) -> dict:
+    if not path.is_file():
+        raise RunError(f"{path}: missing (not a resflow run folder, or the run did not finish)")
+    try:
+        obj = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise RunError(f"{path}: not readable JSON ({e})") from None
+    if not isinstance(obj, dict):
+        raise RunError(f"{path}: expected a JSON object, got {type(obj).__name__}")
+    return obj
+
+
+def _like(net: dict) -> Network:
+    """A `Network` of ones with the saved shapes and dtypes (the target of deserialisation)."""
+    dtype, n, dim, k = jnp.dtype(net["dtype"]), net["width"], net["dim"], net["n_classes"]
+    w_shape = (n, n) if net["shared"] else (net["num_layers"], n, n)
+    trunk = Trunk(jnp.ones(w_shape, dtype), jnp.ones(w_shape[:-1], dtype), net["h"], **_map_of(net))
+    lift = Affine(jnp.ones((dim, n), dtype), jnp.ones((n,), dtype)) if net["lift"] else None
+    return Network(lift, trunk, Affine(jnp.ones((n, k), dtype), jnp.ones((k,), dtype)), net["depth"])
+
+
+def _map_of(net: dict) -> dict:
+    return {"model": net["model"], "activation": net["activation"]}
+
+
+def _load_network(folder: Path, net: dict) -> Network:
+    path = folder / net.get("file", NETWORK)
+    if not path.is_file():
+        raise RunError(f"{path}: missing (the run's trained network)")
+    blob = path.read_bytes()
+    if hashlib.sha256(blob).hexdigest() != net.get("sha256"):
+        raise RunError(f"{path}: its sha256 differs from the one in {RUN_JSON} (the file is corrupted or was altered)")
+    if net["dtype"] == "float64" and not jax.config.jax_enable_x64:
+        raise RunError(f"{path}: a float64 run; enable it first: jax.config.update('jax_enable_x64', True)")
+    import io
+
+    try:
+        loaded = eqx.tree_deserialise_leaves(io.BytesIO(blob), _like(net))
+        # Rebuilt through the constructors: their checks (shapes, finite weights, h > 0) run again.
+        t = loaded.trunk
+        trunk = Trunk(t.W, t.b, t.h, **_map_of(net))
+        return Network(loaded.lift, trunk, loaded.readout, net["depth"])
+    except (ValueError, TypeError, RuntimeError, OSError) as e:
+        raise RunError(f"{path}: does not hold the network {RUN_JSON} describes ({e})") from None
+
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+    """A saved run, loaded by `load_run`.
+
+    **Fields:** `path` (the folder), `network` (the trained `Network`, final depth), `config`
+    (`TrainConfig`), `metrics` (metrics.json), `provenance` (command line, versions, commit,
+    key), `preprocessing` (``standardized``, ``mean``, ``std``), `data` (the data record:
+    ``source`` and ``fingerprint``), `info` (the whole run.json).
+    """
+
+    path: Path
+    network: Network
+    config: TrainConfig
+    metrics: dict
+    provenance: dict
+    preprocessing: dict
+    data: dict
+    info: dict
+
+    @property
+    def trunk(self) -> Trunk:
+        """The trained `Trunk` at the final depth."""
+        return self.network.trunk
+
+    @property
+    def depth(self) -> int:
+        return self.network.depth
+
+    def standardize(self, x_raw) -> np.ndarray:
+        """Raw inputs ``(N, dim)`` mapped as in training: (x − mean) / std, as float32.
+
+        The arithmetic is `resflow.data.standardize`'s (float64 statistics on float32 inputs),
+        so raw test data map to exactly the arrays the run was evaluated on.
+
+        **Raises:** `TypeError` for non-float inputs; `ValueError` for a shape other than ``(N, dim)``.
+        """
+        x = np.asarray(as_float_array("x", x_raw), np.float32)
+        if x.ndim != 2 or x.shape[1] != self.network.dim:
+            raise ValueError(f"x must have shape (N, {self.network.dim}) (the training data dimension), got {x.shape}")
+        p = self.preprocessing
+        if not p.get("standardized"):
+            return x
+        return ((x - np.asarray(p["mean"])) / np.asarray(p["std"])).astype(np.float32)
+
+    def predict(self, x_raw):
+        """Logits of raw (unstandardised) inputs ``(N, dim)``: the saved standardisation, then the network.
+
+        **Raises:** `TypeError`/`ValueError` as `resflow.predict` (x must be a finite ``(N, dim)`` array).
+        """
+        from .train import TrainResult, predict
+
+        return predict(TrainResult(self.network, self.config, [], self.metrics), self.standardize(x_raw))
+
+    def load_data(self, *, path=None) -> Dataset:
+        """The run's data set, reloaded as recorded (name, seed, path, options) and fingerprint-checked.
+
+        `path` replaces the recorded file path (data moved to another machine).
+
+        **Raises:** `RunError` when the reloaded data differ from the ones trained on;
+        `resflow.data.DataError`/`FileNotFoundError` from the loader.
+        """
+        src = self.data["source"]
+        ds = load_dataset(
+            src["name"],
+            seed=src["seed"],
+            path=path if path is not None else src.get("path"),
+            standardize=src.get("standardize", True),
+            **src.get("options", {}),
+        )
+        got, want = data_fingerprint(ds), self.data["fingerprint"]
+        if got["sha256"] != want["sha256"]:
+            raise RunError(
+                f"{self.path / RUN_JSON}: the data set reloaded as recorded ({src['name']}, seed {src['seed']}, "
+                f"x_train {tuple(got['shapes']['x_train'])}, sha256 {got['sha256'][:12]}) differs from the one "
+                f"trained on (x_train {tuple(want['shapes']['x_train'])}, sha256 {want['sha256'][:12]})"
+            )
+        return ds
+
+
+def load_run(path) -> Run:
+    """Load a run folder written by `resflow.fit` (``out_dir``) or ``scripts/train.py``.
+
+    Needs no training code: the network is rebuilt from run.json's skeleton and network.eqx
+    (checked against its recorded sha256), on jax's default device.
+
+    **Returns:** `Run`.
+
+    **Raises:** `RunError` naming the file for a missing folder, a missing, unreadable or
+    foreign run.json / metrics.json, or a missing, altered or mismatched network.eqx.
+    """
+    folder = Path(path)
+    if not folder.is_dir():
+        raise RunError(f"{folder}: not a folder (expected a run folder with {RUN_JSON} and {NETWORK})")
+    file = folder / RUN_JSON
+    info = _read_json(file)
+    if info.get("format") != FORMAT or info.get("version") != VERSION:
+        raise RunError(f"{file}: not a {FORMAT} v{VERSION} file (format {info.get('format')!r})")
+    try:
+        config = TrainConfig.from_dict(info["config"])
+        parts = (info["network"], info["preprocessing"], info["data"], info["provenance"])
+    except (KeyError, TypeError) as e:
+        raise RunError(f"{file}: incomplete or malformed ({type(e).__name__}: {e})") from None
+    try:
+        network = _load_network(folder, parts[0])
+    except KeyError as e:
+        raise RunError(f"{file}: the network entry lacks {e}") from None
+    metrics = _read_json(folder / METRICS)
+    return Run(folder, network, config, metrics, parts[3], parts[1], parts[2], info)
