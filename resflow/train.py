@@ -19,10 +19,12 @@ the initial depth with a *traced* ``active_depth`` (layers t >= active_depth are
 identity), so a cut never recompiles; removed layers cost their compute until the end, when
 the network is pruned (untied weights: sliced) to the final depth.
 
-With ``out_dir`` the run writes ``metrics.jsonl`` (one line per epoch), ``checkpoint.msgpack``
-(params, optimiser state, epoch, depth, RNG key, config, histories; atomic), ``metrics.json``
-and figures; ``resume=True`` continues from the checkpoint and ends bit-identical to an
-uninterrupted run.
+With ``out_dir`` the run writes ``data.json`` (the data's source and fingerprint),
+``metrics.jsonl`` (one line per epoch), ``checkpoint.msgpack`` (params, optimiser state,
+epoch, depth, RNG key, config, histories; atomic, checksummed, every ``checkpoint_every``
+epochs), then ``metrics.json``, the saved network (``network.eqx``, ``run.json``; see
+`resflow.runs`) and figures; ``resume=True`` continues from the checkpoint and ends
+bit-identical to an uninterrupted run.
 """
 
 from __future__ import annotations
@@ -112,7 +114,7 @@ class RunState(NamedTuple):
     elapsed: float
 
 
-class Run(NamedTuple):
+class Setup(NamedTuple):
     """What stays fixed during a run: the options, the module, its compiled steps, the data."""
 
     config: TrainConfig
@@ -134,7 +136,7 @@ def build_classifier(config: TrainConfig, dim: int, n_classes: int) -> Classifie
     return Classifier(n_classes=n_classes, spec=spec, use_lift=use_lift, param_dtype=jnp.dtype(config.dtype))
 
 
-def evaluate_params(run: Run, params: dict, x, y, depth: int) -> tuple[float, float]:
+def evaluate_params(run: Setup, params: dict, x, y, depth: int) -> tuple[float, float]:
     """Mean cross-entropy and accuracy of `params` run for `depth` layers on (x, y), chunked."""
     loss = correct = 0.0
     for xc, yc, w in chunks(x, run.config.eval_chunk, y):
@@ -143,7 +145,7 @@ def evaluate_params(run: Run, params: dict, x, y, depth: int) -> tuple[float, fl
     return loss / x.shape[0], correct / x.shape[0]
 
 
-def depth_statistics(run: Run, params: dict, depth: int) -> tuple[np.ndarray, np.ndarray]:
+def depth_statistics(run: Setup, params: dict, depth: int) -> tuple[np.ndarray, np.ndarray]:
     """On the training data: the per-layer residual changes d_k, ``(T_max − 1,)``, and the
     mean states x̄_t, ``(T_max + 1, n)`` (float64 host arrays)."""
     changes = states = 0.0
@@ -223,7 +225,7 @@ def _check_data(data) -> int:
     return int(n_classes)
 
 
-def setup_run(data: Dataset, config: TrainConfig, n_classes: int) -> Run:
+def setup_run(data: Dataset, config: TrainConfig, n_classes: int) -> Setup:
     """The module, its compiled steps and the data as device arrays of the config's dtype.
 
     **Raises:** `ValueError` when the data overflow the config's dtype (before any epoch).
@@ -234,7 +236,7 @@ def setup_run(data: Dataset, config: TrainConfig, n_classes: int) -> Run:
     steps = make_steps(module, compile_key(config), steps_per_epoch)
     arrays = (_as_dtype("x_train", data.x_train, dtype), jnp.asarray(data.y_train, jnp.int32))
     arrays += (_as_dtype("x_test", data.x_test, dtype), jnp.asarray(data.y_test, jnp.int32))
-    return Run(config, module, steps, *arrays)
+    return Setup(config, module, steps, *arrays)
 
 
 def _as_dtype(name: str, x, dtype) -> jax.Array:
@@ -249,7 +251,7 @@ def _as_dtype(name: str, x, dtype) -> jax.Array:
     return a
 
 
-def init_state(run: Run, key: jax.Array) -> RunState:
+def init_state(run: Setup, key: jax.Array) -> RunState:
     """Fresh parameters and optimiser state; `key` splits into the init and shuffling keys."""
     k_init, k_shuffle = jax.random.split(key)
     params = run.module.init(k_init, run.x_train[:1])["params"]
@@ -321,7 +323,7 @@ def _flat(config: TrainConfig) -> dict:
     return {**d.pop("trunk"), **d}
 
 
-def train_epoch(run: Run, state: RunState) -> tuple[RunState, dict]:
+def train_epoch(run: Setup, state: RunState) -> tuple[RunState, dict]:
     """One epoch of mini-batch steps at the current depth, then the test metrics.
 
     **Raises:** `NonFiniteLossError` (naming the epoch) when the training or test loss is not
@@ -341,7 +343,7 @@ def train_epoch(run: Run, state: RunState) -> tuple[RunState, dict]:
     return state._replace(params=params, opt_state=opt_state, epoch=state.epoch + 1), record
 
 
-def adapt_depth(run: Run, state: RunState, record: dict) -> tuple[RunState, dict]:
+def adapt_depth(run: Setup, state: RunState, record: dict) -> tuple[RunState, dict]:
     """Apply `depth_policy` after an epoch; a cut (optionally drift-folded) is logged in `cuts`."""
     config, depth = run.config, state.depth
     if not config.depth_adapt or depth <= 1:
@@ -401,7 +403,7 @@ def start_log(out: Path, state: RunState) -> None:
         raise OutputError(f"cannot write {out / 'metrics.jsonl'}: {e.strerror or e}") from e
 
 
-def run_epochs(run: Run, state: RunState, out: Path | None, t0: float, bar, callback) -> RunState:
+def run_epochs(run: Setup, state: RunState, out: Path | None, t0: float, bar, callback) -> RunState:
     """Train from `state` to ``run.config.epochs``: epoch, depth policy, log, checkpoint, callback.
 
     A run stopped by an exception (a non-finite loss, Ctrl-C, a raising `callback`) first
@@ -429,7 +431,7 @@ def run_epochs(run: Run, state: RunState, out: Path | None, t0: float, bar, call
     return state
 
 
-def finish(run: Run, state: RunState, data: Dataset, wall_time: float) -> TrainResult:
+def finish(run: Setup, state: RunState, data: Dataset, wall_time: float) -> TrainResult:
     """The pruned `Network` and the final metrics of a finished run."""
     config, spec = run.config, run.config.trunk
     full_acc = evaluate_params(run, state.params, run.x_test, run.y_test, spec.depth)[1]
@@ -459,7 +461,20 @@ def finish(run: Run, state: RunState, data: Dataset, wall_time: float) -> TrainR
 
 
 def _write_outputs(out: Path, result: TrainResult, data: Dataset, figures: bool, record: dict) -> None:
-    """metrics.json, the saved run (network.eqx, run.json; see `resflow.runs`) and the figures."""
+    """metrics.json, the saved run (network.eqx, run.json; see `resflow.runs`) and the figures.
+
+    A write error names the file; what was written before it (the checkpoint, metrics.jsonl,
+    the files before the failing one) stays.
+    """
+    try:
+        _write_files(out, result, data, figures, record)
+    except OSError as e:
+        if isinstance(e, OutputError):
+            raise
+        raise OutputError(f"cannot write {e.filename or out}: {e.strerror or e}") from e
+
+
+def _write_files(out: Path, result: TrainResult, data: Dataset, figures: bool, record: dict) -> None:
     write_json(out / "metrics.json", result.metrics)
     save_run(out, result.network, result.config, data, record)
     if figures:
@@ -521,7 +536,9 @@ def fit(
     **Raises:** `TypeError` for a `key` that is not a `jax.random` key or an unknown option;
     `TypeError`/`ValueError` for bad data or options; `resflow.runs.RunError` (a `ValueError`)
     when resuming on other data than the run's; `FileNotFoundError` when resuming without a
-    checkpoint.
+    checkpoint; `CheckpointError` for a damaged or foreign checkpoint; `NonFiniteLossError`
+    when the loss stops being finite (the last good epoch is checkpointed first);
+    `OutputError` naming the path when the output folder or a file in it cannot be written.
     """
     key = _check_key(key)
     n_classes = _check_data(data)

@@ -1,4 +1,5 @@
-"""scripts/analyze.py on a run made like `make train` (digits, --depth-adapt, few epochs)."""
+"""scripts/analyze.py on a run made like `make train` (--depth-adapt, few epochs; circles
+with a 2 → 3 lift, so the test is fast and the fixed points can be enumerated)."""
 
 import importlib.util
 import json
@@ -26,8 +27,23 @@ ANALYSES = ("lyapunov", "fixed-points", "interactions", "perturbation", "separab
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
-    out = tmp_path_factory.mktemp("runs") / "digits"
-    argv = ["--depth-adapt", "--depth", "4", "--epochs", "2", "--depth-warmup", "0", "--no-progress", "--out", str(out)]
+    out = tmp_path_factory.mktemp("runs") / "circles"
+    argv = [
+        "--data",
+        "circles",
+        "--width",
+        "3",
+        "--depth-adapt",
+        "--depth",
+        "4",
+        "--epochs",
+        "2",
+        "--depth-warmup",
+        "0",
+        "--no-progress",
+        "--out",
+        str(out),
+    ]
     assert train_cli.main(argv) == 0
     return out
 
@@ -54,17 +70,18 @@ def test_analyze_writes_every_json_and_figure(run_dir, tmp_path, capsys):
         assert name in printed
         values = list(_numbers(results[name]))
         assert values and all(math.isfinite(v) for v in values), name
-    # Width 64: no enumeration of 3^64 patterns, said so; the steady state is still computed.
-    assert "width 64" in results["fixed-points"]["fixed_points"]["skipped"]
+    # Width 3: all 3^3 saturation patterns enumerated; every point is in [0, 1]^3.
+    points = np.asarray(results["fixed-points"]["fixed_points"]["points"])
+    assert points.shape[1:] == (3,) and np.all((points >= 0) & (points <= 1))
     assert 0 <= results["fixed-points"]["steady_state"]["converged_fraction"] <= 1
     # The Lyapunov JSON is a direct call on the loaded trunk, with the run's own test data.
     run = rf.load_run(run_dir)
-    x = rf.load_dataset("digits").x_test[:48]
+    x = rf.load_dataset("circles").x_test[:48]
     direct = rf.network_lyapunov_spectrum(run.trunk, run.network.embed(x), depth=run.depth).exponents
     np.testing.assert_array_equal(np.asarray(results["lyapunov"]["exponents"], np.float32), np.asarray(direct))
     assert results["lyapunov"]["depth"] == run.depth == run.metrics["depth_after"]
     # Noise on raw inputs, σ = 0: the clean accuracy of the first 48 test inputs through run.predict.
-    raw = rf.load_dataset("digits", standardize=False)
+    raw = rf.load_dataset("circles", standardize=False)
     clean = np.mean(np.argmax(np.asarray(run.predict(raw.x_test[:48])), -1) == raw.y_test[:48])
     assert results["noise"]["accuracy_mean"][0] == pytest.approx(clean, abs=1e-6)
     assert len(results["separability"]["integral_accuracy"]) == run.depth + 1

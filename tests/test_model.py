@@ -130,7 +130,7 @@ def test_h_gradient_and_traced_h(key):
         np.testing.assert_allclose(np.asarray(xT[i]), np_trajectory(p.W, p.b, x0, 4, h=h)[-1], rtol=1e-12)
 
 
-@settings(max_examples=8, deadline=None)
+@settings(max_examples=5, deadline=None)
 @given(
     n=st.integers(1, 7),
     depth=st.integers(1, 12),

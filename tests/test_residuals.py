@@ -188,7 +188,7 @@ def test_recurrence_bad_inputs():
         rf.running_integral(rf.Trunk(t.W, t.b, model="mlp"), jnp.zeros((4, 3)))
 
 
-@settings(max_examples=8, deadline=None)
+@settings(max_examples=5, deadline=None)
 @given(n=st.integers(1, 8), depth=st.integers(1, 20), seed=st.integers(0, 2**16), h=st.floats(0.05, 1.5))
 def test_property_recurrence_identity(n, depth, seed, h):
     t, x0 = net(seed, n, jnp.float64, batch=(3,), w_std=1.0, h=h)

@@ -110,7 +110,10 @@ out["xT_class_distance"] = float(np.abs(xT[np.asarray(y) == 0].mean(0) - xT[np.a
 print("x_T class means:", xT[np.asarray(y) == 0].mean(0), xT[np.asarray(y) == 1].mean(0))
 
 plot_residual_trajectories(
-    r, y, title="circles: residuals by class (mean ± std)", save=os.path.join(FIG, "network_residuals_band.png")
+    r,
+    y,
+    title="circles: residuals by class (median, interquartile band)",
+    save=os.path.join(FIG, "network_residuals_band.png"),
 )
 plot_residual_trajectories(
     r,
