@@ -49,20 +49,8 @@ def test_good_folder_loads(tmp_path):
     assert ds.x_train.shape == (20, 12) and ds.meta["n_classes"] == 10
 
 
-@pytest.mark.parametrize(
-    "case, match",
-    [
-        ("truncated_gz", "not a complete gzip file"),
-        ("not_gzip", "not a complete gzip file"),
-        ("short_header", "header too short"),
-        ("short_shape", "header too short"),
-        ("bad_magic", "bad magic number"),
-        ("truncated_data", "truncated"),
-        ("count_mismatch", "one label per sample"),
-        ("label_200", "10 classes"),
-    ],
-)
-def test_bad_idx_files(tmp_path, case, match):
+def write_case(folder, case):
+    """The four IDX files in `folder`, with `case`'s damage done to y_train."""
     rng = np.random.default_rng(1)
     arrays = good_arrays(rng)
     key = "y_train"
@@ -83,10 +71,27 @@ def test_bad_idx_files(tmp_path, case, match):
     elif case == "count_mismatch":
         raw = idx_bytes(arrays[key][:-1])
     else:
-        bad = arrays[key].copy()
-        bad[3] = 200
-        raw = idx_bytes(bad)
-    write_folder(tmp_path, arrays, gz=gz, raw={key: raw})
+        damaged = arrays[key].copy()
+        damaged[3] = 200
+        raw = idx_bytes(damaged)
+    return write_folder(folder, arrays, gz=gz, raw={key: raw})
+
+
+@pytest.mark.parametrize(
+    "case, match",
+    [
+        ("truncated_gz", "not a complete gzip file"),
+        ("not_gzip", "not a complete gzip file"),
+        ("short_header", "header too short"),
+        ("short_shape", "header too short"),
+        ("bad_magic", "bad magic number"),
+        ("truncated_data", "truncated"),
+        ("count_mismatch", "one label per sample"),
+        ("label_200", "10 classes"),
+    ],
+)
+def test_bad_idx_files(tmp_path, case, match):
+    write_case(tmp_path, case)
     with pytest.raises(rd.DataError, match=match) as err:
         load(tmp_path)
     assert str(tmp_path) in str(err.value)

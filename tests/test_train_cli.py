@@ -4,6 +4,7 @@ import importlib.util
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "train.py"
@@ -162,3 +163,35 @@ def test_default_folder_names_tell_options_apart():
     others |= {name("--seed", "1"), name("--data", "circles"), name("--data", "circles", "--noise", "0.1")}
     assert len(others) == 7 and plain not in others
     assert name("--samples", "100") == plain  # an option digits does not read changes nothing
+
+
+BAD_FILES = [
+    ("idx", "truncated_gz"),
+    ("idx", "short_header"),
+    ("idx", "bad_magic"),
+    ("idx", "count_mismatch"),
+    ("idx", "label_200"),
+    ("npz", "random_bytes"),
+    ("npz", "truncated"),
+    ("npz", "label_20000"),
+    ("npz", "float_labels"),
+    ("npz", "nan_input"),
+    ("npz", "dims_differ"),
+]
+
+
+@pytest.mark.parametrize("kind, case", BAD_FILES)
+def test_every_bad_file_kind_exits_2_before_training(tmp_path, capsys, kind, case):
+    """The broken files of tests/test_data_files.py, through the CLI: one line, exit 2, no run."""
+    import test_data_files as bad
+
+    if kind == "npz":
+        path = bad.npz_case(tmp_path / "data.npz", case, np.random.default_rng(2))
+    else:
+        path = tmp_path / "idx"
+        path.mkdir()
+        bad.write_case(path, case)
+    out = tmp_path / "run"
+    err = _exit_2_one_line(capsys, ["--data", "mnist", "--data-path", str(path), "--out", str(out)])
+    assert str(path) in err
+    assert not out.exists() or not any(out.iterdir())  # nothing written: no metrics, no checkpoint
