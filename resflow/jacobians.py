@@ -216,7 +216,14 @@ def residual_jacobian_product(
     return _residual_product(trunk.W, r, r_next, Q, trunk.h, transpose)
 
 
-QR_EVERY = 10  # default re-orthonormalisation interval of network_lyapunov_spectrum (see qr_scan)
+QR_EVERY = 10  # layers per QR off CPU, where a QR's latency outweighs the products (qr_scan)
+COLUMN_MULTIPLE = 8  # XLA:CPU's dot runs (n, n) @ (n, 16) faster than @ (n, 11): pad wide operands
+
+
+def default_qr_every() -> int:
+    """1 on CPU (the QR of an (n, k) frame costs little next to the W Q product there);
+    `QR_EVERY` on accelerators, where each QR is a kernel-launch-bound call."""
+    return 1 if jax.default_backend() == "cpu" else QR_EVERY
 
 
 def _fused_tangent(trunk: Trunk, W, b, X, Q):
@@ -224,8 +231,14 @@ def _fused_tangent(trunk: Trunk, W, b, X, Q):
 
     The state's pre-activation a = W x + b and the tangent product J Q = Q + h·act'(a) ⊙ (W Q)
     (resnet) or act'(a) ⊙ (W Q) (mlp) share W, so one (n, n) @ (n, B(k + 1)) product serves
-    every input, and the trajectory is streamed rather than stored. Unchecked."""
-    WZ = jnp.einsum("ij,bjc->bic", W, jnp.concatenate([X[:, :, None], Q], axis=2))
+    every input, and the trajectory is streamed rather than stored. Operands wider than
+    `COLUMN_MULTIPLE` columns are zero-padded to a multiple of it. Unchecked."""
+    B, n, k = Q.shape
+    Z = jnp.swapaxes(jnp.concatenate([X[:, :, None], Q], axis=2), 0, 1).reshape(n, B * (k + 1))
+    c = Z.shape[1]
+    padded = -(-c // COLUMN_MULTIPLE) * COLUMN_MULTIPLE if c > COLUMN_MULTIPLE else c
+    WZ = (W @ jnp.pad(Z, ((0, 0), (0, padded - c))))[:, :c]
+    WZ = jnp.swapaxes(WZ.reshape(n, B, k + 1), 0, 1)
     a = WZ[:, :, 0] + b
     act = get_activation(trunk.activation)
     d = act.grad(a)[:, :, None]
@@ -235,7 +248,7 @@ def _fused_tangent(trunk: Trunk, W, b, X, Q):
 
 
 @functools.partial(jax.jit, static_argnames=("depth", "num_exponents", "return_running", "qr_every"))
-def lyapunov_batch(trunk: Trunk, x0, key, initial_q, *, depth, num_exponents, return_running, qr_every=QR_EVERY):
+def lyapunov_batch(trunk: Trunk, x0, key, initial_q, *, depth, num_exponents, return_running, qr_every=1):
     """One finite-time spectrum per input of x0 ``(batch, n)`` over `depth` layers. Unchecked.
 
     One scan carries the states and the frames of the whole batch (`_fused_tangent`), with a
@@ -270,7 +283,7 @@ def network_lyapunov_spectrum(
     key: jax.Array | None = None,
     initial_q: Float[Array, "n k"] | None = None,
     return_running: bool = False,
-    qr_every: int = QR_EVERY,
+    qr_every: int | None = None,
 ) -> LyapunovResult:
     """Finite-time Lyapunov spectrum of the trunk along each input's trajectory (matrix-free).
 
@@ -294,7 +307,8 @@ def network_lyapunov_spectrum(
       ``(n, k)`` one; as in `resflow.lyapunov_spectrum_from_products`.
     - `return_running`: also return the running estimates ``(*batch, T, k)`` (a QR every
       layer then).
-    - `qr_every`: m ≥ 1, layers per QR (default 10).
+    - `qr_every`: m ≥ 1, layers per QR (default: 1 on CPU, where the products dominate,
+      10 on accelerators, where each QR is a latency-bound call).
 
     **Returns:** `LyapunovResult(exponents (*batch, k), running or None, None)`.
 
@@ -312,7 +326,7 @@ def network_lyapunov_spectrum(
         depth=depth,
         num_exponents=num_exponents,
         return_running=return_running,
-        qr_every=check_int("qr_every", qr_every, minimum=1),
+        qr_every=default_qr_every() if qr_every is None else check_int("qr_every", qr_every, minimum=1),
     )
     running = None if res.running is None else res.running.reshape(batch + res.running.shape[1:])
     return LyapunovResult(res.exponents.reshape(batch + res.exponents.shape[1:]), running, None)
