@@ -4,13 +4,15 @@ Core (matrix-free Lyapunov spectrum, the building block of every Lyapunov routin
 
     lyapunov_spectrum_from_products(
         jvp_fn, num_steps, *, n, num_exponents=None, init_state=None, key=None,
-        initial_q=None, dtype=None, return_running=False,
+        initial_q=None, dtype=None, return_running=False, qr_every=1,
     ) -> LyapunovResult(exponents, running, final_state)
 
     stateless  (init_state is None):  jvp_fn(t, Q) -> J_t @ Q
     stateful   (init_state given):    jvp_fn(t, state, Q) -> (state_next, J_t @ Q)
 
-with ``t`` a traced int32 step index 0 … num_steps−1 and ``Q`` of shape ``(n, k)``.
+with ``t`` a traced int32 step index 0 … num_steps−1 and ``Q`` of shape ``(n, k)``. The loop
+itself is `qr_scan` (a QR every step, or a guarded QR every ``qr_every`` steps; frames with
+leading batch axes for callers that batch inside the product).
 
 Built on it:
 
