@@ -286,12 +286,15 @@ def qr_scan(product, state, q0, num_steps: int, *, qr_every: int = 1, return_run
 
     def block(carry, t0, length):
         state0, q0_, total = carry
-        state, q, lognorm = state0, q0_, jnp.zeros_like(total)
-        for j in range(length):  # unrolled: m is small
-            state, q = product(t0 + j, state, q)
+
+        def scaled(inner, t):
+            state, q, lognorm = inner
+            state, q = product(t, state, q)
             norm = jnp.linalg.norm(q.astype(dtype), axis=-2)
-            q = q.astype(dtype) / norm[..., None, :]
-            lognorm = lognorm + jnp.log(norm)
+            return (state, q.astype(dtype) / norm[..., None, :], lognorm + jnp.log(norm)), None
+
+        ts = t0 + jnp.arange(length, dtype=jnp.int32)
+        (state, q, lognorm), _ = jax.lax.scan(scaled, (state0, q0_, jnp.zeros_like(total)), ts)
         q, r = jnp.linalg.qr(q)
         diag = jnp.abs(jnp.diagonal(r, axis1=-2, axis2=-1))
 
