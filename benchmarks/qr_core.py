@@ -11,8 +11,8 @@ float32) over T layers, for B inputs, computed five ways and timed in interleave
   product Q + h·act'(a_t) ⊙ (W Q) and a QR every layer.
 - ``resflow``: `resflow.network_lyapunov_spectrum` as shipped: states and frames of all
   inputs in one scan, one W [x | Q_1 … Q_B] matmul per layer (columns padded to a multiple
-  of 8), and the default QR interval (every layer on CPU).
-- ``resflow, qr_every=10``: the same with one guarded QR per 10 layers (the default off CPU).
+  of 8), and the default guarded QR every 10 layers.
+- ``resflow, qr_every=1``: the same with a QR every layer.
 - ``fused, CholeskyQR2``: the same products with CholeskyQR2 (P'P = R'R by Cholesky,
   twice, Q = P R⁻¹ with a k × k triangular solve) instead of Householder QR, every layer.
 
@@ -108,8 +108,8 @@ def variants(T):
         "plain": lambda p, x, q: plain(p, x, q, T),
         "before": lambda p, x, q: before(p, x, q, T),
         "fused, CholeskyQR2": lambda p, x, q: cholesky_qr2(p, x, q, T),
-        "resflow": fused(None),
-        f"resflow, qr_every={rf.jacobians.QR_EVERY}": fused(rf.jacobians.QR_EVERY),
+        "resflow": fused(rf.jacobians.QR_EVERY),
+        "resflow, qr_every=1": fused(1),
     }
 
 

@@ -216,14 +216,8 @@ def residual_jacobian_product(
     return _residual_product(trunk.W, r, r_next, Q, trunk.h, transpose)
 
 
-QR_EVERY = 10  # layers per QR off CPU, where a QR's latency outweighs the products (qr_scan)
+QR_EVERY = 10  # default layers per QR (qr_scan's guard keeps it exact; fastest measured on CPU)
 COLUMN_MULTIPLE = 8  # XLA:CPU's dot runs (n, n) @ (n, 16) faster than @ (n, 11): pad wide operands
-
-
-def default_qr_every() -> int:
-    """1 on CPU (the QR of an (n, k) frame costs little next to the W Q product there);
-    `QR_EVERY` on accelerators, where each QR is a kernel-launch-bound call."""
-    return 1 if jax.default_backend() == "cpu" else QR_EVERY
 
 
 def _fused_tangent(trunk: Trunk, W, b, X, Q):
@@ -283,7 +277,7 @@ def network_lyapunov_spectrum(
     key: jax.Array | None = None,
     initial_q: Float[Array, "n k"] | None = None,
     return_running: bool = False,
-    qr_every: int | None = None,
+    qr_every: int = QR_EVERY,
 ) -> LyapunovResult:
     """Finite-time Lyapunov spectrum of the trunk along each input's trajectory (matrix-free).
 
@@ -307,8 +301,7 @@ def network_lyapunov_spectrum(
       ``(n, k)`` one; as in `resflow.lyapunov_spectrum_from_products`.
     - `return_running`: also return the running estimates ``(*batch, T, k)`` (a QR every
       layer then).
-    - `qr_every`: m ≥ 1, layers per QR (default: 1 on CPU, where the products dominate,
-      10 on accelerators, where each QR is a latency-bound call).
+    - `qr_every`: m ≥ 1, layers per QR (default 10; guarded, see above).
 
     **Returns:** `LyapunovResult(exponents (*batch, k), running or None, None)`.
 
@@ -326,7 +319,7 @@ def network_lyapunov_spectrum(
         depth=depth,
         num_exponents=num_exponents,
         return_running=return_running,
-        qr_every=default_qr_every() if qr_every is None else check_int("qr_every", qr_every, minimum=1),
+        qr_every=check_int("qr_every", qr_every, minimum=1),
     )
     running = None if res.running is None else res.running.reshape(batch + res.running.shape[1:])
     return LyapunovResult(res.exponents.reshape(batch + res.exponents.shape[1:]), running, None)
