@@ -1,4 +1,4 @@
-"""Run the four benchmarks in one go: ``python benchmarks/run_all.py [--quick]``.
+"""Run the five benchmarks in one go: ``python benchmarks/run_all.py [--quick]``.
 
 Each writes ``benchmarks/results/<name>[_quick].json`` and ``.png`` and prints its tables.
 ``--quick`` (what ``make bench`` runs) uses small sizes and low compile limits and takes a
@@ -15,6 +15,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common as C  # noqa: E402
 import analysis  # noqa: E402
+import qr_core  # noqa: E402
 import roofline  # noqa: E402
 import scan_vs_unrolled  # noqa: E402
 import vs_torch  # noqa: E402
@@ -24,6 +25,7 @@ BENCHMARKS = {
     "analysis": analysis,
     "vs_torch": vs_torch,
     "scan_vs_unrolled": scan_vs_unrolled,
+    "qr_core": qr_core,
 }
 
 

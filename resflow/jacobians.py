@@ -25,9 +25,9 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
-from ._checks import all_true, as_float_array, check_array, finite
+from ._checks import all_true, as_float_array, check_array, check_int, finite
 from .activations import get_activation
-from .dynamics import LyapunovResult, lyapunov_spectrum_from_products
+from .dynamics import LyapunovResult, initial_frame, qr_scan, resolve_num_exponents
 from .model import (
     Trunk,
     check_inputs,
@@ -36,7 +36,6 @@ from .model import (
     depth_weights,
     require_logistic,
     require_shared,
-    scan_trunk,
 )
 from .residuals import check_residual_values, check_trajectory, inside_unit, layer_preactivations, state_array
 
@@ -217,29 +216,56 @@ def residual_jacobian_product(
     return _residual_product(trunk.W, r, r_next, Q, trunk.h, transpose)
 
 
-@functools.partial(jax.jit, static_argnames=("depth", "num_exponents", "return_running"))
-def lyapunov_batch(trunk: Trunk, x0, key, initial_q, *, depth, num_exponents, return_running):
-    """One finite-time spectrum per input of x0 ``(batch, n)`` over `depth` layers. Unchecked."""
-    a = layer_preactivations(trunk, scan_trunk(trunk, x0, depth=depth, keep=True))
-    d = get_activation(trunk.activation).grad(a)
-    W = trunk.W if trunk.shared else trunk.W[:depth]
+QR_EVERY = 10  # default layers per QR (qr_scan's guard keeps it exact; fastest measured on CPU)
+COLUMN_MULTIPLE = 8  # XLA:CPU's dot runs (n, n) @ (n, 16) faster than @ (n, 11): pad wide operands
 
-    def one(d_i):
-        def jvp(t, Q):
-            return state_product(W if trunk.shared else W[t], d_i[t], Q, trunk.h, trunk.model, False)
 
-        return lyapunov_spectrum_from_products(
-            jvp,
-            depth,
-            n=trunk.width,
-            num_exponents=num_exponents,
-            key=key,
-            initial_q=initial_q,
-            dtype=d.dtype,
-            return_running=return_running,
-        )
+def _fused_tangent(trunk: Trunk, W, b, X, Q):
+    """One layer on states X ``(B, n)`` and frames Q ``(B, n, k)`` with one matmul: W [x | Q].
 
-    return jax.vmap(one, in_axes=1)(d)
+    The state's pre-activation a = W x + b and the tangent product J Q = Q + h·act'(a) ⊙ (W Q)
+    (resnet) or act'(a) ⊙ (W Q) (mlp) share W, so one (n, n) @ (n, B(k + 1)) product serves
+    every input, and the trajectory is streamed rather than stored. Operands wider than
+    `COLUMN_MULTIPLE` columns are zero-padded to a multiple of it. Unchecked."""
+    B, n, k = Q.shape
+    Z = jnp.swapaxes(jnp.concatenate([X[:, :, None], Q], axis=2), 0, 1).reshape(n, B * (k + 1))
+    c = Z.shape[1]
+    padded = -(-c // COLUMN_MULTIPLE) * COLUMN_MULTIPLE if c > COLUMN_MULTIPLE else c
+    WZ = (W @ jnp.pad(Z, ((0, 0), (0, padded - c))))[:, :c]
+    WZ = jnp.swapaxes(WZ.reshape(n, B, k + 1), 0, 1)
+    a = WZ[:, :, 0] + b
+    act = get_activation(trunk.activation)
+    d = act.grad(a)[:, :, None]
+    if trunk.model == "resnet":
+        return X + trunk.h * act.fn(a), Q + trunk.h * d * WZ[:, :, 1:]
+    return act.fn(a), d * WZ[:, :, 1:]
+
+
+@functools.partial(jax.jit, static_argnames=("depth", "num_exponents", "return_running", "qr_every"))
+def lyapunov_batch(trunk: Trunk, x0, key, initial_q, *, depth, num_exponents, return_running, qr_every=1):
+    """One finite-time spectrum per input of x0 ``(batch, n)`` over `depth` layers. Unchecked.
+
+    One scan carries the states and the frames of the whole batch (`_fused_tangent`), with a
+    QR every `qr_every` layers (`resflow.dynamics.qr_scan`, guarded)."""
+    n = trunk.width
+    if num_exponents is None and initial_q is not None:
+        num_exponents = initial_q.shape[1]
+    k = resolve_num_exponents(num_exponents, n)
+    dtype = x0.dtype
+    q0 = initial_frame(n, k, key, initial_q, dtype)
+    q0 = jnp.broadcast_to(q0, (x0.shape[0], n, k))
+
+    def product(t, X, Q):
+        W, b = (trunk.W, trunk.b) if trunk.shared else (trunk.W[t], trunk.b[t])
+        return _fused_tangent(trunk, W, b, X, Q)
+
+    _, total, logs = qr_scan(product, x0, q0, depth, qr_every=qr_every, return_running=return_running)
+    exponents = -jnp.sort(-total / depth, axis=-1)
+    running = None
+    if return_running:
+        steps = jnp.arange(1, depth + 1, dtype=dtype)[:, None, None]
+        running = jnp.swapaxes(-jnp.sort(-jnp.cumsum(logs, axis=0) / steps, axis=-1), 0, 1)
+    return LyapunovResult(exponents, running, None)
 
 
 def network_lyapunov_spectrum(
@@ -251,15 +277,19 @@ def network_lyapunov_spectrum(
     key: jax.Array | None = None,
     initial_q: Float[Array, "n k"] | None = None,
     return_running: bool = False,
+    qr_every: int = QR_EVERY,
 ) -> LyapunovResult:
     """Finite-time Lyapunov spectrum of the trunk along each input's trajectory (matrix-free).
 
     Pushes an orthonormal frame through Q_{t+1} R_t = J_t Q_t with the analytic products
     J_t Q = Q + h·act'(a_t) ⊙ (W_t Q) (resnet) or act'(a_t) ⊙ (W_t Q) (mlp), O(n² k) per
     layer, J_t never formed; λ_j = (1/T) Σ_t log|R_t[j, j]| in nats per layer
-    (`resflow.lyapunov_spectrum_from_products`). One spectrum per input (vmapped), all from
-    the same initial frame. Validated once (x0: one value read); the trajectory, the
-    pre-activations and the QR steps then run unchecked in one compiled call.
+    (`resflow.lyapunov_spectrum_from_products`). One spectrum per input, all from the same
+    initial frame. Validated once (x0: one value read); then one compiled scan streams the
+    states and the frames of every input together, W_t [x_t | Q] as a single matmul per
+    layer for the whole batch, with a QR every `qr_every` layers (guarded, see
+    `resflow.lyapunov_spectrum_from_products`: the exponents equal those of a QR every layer
+    up to rounding). See benchmarks/README.md (QR core) for the timings.
 
     **Arguments:**
 
@@ -269,12 +299,15 @@ def network_lyapunov_spectrum(
     - `num_exponents`: k ≤ n largest exponents (default n).
     - `key` / `initial_q`: random initial frame (default a fixed key) or an explicit
       ``(n, k)`` one; as in `resflow.lyapunov_spectrum_from_products`.
-    - `return_running`: also return the running estimates ``(*batch, T, k)``.
+    - `return_running`: also return the running estimates ``(*batch, T, k)`` (a QR every
+      layer then).
+    - `qr_every`: m ≥ 1, layers per QR (default 10; guarded, see above).
 
     **Returns:** `LyapunovResult(exponents (*batch, k), running or None, None)`.
 
     **Raises:** `ValueError`/`TypeError` as `resflow.trajectory` and
-    `resflow.lyapunov_spectrum_from_products` do (bad shapes, k outside [1, n], ...).
+    `resflow.lyapunov_spectrum_from_products` do (bad shapes, k outside [1, n],
+    qr_every < 1, ...).
     """
     trunk, x0, depth = check_inputs(trunk, x0, depth)
     batch = x0.shape[:-1]
@@ -286,6 +319,7 @@ def network_lyapunov_spectrum(
         depth=depth,
         num_exponents=num_exponents,
         return_running=return_running,
+        qr_every=check_int("qr_every", qr_every, minimum=1),
     )
     running = None if res.running is None else res.running.reshape(batch + res.running.shape[1:])
     return LyapunovResult(res.exponents.reshape(batch + res.exponents.shape[1:]), running, None)

@@ -15,6 +15,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
 import _common as C  # noqa: E402
 import analysis  # noqa: E402
+import qr_core  # noqa: E402
 import roofline  # noqa: E402
 import scan_vs_unrolled as svu  # noqa: E402
 import vs_torch  # noqa: E402
@@ -131,3 +132,18 @@ def test_time_helpers():
     assert C.ratio(1.0, None) is None and C.ratio(2.0, 4.0) == 0.5
     info = C.machine_info()
     assert info["cpu_cores"] >= 1 and info["device"] == str(jax.devices()[0])
+
+
+def test_qr_core_variants_agree(tmp_path):
+    res = qr_core.run(cases=((5, 2, 4, 2),), repeats=1, max_time=0.01, verbose=False)
+    assert len(res["rows"]) == 1
+    for r in res["rows"]:
+        for key, v in r.items():
+            if key.startswith("max |"):
+                assert v < 1e-5, (key, v)  # every variant gives plain's float32 exponents
+            if key.endswith(" ms"):
+                assert v > 0
+    rows = qr_core.summary_rows(res)
+    assert {r["variant"] for r in rows} == set(qr_core.variants(4))
+    fig = qr_core.plot(res, save=tmp_path / "q.png")
+    assert (tmp_path / "q.png").exists() and len(fig.axes) == 1

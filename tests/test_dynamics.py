@@ -402,3 +402,88 @@ def test_trunk_step_new_weights_reuse_the_compiled_code(wrap):
     np.testing.assert_allclose(spec2.jacobian, np.eye(3) + (s * (1 - s))[:, None] * W, rtol=1e-12)
     assert not np.allclose(lyap1.exponents, lyap2.exponents)
     assert not bool(fp2.converged.any())  # a resnet step has no fixed point (σ > 0)
+
+
+def _np_qr_every_step(mats, q0):
+    """Float64 numpy reference: a QR after every product, λ = mean log|diag R|, descending."""
+    q = np.linalg.qr(np.asarray(q0, np.float64))[0]
+    total = np.zeros(q.shape[1])
+    for A in mats:
+        q, r = np.linalg.qr(A @ q)
+        total += np.log(np.abs(np.diag(r)))
+    return np.sort(total / len(mats))[::-1]
+
+
+@pytest.mark.parametrize("qr_every", [5, 40])
+def test_qr_every_matches_numpy_qr_every_step(qr_every):
+    # random products (mixed growth and contraction): blocks of m steps with one QR give the
+    # exponents of a QR every step; 23 steps leave a shorter last block for m = 5; m = 40 > T is one block
+    rng = np.random.default_rng(0)
+    mats = rng.normal(size=(23, 7, 7)) * rng.uniform(0.3, 2.0, size=(23, 1, 1))
+    q0 = rng.normal(size=(7, 4))
+    ref = _np_qr_every_step(mats, q0)
+    res = rf.lyapunov_spectrum_from_products(
+        lambda t, q: jnp.asarray(mats)[t] @ q, 23, n=7, initial_q=q0, qr_every=qr_every
+    )
+    np.testing.assert_allclose(res.exponents, ref, rtol=1e-12, atol=1e-13)
+    # stateful form: the carried state comes back after all 23 steps
+    res_s = rf.lyapunov_spectrum_from_products(
+        lambda t, s, q: (s + 1, jnp.asarray(mats)[t] @ q),
+        23,
+        n=7,
+        initial_q=q0,
+        init_state=jnp.int32(0),
+        qr_every=qr_every,
+    )
+    np.testing.assert_allclose(res_s.exponents, ref, rtol=1e-12, atol=1e-13)
+    assert int(res_s.final_state) == 23
+
+
+@pytest.mark.parametrize("dtype, scale", [(jnp.float64, 1e40), (jnp.float32, 1e10)])
+def test_qr_every_guard_keeps_small_directions_and_avoids_overflow(dtype, scale):
+    # A = scale · V diag(e^3, 1, e^-3) V⁻¹: over a block of 10 steps the columns align to
+    # within e^-60 (far below ε) and grow by scale^10 (overflows the dtype): the column
+    # rescaling and the guard's per-step redo must still give the QR-every-step exponents
+    # (float64 numpy), which tend to log|eigenvalues| + log(scale)
+    V = np.array([[1.0, 0.4, 0.1], [0.0, 1.0, 0.5], [0.3, 0.0, 1.0]])
+    A = scale * V @ np.diag(np.exp([3.0, 0.0, -3.0])) @ np.linalg.inv(V)
+    Aj = jnp.asarray(A, dtype)
+    q0 = np.linalg.qr(np.random.default_rng(2).normal(size=(3, 3)))[0]
+    res = rf.lyapunov_spectrum_from_products(
+        lambda t, q: Aj @ q, 200, n=3, initial_q=jnp.asarray(q0, dtype), qr_every=10
+    )
+    exact = np.array([3.0, 0.0, -3.0]) + np.log(scale)
+    assert np.all(np.isfinite(res.exponents))
+    rtol = 1e-12 if dtype == jnp.float64 else 1e-5  # float32: rounding of A and of 200 QRs
+    np.testing.assert_allclose(res.exponents, _np_qr_every_step(np.broadcast_to(A, (200, 3, 3)), q0), rtol=rtol)
+    every = rf.lyapunov_spectrum_from_products(lambda t, q: Aj @ q, 200, n=3, initial_q=jnp.asarray(q0, dtype))
+    np.testing.assert_allclose(res.exponents, every.exponents, rtol=1e-12 if dtype == jnp.float64 else 1e-6)
+    np.testing.assert_allclose(res.exponents, exact, atol=0.02)  # finite-T transient of a non-normal A
+    # without the redo, the third direction is lost: the block's QR alone is far off
+    unguarded = _np_block_qr(A, 200, 10, dtype)
+    assert abs(unguarded[2] - exact[2]) > 0.1
+
+
+def _np_block_qr(A, T, m, dtype):
+    """Blocks of m column-normalised products, one QR each, no guard (what the guard prevents)."""
+    q = np.eye(3, dtype=np.dtype(dtype))
+    total = np.zeros(3)
+    for _ in range(T // m):
+        for _ in range(m):
+            q = A.astype(q.dtype) @ q
+            norm = np.linalg.norm(q, axis=0)
+            q = q / norm
+            total += np.log(norm)
+        q, r = np.linalg.qr(q)
+        total += np.log(np.abs(np.diag(r)) + np.finfo(q.dtype).tiny)
+    return np.sort(total / T)[::-1]
+
+
+def test_qr_every_running_and_bad_values():
+    rng = np.random.default_rng(1)
+    mats = jnp.asarray(rng.normal(size=(9, 4, 4)))
+    every = rf.lyapunov_spectrum_from_products(lambda t, q: mats[t] @ q, 9, n=4, return_running=True)
+    blocks = rf.lyapunov_spectrum_from_products(lambda t, q: mats[t] @ q, 9, n=4, return_running=True, qr_every=4)
+    np.testing.assert_allclose(blocks.running, every.running, rtol=1e-12)  # running: a QR every step
+    with pytest.raises(ValueError, match="qr_every"):
+        rf.lyapunov_spectrum_from_products(lambda t, q: mats[t] @ q, 9, n=4, qr_every=0)

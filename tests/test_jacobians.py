@@ -203,3 +203,28 @@ def test_one_value_read_per_call(monkeypatch):
         reads.clear()
         jax.jit(f)(trunk, traj, r, Q)
         assert len(reads) == 0, name
+
+
+@pytest.mark.parametrize("model, shared, qr_every", [("resnet", True, 4), ("mlp", False, 1)])
+def test_network_lyapunov_fused_batched_core_matches_numpy(model, shared, qr_every):
+    # n = 6, k = 3, 4 inputs: 16 matmul columns (padding path off), T = 10 not a multiple of
+    # qr_every (a shorter last block); every input against the float64 numpy QR-every-step loop
+    trunk, x0 = _setup(shared, jnp.float64, n=6, T=10, batch=4, model=model, activation="sigmoid", h=0.7)
+    q0 = jax.random.normal(jax.random.key(3), (6, 3))
+    res = rf.network_lyapunov_spectrum(trunk, x0, depth=10, initial_q=q0, qr_every=qr_every)
+    J = np.asarray(rf.state_jacobians(trunk, rf.trajectory(trunk, x0, depth=10)))
+    for i in range(4):
+        np.testing.assert_allclose(res.exponents[i], _np_qr_lyapunov(J[:, i], q0), rtol=1e-11, atol=1e-13)
+
+
+def test_network_lyapunov_padded_columns_and_qr_every_checked():
+    # 3 inputs × (k + 1) = 12 columns: padded to 16 for the matmul; the result must not change
+    trunk, x0 = _setup(True, jnp.float64, n=5, T=7, batch=3)
+    q0 = jax.random.normal(jax.random.key(4), (5, 3))
+    res = rf.network_lyapunov_spectrum(trunk, x0, depth=7, initial_q=q0, qr_every=2, return_running=True)
+    J = np.asarray(rf.state_jacobians(trunk, rf.trajectory(trunk, x0, depth=7)))
+    for i in range(3):
+        np.testing.assert_allclose(res.exponents[i], _np_qr_lyapunov(J[:, i], q0), rtol=1e-11, atol=1e-13)
+    np.testing.assert_allclose(res.running[:, -1], res.exponents, rtol=1e-12)
+    with pytest.raises(ValueError, match="qr_every"):
+        rf.network_lyapunov_spectrum(trunk, x0, depth=7, qr_every=0)
