@@ -113,6 +113,7 @@ plot_residual_trajectories(
     r,
     y,
     title="circles: residuals by class (median, interquartile band)",
+    activation=trunk.activation,
     save=os.path.join(FIG, "network_residuals_band.png"),
 )
 plot_residual_trajectories(
@@ -121,6 +122,7 @@ plot_residual_trajectories(
     mode="lines",
     max_lines=15,
     title="circles: individual residual trajectories",
+    activation=trunk.activation,
     save=os.path.join(FIG, "network_residuals_lines.png"),
 )
 long_r = rf.residuals(trunk, rf.trajectory(trunk, x0[:80], depth=60))
