@@ -15,7 +15,7 @@ train: $(VENV)/.installed
 	$(PY) scripts/train.py --depth-adapt
 
 test: $(VENV)/.installed
-	$(PY) -m pytest
+	$(PY) -m pytest -n auto --dist loadfile  # one worker per core; a file's tests share a worker (and its compiled code)
 
 bench: $(VENV)/.installed
 	-$(PY) -m pip install -q -e ".[bench]"  # torch for vs_torch; without it that benchmark says so and skips

@@ -77,7 +77,9 @@ def test_analyze_writes_every_json_and_figure(run_dir, tmp_path, capsys):
     # The Lyapunov JSON is a direct call on the loaded trunk, with the run's own test data.
     run = rf.load_run(run_dir)
     x = rf.load_dataset("circles").x_test[:48]
-    direct = rf.network_lyapunov_spectrum(run.trunk, run.network.embed(x), depth=run.depth).exponents
+    direct = rf.network_lyapunov_spectrum(
+        run.trunk, run.network.embed(x), depth=run.depth, return_running=True
+    ).exponents
     np.testing.assert_array_equal(np.asarray(results["lyapunov"]["exponents"], np.float32), np.asarray(direct))
     assert results["lyapunov"]["depth"] == run.depth == run.metrics["depth_after"]
     # Noise on raw inputs, σ = 0: the clean accuracy of the first 48 test inputs through run.predict.
