@@ -140,14 +140,20 @@ def check_unit_interval(name: str, r, *, closed: bool = False, hint: str = "") -
         )
 
 
-def check_labels(name: str, labels, shape) -> jax.Array:
-    """Integer class labels >= 0 of the given shape (an int is a 1-D length), as a JAX array."""
+def label_array(name: str, labels, shape) -> jax.Array:
+    """Integer labels of the given shape (an int is a 1-D length): dtype and shape only, no value read."""
     y = labels if isinstance(labels, jax.core.Tracer) else jnp.asarray(labels)
     shape = (shape,) if isinstance(shape, numbers.Integral) else tuple(shape)
     if not jnp.issubdtype(y.dtype, jnp.integer):
         raise TypeError(f"{name} must be an array of integer class labels, got dtype {y.dtype}")
     if y.shape != shape:
         raise ValueError(f"{name} must have shape {shape} to match the data, got {y.shape}")
+    return y
+
+
+def check_labels(name: str, labels, shape) -> jax.Array:
+    """Integer class labels >= 0 of the given shape (an int is a 1-D length), as a JAX array."""
+    y = label_array(name, labels, shape)
     if is_concrete(y) and not _all(y, lambda xp, a: a >= 0):
         raise ValueError(f"{name} must be >= 0, found {int(np.min(np.asarray(y)))}")
     return y

@@ -59,11 +59,11 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Bool, Float, Int
 
-from ._checks import all_true, as_float_array, check_int, check_positive, is_concrete
+from ._checks import all_true, as_float_array, check_int, check_positive, is_concrete, label_array
 from .activations import get_activation
 from .model import Trunk, check_state, check_trunk, require_logistic, require_shared
 from .residuals import preactivation_scan
-from .separability import class_count, class_means, class_weights, label_array
+from .separability import class_count, class_means, class_weights
 
 __all__ = [
     "Saturation",

@@ -38,7 +38,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, Int
 
-from ._checks import all_true, as_float_array, check_array, check_int, check_labels, is_concrete
+from ._checks import all_true, as_float_array, check_array, check_int, check_labels, is_concrete, label_array
 from .activations import get_activation
 from .model import Trunk, check_depth, check_state, check_trunk, depth_weights, scan_trunk
 
@@ -94,17 +94,6 @@ def class_means(w: Float[Array, "B K"], counts: Float[Array, " K"], x: Float[Arr
     means = jnp.tensordot(w, x, axes=([0], [0]))
     present = (counts > 0).reshape((-1,) + (1,) * (means.ndim - 1))
     return jnp.where(present, means, jnp.nan)
-
-
-def label_array(name: str, labels, shape) -> Array:
-    """Integer labels of the given shape (an int is a 1-D length): dtype and shape only, no value read."""
-    y = labels if isinstance(labels, jax.core.Tracer) else jnp.asarray(labels)
-    shape = (shape,) if isinstance(shape, numbers.Integral) else tuple(shape)
-    if not jnp.issubdtype(y.dtype, jnp.integer):
-        raise TypeError(f"{name} must be an array of integer class labels, got dtype {y.dtype}")
-    if y.shape != shape:
-        raise ValueError(f"{name} must have shape {shape} to match the data, got {y.shape}")
-    return y
 
 
 def class_count(

@@ -27,6 +27,22 @@ def np_trajectory(W, b, x0, depth, *, model="resnet", activation="sigmoid", h=1.
     return np.stack(out)
 
 
+def count_compiles(fn):
+    """(fn(), number of XLA compilations it triggered), from jax.monitoring's compile events."""
+    events = []
+
+    def listener(name, *args, **kwargs):
+        if name == "/jax/core/compile/backend_compile_duration":
+            events.append(name)
+
+    jax.monitoring.register_event_duration_secs_listener(listener)
+    try:
+        out = fn()
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listener)
+    return out, len(events)
+
+
 @pytest.fixture
 def key():
     return jax.random.key(0)

@@ -5,6 +5,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import count_compiles
 
 import resflow as rf
 
@@ -364,21 +365,6 @@ class Counting(eqx.Module):
 
     def __call__(self, x):
         return self.trunk.step(x)
-
-
-def count_compiles(fn):
-    events = []
-
-    def listener(name, *args, **kwargs):
-        if name == "/jax/core/compile/backend_compile_duration":
-            events.append(name)
-
-    jax.monitoring.register_event_duration_secs_listener(listener)
-    try:
-        out = fn()
-    finally:
-        jax.monitoring.unregister_event_duration_listener(listener)
-    return out, len(events)
 
 
 @pytest.mark.parametrize("wrap", [lambda t: t.step, Counting])

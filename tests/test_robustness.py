@@ -5,6 +5,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import count_compiles
 
 import resflow as rf
 
@@ -120,18 +121,3 @@ def test_module_classifier_compiles_once_and_matches_closure(key):
         other = rf.noise_accuracy(Unhashable(W), x, y, sigmas, key=k, num_draws=3)
         np.testing.assert_array_equal(np.asarray(other.accuracy), np.asarray(ref.accuracy))
     assert compiles[0] >= 1 and compiles[1:] == [0, 0]
-
-
-def count_compiles(fn):
-    events = []
-
-    def listener(name, *args, **kwargs):
-        if name == "/jax/core/compile/backend_compile_duration":
-            events.append(name)
-
-    jax.monitoring.register_event_duration_secs_listener(listener)
-    try:
-        out = fn()
-    finally:
-        jax.monitoring.unregister_event_duration_listener(listener)
-    return out, len(events)
