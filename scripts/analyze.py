@@ -14,15 +14,8 @@ import sys
 from pathlib import Path
 
 
-class OneLineParser(argparse.ArgumentParser):
-    """An ArgumentParser whose errors are one line on stderr (``analyze.py: error: ...``), exit 2."""
-
-    def error(self, message):
-        sys.stderr.write(f"{self.prog}: error: {' '.join(str(message).split())}\n")
-        sys.exit(2)
-
-
 def build_parser() -> argparse.ArgumentParser:
+    from resflow.cli import OneLineParser
     from resflow.experiments.analysis import ANALYSES
 
     p = OneLineParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

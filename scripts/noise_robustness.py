@@ -24,17 +24,11 @@ DEFAULT_MODELS = ["resnet:15", "mlp:15", "mlp:15:6", "mlp:3"]
 DEFAULT_SIGMAS = [0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0]
 
 
-class OneLineErrors(argparse.ArgumentParser):
-    """Bad flags exit with status 2 and one line on stderr (no usage dump)."""
-
-    def error(self, message):
-        self.exit(2, f"{self.prog}: error: {message}\n")
-
-
 def build_parser() -> argparse.ArgumentParser:
+    from resflow.cli import OneLineParser
     from resflow.data import DATASETS
 
-    p = OneLineErrors(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = OneLineParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", choices=DATASETS, default="digits", help="data set (default: digits)")
     p.add_argument("--data-path", default=None, help="mnist/fashion-mnist: folder with the IDX files or an .npz")
     p.add_argument("--width", type=int, default=None, help="trunk width (default: data dimension)")

@@ -56,16 +56,9 @@ def add_fields(group, cls) -> list[str]:
     return names
 
 
-class OneLineParser(argparse.ArgumentParser):
-    """An ArgumentParser whose errors are one line on stderr (``train.py: error: ...``), exit 2."""
-
-    def error(self, message):
-        sys.stderr.write(f"{self.prog}: error: {' '.join(str(message).split())}\n")
-        sys.exit(2)
-
-
 def build_parser() -> argparse.ArgumentParser:
     from resflow import TrainConfig, TrunkSpec
+    from resflow.cli import OneLineParser
     from resflow.data import DATASETS
 
     p = OneLineParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

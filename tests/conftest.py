@@ -43,6 +43,22 @@ def count_compiles(fn):
     return out, len(events)
 
 
+def legends_on_data(fig, *, expect_legend: bool = True):
+    """(legend, axes) pairs whose window boxes overlap: a legend that covers a data area."""
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    axes = [ax for ax in fig.axes if ax.get_visible()]
+    legends = list(fig.legends) + [ax.get_legend() for ax in axes if ax.get_legend() is not None]
+    if expect_legend:
+        assert legends
+    return [
+        (leg, ax)
+        for leg in legends
+        for ax in axes
+        if leg.get_window_extent(renderer).overlaps(ax.get_window_extent(renderer))
+    ]
+
+
 @pytest.fixture
 def key():
     return jax.random.key(0)

@@ -3,24 +3,10 @@
 import matplotlib.collections as mcoll
 import numpy as np
 import pytest
+from conftest import legends_on_data
 
 import resflow as rf
 from resflow.plots import plot_eigenvalue_cloud, plot_lyapunov_convergence
-
-
-def legends_on_data(fig):
-    """(legend, axes) pairs whose window boxes overlap: a legend that covers a data area."""
-    fig.canvas.draw()
-    renderer = fig.canvas.get_renderer()
-    axes = [ax for ax in fig.axes if ax.get_visible()]
-    legends = list(fig.legends) + [ax.get_legend() for ax in axes if ax.get_legend() is not None]
-    assert legends
-    return [
-        (leg, ax)
-        for leg in legends
-        for ax in axes
-        if leg.get_window_extent(renderer).overlaps(ax.get_window_extent(renderer))
-    ]
 
 
 def test_eigenvalue_cloud_groups_and_circle(tmp_path):

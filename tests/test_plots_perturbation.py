@@ -1,27 +1,13 @@
 import matplotlib
 import numpy as np
 import pytest
+from conftest import legends_on_data
 
 import resflow as rf
 from resflow.plots import perturbation as pp
 
 # The figures only read the result NamedTuples: build them from random numbers (no jit compiles).
 RNG = np.random.default_rng(0)
-
-
-def legends_on_data(fig):
-    """(legend, axes) pairs whose window boxes overlap: a legend that covers a data area."""
-    fig.canvas.draw()
-    renderer = fig.canvas.get_renderer()
-    axes = [ax for ax in fig.axes if ax.get_visible()]
-    legends = list(fig.legends) + [ax.get_legend() for ax in axes if ax.get_legend() is not None]
-    assert legends
-    return [
-        (leg, ax)
-        for leg in legends
-        for ax in axes
-        if leg.get_window_extent(renderer).overlaps(ax.get_window_extent(renderer))
-    ]
 
 
 def growth(T=5, draws=3, batch=4):
