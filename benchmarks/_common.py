@@ -42,6 +42,24 @@ def forward_unrolled(trunk, x0, *, depth: int):
     return x
 
 
+def compile_and_time(fns: dict, args: tuple, *, repeats: int, max_time: float) -> tuple[dict, dict]:
+    """Compile every ``fn(*args)`` of `fns`, then time them interleaved.
+
+    Returns ``(row, outs)``: row has ``<name> compile s``, ``<name> ms`` (median) and
+    ``<name> min ms``; outs the compiled functions' results, for comparing the variants.
+    """
+    row, outs, calls = {}, {}, {}
+    for name, fn in fns.items():
+        compiled, info = compile_jit(fn, *args)
+        calls[name] = functools.partial(compiled, *args)
+        outs[name] = compiled(*args)
+        row[f"{name} compile s"] = info["total_compile_s"]
+    for name, t in time_interleaved(calls, repeats=repeats, max_time=max_time).items():
+        row[f"{name} ms"] = t["median_s"] * 1e3
+        row[f"{name} min ms"] = t["min_s"] * 1e3
+    return row, outs
+
+
 def block(x):
     """Wait for every array in `x` (a pytree); torch tensors are already synchronous."""
     return jax.block_until_ready(x)

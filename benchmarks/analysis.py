@@ -29,7 +29,6 @@ Run ``python benchmarks/analysis.py [--quick]``.
 
 from __future__ import annotations
 
-import functools
 import sys
 from pathlib import Path
 
@@ -222,15 +221,8 @@ def run(
             else:
                 raise ValueError(f"unknown task {task!r}")
             row = {"task": task, "width": n, "depth": depth, "batch": batch}
-            outs, calls = {}, {}
-            for name, fn in fns.items():
-                compiled, info = C.compile_jit(fn, *args)
-                calls[name] = functools.partial(compiled, *args)
-                outs[name] = compiled(*args)
-                row[f"{name} compile s"] = info["total_compile_s"]
-            for name, t in C.time_interleaved(calls, repeats=repeats, max_time=max_time).items():
-                row[f"{name} ms"] = t["median_s"] * 1e3
-                row[f"{name} min ms"] = t["min_s"] * 1e3
+            timed, outs = C.compile_and_time(fns, args, repeats=repeats, max_time=max_time)
+            row |= timed
             for name in fns:
                 if name != base:
                     row[f"{name}/{base}"] = row[f"{name} ms"] / row[f"{base} ms"]

@@ -22,7 +22,6 @@ of its exponents from ``plain``'s. Run ``python benchmarks/qr_core.py [--quick]`
 
 from __future__ import annotations
 
-import functools
 import sys
 from pathlib import Path
 
@@ -123,16 +122,9 @@ def run(*, cases=((784, 10, 100, 1), (784, 10, 100, 16), (256, 10, 100, 1)), rep
         q0 = rf.dynamics.random_frame(n, k, kq, jnp.float32)
         args = (trunk, x0, q0)
         row = {"width": n, "k": k, "depth": T, "batch": B}
-        outs, calls = {}, {}
-        for name, fn in variants(T).items():
-            compiled, info = C.compile_jit(fn, *args)
-            calls[name] = functools.partial(compiled, *args)
-            outs[name] = compiled(*args)
-            row[f"{name} compile s"] = info["total_compile_s"]
-        for name, t in C.time_interleaved(calls, repeats=repeats, max_time=max_time).items():
-            row[f"{name} ms"] = t["median_s"] * 1e3
-            row[f"{name} min ms"] = t["min_s"] * 1e3
-        for name in calls:
+        timed, outs = C.compile_and_time(variants(T), args, repeats=repeats, max_time=max_time)
+        row |= timed
+        for name in outs:
             row[f"{BASE}/{name}"] = row[f"{BASE} ms"] / row[f"{name} ms"]
             row[f"max |{name} − {BASE}|"] = float(jnp.max(jnp.abs(outs[name] - outs[BASE])))
         rows.append(row)
