@@ -1,0 +1,107 @@
+"""Long runs streamed: per-layer statistics against a float64 numpy loop over the full trajectory."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from conftest import np_trajectory
+
+import resflow as rf
+from resflow.long_run import long_run_memory, long_run_statistics
+
+
+def np_statistics(W, b, h, x0, y, K, depth):
+    """Reference: store x_0 … x_T, then reduce (float64, nothing streamed)."""
+    traj = np_trajectory(W, b, x0, depth, h=h)
+    Wt = W if W.ndim == 3 else np.broadcast_to(W, (depth,) + W.shape)
+    bt = b if b.ndim == 2 else np.broadcast_to(b, (depth,) + b.shape)
+    r = 1 / (1 + np.exp(-(np.einsum("tij,tbj->tbi", Wt[:depth], traj[:-1]) + bt[:depth, None])))
+    change = np.max(np.abs(np.diff(r, axis=0)), axis=-1)  # (T-1, B)
+    cls = np.stack([r[:, y == c].mean(1) for c in range(K)], axis=1)
+    return {
+        "residual_mean": r.mean(1),
+        "residual_std": r.std(1).mean(-1),
+        "class_means": cls,
+        "change_max": np.concatenate([[np.nan], change.max(-1)]),
+        "change_mean": np.concatenate([[np.nan], change.mean(-1)]),
+        "class_counts": np.bincount(y, minlength=K),
+        "final_state": traj[-1],
+        "final_residual": r[-1],
+    }
+
+
+def _close(run, ref):
+    for name, want in ref.items():
+        got = np.asarray(getattr(run, name), np.float64)
+        assert got.shape == want.shape, name
+        np.testing.assert_allclose(got, want, rtol=1e-11, atol=1e-12, err_msg=name)
+
+
+@pytest.mark.parametrize("chunk", [None, 4, 13, 50])
+def test_shared_matches_full_trajectory(chunk):
+    rng = np.random.default_rng(0)
+    W, b = rng.normal(0, 1.5, (5, 5)), rng.normal(0, 0.5, 5)
+    x0, y = rng.normal(size=(13, 5)), rng.integers(0, 3, 13)
+    run = long_run_statistics(rf.Trunk(W, b, 0.7), x0, y, depth=30, batch_chunk=chunk)
+    _close(run, np_statistics(W, b, 0.7, x0, y, 3, 30))
+
+
+def test_untied_batch_axes_and_no_labels():
+    rng = np.random.default_rng(1)
+    W, b = rng.normal(0, 1.0, (6, 4, 4)), rng.normal(0, 0.5, (6, 4))
+    x0 = rng.normal(size=(2, 5, 4))
+    run = long_run_statistics(rf.Trunk(W, b), x0, depth=5, batch_chunk=3)
+    ref = np_statistics(W, b, 1.0, x0.reshape(10, 4), np.zeros(10, int), 1, 5)
+    ref["final_state"] = ref["final_state"].reshape(2, 5, 4)
+    ref["final_residual"] = ref["final_residual"].reshape(2, 5, 4)
+    _close(run, ref)
+
+
+def test_empty_class_is_nan_and_float32_agrees():
+    rng = np.random.default_rng(2)
+    W, b = rng.normal(0, 1.0, (3, 3)), np.zeros(3)
+    x0 = rng.normal(size=(8, 3))
+    run = long_run_statistics(
+        rf.Trunk(W, b).astype(jnp.float32),
+        x0.astype(np.float32),
+        np.zeros(8, int),
+        depth=200,
+        num_classes=2,
+        batch_chunk=3,
+    )
+    ref = np_statistics(W, b, 1.0, x0, np.zeros(8, int), 1, 200)
+    assert np.isnan(np.asarray(run.class_means)[:, 1]).all()
+    np.testing.assert_allclose(run.residual_mean, ref["residual_mean"], atol=2e-5)
+    np.testing.assert_allclose(run.final_state, ref["final_state"], rtol=1e-4)
+
+
+def test_memory_does_not_grow_like_the_trajectory():
+    trunk = rf.Trunk.init(jax.random.key(0), 8, dtype=jnp.float32)
+    B, n = 64, 8
+    small = long_run_memory(trunk, B, depth=10, num_classes=2)
+    big = long_run_memory(trunk, B, depth=1000, num_classes=2)
+    chunked = long_run_memory(trunk, B, depth=1000, num_classes=2, batch_chunk=16)
+    trajectory_growth = 990 * B * n * 4
+    # the per-layer statistics grow like T·(K + 2)·n, a quarter of T·B·n at B = 64, K = 2
+    for mem in (big, chunked):
+        assert mem["total"] - small["total"] < trajectory_growth / 4
+    assert big["total"] - small["total"] > 990 * (2 + 2) * n * 4  # the statistics themselves are counted
+
+
+def test_bad_inputs():
+    trunk = rf.Trunk(np.eye(3), np.zeros(3))
+    x0 = np.zeros((4, 3))
+    with pytest.raises(ValueError, match="x0"):
+        long_run_statistics(trunk, np.zeros((4, 2)), depth=3)
+    with pytest.raises(ValueError, match="x0"):
+        long_run_statistics(trunk, np.full((4, 3), np.nan), depth=3)
+    with pytest.raises(ValueError, match="labels"):
+        long_run_statistics(trunk, x0, np.zeros(3, int), depth=3)
+    with pytest.raises(ValueError, match="labels"):
+        long_run_statistics(trunk, x0, np.full(4, 5), depth=3, num_classes=2)
+    with pytest.raises(ValueError, match="batch_chunk"):
+        long_run_statistics(trunk, x0, depth=3, batch_chunk=0)
+    with pytest.raises(ValueError, match="depth"):
+        long_run_statistics(trunk, x0, depth=0)
+    with pytest.raises(ValueError, match="resnet"):
+        long_run_statistics(rf.Trunk(np.eye(3), np.zeros(3), model="mlp"), x0, depth=3)
