@@ -7,7 +7,7 @@ import pytest
 from conftest import np_trajectory
 
 import resflow as rf
-from resflow.long_run import long_run_memory, long_run_statistics
+from resflow.long_run import attractor_regime, long_run_memory, long_run_statistics
 
 
 def np_statistics(W, b, h, x0, y, K, depth):
@@ -78,13 +78,11 @@ def test_empty_class_is_nan_and_float32_agrees():
 def test_memory_does_not_grow_like_the_trajectory():
     trunk = rf.Trunk.init(jax.random.key(0), 8, dtype=jnp.float32)
     B, n = 64, 8
-    small = long_run_memory(trunk, B, depth=10, num_classes=2)
-    big = long_run_memory(trunk, B, depth=1000, num_classes=2)
-    chunked = long_run_memory(trunk, B, depth=1000, num_classes=2, batch_chunk=16)
+    small = long_run_memory(trunk, B, depth=10, num_classes=2, batch_chunk=16)
+    big = long_run_memory(trunk, B, depth=1000, num_classes=2, batch_chunk=16)
     trajectory_growth = 990 * B * n * 4
-    # the per-layer statistics grow like T·(K + 2)·n, a quarter of T·B·n at B = 64, K = 2
-    for mem in (big, chunked):
-        assert mem["total"] - small["total"] < trajectory_growth / 4
+    # the per-layer statistics grow like T·(K + 2)·n (a few copies), far below T·B·n at B = 64
+    assert big["total"] - small["total"] < trajectory_growth / 4
     assert big["total"] - small["total"] > 990 * (2 + 2) * n * 4  # the statistics themselves are counted
 
 
@@ -105,3 +103,66 @@ def test_bad_inputs():
         long_run_statistics(trunk, x0, depth=0)
     with pytest.raises(ValueError, match="resnet"):
         long_run_statistics(rf.Trunk(np.eye(3), np.zeros(3), model="mlp"), x0, depth=3)
+
+
+# ---------------------------------------------------------------------------------------------
+# The regime detector
+
+
+def test_stable_corner_is_a_class_independent_attractor():
+    # W = [[-2, -2], [1, 2]]: a_1 moves by h(-2 r_1 - 2 r_2) < 0 and a_2 by h(r_1 + 2 r_2) > 0
+    # at every layer, so every input goes to the corner r* = (0, 1); its multipliers are
+    # e^{h λ} with λ_1 = (W r*)_1 = -2, λ_2 = -(W r*)_2 = -2 (a stable corner).
+    trunk = rf.Trunk(np.array([[-2.0, -2.0], [1.0, 2.0]]), np.zeros(2))
+    x0 = np.random.default_rng(0).normal(size=(40, 2))
+    labels = (x0[:, 0] > 0).astype(int)
+    reg = attractor_regime(trunk, x0, labels, depth=200)
+    assert reg.label == "attractor" and reg.class_independent
+    assert reg.converged_fraction == 1.0 and reg.num_end_states == 1 and reg.dominant_fraction == 1.0
+    assert reg.class_spread < 1e-12
+    corner = rf.fixed_point_pattern(trunk, [0, 1])
+    assert corner.attracting[0]
+    np.testing.assert_allclose(reg.steady.dominant, corner.points[0], atol=1e-12)
+
+
+def test_line_of_fixed_points_is_a_class_dependent_attractor():
+    # W = c [[1, -1], [1, -1]], b = 0: a_0 = c (x_1 - x_2)(1, 1), so r_1 = r_2 and W r = 0: every
+    # input sits at once on the line of fixed points r_1 = r_2, at r* = σ(c (x_1 - x_2))(1, 1).
+    c = 3.0
+    trunk = rf.Trunk(c * np.array([[1.0, -1.0], [1.0, -1.0]]), np.zeros(2))
+    x0 = np.random.default_rng(1).normal(size=(30, 2))
+    labels = (x0[:, 0] > x0[:, 1]).astype(int)
+    reg = attractor_regime(trunk, x0, labels, depth=50, atol=1e-4)  # inputs lie >= 6.6e-4 apart
+    r_end = np.repeat(1 / (1 + np.exp(-c * (x0[:, :1] - x0[:, 1:]))), 2, axis=1)
+    means = np.stack([r_end[labels == k].mean(0) for k in (0, 1)])
+    spread = np.sqrt(np.mean(np.sum((means - means.mean(0)) ** 2, -1)))
+    assert reg.label == "attractor" and not reg.class_independent
+    assert reg.converged_fraction == 1.0 and reg.num_end_states == 30  # no two inputs within atol
+    np.testing.assert_allclose(reg.class_spread, spread, rtol=1e-12)
+    np.testing.assert_allclose(reg.class_dependence, spread / np.linalg.norm(means, axis=1).mean(), rtol=1e-12)
+
+
+def test_rotation_keeps_moving_non_attractor():
+    # Antisymmetric W (W^T = -W) with null vector (1, 1, 1): the flow da/dt = W σ(a) conserves
+    # V(a) = Σ_i softplus(a_i) - a_i / 2, since dV/dt = (σ(a) - 1/2)^T W σ(a) = 0 (both
+    # quadratic forms of an antisymmetric W vanish; 1^T W = 0). V is convex with its minimum on
+    # the line a ∝ (1, 1, 1) of fixed points, so residuals circle that line for ever. A small
+    # step h keeps the Euler map close to the flow over 1000 layers.
+    A = np.array([[0.0, -1.0, 1.0], [1.0, 0.0, -1.0], [-1.0, 1.0, 0.0]])
+    W, h, depth = 2 * A, 0.05, 1000
+    x0 = 0.1 * np.random.default_rng(2).normal(size=(20, 3))
+    labels = (x0[:, 0] > 0).astype(int)
+    reg = attractor_regime(rf.Trunk(W, np.zeros(3), h), x0, labels, depth=depth)
+    # reference: the float64 loop; the last 100 changes stay far above tol (no slow decay)
+    a = x0 @ W.T
+    changes, r_prev = [], None
+    for _ in range(depth):
+        r = 1 / (1 + np.exp(-a))
+        if r_prev is not None:
+            changes.append(np.abs(r - r_prev).max(-1))
+        r_prev, a = r, a + h * r @ W.T
+    changes = np.array(changes)
+    assert changes[-100:].min() > 10 * 1e-5
+    np.testing.assert_allclose(reg.steady.change, changes[-1], rtol=1e-9)
+    assert reg.label == "non-attractor" and not reg.class_independent
+    assert reg.converged_fraction == 0.0 and reg.num_end_states == 20
