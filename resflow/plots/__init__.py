@@ -12,6 +12,9 @@ if matplotlib.get_backend().lower() not in ("agg", "pdf", "svg", "ps", "cairo") 
 from .continuous import plot_convergence as plot_convergence  # noqa: E402
 from .dynamics import plot_eigenvalue_cloud as plot_eigenvalue_cloud  # noqa: E402
 from .dynamics import plot_lyapunov_convergence as plot_lyapunov_convergence  # noqa: E402
+from .long_run import plot_class_residual_norms as plot_class_residual_norms  # noqa: E402
+from .long_run import plot_residual_statistics as plot_residual_statistics  # noqa: E402
+from .long_run import plot_transient_accuracy as plot_transient_accuracy  # noqa: E402
 from .network import plot_attractor_portrait as plot_attractor_portrait  # noqa: E402
 from .network import plot_interaction_matrix as plot_interaction_matrix  # noqa: E402
 from .network import plot_residual_trajectories as plot_residual_trajectories  # noqa: E402
