@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 
 import resflow as rf
-from resflow.attractors import Saturation
 from resflow.fixed_point_search import (
     class_mean_spectra,
     flow_jacobian,
@@ -99,3 +98,81 @@ def test_search_bad_inputs():
     untied = rf.Trunk(jnp.zeros((2, 4, 4)), jnp.zeros((2, 4)))
     with pytest.raises(ValueError, match="shared weights"):
         search_residual_fixed_points(untied, jnp.zeros((1, 4)))
+
+
+def _np_map_jacobian(W, h, r):
+    r_next = 1 / (1 + np.exp(-(np.log(r) - np.log1p(-r) + h * W @ r)))
+    return (r_next * (1 - r_next))[:, None] * (np.diag(1 / (r * (1 - r))) + h * W)
+
+
+def test_flow_jacobian_against_autodiff_and_map_jacobian_against_numpy():
+    W = jax.random.normal(jax.random.key(0), (5, 5))
+    y = jax.random.uniform(jax.random.key(1), (5,), minval=0.05, maxval=0.95)
+    auto = jax.jacfwd(lambda v: v * (1 - v) * (W @ v))(y)
+    np.testing.assert_allclose(flow_jacobian(W, y), auto, rtol=1e-13, atol=1e-14)
+    np.testing.assert_allclose(map_jacobian(W, 0.7, y), _np_map_jacobian(np.asarray(W), 0.7, np.asarray(y)), rtol=1e-12)
+    # a saturated component: its row is the limit multiplier e^{h λ_i} on the diagonal
+    r = y.at[2].set(1.0).at[4].set(0.0)
+    J = np.asarray(map_jacobian(W, 0.7, r))
+    g = np.asarray(W) @ np.asarray(r)
+    np.testing.assert_allclose(J[2], np.eye(5)[2] * np.exp(-0.7 * g[2]), rtol=1e-12)
+    np.testing.assert_allclose(J[4], np.eye(5)[4] * np.exp(0.7 * g[4]), rtol=1e-12)
+    # nearly saturated rows converge to the same limit (continuity of the log-space ratio)
+    near = np.asarray(map_jacobian(W, 0.7, y.at[2].set(1 - 1e-12).at[4].set(0.0)))
+    np.testing.assert_allclose(near[2], J[2], atol=1e-9)
+
+
+def test_class_mean_spectra_against_numpy():
+    n, depth = 5, 4
+    trunk = rf.Trunk(jax.random.normal(jax.random.key(2), (n, n)), jax.random.normal(jax.random.key(3), (n,)), 0.5)
+    x0 = jax.random.normal(jax.random.key(4), (30, n))
+    y = jnp.arange(30) % 3
+    out = class_mean_spectra(trunk, x0, y, depth=depth, small=0.5, zero_tol=1e-3)
+    W, b = np.asarray(trunk.W), np.asarray(trunk.b)
+    x = np.asarray(x0)
+    for _ in range(depth - 1):
+        x = x + 0.5 / (1 + np.exp(-(x @ W.T + b)))
+    r_last = 1 / (1 + np.exp(-(x @ W.T + b)))
+    for c in range(3):
+        m = r_last[np.asarray(y) == c].mean(0)
+        np.testing.assert_allclose(out.class_means[c], m, rtol=1e-12)
+        mu = np.linalg.eigvals(_np_map_jacobian(W, 0.5, m))
+        np.testing.assert_allclose(np.sort(np.abs(out.multipliers[c]))[::-1], np.sort(np.abs(mu))[::-1], rtol=1e-10)
+        flow = np.linalg.eigvals(np.diag(m * (1 - m)) @ W + np.diag((1 - 2 * m) * (W @ m)))
+        np.testing.assert_allclose(out.flow_eigenvalues[c].real, np.sort(flow.real)[::-1], atol=1e-12)
+        positive = flow.real > 1e-3
+        assert int(out.num_positive[c]) == positive.sum()
+        assert bool(out.near_saddle[c]) == (positive.sum() == 1 and flow.real.max() <= 0.5)
+    assert list(np.asarray(out.counts)) == [10, 10, 10]
+    jitted = jax.jit(lambda t, x, y: class_mean_spectra(t, x, y, depth=depth, num_classes=3, small=0.5, zero_tol=1e-3))
+    np.testing.assert_allclose(jitted(trunk, x0, y).flow_eigenvalues, out.flow_eigenvalues, rtol=1e-12)
+    with pytest.raises(ValueError, match="labels must have shape"):
+        class_mean_spectra(trunk, x0, y[:5], depth=depth)
+    with pytest.raises(ValueError, match="small"):
+        class_mean_spectra(trunk, x0, y, depth=depth, small=-1.0)
+
+
+def test_readout_alignment_against_numpy():
+    n, K = 4, 3
+    trunk = rf.Trunk(jax.random.normal(jax.random.key(5), (n, n)), jnp.zeros(n), 1.0)
+    V = jnp.array([[2.0, 0.0, 0.1], [0.0, 3.0, 0.0], [0.5, 0.2, 0.0], [0.0, 0.0, 1.0]])
+    net = Network(None, trunk, Affine(V, jnp.zeros(K)), 3)
+    x = jax.random.normal(jax.random.key(6), (40, n)) + 2.0 * jnp.eye(n)[jnp.arange(40) % n]
+    y = jnp.arange(40) % K
+    out = readout_alignment(net, x, y)
+    xT = np.asarray(x)
+    for _ in range(3):
+        xT = xT + 1 / (1 + np.exp(-(xT @ np.asarray(trunk.W).T)))
+    means = np.stack([xT[np.asarray(y) == c].mean(0) for c in range(K)])
+    np.testing.assert_allclose(out["class_mean_output"], means, rtol=1e-12)
+    np.testing.assert_array_equal(out["strongest_neuron"], [0, 1, 3])
+    np.testing.assert_array_equal(out["top_neuron"], means.argmax(1))
+    np.testing.assert_array_equal(out["aligned"], means.argmax(1) == [0, 1, 3])
+    assert out["num_aligned"] == int((means.argmax(1) == [0, 1, 3]).sum())
+    np.testing.assert_array_equal(
+        out["rank_of_strongest"], [(means[c] > means[c, s]).sum() for c, s in enumerate([0, 1, 3])]
+    )
+    with pytest.raises(TypeError, match="resflow.Network"):
+        readout_alignment(trunk, x, y)
+    with pytest.raises(ValueError, match="x must have shape"):
+        readout_alignment(net, x[:, :2], y)
