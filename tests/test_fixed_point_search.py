@@ -111,6 +111,11 @@ def test_flow_jacobian_against_autodiff_and_map_jacobian_against_numpy():
     auto = jax.jacfwd(lambda v: v * (1 - v) * (W @ v))(y)
     np.testing.assert_allclose(flow_jacobian(W, y), auto, rtol=1e-13, atol=1e-14)
     np.testing.assert_allclose(map_jacobian(W, 0.7, y), _np_map_jacobian(np.asarray(W), 0.7, np.asarray(y)), rtol=1e-12)
+    trunk = rf.Trunk(W, jnp.zeros(5), 0.7)
+    r_next = jax.nn.sigmoid(jnp.log(y) - jnp.log1p(-y) + 0.7 * W @ y)
+    np.testing.assert_allclose(
+        map_jacobian(W, 0.7, y), rf.residual_jacobians(trunk, jnp.stack([y, r_next]))[0], rtol=1e-12
+    )
     # a saturated component: its row is the limit multiplier e^{h λ_i} on the diagonal
     r = y.at[2].set(1.0).at[4].set(0.0)
     J = np.asarray(map_jacobian(W, 0.7, r))
