@@ -136,10 +136,10 @@ def _solve(W, a0, idx, saturation, rtol, atol, *, max_steps):
 
 
 def _free_indices(free: np.ndarray) -> np.ndarray:
-    """``(B, m)`` free indices of each row, m = max count rounded up to a power of two (≥ 1),
+    """``(B, m)`` free indices of each row, m = max count rounded up to a power of two (≥ 1, ≤ n),
     padded by repeating the row's first index (0 when none is free)."""
     counts = free.sum(1)
-    m = 1 << int(max(counts.max(initial=0), 1) - 1).bit_length()
+    m = min(free.shape[1], 1 << int(max(counts.max(initial=0), 1) - 1).bit_length())
     idx = np.zeros((len(free), m), int)
     for i, row in enumerate(free):
         f = np.flatnonzero(row)
