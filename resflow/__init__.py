@@ -37,6 +37,11 @@ from .dynamics import lyapunov_spectrum as lyapunov_spectrum
 from .dynamics import lyapunov_spectrum_from_jacobians as lyapunov_spectrum_from_jacobians
 from .dynamics import lyapunov_spectrum_from_products as lyapunov_spectrum_from_products
 from .dynamics import unique_fixed_points as unique_fixed_points
+from .fixed_point_search import ClassSpectra as ClassSpectra
+from .fixed_point_search import FixedPointSearch as FixedPointSearch
+from .fixed_point_search import class_mean_spectra as class_mean_spectra
+from .fixed_point_search import readout_alignment as readout_alignment
+from .fixed_point_search import search_residual_fixed_points as search_residual_fixed_points
 from .interactions import InteractionSummary as InteractionSummary
 from .interactions import PairClass as PairClass
 from .interactions import interaction_coefficients as interaction_coefficients

@@ -383,8 +383,9 @@ def residual_fixed_points(
     n = W.shape[0]
     if n > max_width:
         raise ValueError(
-            f"enumerating 3^n saturation patterns needs n <= max_width = {max_width}, got n = {n}; call "
-            "fixed_point_pattern on candidate patterns or steady_state to find the reached attractors"
+            f"enumerating 3^n saturation patterns needs n <= max_width = {max_width}, got n = {n}; at this "
+            "width use search_residual_fixed_points (a search from data-driven starts, e.g. the end states "
+            "of a long run), fixed_point_pattern on candidate patterns, or steady_state"
         )
     rows = []
     for num_free in range(n + 1):

@@ -1,0 +1,57 @@
+"""The fixed-point search figure: one row of dots per class, bars per fixed point, no legend on data."""
+
+import matplotlib.collections as mcoll
+import numpy as np
+import pytest
+from conftest import legends_on_data
+
+from resflow.fixed_point_search import ClassSpectra, FixedPointSearch
+from resflow.plots.fixed_points import plot_fixed_point_search
+
+
+def _spectra():
+    flow = np.array([[0.02, -0.5, -1.0], [-0.1, -0.2 + 0.3j, -0.2 - 0.3j]])
+    return ClassSpectra(
+        np.full((2, 3), 0.5), np.array([4, 5]), 1 + flow, flow, np.array([1, 0]), np.array([True, False])
+    )
+
+
+def _search():
+    mult = np.array([[0.5, 0.3, 0.9], [1.5, 0.2, 0.1]], complex)
+    return FixedPointSearch(
+        np.zeros((2, 3)),
+        np.array([[0, 1, -1], [0, 0, 1]], np.int8),
+        np.array([1, 2]),
+        np.array([1, 1]),
+        np.array([1, 0]),
+        np.zeros(2),
+        np.array([0.3, -0.2]),
+        np.log(mult),
+        mult,
+        np.array([0, 2], np.int32),
+        np.array([7, 1]),
+        np.array([0] * 7 + [1]),
+    )
+
+
+def test_fixed_point_figure(tmp_path):
+    path = tmp_path / "fp.png"
+    fig = plot_fixed_point_search(_spectra(), _search(), num_eigenvalues=2, class_names=["a", "b"], save=path)
+    left, right = fig.axes[0], fig.axes[1]
+    dots = [c for c in left.collections if isinstance(c, mcoll.PathCollection)]
+    assert len(dots) == 2
+    np.testing.assert_allclose(dots[0].get_offsets(), [[0.02, 0], [-0.5, 0]])
+    np.testing.assert_allclose(dots[1].get_offsets(), [[-0.1, 1], [-0.2, 1]])
+    assert [t.get_text() for t in left.get_yticklabels()] == ["a", "b"]
+    heights = [p.get_height() for p in right.patches]
+    assert heights == [1, 2, 1, 1, 1, 0]  # #0, #1, #free stacked per point
+    radius = fig.axes[2].collections[0].get_offsets()[:, 1]
+    np.testing.assert_allclose(radius, [0.9, 1.5])
+    assert [t.get_text() for t in right.get_xticklabels()] == ["attractor\n7 starts", "saddle\n1 starts"]
+    assert left.get_xlabel() and right.get_ylabel() and fig.axes[2].get_ylabel()
+    assert not legends_on_data(fig)
+    assert path.stat().st_size > 0
+    only = plot_fixed_point_search(_spectra())
+    assert len(only.axes) == 1
+    with pytest.raises(ValueError, match="class_names"):
+        plot_fixed_point_search(_spectra(), class_names=["a"])
