@@ -23,6 +23,11 @@ def _band(ax, curve: dict, label: str, *, x=None, color=None):
     return line
 
 
+def _data_keys(numbers: dict) -> list[str]:
+    """The trunk data sets a claim was measured on (circles, digits), in that order."""
+    return [k for k in ("circles", "digits") if k in numbers]
+
+
 def _seeds_scatter(ax, groups: dict, ylabel: str, *, log=False):
     for i, (name, values) in enumerate(groups.items()):
         v = np.asarray(values, float)
@@ -43,14 +48,14 @@ def plot_disentangling(numbers: dict, *, save=None):
 
 def plot_cooperation(numbers: dict, *, save=None):
     fig, axes = new_figure(1, 2, size=(4.2, 3.4))
-    for k in ("circles", "digits"):
+    for k in _data_keys(numbers):
         _band(axes[0, 0], numbers[k]["cooperative_share_over_layers"], k)
         pairs = numbers[k]["pairs"]
         axes[0, 1].bar(np.arange(len(pairs)) + (0.2 if k == "digits" else -0.2), [p["mean"] for p in pairs.values()],
                        0.4, yerr=[p["std"] for p in pairs.values()], label=k)  # fmt: skip
     axes[0, 0].set(xlabel="layer t", ylabel="cooperative share Σ C⁺ / Σ |C|", ylim=(0, 1))
     integer_ticks(axes[0, 0])
-    names = list(numbers["digits"]["pairs"])
+    names = list(numbers[_data_keys(numbers)[0]]["pairs"])
     axes[0, 1].set_xticks(range(len(names)), names, fontsize=8, rotation=20)
     axes[0, 1].set_ylabel("fraction of pairs (i, j) of W")
     figure_legend(fig, axes)
@@ -59,7 +64,7 @@ def plot_cooperation(numbers: dict, *, save=None):
 
 def plot_attractor(numbers: dict, *, save=None):
     fig, axes = new_figure(1, 2, size=(4.2, 3.4))
-    groups = {f"{k}: {q}": numbers[k][q]["values"] for k in ("circles", "digits")
+    groups = {f"{k}: {q}": numbers[k][q]["values"] for k in _data_keys(numbers)
               for q in ("converged_fraction", "dominant_fraction", "class_dependence")}  # fmt: skip
     _seeds_scatter(axes[0, 0], groups, f"after {numbers['long_depth']} layers")
     eig = numbers["circles"]["eigenvalues_per_seed"]
@@ -74,8 +79,9 @@ def plot_attractor(numbers: dict, *, save=None):
 
 
 def plot_separability(numbers: dict, *, save=None):
-    fig, axes = new_figure(1, 2, size=(4.2, 3.4), sharey=True)
-    for ax, k in zip(axes[0], ("circles", "digits"), strict=True):
+    keys = _data_keys(numbers)
+    fig, axes = new_figure(1, len(keys), size=(4.2, 3.4), sharey=True)
+    for ax, k in zip(axes[0], keys, strict=True):
         _band(ax, numbers[k]["residual_probe"], "probe on r_t")
         _band(ax, numbers[k]["integral_probe"], "probe on x_t = x_0 + hΣ_{s<t} r_s")
         ax.set(xlabel="layer t", title=k)
@@ -86,8 +92,9 @@ def plot_separability(numbers: dict, *, save=None):
 
 
 def plot_transient(numbers: dict, *, save=None):
-    fig, axes = new_figure(1, 2, size=(4.2, 3.4), sharey=True)
-    for ax, k in zip(axes[0], ("circles", "digits"), strict=True):
+    keys = _data_keys(numbers)
+    fig, axes = new_figure(1, len(keys), size=(4.2, 3.4), sharey=True)
+    for ax, k in zip(axes[0], keys, strict=True):
         _band(ax, numbers[k]["accuracy"], "readout on x_0 + hΣ_{t<T'} r_t")
         _band(ax, numbers[k]["steady_accuracy"], "… + h(T − T') r* (steady state)")
         ax.set(xlabel="T'", title=k)

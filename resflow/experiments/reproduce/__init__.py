@@ -10,6 +10,7 @@ write ``results.json`` and the Markdown page (`render_markdown`).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import platform
@@ -76,7 +77,9 @@ def train_all(mode: Mode, data: dict, runs_dir: Path, bar=None) -> dict:
             bar.update()
     base = recipe(mode, "circles")
     runs["circles/scratch"] = [
-        train_seeds(data["circles"], [s], runs_dir / "circles/scratch" / f"depth{r.depth}", **(base | {"depth": r.depth}))[0]
+        train_seeds(
+            data["circles"], [s], runs_dir / "circles/scratch" / f"depth{r.depth}", **(base | {"depth": r.depth})
+        )[0]
         for s, r in zip(mode.seeds, runs["circles/adapt_shared"], strict=True)
     ]
     if bar is not None:
@@ -108,7 +111,9 @@ def _claim(name: str, ctx: Context) -> dict:
     return result
 
 
-def reproduce(mode="quick", out=None, *, runs=None, markdown=None, figures_prefix: str = "", progress: bool = False) -> dict:
+def reproduce(
+    mode="quick", out=None, *, runs=None, markdown=None, figures_prefix: str = "", progress: bool = False
+) -> dict:
     """Train what the claims need (or reuse saved runs), measure every claim, write the results.
 
     **Arguments:**
@@ -141,16 +146,18 @@ def reproduce(mode="quick", out=None, *, runs=None, markdown=None, figures_prefi
     runs_ = train_all(mode, data, runs_dir, bar)
     train_time = time.perf_counter() - t0
     ctx = Context(mode, data, runs_, out)
-    claims = {}
+    claims, times = {}, {}
     for name in CLAIMS:
         if bar is not None:
             bar.set_postfix_str(name)
+        t1 = time.perf_counter()
         claims[name] = _claim(name, ctx)
+        times[name] = time.perf_counter() - t1
         if bar is not None:
             bar.update()
     if bar is not None:
         bar.close()
-    results = {"meta": _meta(mode, data, t0, train_time), "claims": claims}
+    results = {"meta": _meta(mode, data, t0, train_time) | {"claim_time_s": times}, "claims": claims}
     results = json.loads(json.dumps(results))
     bad = finite_numbers(results)
     if bad:
@@ -162,13 +169,12 @@ def reproduce(mode="quick", out=None, *, runs=None, markdown=None, figures_prefi
 
 
 def _meta(mode: Mode, data: dict, t0: float, train_time: float) -> dict:
-    images = data["images"].meta
     return {
         "mode": mode.name,
         "seeds": {"circles/digits": list(mode.seeds), "images": list(mode.image_seeds)},
         "machine": machine(),
         "wall_time_s": time.perf_counter() - t0,
         "train_time_s": train_time,
-        "data": f"circles (1000/1000), digits (1437/360), {images['name']} ({images['n_train']}/{images['n_test']})",
-        "config": {k: v for k, v in vars(mode).items()} if hasattr(mode, "__dict__") else {},
+        "data": ", ".join(f"{d.meta['name']} ({d.meta['n_train']}/{d.meta['n_test']})" for d in data.values()),
+        "config": dataclasses.asdict(mode),
     }

@@ -33,8 +33,6 @@ from .verdicts import THRESHOLDS
 
 __all__ = ["claim_disentangling", "claim_cooperation", "claim_separability", "claim_noise", "claim_depth"]
 
-TRUNK_DATA = ("circles", "digits")
-
 
 def _rel_err(a, b) -> float:
     return float(jnp.max(jnp.abs(a - b)) / jnp.maximum(jnp.max(jnp.abs(b)), 1e-300))
@@ -47,7 +45,10 @@ def _disentangle(run, data, n: int) -> dict:
     traj = trajectory(trunk, x0, depth=run.depth)
     r = residuals(trunk, traj)
     a = preactivation_recurrence(trunk, preactivations(trunk, traj)[0], depth=run.depth)
-    out = {"preactivation": _rel_err(jax.nn.sigmoid(a), r), "output": _rel_err(reconstruct_output(trunk, x0, r), traj[-1])}
+    out = {
+        "preactivation": _rel_err(jax.nn.sigmoid(a), r),
+        "output": _rel_err(reconstruct_output(trunk, x0, r), traj[-1]),
+    }
     with warnings.catch_warnings():
         # r_0 at the edge of (0, 1) makes the logit ill-conditioned (documented): measured anyway.
         warnings.simplefilter("ignore", ConditioningWarning)
@@ -60,11 +61,16 @@ def _disentangle(run, data, n: int) -> dict:
 
 def claim_disentangling(ctx: Context) -> dict:
     """Claim 1: residuals from the residual-only recurrence equal the forward pass's; x_T = x_0 + hΣr_t."""
-    per = {k: [_disentangle(r, ctx.data[k], ctx.mode.max_samples) for r in ctx.runs[f"{k}/resnet"]] for k in TRUNK_DATA}
-    rows = [e for k in TRUNK_DATA for e in per[k]]
+    per = {
+        k: [_disentangle(r, ctx.data[k], ctx.mode.max_samples) for r in ctx.runs[f"{k}/resnet"]]
+        for k in ctx.mode.trunk_data
+    }
+    rows = [e for k in ctx.mode.trunk_data for e in per[k]]
     logit = [e["logit"] for e in rows if e["logit"] is not None]
     numbers = {
-        "per_data": {k: {m: summary([e[m] for e in per[k]]) for m in ("preactivation", "output")} for k in TRUNK_DATA},
+        "per_data": {
+            k: {m: summary([e[m] for e in per[k]]) for m in ("preactivation", "output")} for k in ctx.mode.trunk_data
+        },
         "max_rel_err": summary([max(e["preactivation"], e["output"]) for e in rows]),
         "logit_recurrence_rel_err": summary(logit) if logit else None,
         "logit_recurrence_defined": len(logit),
@@ -95,8 +101,11 @@ def _cooperation_one(run, data, n: int) -> dict:
 
 def claim_cooperation(ctx: Context) -> dict:
     """Claim 2: sign structure of W and of the coefficients C_t, per class and layer; pair classes."""
-    per = {k: [_cooperation_one(r, ctx.data[k], ctx.mode.max_samples) for r in ctx.runs[f"{k}/resnet"]] for k in TRUNK_DATA}
-    rows = [e for k in TRUNK_DATA for e in per[k]]
+    per = {
+        k: [_cooperation_one(r, ctx.data[k], ctx.mode.max_samples) for r in ctx.runs[f"{k}/resnet"]]
+        for k in ctx.mode.trunk_data
+    }
+    rows = [e for k in ctx.mode.trunk_data for e in per[k]]
     numbers = {
         k: {
             "pairs": {p: summary([e["pairs"][p] for e in per[k]]) for p in per[k][0]["pairs"]},
@@ -104,7 +113,7 @@ def claim_cooperation(ctx: Context) -> dict:
             "cooperative_share_over_layers": curve_summary([e["share_over_layers"] for e in per[k]]),
             "class_share_range": summary([e["class_share_range"] for e in per[k]]),
         }
-        for k in TRUNK_DATA
+        for k in ctx.mode.trunk_data
     }
     numbers["cooperative_fraction"] = summary([e["cooperative_fraction"] for e in rows])
     numbers["competitive_fraction"] = summary([e["competitive_fraction"] for e in rows])
@@ -129,14 +138,19 @@ def _separability_one(run, data, n: int) -> dict:
 
 def claim_separability(ctx: Context) -> dict:
     """Claim 4: linear-probe accuracy per layer on r_t and on the running integral x_t."""
-    per = {k: [_separability_one(r, ctx.data[k], ctx.mode.max_samples) for r in ctx.runs[f"{k}/resnet"]] for k in TRUNK_DATA}
+    per = {
+        k: [_separability_one(r, ctx.data[k], ctx.mode.max_samples) for r in ctx.runs[f"{k}/resnet"]]
+        for k in ctx.mode.trunk_data
+    }
     numbers = {
         k: {"residual_probe": curve_summary([e["residual"] for e in per[k]]),
             "integral_probe": curve_summary([e["integral"] for e in per[k]])}
-        for k in TRUNK_DATA
+        for k in ctx.mode.trunk_data
     }  # fmt: skip
-    numbers["early_ratio"] = summary([e["early_ratio"] for k in ("digits",) for e in per[k]])
-    numbers["best_ratio"] = summary([e["best_ratio"] for k in ("digits",) for e in per[k]])
+    last = ctx.mode.trunk_data[-1]  # digits: the circles' 2-D classes are separable from x_0 on
+    numbers["probe_data"] = last
+    numbers["early_ratio"] = summary([e["early_ratio"] for e in per[last]])
+    numbers["best_ratio"] = summary([e["best_ratio"] for e in per[last]])
     return {"numbers": numbers, "paper": {"probe": "separable by class from early layers (no number)"}}
 
 
@@ -149,7 +163,9 @@ def _noise_one(ctx: Context, runs: dict, seed: int) -> dict:
     out = {"clean": {}, "noise": {}, "growth_linear": {}, "growth_nonlinear": {}, "lyapunov": {}}
     for name, run in runs.items():
         inp = inputs(run, data, m.max_samples)
-        res = noise_accuracy(run.network, inp.x, inp.y, jnp.asarray(m.sigmas, jnp.float32), key=key, num_draws=m.noise_draws)
+        res = noise_accuracy(
+            run.network, inp.x, inp.y, jnp.asarray(m.sigmas, jnp.float32), key=key, num_draws=m.noise_draws
+        )
         g = perturbation_growth(run.trunk, inp.x0[:100], depth=run.depth, key=key, num_draws=4)
         lyap = network_lyapunov_spectrum(run.trunk, inp.x0[:50], depth=run.depth)
         out["clean"][name] = float(run.metrics["test_accuracy"])
@@ -163,8 +179,12 @@ def _noise_one(ctx: Context, runs: dict, seed: int) -> dict:
     out["injection"] = change.tolist()
     out["injection_ratio"] = float(change[0] / max(change[-2], 1e-30))  # input vs last hidden layer
     noisy = slice(1, None)
-    out["gap_matched"] = float(np.mean(np.asarray(out["noise"]["resnet"])[noisy] - np.asarray(out["noise"]["mlp_matched"])[noisy]))
-    out["gap_depth"] = float(np.mean(np.asarray(out["noise"]["resnet"])[noisy] - np.asarray(out["noise"]["mlp_depth"])[noisy]))
+    out["gap_matched"] = float(
+        np.mean(np.asarray(out["noise"]["resnet"])[noisy] - np.asarray(out["noise"]["mlp_matched"])[noisy])
+    )
+    out["gap_depth"] = float(
+        np.mean(np.asarray(out["noise"]["resnet"])[noisy] - np.asarray(out["noise"]["mlp_depth"])[noisy])
+    )
     return out
 
 

@@ -50,9 +50,16 @@ def claim_attractor(ctx: Context) -> dict:
     """
     m = ctx.mode
     numbers, end_states = {}, []
-    for k in ("circles", "digits"):
+    for k in m.trunk_data:
         per = [regime_numbers(r, ctx.data[k], m) for r in ctx.runs[f"{k}/resnet"]]
-        keys = ("attractor", "class_independent", "converged_fraction", "num_end_states", "dominant_fraction", "class_dependence")
+        keys = (
+            "attractor",
+            "class_independent",
+            "converged_fraction",
+            "num_end_states",
+            "dominant_fraction",
+            "class_dependence",
+        )
         numbers[k] = {q: summary([e[q] for e in per]) for q in keys}
         if k == "circles":
             corners = [_corner(r, e["end_state"]) for r, e in zip(ctx.runs[f"{k}/resnet"], per, strict=True)]
@@ -83,7 +90,7 @@ def claim_transient(ctx: Context) -> dict:
     """Claim 5: accuracy of the trained readout on x_0 + hΣ_{t<T'} r_t, T' = 0 … T, and with the
     residuals after T' replaced by the steady state r* (`resflow.transient_accuracy`)."""
     numbers, early = {}, []
-    for k in ("circles", "digits"):
+    for k in ctx.mode.trunk_data:
         per = [_transient_one(r, ctx.data[k], ctx.mode.max_samples) for r in ctx.runs[f"{k}/resnet"]]
         numbers[k] = {
             "accuracy": curve_summary([e["accuracy"] for e in per]),
@@ -92,4 +99,7 @@ def claim_transient(ctx: Context) -> dict:
         }
         early += [e["early"] for e in per]
     numbers["early_fraction"] = summary(early)
-    return {"numbers": numbers, "paper": {"transient": "a readout on the partial integral up to T' < T classifies well"}}
+    return {
+        "numbers": numbers,
+        "paper": {"transient": "a readout on the partial integral up to T' < T classifies well"},
+    }

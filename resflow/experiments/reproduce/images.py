@@ -44,8 +44,10 @@ def _layers(run, inp) -> dict:
 
 
 def _fixed_points(trunk, lr, labels, K: int) -> dict:
-    """Search from the end states' pre-activations a_T = W x_T + b and their class means."""
-    a = lr.final_state @ trunk.W.T + trunk.b
+    """Search from the end states' pre-activations a_T = W x_T + b and their class means (in
+    float64: the saturation test and the Newton residual need the precision)."""
+    trunk = trunk.astype(jnp.float64)
+    a = lr.final_state.astype(jnp.float64) @ trunk.W.T + trunk.b
     onehot = np.eye(K)[np.asarray(labels)]
     means = (onehot.T @ np.asarray(a)) / np.maximum(onehot.sum(0)[:, None], 1)
     starts = jnp.concatenate([a, jnp.asarray(means[onehot.sum(0) > 0], a.dtype)])
@@ -103,8 +105,10 @@ def claim_images(ctx: Context) -> dict:
             "long_change_max_end": summary([s["long_change_max_end"] for s in shared]),
             "peak_memory_mb": summary([s["peak_memory_mb"] for s in shared]),
             "full_trajectory_mb": shared[0]["full_trajectory_mb"],
-            **{f"regime_{k}": summary([s["regime"][k] for s in shared]) for k in
-               ("attractor", "converged_fraction", "num_end_states", "class_dependence")},
+            **{
+                f"regime_{k}": summary([s["regime"][k] for s in shared])
+                for k in ("attractor", "converged_fraction", "num_end_states", "class_dependence")
+            },
             "num_fixed_points": summary([s["fixed_points"]["num_fixed_points"] for s in shared]),
             "num_attractors": summary([s["fixed_points"]["num_attractors"] for s in shared]),
             "starts_converged": summary([s["fixed_points"]["starts_converged"] for s in shared]),

@@ -63,8 +63,7 @@ def _header(meta: dict) -> list[str]:
     seeds = ", ".join(f"{k}: {v}" for k, v in meta["seeds"].items())
     return [
         f"- **Mode:** {meta['mode']}; **seeds:** {seeds}",
-        f"- **Machine:** {m['platform']}; {m['cpu']} ({m['cpu_count']} cores); devices: {m['devices']}; "
-        f"jax {m['jax']}",
+        f"- **Machine:** {m['platform']}; {m['cpu']} ({m['cpu_count']} cores); devices: {m['devices']}; jax {m['jax']}",
         f"- **Wall time:** {meta['wall_time_s']:.0f} s (training {meta['train_time_s']:.0f} s)",
         f"- **Data:** {meta['data']}",
         "",

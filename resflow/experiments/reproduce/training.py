@@ -83,5 +83,3 @@ def train_seeds(data: Dataset, seeds, folder, **options) -> list[Run]:
     """
     folder = Path(folder)
     return [_train_one(data, folder / f"seed{int(s)}", int(s), options) for s in seeds]
-
-

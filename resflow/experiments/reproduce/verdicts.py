@@ -41,7 +41,9 @@ def _v(label: str, reason: str) -> dict:
 def disentangling(n: dict) -> dict:
     err, tol = n["max_rel_err"]["max"], THRESHOLDS["disentangling_max_rel_err"]
     if err < tol:
-        return _v("reproduced", f"max relative error {err:.1e} < {tol:.0e} over all seeds and data sets (exact algebra)")
+        return _v(
+            "reproduced", f"max relative error {err:.1e} < {tol:.0e} over all seeds and data sets (exact algebra)"
+        )
     return _v("not reproduced", f"max relative error {err:.1e} >= {tol:.0e}: the recurrence loses precision")
 
 
@@ -74,7 +76,9 @@ def separability(n: dict) -> dict:
     ratio, tol = n["early_ratio"]["mean"], THRESHOLDS["probe_fraction"]
     layer = THRESHOLDS["early_layer"]
     if ratio >= tol:
-        return _v("reproduced", f"a linear probe on r_t at layer <= {layer} reaches {ratio:.2f} of the network's accuracy")
+        return _v(
+            "reproduced", f"a linear probe on r_t at layer <= {layer} reaches {ratio:.2f} of the network's accuracy"
+        )
     if n["best_ratio"]["mean"] >= tol:
         return _v("partly", f"separable only late: early probe ratio {ratio:.2f}, best {n['best_ratio']['mean']:.2f}")
     return _v("not reproduced", f"probe on the residuals reaches only {n['best_ratio']['mean']:.2f} of the accuracy")
@@ -101,7 +105,9 @@ def noise(n: dict) -> dict:
             "partly",
             f"early injections move the output {inj:.1f}x more than late ones, but under input noise the ResNet "
             f"and the MLP matched at clean accuracy differ by {gap:+.3f} (|gap| <= {margin}): the paper's robustness "
-            "claim depends on how the MLP is matched" if not robust else f"noise gap {gap:+.3f}, injection ratio {inj:.2f}",
+            "claim depends on how the MLP is matched"
+            if not robust
+            else f"noise gap {gap:+.3f}, injection ratio {inj:.2f}",
         )
     return _v("not reproduced", f"noise gap {gap:+.3f} and injection ratio {inj:.2f}")
 
@@ -113,7 +119,9 @@ def depth_adaptation(n: dict) -> dict:
     untied_keeps = untied["depth_after"]["mean"] >= shared["depth_after"]["mean"]
     d = shared["depth_after"]["mean"]
     if pruned and kept and untied_keeps and abs(d - 5) <= 1:
-        return _v("reproduced", f"shared: {shared['depth_before']} → {d:.1f} layers at the same accuracy; untied keeps more")
+        return _v(
+            "reproduced", f"shared: {shared['depth_before']} → {d:.1f} layers at the same accuracy; untied keeps more"
+        )
     if pruned and kept:
         return _v(
             "partly",
