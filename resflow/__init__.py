@@ -49,6 +49,11 @@ from .jacobians import state_jacobian_product as state_jacobian_product
 from .jacobians import state_jacobians as state_jacobians
 from .layers import Classifier as Classifier
 from .layers import ResidualTrunk as ResidualTrunk
+from .long_run import LongRun as LongRun
+from .long_run import Regime as Regime
+from .long_run import attractor_regime as attractor_regime
+from .long_run import long_run_memory as long_run_memory
+from .long_run import long_run_statistics as long_run_statistics
 from .model import Trunk as Trunk
 from .model import forward as forward
 from .model import trajectory as trajectory
@@ -87,6 +92,8 @@ from .train import accuracy as accuracy
 from .train import evaluate as evaluate
 from .train import fit as fit
 from .train import predict as predict
+from .transients import TransientAccuracy as TransientAccuracy
+from .transients import transient_accuracy as transient_accuracy
 
 __version__ = "0.1.0"
 
