@@ -29,7 +29,7 @@ def _data_keys(numbers: dict) -> list[str]:
 
 
 def _seeds_scatter(ax, groups: dict, ylabel: str, *, log=False):
-    for i, (name, values) in enumerate(groups.items()):
+    for i, values in enumerate(groups.values()):
         v = np.asarray(values, float)
         ax.scatter(np.full(len(v), i) + np.linspace(-0.1, 0.1, len(v)), v, s=14)
     ax.set_xticks(range(len(groups)), list(groups), fontsize=8, rotation=20)

@@ -13,7 +13,6 @@ import io
 from pathlib import Path
 
 import jax
-import numpy as np
 
 from ... import train
 from ...data import Dataset, load_dataset
