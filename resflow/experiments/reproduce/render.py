@@ -27,6 +27,16 @@ Paper: "Residual networks classify inputs based on their neural transient dynami
 as mean ± standard deviation over seeds (population std; per-seed values in results.json).
 Verdicts follow explicit rules (`resflow/experiments/reproduce/verdicts.py`); where our
 numbers disagree with the paper's, the verdict says so. We did not tune towards the paper.
+
+**Modes** (`resflow/experiments/reproduce/modes.py`). *full* (the default; writes this page):
+8 seeds on circles (width 3, trained 2 → 3 lift, 300 epochs) and digits (width 64, 40
+epochs), 3 seeds on Fashion-MNIST (60k/10k, width 784, no lift, 5 epochs of batch 256,
+Adam 1e-3) for the shared ResNet, the untied ResNet and the MLP; 15 sigmoid layers, h = 1;
+long runs of 1000 layers; 1000 analysis inputs. *quick* (`--quick`, ≤ 10 min on 2 CPU
+cores): 2 seeds, 150 / 30 epochs, Fashion-MNIST's first 6000 / 1000 images, 3 epochs, one
+seed, 200 analysis inputs. *tiny* (`--tiny`, the test's mode): seconds, meaningless
+numbers, a stand-in data set (digits) for the image block. Trained runs are saved under
+`OUT/runs` and reused, so a second call only analyses and a killed call resumes.
 """
 
 
