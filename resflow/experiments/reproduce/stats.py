@@ -1,0 +1,43 @@
+"""Numbers over seeds: every per-seed value kept, with mean ± spread."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+__all__ = ["summary", "curve_summary", "finite_numbers"]
+
+
+def summary(values) -> dict:
+    """``{"values", "mean", "std", "min", "max", "n"}`` of per-seed scalars (std: population, 0 for one seed)."""
+    v = np.asarray([float(x) for x in values], np.float64)
+    return {
+        "values": v.tolist(),
+        "mean": float(v.mean()),
+        "std": float(v.std()),
+        "min": float(v.min()),
+        "max": float(v.max()),
+        "n": int(v.size),
+    }
+
+
+def curve_summary(curves) -> dict:
+    """Per-seed curves (equal lengths) → ``{"mean", "std"}`` lists over seeds, and the curves."""
+    c = np.asarray(curves, np.float64)
+    return {"mean": c.mean(0).tolist(), "std": c.std(0).tolist(), "values": c.tolist()}
+
+
+def finite_numbers(obj, path: str = "") -> list[str]:
+    """Paths of the numbers in a JSON-able `obj` that are not finite (NaN stays allowed where a
+    value is JSON null: absent by design)."""
+    bad = []
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            bad += finite_numbers(v, f"{path}/{k}")
+    elif isinstance(obj, list | tuple):
+        for i, v in enumerate(obj):
+            bad += finite_numbers(v, f"{path}[{i}]")
+    elif isinstance(obj, float) and not math.isfinite(obj):
+        bad.append(path)
+    return bad

@@ -1,0 +1,170 @@
+"""One figure per claim of the reproduction, drawn from the claim's numbers (results.json).
+
+Each ``plot_<claim>(numbers, *, save=None)`` takes the ``numbers`` dict that
+`resflow.experiments.reproduce` stores for that claim (curves as mean ± std over seeds) and
+returns the Figure. Legends sit outside the data.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._common import figure_legend, finish, integer_ticks, new_figure
+
+__all__ = ["FIGURES"] + [f"plot_{k}" for k in ("disentangling", "cooperation", "attractor", "separability",
+                                                 "transient", "noise", "depth", "images")]  # fmt: skip
+
+
+def _band(ax, curve: dict, label: str, *, x=None, color=None):
+    mean, std = np.asarray(curve["mean"]), np.asarray(curve["std"])
+    x = np.arange(len(mean)) if x is None else np.asarray(x)
+    (line,) = ax.plot(x, mean, label=label, color=color, marker="." if len(mean) < 30 else None)
+    ax.fill_between(x, mean - std, mean + std, color=line.get_color(), alpha=0.2, lw=0)
+    return line
+
+
+def _data_keys(numbers: dict) -> list[str]:
+    """The trunk data sets a claim was measured on (circles, digits), in that order."""
+    return [k for k in ("circles", "digits") if k in numbers]
+
+
+def _seeds_scatter(ax, groups: dict, ylabel: str, *, log=False):
+    for i, values in enumerate(groups.values()):
+        v = np.asarray(values, float)
+        ax.scatter(np.full(len(v), i) + np.linspace(-0.1, 0.1, len(v)), v, s=14)
+    ax.set_xticks(range(len(groups)), list(groups), fontsize=8, rotation=20)
+    ax.set_ylabel(ylabel)
+    if log:
+        ax.set_yscale("log")
+
+
+def plot_disentangling(numbers: dict, *, save=None):
+    fig, axes = new_figure(size=(6.0, 3.6))
+    groups = {f"{k}: {q}": np.maximum(v[q]["values"], 1e-18) for k, v in numbers["per_data"].items() for q in v}
+    _seeds_scatter(axes[0, 0], groups, "max relative error (float64)", log=True)
+    axes[0, 0].set_title("residual recurrence and x_T = x_0 + hΣr_t vs the forward pass", fontsize=9)
+    return finish(fig, save)
+
+
+def plot_cooperation(numbers: dict, *, save=None):
+    fig, axes = new_figure(1, 2, size=(4.2, 3.4))
+    for k in _data_keys(numbers):
+        _band(axes[0, 0], numbers[k]["cooperative_share_over_layers"], k)
+        pairs = numbers[k]["pairs"]
+        axes[0, 1].bar(np.arange(len(pairs)) + (0.2 if k == "digits" else -0.2), [p["mean"] for p in pairs.values()],
+                       0.4, yerr=[p["std"] for p in pairs.values()], label=k)  # fmt: skip
+    axes[0, 0].set(xlabel="layer t", ylabel="cooperative share Σ C⁺ / Σ |C|", ylim=(0, 1))
+    integer_ticks(axes[0, 0])
+    names = list(numbers[_data_keys(numbers)[0]]["pairs"])
+    axes[0, 1].set_xticks(range(len(names)), names, fontsize=8, rotation=20)
+    axes[0, 1].set_ylabel("fraction of pairs (i, j) of W")
+    figure_legend(fig, axes)
+    return finish(fig, save)
+
+
+def plot_attractor(numbers: dict, *, save=None):
+    fig, axes = new_figure(1, 2, size=(4.2, 3.4))
+    groups = {f"{k}: {q}": numbers[k][q]["values"] for k in _data_keys(numbers)
+              for q in ("converged_fraction", "dominant_fraction", "class_dependence")}  # fmt: skip
+    _seeds_scatter(axes[0, 0], groups, f"after {numbers['long_depth']} layers")
+    eig = numbers["circles"]["eigenvalues_per_seed"]
+    for s, e in enumerate(eig):
+        axes[0, 1].scatter(np.full(len(e), s), e, s=14, color="C0")
+    axes[0, 1].scatter([-1] * 3, [-1.95, -0.87, -0.8], marker="x", color="k", label="paper")
+    axes[0, 1].axhline(0, color="grey", lw=0.8)
+    axes[0, 1].set(xlabel="seed (−1: paper)", ylabel="flow eigenvalues at the circles end state")
+    integer_ticks(axes[0, 1])
+    figure_legend(fig, axes)
+    return finish(fig, save)
+
+
+def plot_separability(numbers: dict, *, save=None):
+    keys = _data_keys(numbers)
+    fig, axes = new_figure(1, len(keys), size=(4.2, 3.4), sharey=True)
+    for ax, k in zip(axes[0], keys, strict=True):
+        _band(ax, numbers[k]["residual_probe"], "probe on r_t")
+        _band(ax, numbers[k]["integral_probe"], "probe on x_t = x_0 + hΣ_{s<t} r_s")
+        ax.set(xlabel="layer t", title=k)
+        integer_ticks(ax)
+    axes[0, 0].set_ylabel("test accuracy of a linear probe")
+    figure_legend(fig, axes, where="bottom")
+    return finish(fig, save)
+
+
+def plot_transient(numbers: dict, *, save=None):
+    keys = _data_keys(numbers)
+    fig, axes = new_figure(1, len(keys), size=(4.2, 3.4), sharey=True)
+    for ax, k in zip(axes[0], keys, strict=True):
+        _band(ax, numbers[k]["accuracy"], "readout on x_0 + hΣ_{t<T'} r_t")
+        _band(ax, numbers[k]["steady_accuracy"], "… + h(T − T') r* (steady state)")
+        ax.set(xlabel="T'", title=k)
+        integer_ticks(ax)
+    axes[0, 0].set_ylabel("test accuracy of the trained readout")
+    figure_legend(fig, axes, where="bottom")
+    return finish(fig, save)
+
+
+def plot_noise(numbers: dict, *, save=None):
+    fig, axes = new_figure(2, 2, size=(4.2, 3.2))
+    names = numbers["models"]
+    for k, label in names.items():
+        _band(axes[0, 0], numbers["noise_accuracy"][k], label, x=numbers["sigmas"])
+        _band(axes[0, 1], numbers["growth_linear"][k], label)
+        lyap = np.asarray(numbers["lyapunov"][k]["mean"])
+        axes[1, 1].plot(np.arange(1, len(lyap) + 1), lyap, label=label)
+    axes[0, 0].set(xlabel="input noise σ (standardised units)", ylabel="test accuracy")
+    axes[0, 1].set(xlabel="layer t", ylabel="linearised growth ‖δx_t‖/‖δx_0‖", yscale="log")
+    _band(axes[1, 0], numbers["injection_output_change"], "ResNet")
+    axes[1, 0].set(xlabel="injection layer s", ylabel="‖Δx_T‖ (median)")
+    axes[1, 1].set(xlabel="index k", ylabel="finite-time Lyapunov exponent λ_k")
+    figure_legend(fig, axes)
+    return finish(fig, save)
+
+
+def plot_depth(numbers: dict, *, save=None):
+    fig, axes = new_figure(1, 2, size=(4.2, 3.4))
+    for k, color in (("shared", "C0"), ("untied", "C1")):
+        for i, h in enumerate(numbers[k]["histories"]):
+            axes[0, 0].step(np.arange(len(h)), h, where="post", color=color, alpha=0.7, label=k if i == 0 else None)
+    axes[0, 0].set(xlabel="epoch", ylabel="depth")
+    integer_ticks(axes[0, 0], "both")
+    groups = {
+        "shared before": numbers["shared"]["accuracy_before"]["values"],
+        "shared after": numbers["shared"]["accuracy_after"]["values"],
+        "untied after": numbers["untied"]["accuracy_after"]["values"],
+        "scratch at pruned depth": numbers["scratch_at_pruned_depth"]["values"],
+        "unpruned": numbers["unpruned_accuracy"]["values"],
+    }
+    _seeds_scatter(axes[0, 1], groups, "test accuracy (circles)")
+    figure_legend(fig, axes)
+    return finish(fig, save)
+
+
+def plot_images(numbers: dict, *, save=None):
+    fig, axes = new_figure(1, 3, size=(3.8, 3.4))
+    s = numbers["shared"]
+    _band(axes[0, 0], s["residual_std_layers"], "shared: std")
+    _band(axes[0, 0], numbers["untied"]["residual_std_layers"], "untied: std")
+    _band(axes[0, 0], s["residual_mean_layers"], "shared: mean")
+    axes[0, 0].set(xlabel="layer t", ylabel="residual mean / std over inputs")
+    integer_ticks(axes[0, 0])
+    long = s["long_residual_std"]
+    _band(axes[0, 1], long, "shared, long run", x=np.arange(1, len(long["mean"]) + 1))
+    axes[0, 1].set(xscale="log", xlabel="layer t + 1", ylabel="residual std over inputs")
+    acc = numbers["accuracy"]
+    _seeds_scatter(axes[0, 2], {k: v["values"] for k, v in acc.items()}, f"test accuracy ({numbers['data']})")
+    axes[0, 2].axhline(0.8833, color="k", ls="--", lw=0.8, label="MLP 256-128-100 reference")
+    figure_legend(fig, axes, where="bottom")
+    return finish(fig, save)
+
+
+FIGURES = {
+    "disentangling": plot_disentangling,
+    "cooperation": plot_cooperation,
+    "attractor": plot_attractor,
+    "separability": plot_separability,
+    "transient": plot_transient,
+    "noise": plot_noise,
+    "depth": plot_depth,
+    "images": plot_images,
+}
