@@ -1,0 +1,131 @@
+"""scripts/sweep.py: seed ranges and grid values parsed with each option's type, bad flags exit 2
+with one line and write nothing, and a tiny sweep run as a subprocess writes its table and
+figures with rows equal to single `fit` runs of the same seeds."""
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+import resflow as rf
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "scripts" / "sweep.py"
+spec = importlib.util.spec_from_file_location("sweep_cli", SCRIPT)
+cli = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(cli)
+
+
+@pytest.mark.parametrize(
+    "text, seeds",
+    [("0-7", list(range(8))), ("0-3,10", [0, 1, 2, 3, 10]), ("5", [5]), (" 2 , 4-5", [2, 4, 5]), ("3-3", [3])],
+)
+def test_seed_lists_and_ranges(text, seeds):
+    assert cli.parse_seeds(text) == seeds
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("a", "'a' is not a seed"),
+        ("3-1", "ends before it starts"),
+        ("-1", "'-1' is not a seed"),
+        ("1,,2", "'' is not"),
+        ("0-3,2", "[2] given twice"),
+        ("1-x", "'1-x'"),
+    ],
+)
+def test_bad_seeds_name_the_part(text, message):
+    with pytest.raises(ValueError) as e:
+        cli.parse_seeds(text)
+    assert message in str(e.value) and "--seeds" in str(e.value)
+
+
+def test_grid_values_take_the_option_type():
+    grid = cli.parse_grid(
+        ["lr=1e-2,3e-3", "w-std=1,2", "depth=3,5", "activation=tanh", "shared=false,true"], rf.TrainConfig()
+    )
+    assert grid == {
+        "lr": [0.01, 0.003],
+        "w_std": [1.0, 2.0],
+        "depth": [3, 5],
+        "activation": ["tanh"],
+        "shared": [False, True],
+    }
+    assert [type(v) for v in grid["w_std"] + grid["depth"]] == [float, float, int, int]
+    assert cli.parse_grid(["width=none,4"], rf.TrainConfig()) == {"width": [None, 4]}
+    assert cli.parse_grid([], rf.TrainConfig()) == {}
+
+
+def _exit_2_one_line(capsys, argv) -> str:
+    with pytest.raises(SystemExit) as e:
+        cli.main(argv)
+    err = capsys.readouterr().err
+    assert e.value.code == 2, err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err and "usage:" not in err, err
+    return err
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--grid", "lr"], "'lr' is not NAME=VALUE"),
+        (["--grid", "speed=1,2"], "unknown option 'speed'"),
+        (["--grid", "lr=fast"], "--grid lr: 'fast' is not a valid float"),
+        (["--grid", "depth=2.5"], "--grid depth: '2.5' is not a valid int"),
+        (["--grid", "shared=maybe"], "not a boolean"),
+        (["--grid", "lr=-0.1"], "--grid lr=-0.1: lr must be a finite number > 0"),
+        (["--grid", "activation=swish"], "--grid activation=swish"),
+        (["--grid", "lr=0.1", "lr=0.2"], "option 'lr' given twice"),
+        (["--grid", "lr=0.1,0.1"], "a value is repeated"),
+        (["--seeds", "4-2"], "ends before it starts"),
+        (["--epochs", "many"], "invalid int value"),
+        (["--depth", "0"], "depth must be >= 1"),
+        (["--noise", "-1", "--data", "circles"], "--noise must be >= 0"),
+        (["--data", "mnist"], "train-images-idx3-ubyte"),
+        (["--coordinator", "localhost:1234"], "missing num_processes"),
+        (["--coordinator", "x", "--num-processes", "2", "--process-id", "0"], "must be host:port"),
+        (
+            ["--coordinator", "h:1", "--num-processes", "2", "--process-id", "5"],
+            "process_id (argument process_id) must be in [0, 2)",
+        ),
+    ],
+)
+def test_bad_flags_exit_2_and_write_nothing(tmp_path, capsys, monkeypatch, argv, message):
+    for name in ("RESFLOW_COORDINATOR", "RESFLOW_NUM_PROCESSES", "RESFLOW_PROCESS_ID"):
+        monkeypatch.delenv(name, raising=False)
+    out = tmp_path / "sweep"
+    err = _exit_2_one_line(capsys, [*argv, "--out", str(out)])
+    assert message in err
+    assert not out.exists()
+
+
+def test_existing_non_empty_folder_is_refused_without_overwrite(tmp_path, capsys):
+    out = tmp_path / "sweep"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    err = _exit_2_one_line(capsys, ["--data", "circles", "--out", str(out)])
+    assert str(out) in err and "--overwrite" in err
+    assert [p.name for p in out.iterdir()] == ["notes.txt"]
+    (tmp_path / "file").write_text("")
+    assert "is a file" in _exit_2_one_line(capsys, ["--out", str(tmp_path / "file")])
+
+
+def test_help_and_every_option_a_flag(capsys):
+    import dataclasses
+
+    with pytest.raises(SystemExit) as e:
+        cli.main(["--help"])
+    assert e.value.code == 0
+    text = capsys.readouterr().out
+    for (
+        flag
+    ) in "--seeds --grid --data --data-seed --out --overwrite --coordinator --num-processes --process-id".split():
+        assert flag in text
+    parser = cli.build_parser()
+    dests = {a.dest for a in parser._actions}
+    fields = {f.name for c in (rf.TrunkSpec, rf.TrainConfig) for f in dataclasses.fields(c)} - {"trunk"}
+    assert fields <= dests
+    # The shared generation: the same per-data-set defaults as scripts/train.py.
+    config = cli.cli.config_from_args(parser.parse_args(["--data", "circles"]))
+    assert (config.epochs, config.lr, config.trunk.w_std) == (300, 1e-2, 2.0)
