@@ -16,8 +16,8 @@ for all runs (--data-seed).
 
 Several hosts: run this same command on every host with --coordinator HOST:PORT
 --num-processes N --process-id I (or RESFLOW_COORDINATOR / RESFLOW_NUM_PROCESSES /
-RESFLOW_PROCESS_ID, or nothing under SLURM); each process trains its share of the seeds on its
-own devices and process 0 writes the results (docs/scaling.md).
+RESFLOW_PROCESS_ID, or --distributed under SLURM's srun); each process trains its share of
+the seeds on its own devices and process 0 writes the results (docs/scaling.md).
 """
 
 from __future__ import annotations
@@ -127,6 +127,12 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--overwrite", action="store_true", help="write into an existing non-empty --out")
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
     g = p.add_argument_group("several hosts (jax.distributed; default: RESFLOW_* environment or cluster detection)")
+    g.add_argument(
+        "--distributed",
+        action="store_true",
+        help="join a multi-process job even without the flags below (settings from RESFLOW_* or the "
+        "cluster scheduler, e.g. SLURM under srun); implied by any of them",
+    )
     g.add_argument("--coordinator", default=None, help="HOST:PORT of process 0, the same on every host")
     g.add_argument("--num-processes", type=int, default=None, help="number of processes (hosts) taking part")
     g.add_argument("--process-id", type=int, default=None, help="this process's index, 0 .. num-processes - 1")
@@ -205,15 +211,15 @@ def print_table(rows: list[dict], options: list[str]) -> None:
 
 
 def start_cluster(parser, args):
-    """`resflow.distributed.initialize` when flags, RESFLOW_* variables or a detected cluster ask
-    for several processes; else None (one process)."""
+    """`resflow.distributed.initialize` when flags or RESFLOW_* variables give the settings, or
+    --distributed asks for the cluster's own (JAX's detection); else None (one process)."""
     from resflow import distributed
 
     try:
         settings = distributed.resolve(args.coordinator, args.num_processes, args.process_id)
-        if settings is None:
+        if settings is None and not args.distributed:
             return None
-        return distributed.initialize(**settings)
+        return distributed.initialize(**(settings or {}))
     except ValueError as e:
         parser.error(str(e))
 
