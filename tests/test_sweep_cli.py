@@ -3,8 +3,14 @@ with one line and write nothing, and a tiny sweep run as a subprocess writes its
 figures with rows equal to single `fit` runs of the same seeds."""
 
 import importlib.util
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
+import jax
+import numpy as np
 import pytest
 
 import resflow as rf
@@ -129,3 +135,43 @@ def test_help_and_every_option_a_flag(capsys):
     # The shared generation: the same per-data-set defaults as scripts/train.py.
     config = cli.cli.config_from_args(parser.parse_args(["--data", "circles"]))
     assert (config.epochs, config.lr, config.trunk.w_std) == (300, 1e-2, 2.0)
+
+
+TINY = ["--data", "circles", "--width", "3", "--depth", "3", "--epochs", "2", "--batch-size", "500"]
+TINY += ["--depth-adapt", "--depth-warmup", "0", "--dtype", "float64", "--no-progress"]
+
+
+def _run_script(argv, env_extra=None):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RESFLOW_")} | {"PYTHONPATH": str(ROOT)}
+    return subprocess.Popen(
+        [sys.executable, str(SCRIPT), *argv],
+        env=env | (env_extra or {}),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def test_tiny_sweep_writes_table_and_figures_equal_to_single_runs(tmp_path):
+    out = tmp_path / "sweep"
+    argv = [*TINY, "--seeds", "0-1", "--grid", "lr=1e-2,3e-3", "--out", str(out)]
+    proc = _run_script(argv)
+    log = proc.communicate(timeout=300)[0]
+    assert proc.returncode == 0, log
+    assert "lr=0.01" in log and "lr=0.003" in log and "test accuracy mean" in log
+    record = json.loads((out / "sweep.json").read_text())
+    assert record["seeds"] == [0, 1] and record["grid"] == {"lr": [0.01, 0.003]}
+    assert [(r["lr"], r["seed"]) for r in record["rows"]] == [(0.01, 0), (0.01, 1), (0.003, 0), (0.003, 1)]
+    assert all(len(h) == 2 for h in record["histories"])
+    for name in cli.OUTPUTS[1:]:
+        assert (out / name).stat().st_size > 0
+    # Reference: the last run (lr 3e-3, seed 1) trained alone by fit with the same options.
+    config = cli.cli.config_from_args(cli.build_parser().parse_args(TINY)).replace(lr=3e-3)
+    single = rf.fit(rf.load_dataset("circles", seed=0), config, key=jax.random.key(1), figures=False)
+    row, hist = record["rows"][-1], record["histories"][-1]
+    assert row[cli.depth_key(record["rows"])] == single.metrics["depth_after"]
+    np.testing.assert_allclose(row["test_accuracy"], single.metrics["test_accuracy"], rtol=1e-9)
+    np.testing.assert_allclose([h["loss"] for h in hist], [h["loss"] for h in single.history], rtol=1e-9)
+    # A second sweep into the same folder is refused; --overwrite rewrites it.
+    proc = _run_script(argv)
+    assert proc.communicate(timeout=60)[0].count("\n") == 1 and proc.returncode == 2
