@@ -175,3 +175,30 @@ def test_tiny_sweep_writes_table_and_figures_equal_to_single_runs(tmp_path):
     # A second sweep into the same folder is refused; --overwrite rewrites it.
     proc = _run_script(argv)
     assert proc.communicate(timeout=60)[0].count("\n") == 1 and proc.returncode == 2
+
+
+def test_two_processes_split_the_seeds_and_process_0_writes_the_same_table(tmp_path):
+    """The multi-host path on localhost: process i trains seeds i, i + 2, ...; process 0
+    gathers and writes. The table must equal a one-process sweep's (times aside)."""
+    from test_distributed import free_port
+
+    argv = [*TINY, "--seeds", "0-2", "--grid", "lr=1e-2,3e-3"]
+    one = _run_script([*argv, "--out", str(tmp_path / "one")])
+    log = one.communicate(timeout=300)[0]
+    assert one.returncode == 0, log
+    port = free_port()
+    procs = [
+        _run_script(
+            [*argv, "--out", str(tmp_path / "two"), "--coordinator", f"127.0.0.1:{port}"],
+            {"RESFLOW_NUM_PROCESSES": "2", "RESFLOW_PROCESS_ID": str(i)},  # flags and environment mixed
+        )
+        for i in range(2)
+    ]
+    logs = [p.communicate(timeout=300)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], logs
+    assert "on 2 processes" in logs[0] and "test accuracy mean" not in logs[1]  # only process 0 reports
+    a, b = (json.loads((tmp_path / d / "sweep.json").read_text()) for d in ("one", "two"))
+    assert (a["processes"], b["processes"]) == (1, 2)
+    strip = lambda rows: [{k: v for k, v in r.items() if k != "time"} for r in rows]  # noqa: E731
+    assert strip(b["rows"]) == strip(a["rows"])
+    assert [strip(h) for h in b["histories"]] == [strip(h) for h in a["histories"]]
