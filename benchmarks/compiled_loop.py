@@ -42,7 +42,7 @@ def make_train_config(data: str, **overrides) -> rf.TrainConfig:
     """The options `make train` / scripts/train.py use for `data` (its per-data-set defaults),
     with depth adaptation on."""
     options = {name: table[data] for name, table in PER_DATASET.items()}
-    return rf.TrainConfig().replace(**options, depth_adapt=True, **overrides)
+    return rf.TrainConfig().replace(**(options | {"depth_adapt": True} | overrides))
 
 
 def _fit(data, config, seed: int):
