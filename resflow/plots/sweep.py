@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+from matplotlib.ticker import MaxNLocator
 
 from ._common import figure_legend, finish, integer_ticks, new_figure
 
@@ -83,11 +84,18 @@ def plot_sweep_distribution(
     ax.set_xticks(positions, labels, rotation=30 if len(labels) > 3 else 0, ha="right" if len(labels) > 3 else "center")
     label = ylabel or _LABELS.get(metric, metric)
     ax.set(xlabel=f"grid cell ({', '.join(options)})" if options else "", ylabel=label)
-    ax.set_title(f"{label}: {len(rows)} runs, {len(labels)} cell(s); box = quartiles, dot = one run", fontsize=9)
+    ax.set_title(f"{len(rows)} runs: a dot each, boxes = quartiles", fontsize=9)
     if "depth" in metric:
-        integer_ticks(ax, "y")
+        _integer_axis(ax, [v for cell in values for v in cell])
     ax.grid(alpha=0.3, axis="y")
     return finish(fig, save)
+
+
+def _integer_axis(ax, values) -> None:
+    """Integer y ticks with at least one integer in view: limits half a layer beyond the data
+    (a single depth would otherwise get fractional ticks)."""
+    ax.set_ylim(min(values) - 0.5, max(values) + 0.5)
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
 
 
 def _depth_after_each_epoch(history: Sequence[dict], start: int | None) -> tuple[list[int], list[int]]:
@@ -133,7 +141,8 @@ def plot_sweep_depth_histories(
         drawn.add(cell)
     ax.set(xlabel="epoch", ylabel="depth (layers)")
     ax.set_title(f"depth of {len(rows)} runs (one line per run)", fontsize=9)
-    integer_ticks(ax, "both")
+    integer_ticks(ax, "x")
+    _integer_axis(ax, [d for h in histories for d in _depth_after_each_epoch(h, max_depth)[1]])
     ax.grid(alpha=0.3)
     figure_legend(fig, ax, where="right")
     return finish(fig, save)
