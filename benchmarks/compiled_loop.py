@@ -144,7 +144,7 @@ def plot(result: dict, save=None):
         part = result[key]
         names = list(part["times"])
         ax.bar(names, [part["times"][n]["median_s"] for n in names], color=["C0", "C1"])
-        ax.set(ylabel="wall time per run set (s)", xlabel="variant", title=f"{title}: {part['speedup']:.2f}× faster")
+        ax.set(ylabel="wall time per run set (s)", xlabel="variant", title=f"{title}: speed-up {part['speedup']:.2f}×")
     return finish(fig, save)
 
 
