@@ -1,7 +1,7 @@
 """Train many runs at once: seeds × a grid of options (`resflow.sweep`), then table and figures.
 
 Example (with the venv active, `. .venv/bin/activate`):
-`python scripts/sweep.py --data circles --seeds 0-15 --grid lr=1e-2,3e-3 w_std=1,2 --out runs/sw`
+`python scripts/sweep.py --data circles --width 3 --depth-adapt --seeds 0-15 --grid lr=1e-2,3e-3 w_std=1,2`
 trains 16 seeds in each of the 4 grid cells. Runs whose shapes agree (numeric options such as
 lr, h, w_std, depth_tol, weight_decay) train as one vmapped program, sharded over the local
 devices; options that change shapes (width, depth, model, ...) make separate programs.
