@@ -118,3 +118,12 @@ def test_four_devices_equal_one():
     np.testing.assert_allclose(out["four_losses"], out["one_losses"], rtol=1e-12)
     np.testing.assert_allclose(out["dp"], out["plain"], rtol=1e-6, atol=1e-9)
     assert (out["dp_devices"], out["plain_devices"]) == (4, 1)  # the batches really were sharded
+
+
+def test_a_diverging_run_stops_alone():
+    # lr = 1e306 overflows (float64) in the first epoch; its neighbour in the same program trains on.
+    res = rf.sweep(circles(), seeds=[0], grid={"lr": [5e-2, 1e306]}, progress=True, **dict(OPTS, epochs=2))
+    good, bad = res.rows
+    assert good["nonfinite_epoch"] is None and len(res.histories[0]) == 2
+    assert bad["nonfinite_epoch"] == 1 and res.histories[1] == []
+    assert np.isfinite(good["test_loss"]) and res.networks[1].depth == OPTS["depth"]
