@@ -1,5 +1,6 @@
 """resflow.sweep: each vmapped run equals its single fit; groups; devices (a 4-CPU-device subprocess)."""
 
+import importlib
 import json
 import os
 import subprocess
@@ -11,13 +12,15 @@ import numpy as np
 import pytest
 
 import resflow as rf
-import resflow.sweep as sw
 from resflow.data import load_dataset
 
 # As tests/test_compiled_loop.py (same shapes): float64 with depth cuts.
 OPTS = dict(
     width=3, depth=5, epochs=4, batch_size=32, depth_adapt=True, depth_warmup=1, depth_tol=0.05, dtype="float64"
 )
+
+
+sw = importlib.import_module("resflow.sweep")  # the module (rf.sweep is the function)
 
 
 def circles():
@@ -93,11 +96,12 @@ opts = dict(width=3, depth=2, epochs=2, batch_size=32, lr=5e-2, dtype="float64",
 out = {}
 for name, devices in [("four", jax.devices()), ("one", jax.devices()[:1])]:
     res = rf.sweep(ds, seeds=[0, 1, 2], grid={"w_std": [1.0, 2.0]}, devices=devices, **opts)  # 6 runs: padded to 8
-    out[name] = [[float(x) for x in np.ravel(a)] for n in res.networks for a in jax.tree.leaves(n)]
+    out[name] = [float(x) for n in res.networks for a in jax.tree.leaves(n) for x in np.ravel(a)]
     out[name + "_losses"] = [[r["loss"] for r in h] for h in res.histories]
 for name, dp in [("dp", True), ("plain", False)]:
     fit = rf.fit(ds, key=jax.random.key(0), data_parallel=dp, **dict(opts, batch_size=16))
     out[name] = [float(x) for a in jax.tree.leaves(fit.network) for x in np.ravel(a)]
+    out[name + "_devices"] = len(fit.network.readout.W.devices())
 print(json.dumps(out))
 """
 
@@ -113,4 +117,13 @@ def test_four_devices_equal_one():
     np.testing.assert_allclose(out["four"], out["one"], rtol=1e-12, atol=1e-14)
     np.testing.assert_allclose(out["four_losses"], out["one_losses"], rtol=1e-12)
     np.testing.assert_allclose(out["dp"], out["plain"], rtol=1e-6, atol=1e-9)
-    assert out["dp"] != out["one"][: len(out["dp"])]  # (a different run: not a vacuous comparison)
+    assert (out["dp_devices"], out["plain_devices"]) == (4, 1)  # the batches really were sharded
+
+
+def test_a_diverging_run_stops_alone():
+    # lr = 1e306 overflows (float64) in the first epoch; its neighbour in the same program trains on.
+    res = rf.sweep(circles(), seeds=[0], grid={"lr": [5e-2, 1e306]}, progress=True, **dict(OPTS, epochs=2))
+    good, bad = res.rows
+    assert good["nonfinite_epoch"] is None and len(res.histories[0]) == 2
+    assert bad["nonfinite_epoch"] == 1 and res.histories[1] == []
+    assert np.isfinite(good["test_loss"]) and res.networks[1].depth == OPTS["depth"]
