@@ -92,6 +92,8 @@ from .slow_points import SlowPoints as SlowPoints
 from .slow_points import find_slow_points as find_slow_points
 from .spec import TrainConfig as TrainConfig
 from .spec import TrunkSpec as TrunkSpec
+from .sweep import SweepResult as SweepResult
+from .sweep import sweep as sweep
 from .train import TrainResult as TrainResult
 from .train import accuracy as accuracy
 from .train import evaluate as evaluate

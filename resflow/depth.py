@@ -19,6 +19,8 @@ Removing a converged ResNet layer t shifts the output by −h r_t ≈ −h r* fo
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -26,7 +28,17 @@ from jaxtyping import Array, Float
 
 from ._checks import all_true, check_array, check_int, check_positive, check_shape, finite
 
-__all__ = ["residual_changes", "depth_rule", "depth_rule_jax", "fold_drift"]
+__all__ = [
+    "residual_changes",
+    "depth_rule",
+    "depth_rule_jax",
+    "fold_drift",
+    "fold_shift",
+    "Plateau",
+    "plateau_start",
+    "plateau_push",
+    "depth_policy",
+]
 
 
 def change_sums(r, weights):
@@ -167,5 +179,60 @@ def fold_drift(
     if not all_true({name: (a, finite) for name, a in arrays.items()}):
         for name, a in arrays.items():
             check_array(name, a)
-    shift = jnp.mean(x_old - x_new, axis=0)
-    return bias + shift @ kernel
+    return fold_shift(bias, kernel, jnp.mean(x_old, axis=0), jnp.mean(x_new, axis=0))
+
+
+def fold_shift(bias, kernel, mean_old, mean_new):
+    """The kernel of `fold_drift` on sample means: ``bias + (mean_old − mean_new) · kernel``.
+    Pure `jax.numpy`, unchecked (used inside the compiled training loop)."""
+    return bias + (mean_old - mean_new) @ kernel
+
+
+class Plateau(NamedTuple):
+    """The loss history the plateau test needs, in fixed size (a carry of the compiled loop).
+
+    With p = ``depth_plateau`` and the training losses l_1 … l_n so far: `window` holds the
+    last p of them, ``(p,)`` (+inf where n < p), `best` = min(l_1 … l_{n−p}) (+inf while
+    n ≤ p).
+    """
+
+    window: Float[Array, " p"]
+    best: Float[Array, ""]
+
+
+def plateau_start(losses, patience: int, dtype) -> Plateau:
+    """The `Plateau` of a host list of losses (a fresh or resumed run). Exact: no arithmetic."""
+    losses = np.asarray(losses, np.float64)
+    if patience == 0:
+        return Plateau(jnp.zeros((0,), dtype), jnp.asarray(np.inf, dtype))
+    recent = losses[-patience:] if len(losses) else losses
+    window = np.concatenate([np.full(patience - len(recent), np.inf), recent])
+    earlier = losses[: max(len(losses) - patience, 0)]
+    return Plateau(jnp.asarray(window, dtype), jnp.asarray(np.min(earlier, initial=np.inf), dtype))
+
+
+def plateau_push(plateau: Plateau, loss) -> Plateau:
+    """The `Plateau` after one more loss (pure `jax.numpy`)."""
+    window, best = plateau
+    if window.shape[0] == 0:
+        return plateau
+    loss = jnp.asarray(loss, window.dtype)
+    return Plateau(jnp.concatenate([window[1:], loss[None]]), jnp.minimum(best, window[0]))
+
+
+def depth_policy(changes, depth, n_epochs, plateau: Plateau, tol, *, min_depth: int, warmup: int, multi: bool):
+    """The depth after an epoch (pure `jax.numpy`; depth adaptation on).
+
+    With n = `n_epochs` epochs trained (the last one just now) and d_k = ``changes[k−1]`` the
+    residual changes of the current parameters: no cut at depth 1, while n ≤ `warmup`, or
+    (with a plateau window of p > 0 losses) while min(last p losses) ≤ 0.99 · min(earlier
+    losses) (``plateau.best`` is +inf until n > p, so no cut then); otherwise
+    `depth_rule_jax` (d_{T−1} < `tol`, down to `min_depth`; several layers with `multi`).
+
+    **Returns:** the new depth, a ``jnp`` integer scalar (≤ `depth`).
+    """
+    allowed = (jnp.asarray(n_epochs) > warmup) & (jnp.asarray(depth) > 1)
+    if plateau.window.shape[0] > 0:
+        allowed &= jnp.min(plateau.window) > 0.99 * plateau.best
+    new = depth_rule_jax(changes, depth, tol=tol, min_depth=min_depth, multi=multi)
+    return jnp.where(allowed, new, depth)

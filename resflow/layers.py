@@ -22,16 +22,17 @@ __all__ = ["ResidualTrunk", "Classifier"]
 class ResidualTrunk(nn.Module):
     """The trunk of `spec` as a flax layer (params ``W``, ``b``); ``spec.width`` must be set.
 
-    ``__call__(x, active_depth=None, return_trajectory=False)`` returns x_T (or the states
-    x_0 … x_T) of `spec.depth` layers; `active_depth` may be a traced integer <= depth
-    (later layers are the identity, so a changing depth needs no recompilation).
+    ``__call__(x, active_depth=None, return_trajectory=False, h=None)`` returns x_T (or the
+    states x_0 … x_T) of `spec.depth` layers; `active_depth` may be a traced integer <= depth
+    (later layers are the identity, so a changing depth needs no recompilation); `h` (None:
+    ``spec.h``) may be a traced scalar, so runs that differ only in h share compiled code.
     """
 
     spec: TrunkSpec
     param_dtype: Any = jnp.float32
 
     @nn.compact
-    def __call__(self, x, active_depth=None, return_trajectory: bool = False):
+    def __call__(self, x, active_depth=None, return_trajectory: bool = False, h=None):
         s = self.spec
         depth = None if s.shared else s.depth
 
@@ -42,7 +43,8 @@ class ResidualTrunk(nn.Module):
         # flax's convention (as nn.Dense with dtype=None): compute in the promoted dtype of
         # the inputs and params; the trunk's scan itself needs one dtype.
         dtype = jnp.result_type(x, W)
-        trunk = Trunk(W.astype(dtype), b.astype(dtype), s.h, model=s.model, activation=s.activation)
+        h = s.h if h is None else jnp.asarray(h, dtype)
+        trunk = Trunk(W.astype(dtype), b.astype(dtype), h, model=s.model, activation=s.activation)
         x = jnp.asarray(x, dtype)
         check_active_depth(active_depth, self.spec.depth)
         return scan_trunk(
@@ -56,7 +58,7 @@ class ResidualTrunk(nn.Module):
 
 
 class Classifier(nn.Module):
-    """Optional linear lift → `ResidualTrunk` → linear readout (logits)."""
+    """Optional linear lift → `ResidualTrunk` → linear readout (logits); `h` as in `ResidualTrunk`."""
 
     n_classes: int
     spec: TrunkSpec
@@ -72,9 +74,9 @@ class Classifier(nn.Module):
     def embed(self, x):
         return self.lift(x) if self.use_lift else x
 
-    def __call__(self, x, active_depth=None):
-        return self.readout(self.trunk(self.embed(x), active_depth))
+    def __call__(self, x, active_depth=None, h=None):
+        return self.readout(self.trunk(self.embed(x), active_depth, h=h))
 
-    def trajectory(self, x, active_depth=None):
+    def trajectory(self, x, active_depth=None, h=None):
         """Trunk states x_0 … x_T (after the lift), ``(T + 1, batch, width)``."""
-        return self.trunk(self.embed(x), active_depth, return_trajectory=True)
+        return self.trunk(self.embed(x), active_depth, return_trajectory=True, h=h)

@@ -99,6 +99,8 @@ class TrainConfig:
     checkpoint_every: int = option(
         100, "epochs between checkpoints (with an output folder; also at the end and when stopped)"
     )
+    chunk_epochs: int = option(0, "epochs per compiled chunk; 0: automatic (about a second of work)")
+    data_parallel: bool = option(False, "shard each batch over all local devices (parameters replicated)")
 
     def replace(self, **options) -> TrainConfig:
         """A copy with `options` changed; trunk options (``depth=5``) go into `trunk`.
@@ -129,10 +131,12 @@ class TrainConfig:
         check_choice("dtype", self.dtype, DTYPES)
         for name in ("epochs", "batch_size", "min_depth", "eval_chunk", "checkpoint_every"):
             check_int(name, getattr(self, name))
-        for name in ("depth_warmup", "depth_plateau"):
+        for name in ("depth_warmup", "depth_plateau", "chunk_epochs"):
             check_int(name, getattr(self, name), minimum=0)
         for name in ("lr", "depth_tol"):
             check_positive(name, getattr(self, name))
+        if not isinstance(self.data_parallel, bool):
+            raise TypeError(f"data_parallel must be a bool, got {self.data_parallel!r}")
         if self.clip_norm is not None:
             check_positive("clip_norm", self.clip_norm)
         if not (isinstance(self.weight_decay, int | float) and self.weight_decay >= 0):

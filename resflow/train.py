@@ -11,18 +11,21 @@ pruned to the final depth ``result.depth``. Options are the fields of `TrunkSpec
 `TrainConfig`, given as a config or as keyword overrides, e.g.
 ``fit(load_dataset("digits"), model="mlp", depth=3, epochs=40, key=jax.random.key(0))``.
 
-`fit` is a loop over small steps: `init_state` (or `restore_state`), `train_epoch`,
-`adapt_depth` (whose decision is the pure `depth_policy`), `log_and_checkpoint` and
-`finish`. One epoch is one jitted call: the shuffled mini-batches (from
-``fold_in(key, epoch)``) are stepped with `jax.lax.scan`. The trunk is always scanned over
-the initial depth with a *traced* ``active_depth`` (layers t >= active_depth are the
-identity), so a cut never recompiles; removed layers cost their compute until the end, when
-the network is pruned (untied weights: sliced) to the final depth.
+`fit` is a short host loop around one compiled kernel (`resflow.steps.make_kernel`, shared
+with `resflow.sweep`): `init_state` (or `restore_state`), then `train_chunk` until done, each
+followed by `log_and_checkpoint`, and `finish`. A chunk of ``chunk_epochs`` epochs (0: about
+a second of work, from a FLOP count) is one jitted call scanning epochs with `jax.lax.scan`:
+the shuffled mini-batches (from ``fold_in(key, epoch)``), the test metrics, and with depth
+adaptation the residual statistics, the depth policy and drift folding, all on the device.
+The trunk is always scanned over the initial depth with a *traced* ``active_depth`` (layers
+t >= active_depth are the identity), so a cut never recompiles; removed layers cost their
+compute until the end, when the network is pruned (untied weights: sliced) to the final
+depth. The host sees chunk ends only: progress bar, metrics.jsonl, checkpoint, callback.
 
 With ``out_dir`` the run writes ``data.json`` (the data's source and fingerprint),
 ``metrics.jsonl`` (one line per epoch), ``checkpoint.msgpack`` (params, optimiser state,
 epoch, depth, RNG key, config, histories; atomic, checksummed, every ``checkpoint_every``
-epochs), then ``metrics.json``, the saved network (``network.eqx``, ``run.json``; see
+epochs, rounded up to a chunk end), then ``metrics.json``, the saved network (``network.eqx``, ``run.json``; see
 `resflow.runs`) and figures; ``resume=True`` continues from the checkpoint and ends
 bit-identical to an uninterrupted run.
 """
@@ -31,10 +34,10 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import json
-import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
 
@@ -43,18 +46,20 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from flax import serialization
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 from jaxtyping import Array, Float, Int
 
 from ._checks import all_true, as_float_array, check_finite, check_labels, is_concrete
 from .checkpoint import CheckpointError, OutputError, load_checkpoint, prepare_out_dir, save_checkpoint
 from .data import Dataset
-from .depth import depth_rule, fold_drift
+from .depth import plateau_start
 from .layers import Classifier
 from .model import Trunk
 from .network import Network, from_flax
 from .runs import save_run, start_run, write_json
 from .spec import TrainConfig
-from .steps import Steps, chunks, compile_key, make_steps, xent
+from .steps import Data, Hyper, Kernel, Loop, chunk_length, code_key, hyper_of, make_kernel, padded_chunks, xent
 
 __all__ = [
     "TrainResult",
@@ -62,7 +67,6 @@ __all__ = [
     "predict",
     "accuracy",
     "evaluate",
-    "depth_policy",
     "NonFiniteLossError",
 ]
 
@@ -115,15 +119,19 @@ class RunState(NamedTuple):
 
 
 class Setup(NamedTuple):
-    """What stays fixed during a run: the options, the module, its compiled steps, the data."""
+    """What stays fixed during a run: the options, the module, its compiled kernel, the data.
+
+    `hyper` holds the run's traced options (`resflow.steps.Hyper`), `length` the epochs per
+    compiled chunk, `kernel` the pure kernel functions and `jit` them jitted.
+    """
 
     config: TrainConfig
     module: Classifier
-    steps: Steps
-    x_train: jax.Array
-    y_train: jax.Array
-    x_test: jax.Array
-    y_test: jax.Array
+    kernel: Kernel
+    jit: Jitted
+    data: Data
+    hyper: Hyper
+    length: int
 
 
 def build_classifier(config: TrainConfig, dim: int, n_classes: int) -> Classifier:
@@ -136,53 +144,6 @@ def build_classifier(config: TrainConfig, dim: int, n_classes: int) -> Classifie
     return Classifier(n_classes=n_classes, spec=spec, use_lift=use_lift, param_dtype=jnp.dtype(config.dtype))
 
 
-def evaluate_params(run: Setup, params: dict, x, y, depth: int) -> tuple[float, float]:
-    """Mean cross-entropy and accuracy of `params` run for `depth` layers on (x, y), chunked."""
-    loss = correct = 0.0
-    for xc, yc, w in chunks(x, run.config.eval_chunk, y):
-        lsum, csum = run.steps.eval(params, xc, yc, w, jnp.asarray(depth, jnp.int32))
-        loss, correct = loss + float(lsum), correct + float(csum)
-    return loss / x.shape[0], correct / x.shape[0]
-
-
-def depth_statistics(run: Setup, params: dict, depth: int) -> tuple[np.ndarray, np.ndarray]:
-    """On the training data: the per-layer residual changes d_k, ``(T_max − 1,)``, and the
-    mean states x̄_t, ``(T_max + 1, n)`` (float64 host arrays)."""
-    changes = states = 0.0
-    for xc, w in chunks(run.x_train, run.config.eval_chunk):
-        c, s = run.steps.stats(params, xc, w, jnp.asarray(depth, jnp.int32))
-        changes, states = changes + np.asarray(c, np.float64), states + np.asarray(s, np.float64)
-    n = run.x_train.shape[0]
-    return changes / n, states / n
-
-
-def _plateaued(losses: Sequence[float], patience: int) -> bool:
-    if patience == 0:
-        return True
-    if len(losses) <= patience:
-        return False
-    return min(losses[-patience:]) > 0.99 * min(losses[:-patience])
-
-
-def depth_policy(losses: Sequence[float], changes, depth: int, config: TrainConfig) -> int:
-    """The depth after an epoch: pure, host-only.
-
-    With `losses` the training loss of every epoch so far (the last one just trained) and
-    d_k = ``changes[k-1]`` the residual changes of the current parameters: no cut without
-    ``config.depth_adapt``, at depth 1, during the first ``depth_warmup`` epochs, or (with
-    ``depth_plateau`` = p > 0) while min(last p losses) ≤ 0.99 · min(earlier losses);
-    otherwise `resflow.depth_rule` (d_{T−1} < depth_tol, down to ``min_depth``; with
-    ``multi_cut`` several layers at once).
-
-    **Returns:** the new depth (≤ `depth`).
-    """
-    if not config.depth_adapt or depth <= 1 or len(losses) <= config.depth_warmup:
-        return depth
-    if not _plateaued(losses, config.depth_plateau):
-        return depth
-    return depth_rule(changes, depth, tol=config.depth_tol, min_depth=config.min_depth, multi=config.multi_cut)
-
-
 def _check_key(key) -> jax.Array:
     """A typed `jax.random` key (a legacy uint32 ``(2,)`` key is wrapped), or a `TypeError`."""
     if isinstance(key, jax.Array) and jnp.issubdtype(key.dtype, jax.dtypes.prng_key) and key.shape == ():
@@ -192,7 +153,7 @@ def _check_key(key) -> jax.Array:
     raise TypeError(f"key must be a jax.random key, e.g. key=jax.random.key(0), got {key!r}")
 
 
-def _check_data(data) -> int:
+def check_data(data) -> int:
     """Validate a `Dataset`: float inputs, integer labels, classes.
 
     **Returns:** the number of classes.
@@ -225,18 +186,64 @@ def _check_data(data) -> int:
     return int(n_classes)
 
 
-def setup_run(data: Dataset, config: TrainConfig, n_classes: int) -> Setup:
-    """The module, its compiled steps and the data as device arrays of the config's dtype.
+def setup_run(data: Dataset, config: TrainConfig, n_classes: int, *, runs: int = 1) -> Setup:
+    """The module, its compiled kernel and the data as device arrays of the config's dtype.
 
-    **Raises:** `ValueError` when the data overflow the config's dtype (before any epoch).
+    The module and kernel are built from `resflow.steps.code_key` of `config` (so runs that
+    differ only in traced options share them); `runs` (a sweep's runs per device) scales the
+    automatic chunk length. With ``data_parallel`` the data are replicated over a
+    ``Mesh(jax.local_devices(), ("data",))`` and the batches sharded over it.
+
+    **Raises:** `ValueError` when the data overflow the config's dtype (before any epoch), or
+    with ``data_parallel`` when the batch size is not a multiple of the device count.
     """
     dtype = jnp.dtype(config.dtype)
-    module = build_classifier(config, data.x_train.shape[1], n_classes)
+    code = code_key(config)
+    dim = data.x_train.shape[1]
+    module = build_classifier(code, dim, n_classes)
     steps_per_epoch = -(-data.x_train.shape[0] // config.batch_size)
-    steps = make_steps(module, compile_key(config), steps_per_epoch)
-    arrays = (_as_dtype("x_train", data.x_train, dtype), jnp.asarray(data.y_train, jnp.int32))
-    arrays += (_as_dtype("x_test", data.x_test, dtype), jnp.asarray(data.y_test, jnp.int32))
-    return Setup(config, module, steps, *arrays)
+    batch, replicated = _data_parallel(config)
+    multiple = 1 if batch is None else batch.mesh.size
+    kernel = make_kernel(module, code, steps_per_epoch, batch)
+    x_train, y_train = _as_dtype("x_train", data.x_train, dtype), jnp.asarray(data.y_train, jnp.int32)
+    x_test, y_test = _as_dtype("x_test", data.x_test, dtype), jnp.asarray(data.y_test, jnp.int32)
+    arrays = Data(
+        x_train,
+        y_train,
+        padded_chunks(x_test, y_test, config.eval_chunk, multiple),
+        padded_chunks(x_train, y_train, config.eval_chunk, multiple),
+    )
+    if replicated is not None:
+        arrays = jax.device_put(arrays, replicated)
+    length = chunk_length(config, dim, n_classes, len(data.x_train), len(data.x_test), runs)
+    return Setup(config, module, kernel, jitted(kernel), arrays, hyper_of(config, dtype), length)
+
+
+def _data_parallel(config: TrainConfig):
+    """(batch sharding, replicated sharding) over the local devices, or (None, None)."""
+    if not config.data_parallel:
+        return None, None
+    devices = jax.local_devices()
+    if config.batch_size % len(devices):
+        raise ValueError(
+            f"data_parallel: batch_size must be a multiple of the {len(devices)} local devices, got {config.batch_size}"
+        )
+    mesh = Mesh(np.array(devices), ("data",))
+    return NamedSharding(mesh, P("data")), NamedSharding(mesh, P())
+
+
+class Jitted(NamedTuple):
+    """The jitted functions of a `Kernel` (fit: one run); `vmapped` for sweeps."""
+
+    init: Callable
+    chunk: Callable
+    evaluate: Callable
+
+
+@functools.lru_cache(maxsize=32)
+def jitted(kernel: Kernel) -> Jitted:
+    """`kernel`'s functions jitted once (cached with the kernel)."""
+    return Jitted(jax.jit(kernel.init), jax.jit(kernel.chunk, static_argnames="length"), jax.jit(kernel.evaluate))
 
 
 def _as_dtype(name: str, x, dtype) -> jax.Array:
@@ -253,9 +260,15 @@ def _as_dtype(name: str, x, dtype) -> jax.Array:
 
 def init_state(run: Setup, key: jax.Array) -> RunState:
     """Fresh parameters and optimiser state; `key` splits into the init and shuffling keys."""
-    k_init, k_shuffle = jax.random.split(key)
-    params = run.module.init(k_init, run.x_train[:1])["params"]
-    return RunState(params, run.steps.tx.init(params), k_shuffle, 0, run.config.trunk.depth, [], [], 0.0)
+    params, opt_state, k_shuffle = run.jit.init(key, run.hyper, run.data.x_train[:1])
+    return RunState(params, opt_state, k_shuffle, 0, run.config.trunk.depth, [], [], 0.0)
+
+
+def start_loop(config: TrainConfig, params, opt_state, depth: int, losses) -> Loop:
+    """The kernel's `Loop` after the epochs whose training `losses` are given (exact rebuild)."""
+    dtype = jnp.dtype(config.dtype)
+    plateau = plateau_start(losses, config.depth_plateau, dtype)
+    return Loop(params, opt_state, jnp.asarray(depth, jnp.int32), plateau, jnp.asarray(0, jnp.int32))
 
 
 def restore_state(state: RunState, out: Path | None, config: TrainConfig) -> RunState:
@@ -301,10 +314,13 @@ def _fill(path: Path, target, raw):
 
 def _check_resume(config: TrainConfig, saved: TrainConfig, epoch: int) -> None:
     """Refuse a resume whose options would not continue the saved run (see `restore_state`)."""
-    if dataclasses.replace(saved, epochs=config.epochs) != config:
+    free = ("epochs", "chunk_epochs")  # neither changes what an epoch computes
+    if dataclasses.replace(saved, **{k: getattr(config, k) for k in free}) != config:
         new, old = _flat(config), _flat(saved)
-        diff = {k: (v, new[k]) for k, v in old.items() if k != "epochs" and new[k] != v}
-        raise ValueError(f"resume: options differ from the checkpoint's (saved, given): {diff}; only epochs may change")
+        diff = {k: (v, new.get(k)) for k, v in old.items() if k not in free and new.get(k) != v}
+        raise ValueError(
+            f"resume: options differ from the checkpoint's (saved, given): {diff}; only epochs may change (and chunk_epochs)"
+        )
     if config.epochs != saved.epochs and config.schedule != "constant":
         # A new horizon would bend the lr curve mid-run: the result would match no uninterrupted run.
         raise ValueError(
@@ -323,67 +339,84 @@ def _flat(config: TrainConfig) -> dict:
     return {**d.pop("trunk"), **d}
 
 
-def train_epoch(run: Setup, state: RunState) -> tuple[RunState, dict]:
-    """One epoch of mini-batch steps at the current depth, then the test metrics.
+def epoch_records(rec, start: int, count: int, depth_adapt: bool) -> tuple[list, list, int | None]:
+    """The history dicts and cuts of `count` epochs of a chunk's `Records` (host arrays)
+    starting after epoch `start`, up to the first non-finite one.
 
-    **Raises:** `NonFiniteLossError` (naming the epoch) when the training or test loss is not
-    finite; `state` is then left as it was, so nothing of the diverged epoch is kept.
+    **Returns:** ``(records, cuts, bad)``: `bad` the (1-based) epoch whose losses were not
+    finite (its record is ``records[-1]``, not part of the history), or None.
     """
-    k = jax.random.fold_in(state.key, state.epoch)
-    ad = jnp.asarray(state.depth, jnp.int32)
-    params, opt_state, loss, acc = run.steps.epoch(state.params, state.opt_state, k, ad, run.x_train, run.y_train)
-    test_loss, test_acc = evaluate_params(run, params, run.x_test, run.y_test, state.depth)
-    record = {"epoch": state.epoch + 1, "loss": float(loss), "train_accuracy": float(acc)}
-    record |= {"test_loss": test_loss, "test_accuracy": test_acc, "depth": state.depth}
-    if not (math.isfinite(record["loss"]) and math.isfinite(test_loss)):
-        raise NonFiniteLossError(
-            f"epoch {state.epoch + 1}: training loss {record['loss']}, test loss {test_loss}; stopped "
-            f"(the state after epoch {state.epoch} is kept; try a smaller lr or clip_norm)"
-        )
-    return state._replace(params=params, opt_state=opt_state, epoch=state.epoch + 1), record
+    records, cuts = [], []
+    for i in range(count):
+        epoch, depth, new = start + i + 1, int(rec.depth[i]), int(rec.depth_after[i])
+        record = {"epoch": epoch, "loss": float(rec.loss[i]), "train_accuracy": float(rec.train_accuracy[i])}
+        record |= {"test_loss": float(rec.test_loss[i]), "test_accuracy": float(rec.test_accuracy[i]), "depth": depth}
+        if bool(rec.nonfinite[i]):
+            return records + [record], cuts, epoch
+        if depth_adapt and depth > 1:
+            record["residual_change"] = float(rec.residual_change[i])
+        if new < depth:
+            record["depth_after_cut"] = new
+            cut = {"epoch": epoch, "from": depth, "to": new, "test_accuracy_before": record["test_accuracy"]}
+            cuts.append(cut | {"test_accuracy_after": float(rec.test_accuracy_after[i])})
+        records.append(record)
+    return records, cuts, None
 
 
-def adapt_depth(run: Setup, state: RunState, record: dict) -> tuple[RunState, dict]:
-    """Apply `depth_policy` after an epoch; a cut (optionally drift-folded) is logged in `cuts`."""
-    config, depth = run.config, state.depth
-    if not config.depth_adapt or depth <= 1:
-        return state, record
-    changes, states = depth_statistics(run, state.params, depth)
-    record = dict(record, residual_change=float(changes[depth - 2]))
-    new = depth_policy([r["loss"] for r in state.history] + [record["loss"]], changes, depth, config)
-    if new == depth:
-        return state, record
-    params = state.params
-    if config.fold_drift:
-        # states are already sample means: one-row "batches" for fold_drift.
-        rd = params["readout"]
-        x_old, x_new = (jnp.asarray(states[t][None], run.x_train.dtype) for t in (depth, new))
-        params = dict(params, readout=dict(rd, bias=fold_drift(rd["bias"], rd["kernel"], x_old, x_new)))
-    after = evaluate_params(run, params, run.x_test, run.y_test, new)[1]
-    cut = {"epoch": state.epoch, "from": depth, "to": new}
-    cut |= {"test_accuracy_before": record["test_accuracy"], "test_accuracy_after": after}
-    return state._replace(params=params, depth=new, cuts=state.cuts + [cut]), dict(record, depth_after_cut=new)
+def train_chunk(run: Setup, state: RunState, t0: float) -> tuple[RunState, list, int | None]:
+    """One compiled chunk of epochs from `state` (at most up to ``config.epochs``).
+
+    Each record's ``time`` is the run's wall time, spread evenly over the chunk's epochs.
+
+    **Returns:** ``(state, records, bad)`` as `epoch_records`; `state` is the last good one.
+    """
+    config = run.config
+    loop = start_loop(config, state.params, state.opt_state, state.depth, [r["loss"] for r in state.history])
+    epochs = jnp.asarray(config.epochs, jnp.int32)
+    loop, rec = run.jit.chunk(
+        run.hyper, state.key, loop, jnp.asarray(state.epoch, jnp.int32), epochs, run.data, length=run.length
+    )
+    count = min(run.length, config.epochs - state.epoch)
+    records, cuts, bad = epoch_records(jax.device_get(rec), state.epoch, count, config.depth_adapt)
+    now = time.perf_counter() - t0
+    good = records[:-1] if bad else records
+    for i, record in enumerate(good):
+        record["time"] = state.elapsed + (now - state.elapsed) * (i + 1) / count
+    if not good:  # the first epoch was already bad: the state stays as it came in
+        return state, records, bad
+    state = state._replace(
+        params=loop.params,
+        opt_state=loop.opt_state,
+        epoch=state.epoch + len(good),
+        depth=int(loop.depth),
+        history=state.history + good,
+        cuts=state.cuts + cuts,
+        elapsed=good[-1]["time"],
+    )
+    return state, records, bad
 
 
-def log_and_checkpoint(out: Path | None, config: TrainConfig, state: RunState, record: dict) -> None:
-    """Append `record` to metrics.jsonl; save the checkpoint every ``checkpoint_every`` epochs and at the end.
+def log_and_checkpoint(out: Path | None, config: TrainConfig, state: RunState, start: int) -> bool:
+    """Append the epochs after `start` to metrics.jsonl; save the checkpoint when a multiple of
+    ``checkpoint_every`` (or the last epoch) was passed: checkpoints fall on chunk ends.
+
+    **Returns:** whether a checkpoint was saved.
 
     **Raises:** `OutputError` naming the file that could not be written (the checkpoint
     written before it stays intact).
     """
     if out is None:
-        return
+        return False
     try:
         with open(out / "metrics.jsonl", "a") as f:
-            f.write(json.dumps(record) + "\n")
+            f.writelines(json.dumps(r) + "\n" for r in state.history[start:])
     except OSError as e:
         raise OutputError(f"cannot write {out / 'metrics.jsonl'}: {e.strerror or e}") from e
-    if _checkpoint_due(config, state.epoch):
+    every = config.checkpoint_every
+    if state.epoch // every > start // every or state.epoch == config.epochs:
         save_state(out, config, state)
-
-
-def _checkpoint_due(config: TrainConfig, epoch: int) -> bool:
-    return epoch % config.checkpoint_every == 0 or epoch == config.epochs
+        return True
+    return False
 
 
 def save_state(out: Path, config: TrainConfig, state: RunState) -> None:
@@ -404,26 +437,36 @@ def start_log(out: Path, state: RunState) -> None:
 
 
 def run_epochs(run: Setup, state: RunState, out: Path | None, t0: float, bar, callback) -> RunState:
-    """Train from `state` to ``run.config.epochs``: epoch, depth policy, log, checkpoint, callback.
+    """Train from `state` to ``run.config.epochs`` in compiled chunks; after each: progress,
+    log, checkpoint, then ``callback(epoch, record)`` for each of its epochs.
 
     A run stopped by an exception (a non-finite loss, Ctrl-C, a raising `callback`) first
-    saves its last complete epoch, so ``resume=True`` loses nothing; a failed write
-    (`OutputError`) is not retried.
+    saves its last complete chunk (the last good epoch after a non-finite loss), so
+    ``resume=True`` loses nothing; a failed write (`OutputError`) is not retried.
+
+    **Raises:** `NonFiniteLossError` naming the first epoch whose loss was not finite.
     """
-    config = run.config
+    config, saved = run.config, state.epoch
     try:
         while state.epoch < config.epochs:
-            state, record = adapt_depth(run, *train_epoch(run, state))
-            record["time"] = time.perf_counter() - t0
-            state = state._replace(history=state.history + [record], elapsed=record["time"])
-            bar.set_postfix(loss=f"{record['loss']:.4f}", test=f"{record['test_accuracy']:.3f}", depth=state.depth)
-            bar.update()
-            log_and_checkpoint(out, config, state, record)
-            if callback is not None:
-                callback(state.epoch, record)
+            start = state.epoch
+            state, records, bad = train_chunk(run, state, t0)
+            bar.update(state.epoch - start)
+            if state.history:
+                last = state.history[-1]
+                bar.set_postfix(loss=f"{last['loss']:.4f}", test=f"{last['test_accuracy']:.3f}", depth=state.depth)
+            if log_and_checkpoint(out, config, state, start):
+                saved = state.epoch
+            if bad is not None:
+                raise NonFiniteLossError(
+                    f"epoch {bad}: training loss {records[-1]['loss']}, test loss {records[-1]['test_loss']}; "
+                    f"stopped (the state after epoch {bad - 1} is kept; try a smaller lr or clip_norm)"
+                )
+            for record in state.history[start:]:
+                if callback is not None:
+                    callback(record["epoch"], record)
     except BaseException as e:
-        unsaved = state.epoch > 0 and not _checkpoint_due(config, state.epoch)
-        if out is not None and unsaved and not isinstance(e, OutputError):
+        if out is not None and state.epoch > saved and not isinstance(e, OutputError):
             # Best effort: a failing save must not hide the error that stopped the run.
             with contextlib.suppress(OutputError):
                 save_state(out, config, state)
@@ -434,7 +477,7 @@ def run_epochs(run: Setup, state: RunState, out: Path | None, t0: float, bar, ca
 def finish(run: Setup, state: RunState, data: Dataset, wall_time: float) -> TrainResult:
     """The pruned `Network` and the final metrics of a finished run."""
     config, spec = run.config, run.config.trunk
-    full_acc = evaluate_params(run, state.params, run.x_test, run.y_test, spec.depth)[1]
+    full_acc = float(run.jit.evaluate(state.params, jnp.asarray(spec.depth, jnp.int32), run.hyper.h, run.data.test)[1])
     network = from_flax(state.params, h=spec.h, model=spec.model, activation=spec.activation, depth=state.depth)
     result = TrainResult(network, config, state.history, {})
     test = evaluate(result, data.x_test, data.y_test)
@@ -522,8 +565,9 @@ def fit(
       checkpoint's, except `epochs`, which may change only under ``schedule="constant"``, and
       the data's fingerprint must equal the one in ``out_dir/data.json``.
     - `progress`: show a tqdm bar with loss / accuracy / depth.
-    - `callback`: called as ``callback(epoch, record)`` after each epoch's checkpoint
-      (raise in it to stop a run).
+    - `callback`: called as ``callback(epoch, record)`` for each epoch once its compiled
+      chunk has been logged and checkpointed (raise in it to stop the run at that chunk's
+      end; ``chunk_epochs=1`` stops at the epoch itself).
     - `figures`: with `out_dir`, save training-curve, depth-history and residual figures.
     - `data_source`: the `resflow.load_dataset` arguments of `data` (``name``, ``seed``,
       ``path``, ``standardize``, ``options``), recorded so that `resflow.load_run(...).load_data()`
@@ -541,7 +585,7 @@ def fit(
     `OutputError` naming the path when the output folder or a file in it cannot be written.
     """
     key = _check_key(key)
-    n_classes = _check_data(data)
+    n_classes = check_data(data)
     config = (config or TrainConfig()).replace(**overrides).validate()
     out = prepare_out_dir(out_dir) if out_dir is not None else None
     run = setup_run(data, config, n_classes)

@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import resflow as rf
+from resflow import depth as depth_mod
 from resflow.depth import depth_rule_jax
 
 
@@ -182,3 +183,62 @@ def test_one_value_read_per_call(monkeypatch):
         reads.clear()
         jax.jit(f)(r, w, x)
         assert len(reads) == 0, name
+
+
+def py_policy(losses, changes, depth, *, warmup, patience, tol, min_depth=1, multi=False):
+    """Reference policy: plain Python over the whole loss list."""
+    if depth <= 1 or len(losses) <= warmup:
+        return depth
+    if patience and (len(losses) <= patience or min(losses[-patience:]) <= 0.99 * min(losses[:-patience])):
+        return depth
+    floor = max(min_depth, 1)
+    while depth > floor and changes[depth - 2] < tol:
+        depth -= 1
+        if not multi:
+            break
+    return depth
+
+
+def policy(losses, changes, depth, *, warmup=2, patience=0, tol=0.1, min_depth=1, multi=False):
+    """The jnp policy, its plateau carry built by pushing the losses one by one (as the loop does)."""
+    plateau = depth_mod.plateau_start([], patience, jnp.float64)
+    for loss in losses:
+        plateau = depth_mod.plateau_push(plateau, loss)
+    # The host rebuild (resume) gives the same carry as the pushes.
+    rebuilt = depth_mod.plateau_start(losses, patience, jnp.float64)
+    np.testing.assert_array_equal(rebuilt.window, plateau.window)
+    assert float(rebuilt.best) == float(plateau.best)
+    kw = dict(min_depth=min_depth, warmup=warmup, multi=multi)
+    return int(depth_mod.depth_policy(changes, depth, len(losses), plateau, tol, **kw))
+
+
+def test_depth_policy_on_hand_made_inputs():
+    # d_k = changes[k-1]; at depth 6 the rule looks at d_5 = changes[4], then d_4, ...
+    changes = jnp.array([0.5, 0.5, 0.05, 0.05, 0.05])
+    assert policy([1.0, 0.9, 0.8], changes, 6) == 5  # one layer per epoch
+    assert policy([1.0, 0.9], changes, 6) == 6  # warm-up: no cut during the first 2 epochs
+    assert policy([1.0, 0.9, 0.8], changes, 6, multi=True) == 3  # every converged last layer at once
+    assert policy([1.0, 0.9, 0.8], changes, 6, multi=True, min_depth=4) == 4
+    assert policy([1.0, 0.9, 0.8], jnp.full(5, 0.5), 6) == 6  # not converged
+    assert policy([1.0, 0.9, 0.8], changes, 1) == 1
+    # plateau: the best of the last 2 epochs must be no better than 0.99 x the best before
+    assert policy([1.0, 0.9, 0.5, 0.4], changes, 6, patience=2) == 6  # still improving
+    assert policy([1.0, 0.5, 0.5, 0.499], changes, 6, patience=2) == 5  # stalled
+    assert policy([1.0, 0.5], changes, 6, patience=2, warmup=0) == 6  # too few epochs to tell
+    assert policy([1.0, 0.5, 0.6], changes, 6, patience=2, warmup=0) == 6  # 0.5 is in the window
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    losses=st.lists(st.floats(0.1, 2.0), min_size=0, max_size=8),
+    patience=st.integers(0, 3),
+    warmup=st.integers(0, 3),
+    depth=st.integers(1, 6),
+    multi=st.booleans(),
+    seed=st.integers(0, 100),
+)
+def test_depth_policy_matches_the_reference(losses, patience, warmup, depth, multi, seed):
+    changes = np.random.default_rng(seed).uniform(0.0, 0.2, 5)
+    want = py_policy(losses, changes, depth, warmup=warmup, patience=patience, tol=0.1, multi=multi)
+    got = policy(losses, jnp.asarray(changes), depth, warmup=warmup, patience=patience, tol=0.1, multi=multi)
+    assert got == want

@@ -37,3 +37,16 @@ def test_classifier_takes_the_spec_by_keyword(key):
     np.testing.assert_allclose(clf.apply({"params": params}, x), net(x), rtol=1e-12)
     traj = clf.apply({"params": params}, x, method=rf.Classifier.trajectory)
     np.testing.assert_allclose(traj, net.trajectory(x), rtol=1e-12)
+
+
+def test_h_as_a_traced_call_argument(key):
+    """h given at the call (traced under jit) equals h in the spec, against the numpy loop."""
+    spec = rf.TrunkSpec(width=3, depth=4)
+    x = jax.random.normal(key, (5, 3))
+    layer = rf.ResidualTrunk(spec=spec)
+    variables = layer.init(key, x)
+    out = jax.jit(lambda h: layer.apply(variables, x, h=h))(0.3)
+    p = variables["params"]
+    np.testing.assert_allclose(out, np_trajectory(p["W"], p["b"], x, 4, h=0.3)[-1], rtol=1e-5, atol=1e-6)
+    in_spec = rf.ResidualTrunk(spec=rf.TrunkSpec(width=3, depth=4, h=0.3)).apply(variables, x)
+    np.testing.assert_allclose(out, in_spec, rtol=1e-6, atol=1e-7)

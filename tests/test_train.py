@@ -66,7 +66,9 @@ def test_tiny_run_learns(opts):
     np.testing.assert_allclose(np.asarray(rf.predict(res, ds.x_test[:20])), ref, rtol=tol, atol=tol)
 
 
-CIRCLES = dict(width=3, depth=6, epochs=6, batch_size=40, lr=2e-2, depth_adapt=True, depth_warmup=2, depth_tol=0.05)
+CIRCLES = dict(
+    width=3, depth=6, epochs=6, batch_size=40, lr=2e-2, depth_adapt=True, depth_warmup=2, depth_tol=0.05, chunk_epochs=3
+)
 
 
 def tiny_circles():
@@ -80,7 +82,7 @@ def test_resume_after_interrupt_is_bit_identical(tmp_path):
     class Killed(Exception):
         pass
 
-    def kill_after_3(epoch, record):
+    def kill_after_3(epoch, record):  # the end of the first chunk of 3 epochs
         if epoch == 3:
             raise Killed
 
@@ -258,106 +260,79 @@ def test_remat_trains_the_same_network():
 # --- the pieces of fit, one by one ------------------------------------------------------
 
 
-def policy_config(**kw):
-    return rf.TrainConfig().replace(**dict(dict(depth=6, depth_adapt=True, depth_warmup=2, depth_tol=0.1), **kw))
-
-
-def test_depth_policy_on_hand_made_inputs():
-    # d_k = changes[k-1]; at depth 6 the rule looks at d_5 = changes[4], then d_4, ...
-    changes = np.array([0.5, 0.5, 0.05, 0.05, 0.05])
-    cfg = policy_config()
-    assert tr.depth_policy([1.0, 0.9, 0.8], changes, 6, cfg) == 5  # one layer per epoch
-    # warm-up: no cut during the first depth_warmup epochs
-    assert tr.depth_policy([1.0, 0.9], changes, 6, cfg) == 6
-    # multi-cut: every converged last layer at once, stopping at the first change >= tol
-    assert tr.depth_policy([1.0, 0.9, 0.8], changes, 6, policy_config(multi_cut=True)) == 3
-    # min_depth bounds the multi-cut
-    assert tr.depth_policy([1.0, 0.9, 0.8], changes, 6, policy_config(multi_cut=True, min_depth=4)) == 4
-    # not converged: no cut; depth 1 and depth_adapt=False never cut
-    assert tr.depth_policy([1.0, 0.9, 0.8], np.full(5, 0.5), 6, cfg) == 6
-    assert tr.depth_policy([1.0, 0.9, 0.8], changes, 1, cfg) == 1
-    assert tr.depth_policy([1.0, 0.9, 0.8], changes, 6, policy_config().replace(depth_adapt=False)) == 6
-    # plateau: the best of the last 2 epochs must be no better than 0.99 x the best before
-    plateau = policy_config(depth_plateau=2)
-    assert tr.depth_policy([1.0, 0.9, 0.5, 0.4], changes, 6, plateau) == 6  # still improving
-    assert tr.depth_policy([1.0, 0.5, 0.5, 0.499], changes, 6, plateau) == 5  # stalled
-    assert tr.depth_policy([1.0, 0.5], changes, 6, policy_config(depth_plateau=2, depth_warmup=0)) == 6
-    with pytest.raises(ValueError, match="finite"):
-        tr.depth_policy([1.0, 0.9, 0.8], np.array([0.5, np.nan, 0.5, 0.5, 0.5]), 6, cfg)
-
-
 def tiny_run(**kw):
     ds = tiny_circles()
     config = rf.TrainConfig().replace(**dict(CIRCLES, **kw)).validate()
     return ds, tr.setup_run(ds, config, 2)
 
 
-def test_init_state_and_train_epoch():
-    ds, run = tiny_run()
+def test_init_state_and_train_chunk():
+    ds, run = tiny_run(chunk_epochs=1)
     s0 = tr.init_state(run, jax.random.key(1))
     assert (s0.epoch, s0.depth, s0.history, s0.cuts) == (0, 6, [], [])
-    s1, record = tr.train_epoch(run, s0)
-    again, record_again = tr.train_epoch(run, tr.init_state(run, jax.random.key(1)))
-    assert s1.epoch == 1 and record["epoch"] == 1 and record["depth"] == 6
-    assert record == record_again  # same key, same epoch
+    s1, (record,), bad = tr.train_chunk(run, s0, 0.0)
+    again, (record_again,), _ = tr.train_chunk(run, tr.init_state(run, jax.random.key(1)), 0.0)
+    assert bad is None and s1.epoch == 1 and record["epoch"] == 1 and record["depth"] == 6
+    assert {k: v for k, v in record.items() if k != "time"} == {k: v for k, v in record_again.items() if k != "time"}
     for a, b in zip(jax.tree.leaves(s1.params), jax.tree.leaves(again.params), strict=True):
         np.testing.assert_array_equal(a, b)
     assert not np.array_equal(s1.params["readout"]["kernel"], s0.params["readout"]["kernel"])
-    # The chunked test metrics equal the network's own on the whole test set.
+    # The compiled, chunked test metrics equal the network's own on the whole test set.
     net = rf.network.from_flax(s1.params, h=1.0, model="resnet", activation="sigmoid", depth=6)
-    result = tr.TrainResult(net, run.config, [], {})
-    ev = rf.evaluate(result, ds.x_test, ds.y_test)
+    ev = rf.evaluate(tr.TrainResult(net, run.config, [], {}), ds.x_test, ds.y_test)
     assert record["test_accuracy"] == pytest.approx(ev["accuracy"])
     assert record["test_loss"] == pytest.approx(ev["loss"], rel=1e-5)
-    small = tr.evaluate_params(run._replace(config=run.config.replace(eval_chunk=7)), s1.params, *run[5:7], 6)
-    assert small == pytest.approx((record["test_loss"], record["test_accuracy"]), rel=1e-5)
+    # The residual change d_5 of the trained parameters, from a numpy trajectory.
+    traj = np_trajectory(net.trunk.W, net.trunk.b, np.asarray(net.embed(ds.x_train), np.float64), 6)
+    r = (traj[1:] - traj[:-1]) / 1.0
+    assert record["residual_change"] == pytest.approx(np.abs(r[5] - r[4]).mean(-1).mean(), rel=1e-4)
 
 
-def test_adapt_depth_cuts_and_folds():
-    ds, run = tiny_run(depth_tol=1e6, multi_cut=True, fold_drift=True, min_depth=2, depth_warmup=0)
-    state, record = tr.train_epoch(run, tr.init_state(run, jax.random.key(0)))
-    cut_state, cut_record = tr.adapt_depth(run, state, record)
-    assert cut_state.depth == 2 and cut_record["depth_after_cut"] == 2 and "residual_change" in cut_record
-    (cut,) = cut_state.cuts
-    assert (cut["epoch"], cut["from"], cut["to"]) == (1, 6, 2)
-    assert cut["test_accuracy_before"] == record["test_accuracy"]
-    # Folding moved the mean output shift x_6 - x_2 into the readout bias; nothing else changed.
-    _, states = tr.depth_statistics(run, state.params, 6)
-    rd = state.params["readout"]
-    shift = (states[6] - states[2]) @ np.asarray(rd["kernel"], np.float64)
-    np.testing.assert_allclose(cut_state.params["readout"]["bias"], np.asarray(rd["bias"]) + shift, atol=1e-5)
-    np.testing.assert_array_equal(cut_state.params["trunk"]["W"], state.params["trunk"]["W"])
-    # No depth adaptation: the state passes through untouched.
-    _, run_off = tiny_run(depth_adapt=False)
-    assert tr.adapt_depth(run_off, state, record) == (state, record)
+def test_a_cut_folds_the_drift_into_the_readout():
+    kw = dict(CIRCLES, depth_tol=1e6, multi_cut=True, min_depth=2, depth_warmup=0, epochs=1, chunk_epochs=1)
+    kw["dtype"] = "float64"
+    ds = tiny_circles()
+    plain = rf.fit(ds, key=jax.random.key(0), **kw)
+    folded = rf.fit(ds, key=jax.random.key(0), fold_drift=True, **kw)
+    (cut,) = folded.metrics["cuts"]
+    assert folded.depth == plain.depth == 2 and (cut["epoch"], cut["from"], cut["to"]) == (1, 6, 2)
+    assert cut["test_accuracy_before"] == folded.history[0]["test_accuracy"]
+    at_2 = rf.accuracy(folded, ds.x_test, ds.y_test)
+    assert cut["test_accuracy_after"] == pytest.approx(at_2)
+    # Folding moved the mean output shift x_6 - x_2 (over the training set) into the bias; nothing else changed.
+    tr_ = plain.network.trunk
+    traj = np_trajectory(tr_.W, tr_.b, np.asarray(plain.network.embed(ds.x_train)), 6)
+    shift = (traj[6] - traj[2]).mean(0) @ np.asarray(plain.network.readout.W)
+    np.testing.assert_allclose(folded.network.readout.b, np.asarray(plain.network.readout.b) + shift, rtol=1e-9)
+    np.testing.assert_array_equal(folded.trunk.W, plain.trunk.W)
 
 
 def test_log_and_checkpoint_then_restore(tmp_path):
-    _, run = tiny_run(checkpoint_every=2)
+    _, run = tiny_run(checkpoint_every=2, chunk_epochs=1)
     state = tr.init_state(run, jax.random.key(2))
     for _ in range(2):
-        state, record = tr.train_epoch(run, state)
-        state = state._replace(history=state.history + [record])
-        tr.log_and_checkpoint(tmp_path, run.config, state, record)
+        start = state.epoch
+        state, _, _ = tr.train_chunk(run, state, 0.0)
+        assert tr.log_and_checkpoint(tmp_path, run.config, state, start) == (state.epoch == 2)
         if state.epoch == 1:
             assert not (tmp_path / tr.CHECKPOINT).exists()  # every 2 epochs
     assert len((tmp_path / "metrics.jsonl").read_text().splitlines()) == 2
-    restored = tr.restore_state(tr.init_state(run, jax.random.key(9)), tmp_path, run.config)
+    restored = tr.restore_state(tr.init_state(run, jax.random.key(9)), tmp_path, run.config.replace(chunk_epochs=4))
     assert (restored.epoch, restored.depth, restored.history) == (2, state.depth, state.history)
     for a, b in zip(jax.tree.leaves(state[:2]), jax.tree.leaves(restored[:2]), strict=True):
         np.testing.assert_array_equal(a, b)
     np.testing.assert_array_equal(jax.random.key_data(state.key), jax.random.key_data(restored.key))
-    with pytest.raises(ValueError, match="only epochs may change"):
+    with pytest.raises(ValueError, match="only epochs"):
         tr.restore_state(state, tmp_path, run.config.replace(depth=5))
     with pytest.raises(ValueError, match="needs out_dir"):
         tr.restore_state(state, None, run.config)
-    tr.log_and_checkpoint(None, run.config, state, record)  # no folder: nothing to do
+    assert not tr.log_and_checkpoint(None, run.config, state, 0)  # no folder: nothing to do
 
 
 def test_finish_prunes_and_reports():
-    ds, run = tiny_run(shared=False, depth_adapt=False)
-    state, record = tr.train_epoch(run, tr.init_state(run, jax.random.key(0)))
-    state = state._replace(history=[record], depth=4)  # as if cut to 4
+    ds, run = tiny_run(shared=False, depth_adapt=False, chunk_epochs=1)
+    state, _, _ = tr.train_chunk(run, tr.init_state(run, jax.random.key(0)), 0.0)
+    state = state._replace(depth=4)  # as if cut to 4
     res = tr.finish(run, state, ds, wall_time=1.5)
     assert res.depth == 4 and res.trunk.W.shape == (4, 3, 3)
     np.testing.assert_array_equal(res.trunk.W, state.params["trunk"]["W"][:4])
@@ -365,6 +340,6 @@ def test_finish_prunes_and_reports():
     assert (m["depth_before"], m["depth_after"], m["depth_history"], m["wall_time"]) == (6, 4, [6, 4], 1.5)
     assert m["test_accuracy"] == rf.accuracy(res, ds.x_test, ds.y_test) == m["accuracy_before_pruning"]
     assert m["config"]["trunk"]["shared"] is False
-    assert m["accuracy_final_params_at_max_depth"] == pytest.approx(
-        tr.evaluate_params(run, state.params, run.x_test, run.y_test, 6)[1]
-    )
+    full = rf.network.from_flax(state.params, h=1.0, model="resnet", activation="sigmoid", depth=6)
+    at_6 = rf.accuracy(res._replace(network=full), ds.x_test, ds.y_test)
+    assert m["accuracy_final_params_at_max_depth"] == pytest.approx(at_6)

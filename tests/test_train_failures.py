@@ -16,7 +16,7 @@ from resflow.checkpoint import CheckpointError, OutputError
 from resflow.data import Dataset, load_dataset
 
 # The compiled steps of test_train.py's tiny circles runs (same shapes and optimiser): no new compile.
-OPTS = dict(width=3, depth=6, epochs=4, batch_size=40, lr=2e-2, figures=False)
+OPTS = dict(width=3, depth=6, epochs=4, batch_size=40, lr=2e-2, figures=False, chunk_epochs=2)
 
 
 def tiny():
@@ -29,7 +29,7 @@ def no_epoch(monkeypatch):
     def boom(*args):
         raise AssertionError("an epoch ran")
 
-    monkeypatch.setattr(tr, "train_epoch", boom)
+    monkeypatch.setattr(tr, "train_chunk", boom)
 
 
 def test_nan_from_epoch_1_stops_there(tmp_path, monkeypatch):
@@ -37,7 +37,7 @@ def test_nan_from_epoch_1_stops_there(tmp_path, monkeypatch):
 
     def poisoned(*args):  # a NaN sample on the device, past fit's data checks
         run = real(*args)
-        return run._replace(x_train=run.x_train.at[5, 0].set(np.nan))
+        return run._replace(data=run.data._replace(x_train=run.data.x_train.at[5, 0].set(np.nan)))
 
     monkeypatch.setattr(tr, "setup_run", poisoned)
     with pytest.raises(tr.NonFiniteLossError, match="epoch 1: training loss nan") as info:
@@ -51,17 +51,23 @@ def test_nan_from_epoch_1_stops_there(tmp_path, monkeypatch):
 def test_nan_later_keeps_the_last_good_epoch(tmp_path, monkeypatch):
     ds, key = tiny(), jax.random.key(1)
     good = rf.fit(ds, key=key, **dict(OPTS, epochs=2))  # the reference: two clean epochs
-    real = tr.train_epoch
+    real = tr.setup_run
 
-    def poison_epoch_3(run, state):
-        if state.epoch == 2:  # NaN weights going into epoch 3
-            state = state._replace(params=jax.tree.map(lambda a: a * np.nan, state.params))
-        return real(run, state)
+    def poisoned(*args):  # NaN weights going into the chunk of epochs 3-4 (inside the compiled loop)
+        run = real(*args)
 
-    monkeypatch.setattr(tr, "train_epoch", poison_epoch_3)
+        def chunk(hyper, key, loop, start, *rest, **kw):
+            if int(start) == 2:
+                loop = loop._replace(params=jax.tree.map(lambda a: a * np.nan, loop.params))
+            return run.jit.chunk(hyper, key, loop, start, *rest, **kw)
+
+        return run._replace(jit=run.jit._replace(chunk=chunk))
+
+    monkeypatch.setattr(tr, "setup_run", poisoned)
     with pytest.raises(tr.NonFiniteLossError, match="epoch 3"):
         rf.fit(ds, key=key, out_dir=tmp_path, **OPTS)  # default checkpoint_every > 2
     monkeypatch.undo()
+    # Epoch 4 (after the bad one, in the same chunk) was skipped: 2 logged epochs.
     assert len((tmp_path / "metrics.jsonl").read_text().splitlines()) == 2
     # The checkpoint holds epoch 2, equal to the clean run's weights; resuming finishes the run.
     resumed = rf.fit(ds, key=key, out_dir=tmp_path, resume=True, **dict(OPTS, epochs=2))
@@ -113,7 +119,8 @@ def test_write_error_during_training_names_the_file_and_keeps_the_checkpoint(tmp
     monkeypatch.undo()
     assert str(tmp_path / tr.CHECKPOINT) in str(info.value)
     _, meta = ck.load_checkpoint(tmp_path / tr.CHECKPOINT)
-    assert meta["epoch"] == 1 and [p.name for p in tmp_path.iterdir() if ".tmp" in p.name] == []
+    # Checkpoints fall on chunk ends: the first (kept) one is after the first chunk of 2 epochs.
+    assert meta["epoch"] == 2 and [p.name for p in tmp_path.iterdir() if ".tmp" in p.name] == []
 
 
 def test_resume_with_fewer_epochs_is_refused_and_metrics_agree(tmp_path):

@@ -22,5 +22,7 @@ from .perturbation import plot_injection_response as plot_injection_response  # 
 from .perturbation import plot_noise_robustness as plot_noise_robustness  # noqa: E402
 from .perturbation import plot_perturbation_growth as plot_perturbation_growth  # noqa: E402
 from .perturbation import plot_separability as plot_separability  # noqa: E402
+from .sweep import plot_sweep_depth_histories as plot_sweep_depth_histories  # noqa: E402
+from .sweep import plot_sweep_distribution as plot_sweep_distribution  # noqa: E402
 from .training import plot_depth_history as plot_depth_history  # noqa: E402
 from .training import plot_training_curves as plot_training_curves  # noqa: E402

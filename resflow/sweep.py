@@ -1,0 +1,227 @@
+"""Sweeps: many training runs as one vmapped, compiled program per group, sharded over devices.
+
+    sweep(data, config=None, *, seeds, grid=None, progress=False, devices=None, **overrides)
+        -> SweepResult(rows, histories, networks, configs)
+
+The runs are the cartesian product of `grid` (option name → values) times `seeds`. Runs
+whose compiled code agrees (`resflow.steps.code_key`: the same shapes, model, optimiser, ...)
+form a group and train together: the kernel of `resflow.fit` under `jax.vmap`, the numeric
+options of `resflow.steps.Hyper` (lr, h, w_std, depth_tol, weight_decay) and the key traced
+per run. A group's runs are padded to a multiple of the device count and sharded over
+``Mesh(devices, ("runs",))`` (``NamedSharding(mesh, P("runs"))``), the data replicated. Run
+``seed`` uses ``jax.random.key(seed)``, the key ``fit(..., key=jax.random.key(seed))`` uses,
+so each run equals its single `fit` (to float round-off of the batched arithmetic).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import itertools
+import numbers
+import time
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from .data import Dataset
+from .depth import Plateau
+from .network import Network, from_flax
+from .runs import write_json
+from .spec import TrainConfig
+from .steps import Kernel, Loop, code_key, hyper_of
+from .train import check_data, epoch_records, setup_run
+
+__all__ = ["sweep", "SweepResult"]
+
+
+class SweepResult(NamedTuple):
+    """The runs of a sweep, in grid order (the grid's product, then the seeds).
+
+    - `rows`: one dict per run: its grid options, ``seed``, final ``depth``,
+      ``train_accuracy``, ``test_accuracy``, ``test_loss`` (at the final depth, over the whole
+      sets), ``nonfinite_epoch`` (the epoch whose loss stopped being finite, else None; the
+      run then stopped at the epoch before) and ``time``: its group's wall time (compile
+      included) divided by the group's runs.
+    - `histories`: per run, one dict per epoch as `resflow.fit`'s history (no ``time``).
+    - `networks`: per run, the trained `resflow.Network` pruned to its final depth.
+    - `configs`: per run, its `TrainConfig`.
+    """
+
+    rows: list
+    histories: list
+    networks: list
+    configs: list
+
+    def table(self) -> list:
+        """The rows as a plain list of dicts."""
+        return [dict(r) for r in self.rows]
+
+    def to_json(self, path) -> None:
+        """Write rows, configs and histories to `path` as JSON. **Raises:** `OSError`."""
+        configs = [dataclasses.asdict(c) for c in self.configs]
+        write_json(path, {"rows": self.table(), "configs": configs, "histories": self.histories})
+
+
+def _check_seeds(seeds) -> list[int]:
+    """The seeds as a non-empty list of ints, or a `TypeError`/`ValueError` naming `seeds`."""
+    try:
+        seeds = list(seeds)
+    except TypeError:
+        raise TypeError(f"seeds must be an iterable of integers, got {seeds!r}") from None
+    if not seeds:
+        raise ValueError("seeds must hold at least one integer, got none")
+    bad = [s for s in seeds if isinstance(s, bool) or not isinstance(s, numbers.Integral)]
+    if bad:
+        raise TypeError(f"seeds must be integers, got {bad[0]!r}")
+    return [int(s) for s in seeds]
+
+
+def _expand(base: TrainConfig, grid) -> list[tuple[dict, TrainConfig]]:
+    """(options, config) for each point of the grid's cartesian product, validated.
+
+    **Raises:** `TypeError`/`ValueError` naming the grid entry at fault.
+    """
+    grid = {} if grid is None else grid
+    if not isinstance(grid, dict):
+        raise TypeError(f"grid must be a dict option name -> list of values, got {type(grid).__name__}")
+    for name, values in grid.items():
+        if name in ("seed", "seeds", "key"):
+            raise ValueError(f"grid: {name!r} is not an option; pass seeds=...")
+        try:
+            base.replace(**{name: getattr(base, name, None)})
+        except TypeError:
+            raise TypeError(
+                f"grid: unknown option {name!r}; options are the fields of TrunkSpec and TrainConfig"
+            ) from None
+        if isinstance(values, str) or not isinstance(values, list | tuple) or not values:
+            raise ValueError(f"grid: {name!r} needs a non-empty list of values, got {values!r}")
+    points = []
+    for combo in itertools.product(*grid.values()):
+        options = dict(zip(grid, combo, strict=True))
+        try:
+            config = base.replace(**options).validate()
+        except (TypeError, ValueError) as e:
+            raise type(e)(f"grid: {options}: {e}") from None
+        points.append((options, config))
+    return points
+
+
+def sweep(
+    data: Dataset,
+    config: TrainConfig | None = None,
+    *,
+    seeds,
+    grid: dict | None = None,
+    progress: bool = False,
+    devices=None,
+    **overrides,
+) -> SweepResult:
+    """Train every (grid point, seed) run; runs of one compiled shape train as one program.
+
+    **Arguments:**
+
+    - `data`: a `resflow.data.Dataset`, as for `resflow.fit`.
+    - `config`, `overrides`: the base options, as for `resflow.fit`.
+    - `seeds`: integers; run key = ``jax.random.key(seed)``.
+    - `grid`: option name → list of values (e.g. ``{"lr": [1e-2, 3e-3], "depth": [5, 10]}``).
+      Options of `resflow.steps.Hyper` are vmapped; others (width, depth, model, optimizer,
+      batch_size, ...) make separate groups, each one compiled program.
+    - `progress`: a tqdm bar counting epochs × runs.
+    - `devices`: the jax devices to shard runs over (default ``jax.local_devices()``).
+
+    **Returns:** `SweepResult`.
+
+    **Raises:** `TypeError`/`ValueError` for bad data, seeds, grid names or values (naming
+    them), or ``data_parallel=True`` (a sweep shards runs, not batches).
+    """
+    n_classes = check_data(data)
+    base = (config or TrainConfig()).replace(**overrides).validate()
+    seeds = _check_seeds(seeds)
+    points = _expand(base, grid)
+    if any(c.data_parallel for _, c in points):
+        raise ValueError("sweep: data_parallel must be False (a sweep shards its runs over the devices)")
+    devices = list(jax.local_devices() if devices is None else devices)
+    if not devices:
+        raise ValueError("devices must hold at least one jax device")
+    runs = [(options, seed, c) for options, c in points for seed in seeds]
+    groups: dict = {}
+    for i, (_, _, c) in enumerate(runs):
+        groups.setdefault((code_key(c), c.epochs, c.chunk_epochs), []).append(i)
+
+    from tqdm.auto import tqdm
+
+    total = sum(c.epochs for _, _, c in runs)
+    bar = tqdm(total=total, disable=not progress, desc="sweep", unit="epoch")
+    out: list = [None] * len(runs)
+    for index in groups.values():
+        for i, result in zip(index, _run_group(data, n_classes, [runs[i] for i in index], devices, bar), strict=True):
+            out[i] = result
+    bar.close()
+    rows, histories, networks = zip(*out, strict=True)
+    return SweepResult(list(rows), list(histories), list(networks), [c for _, _, c in runs])
+
+
+@functools.lru_cache(maxsize=32)
+def _vmapped(kernel: Kernel, length: int):
+    """`kernel`'s init, chunk (of `length` epochs) and evaluate, vmapped over runs and jitted."""
+    chunk = functools.partial(kernel.chunk, length=length)
+    return (
+        jax.jit(jax.vmap(kernel.init, in_axes=(0, 0, None))),
+        jax.jit(jax.vmap(chunk, in_axes=(0, 0, 0, None, None, None))),
+        jax.jit(jax.vmap(kernel.evaluate, in_axes=(0, 0, 0, None))),
+    )
+
+
+def _run_group(data: Dataset, n_classes: int, runs: list, devices: list, bar) -> list:
+    """(row, history, network) of each run of one group, trained as one sharded program."""
+    t0 = time.perf_counter()
+    first = runs[0][2]
+    padded = -(-len(runs) // len(devices)) * len(devices)
+    # The last run repeated fills the device slots; its copies are dropped at the end.
+    configs = [c for _, _, c in runs] + [runs[-1][2]] * (padded - len(runs))
+    seeds = [s for _, s, _ in runs] + [runs[-1][1]] * (padded - len(runs))
+    run = setup_run(data, first, n_classes, runs=padded // len(devices))
+    mesh = Mesh(np.array(devices), ("runs",))
+    split, replicated = NamedSharding(mesh, P("runs")), NamedSharding(mesh, P())
+    arrays = jax.device_put(run.data, replicated)
+    dtype = jnp.dtype(first.dtype)
+    hyper = jax.device_put(hyper_of(configs, dtype), split)
+    keys = jax.device_put(jnp.stack([jax.random.key(s) for s in seeds]), split)
+    init, chunk, evaluate = _vmapped(run.kernel, run.length)
+    params, opt_state, shuffle = init(keys, hyper, arrays.x_train[:1])
+    p = first.depth_plateau
+    plateau = Plateau(jnp.full((padded, p), jnp.inf, dtype), jnp.full((padded,), jnp.inf, dtype))
+    depth = jnp.full((padded,), first.trunk.depth, jnp.int32)
+    loop = jax.device_put(Loop(params, opt_state, depth, plateau, jnp.zeros((padded,), jnp.int32)), split)
+    histories, bad = [[] for _ in runs], [None] * len(runs)
+    for start in range(0, first.epochs, run.length):
+        loop, rec = chunk(
+            hyper, shuffle, loop, jnp.asarray(start, jnp.int32), jnp.asarray(first.epochs, jnp.int32), arrays
+        )
+        rec = jax.device_get(rec)
+        count = min(run.length, first.epochs - start)
+        for i in range(len(runs)):
+            if bad[i] is None:
+                records, _, bad[i] = epoch_records(
+                    jax.tree.map(lambda a, i=i: a[i], rec), start, count, first.depth_adapt
+                )
+                histories[i] += records[:-1] if bad[i] else records
+        bar.update(count * len(runs))
+    test = jax.device_get(evaluate(loop.params, loop.depth, hyper.h, arrays.test))
+    train = jax.device_get(evaluate(loop.params, loop.depth, hyper.h, arrays.train))
+    params, depths = jax.device_get((loop.params, loop.depth))
+    seconds = (time.perf_counter() - t0) / len(runs)
+    results = []
+    for i, (options, seed, c) in enumerate(runs):
+        one = jax.tree.map(lambda a, i=i: jnp.asarray(a[i]), params)
+        spec = c.trunk
+        network: Network = from_flax(one, h=spec.h, model=spec.model, activation=spec.activation, depth=int(depths[i]))
+        row = dict(options, seed=seed, depth=int(depths[i]), train_accuracy=float(train[1][i]))
+        row |= {"test_accuracy": float(test[1][i]), "test_loss": float(test[0][i]), "nonfinite_epoch": bad[i]}
+        results.append((row | {"time": seconds}, histories[i], network))
+    return results

@@ -1,0 +1,129 @@
+"""resflow.sweep: each vmapped run equals its single fit; groups; devices (a 4-CPU-device subprocess)."""
+
+import importlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+
+import resflow as rf
+from resflow.data import load_dataset
+
+# As tests/test_compiled_loop.py (same shapes): float64 with depth cuts.
+OPTS = dict(
+    width=3, depth=5, epochs=4, batch_size=32, depth_adapt=True, depth_warmup=1, depth_tol=0.05, dtype="float64"
+)
+
+
+sw = importlib.import_module("resflow.sweep")  # the module (rf.sweep is the function)
+
+
+def circles():
+    return load_dataset("circles", seed=0, n_train=64, n_test=64)
+
+
+def test_vmapped_runs_equal_single_fits(tmp_path):
+    ds = circles()
+    res = rf.sweep(ds, seeds=[0, 1, 2], grid={"lr": [2e-2, 5e-2]}, **OPTS)
+    assert [(r["lr"], r["seed"]) for r in res.rows] == [(lr, s) for lr in (2e-2, 5e-2) for s in (0, 1, 2)]
+    assert len({r["depth"] for r in res.rows}) > 1  # runs cut differently, yet trained together
+    for row, history, network, config in zip(res.rows, res.histories, res.networks, res.configs, strict=True):
+        single = rf.fit(ds, key=jax.random.key(row["seed"]), lr=row["lr"], **OPTS)
+        assert config == single.config and row["depth"] == single.depth == network.depth
+        assert len(history) == len(single.history)
+        for a, b in zip(history, single.history, strict=True):
+            assert a.keys() == b.keys() - {"time"}
+            for k in a:
+                assert a[k] == pytest.approx(b[k], rel=1e-9, abs=1e-12), k
+        for a, b in zip(jax.tree.leaves(network), jax.tree.leaves(single.network), strict=True):
+            np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-9, atol=1e-12)
+        for k in ("test_accuracy", "train_accuracy", "test_loss"):
+            assert row[k] == pytest.approx(single.metrics[k], rel=1e-9)
+        assert row["nonfinite_epoch"] is None and row["time"] > 0
+    res.to_json(tmp_path / "sweep.json")
+    saved = json.loads((tmp_path / "sweep.json").read_text())
+    assert saved["rows"] == res.table() and len(saved["histories"]) == 6
+
+
+def test_shape_options_make_groups(monkeypatch):
+    sizes, real = [], sw._run_group
+
+    def counted(data, n_classes, runs, devices, bar):
+        sizes.append(len(runs))
+        return real(data, n_classes, runs, devices, bar)
+
+    monkeypatch.setattr(sw, "_run_group", counted)
+    res = rf.sweep(circles(), seeds=[0], grid={"depth": [2, 3], "h": [0.5, 1.0]}, **dict(OPTS, epochs=1))
+    assert sizes == [2, 2]  # one program per depth; h is vmapped
+    assert [(r["depth"] <= d, r["h"]) for r, d in zip(res.rows, (2, 2, 3, 3), strict=True)] == [
+        (True, 0.5),
+        (True, 1.0),
+        (True, 0.5),
+        (True, 1.0),
+    ]
+    assert [n.trunk.h for n in res.networks] == [0.5, 1.0, 0.5, 1.0]
+
+
+def test_bad_sweeps_are_refused():
+    ds = circles()
+    for kw, err, match in [
+        (dict(seeds=[0], grid={"learning_rate": [1e-2]}), TypeError, "grid: unknown option 'learning_rate'"),
+        (dict(seeds=[0], grid={"lr": [-1.0]}), ValueError, "grid: .*lr"),
+        (dict(seeds=[0], grid={"lr": 1e-2}), ValueError, "'lr' needs a non-empty list"),
+        (dict(seeds=[0], grid={"seed": [1]}), ValueError, "pass seeds"),
+        (dict(seeds=[]), ValueError, "seeds must hold"),
+        (dict(seeds=[0.5]), TypeError, "seeds must be integers"),
+        (dict(seeds=[0], data_parallel=True), ValueError, "data_parallel"),
+    ]:
+        with pytest.raises(err, match=match):
+            rf.sweep(ds, **kw, **dict(OPTS, epochs=1))
+
+
+SCRIPT = """
+import json, jax
+jax.config.update("jax_enable_x64", True)
+import numpy as np
+import resflow as rf
+from resflow.data import load_dataset
+assert len(jax.devices()) == 4
+ds = load_dataset("circles", seed=0, n_train=64, n_test=64)
+opts = dict(width=3, depth=2, epochs=2, batch_size=32, lr=5e-2, dtype="float64", chunk_epochs=2)
+out = {}
+for name, devices in [("four", jax.devices()), ("one", jax.devices()[:1])]:
+    res = rf.sweep(ds, seeds=[0, 1, 2], grid={"w_std": [1.0, 2.0]}, devices=devices, **opts)  # 6 runs: padded to 8
+    out[name] = [float(x) for n in res.networks for a in jax.tree.leaves(n) for x in np.ravel(a)]
+    out[name + "_losses"] = [[r["loss"] for r in h] for h in res.histories]
+for name, dp in [("dp", True), ("plain", False)]:
+    fit = rf.fit(ds, key=jax.random.key(0), data_parallel=dp, **dict(opts, batch_size=16))
+    out[name] = [float(x) for a in jax.tree.leaves(fit.network) for x in np.ravel(a)]
+    out[name + "_devices"] = len(fit.network.readout.W.devices())
+print(json.dumps(out))
+"""
+
+
+def test_four_devices_equal_one():
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu")
+    root = Path(__file__).parents[1]
+    env["PYTHONPATH"] = os.pathsep.join([str(root), env.get("PYTHONPATH", "")])
+    done = subprocess.run([sys.executable, "-c", SCRIPT], env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    # 2 runs per device against 6 on one: the batched arithmetic may round differently (1 ulp seen).
+    np.testing.assert_allclose(out["four"], out["one"], rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(out["four_losses"], out["one_losses"], rtol=1e-12)
+    np.testing.assert_allclose(out["dp"], out["plain"], rtol=1e-6, atol=1e-9)
+    assert (out["dp_devices"], out["plain_devices"]) == (4, 1)  # the batches really were sharded
+
+
+def test_a_diverging_run_stops_alone():
+    # lr = 1e306 overflows (float64) in the first epoch; its neighbour in the same program trains on.
+    res = rf.sweep(circles(), seeds=[0], grid={"lr": [5e-2, 1e306]}, progress=True, **dict(OPTS, epochs=2))
+    good, bad = res.rows
+    assert good["nonfinite_epoch"] is None and len(res.histories[0]) == 2
+    assert bad["nonfinite_epoch"] == 1 and res.histories[1] == []
+    assert np.isfinite(good["test_loss"]) and res.networks[1].depth == OPTS["depth"]

@@ -1,0 +1,202 @@
+"""scripts/sweep.py: seed ranges and grid values parsed with each option's type, bad flags exit 2
+with one line and write nothing, and a tiny sweep run as a subprocess writes its table and
+figures with rows equal to single `fit` runs of the same seeds."""
+
+import dataclasses
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import resflow as rf
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "scripts" / "sweep.py"
+spec = importlib.util.spec_from_file_location("sweep_cli", SCRIPT)
+cli = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(cli)
+
+
+@pytest.mark.parametrize(
+    "text, seeds",
+    [("0-7", list(range(8))), ("0-3,10", [0, 1, 2, 3, 10]), ("5", [5]), (" 2 , 4-5", [2, 4, 5]), ("3-3", [3])],
+)
+def test_seed_lists_and_ranges(text, seeds):
+    assert cli.parse_seeds(text) == seeds
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("a", "'a' is not a seed"),
+        ("3-1", "ends before it starts"),
+        ("-1", "'-1' is not a seed"),
+        ("1,,2", "'' is not"),
+        ("0-3,2", "[2] given twice"),
+        ("1-x", "'1-x'"),
+    ],
+)
+def test_bad_seeds_name_the_part(text, message):
+    with pytest.raises(ValueError) as e:
+        cli.parse_seeds(text)
+    assert message in str(e.value) and "--seeds" in str(e.value)
+
+
+def test_grid_values_take_the_option_type():
+    grid = cli.parse_grid(
+        ["lr=1e-2,3e-3", "w-std=1,2", "depth=3,5", "activation=tanh", "shared=false,true"], rf.TrainConfig()
+    )
+    assert grid == {
+        "lr": [0.01, 0.003],
+        "w_std": [1.0, 2.0],
+        "depth": [3, 5],
+        "activation": ["tanh"],
+        "shared": [False, True],
+    }
+    assert [type(v) for v in grid["w_std"] + grid["depth"]] == [float, float, int, int]
+    assert cli.parse_grid(["width=none,4"], rf.TrainConfig()) == {"width": [None, 4]}
+    assert cli.parse_grid([], rf.TrainConfig()) == {}
+
+
+def _exit_2_one_line(capsys, argv) -> str:
+    with pytest.raises(SystemExit) as e:
+        cli.main(argv)
+    err = capsys.readouterr().err
+    assert e.value.code == 2, err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err and "usage:" not in err, err
+    return err
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--grid", "lr"], "'lr' is not NAME=VALUE"),
+        (["--grid", "speed=1,2"], "unknown option 'speed'"),
+        (["--grid", "lr=fast"], "--grid lr: 'fast' is not a valid float"),
+        (["--grid", "depth=2.5"], "--grid depth: '2.5' is not a valid int"),
+        (["--grid", "shared=maybe"], "not a boolean"),
+        (["--grid", "lr=-0.1"], "--grid lr=-0.1: lr must be a finite number > 0"),
+        (["--grid", "activation=swish"], "--grid activation=swish"),
+        (["--grid", "lr=0.1", "lr=0.2"], "option 'lr' given twice"),
+        (["--grid", "lr=0.1,0.1"], "a value is repeated"),
+        (["--seeds", "4-2"], "ends before it starts"),
+        (["--epochs", "many"], "invalid int value"),
+        (["--depth", "0"], "depth must be >= 1"),
+        (["--noise", "-1", "--data", "circles"], "--noise must be >= 0"),
+        (["--data", "mnist"], "train-images-idx3-ubyte"),
+        (["--coordinator", "localhost:1234"], "missing num_processes"),
+        (["--coordinator", "x", "--num-processes", "2", "--process-id", "0"], "must be host:port"),
+        (
+            ["--coordinator", "h:1", "--num-processes", "2", "--process-id", "5"],
+            "process_id (argument process_id) must be in [0, 2)",
+        ),
+    ],
+)
+def test_bad_flags_exit_2_and_write_nothing(tmp_path, capsys, monkeypatch, argv, message):
+    for name in ("RESFLOW_COORDINATOR", "RESFLOW_NUM_PROCESSES", "RESFLOW_PROCESS_ID"):
+        monkeypatch.delenv(name, raising=False)
+    out = tmp_path / "sweep"
+    err = _exit_2_one_line(capsys, [*argv, "--out", str(out)])
+    assert message in err
+    assert not out.exists()
+
+
+def test_existing_non_empty_folder_is_refused_without_overwrite(tmp_path, capsys):
+    out = tmp_path / "sweep"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    err = _exit_2_one_line(capsys, ["--data", "circles", "--out", str(out)])
+    assert str(out) in err and "--overwrite" in err
+    assert [p.name for p in out.iterdir()] == ["notes.txt"]
+    (tmp_path / "file").write_text("")
+    assert "is a file" in _exit_2_one_line(capsys, ["--out", str(tmp_path / "file")])
+
+
+def test_help_and_every_option_a_flag(capsys):
+    import dataclasses
+
+    with pytest.raises(SystemExit) as e:
+        cli.main(["--help"])
+    assert e.value.code == 0
+    text = capsys.readouterr().out
+    for (
+        flag
+    ) in "--seeds --grid --data --data-seed --out --overwrite --coordinator --num-processes --process-id".split():
+        assert flag in text
+    parser = cli.build_parser()
+    dests = {a.dest for a in parser._actions}
+    fields = {f.name for c in (rf.TrunkSpec, rf.TrainConfig) for f in dataclasses.fields(c)} - {"trunk"}
+    assert fields <= dests
+    # The shared generation: the same per-data-set defaults as scripts/train.py.
+    config = cli.cli.config_from_args(parser.parse_args(["--data", "circles"]))
+    assert (config.epochs, config.lr, config.trunk.w_std) == (300, 1e-2, 2.0)
+
+
+TINY = ["--data", "circles", "--width", "3", "--depth", "3", "--epochs", "2", "--batch-size", "500"]
+TINY += ["--depth-adapt", "--depth-warmup", "0", "--dtype", "float64", "--no-progress"]
+
+
+def _run_script(argv, env_extra=None):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RESFLOW_")} | {"PYTHONPATH": str(ROOT)}
+    return subprocess.Popen(
+        [sys.executable, str(SCRIPT), *argv],
+        env=env | (env_extra or {}),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def test_tiny_sweep_writes_table_and_figures_and_two_processes_write_the_same(tmp_path):
+    """One process: sweep.json (rows in grid × seed order, the options the flags give) and the
+    figures. Then the multi-host path on localhost: process i trains seeds i, i + 2, ...;
+    process 0 gathers and writes; its table must equal the one-process table (times aside).
+    (Vmapped runs equal single `fit` runs: tests/test_sweep.py.)"""
+    from test_distributed import free_port
+
+    argv = [*TINY, "--seeds", "0-2", "--grid", "lr=1e-2,3e-3"]
+    one = _run_script([*argv, "--out", str(tmp_path / "one")])
+    log = one.communicate(timeout=300)[0]
+    assert one.returncode == 0, log
+    assert "lr=0.01" in log and "lr=0.003" in log and "test accuracy mean" in log
+    a = json.loads((tmp_path / "one" / "sweep.json").read_text())
+    expected = cli.cli.config_from_args(cli.build_parser().parse_args(TINY))
+    assert a["config"] == json.loads(json.dumps(dataclasses.asdict(expected)))
+    assert a["seeds"] == [0, 1, 2] and a["grid"] == {"lr": [0.01, 0.003]} and a["processes"] == 1
+    assert [(r["lr"], r["seed"]) for r in a["rows"]] == [(lr, s) for lr in (0.01, 0.003) for s in range(3)]
+    for row, hist in zip(a["rows"], a["histories"], strict=True):
+        assert len(hist) == 2 and row["test_accuracy"] == hist[-1]["test_accuracy"]
+        assert row["depth"] == hist[-1].get("depth_after_cut", hist[-1]["depth"])
+    for name in cli.OUTPUTS[1:]:
+        assert (tmp_path / "one" / name).stat().st_size > 0
+    # A second sweep into the same folder is refused, in one line.
+    again = _run_script([*argv, "--out", str(tmp_path / "one")])
+    err = again.communicate(timeout=60)[0]
+    assert again.returncode == 2 and "--overwrite" in err and len(err.strip().splitlines()) == 1
+
+    port = free_port()
+    procs = [
+        _run_script(
+            [*argv, "--out", str(tmp_path / "two"), "--coordinator", f"127.0.0.1:{port}"],
+            {"RESFLOW_NUM_PROCESSES": "2", "RESFLOW_PROCESS_ID": str(i)},  # flags and environment mixed
+        )
+        for i in range(2)
+    ]
+    logs = [p.communicate(timeout=300)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], logs
+    assert "on 2 processes" in logs[0] and "test accuracy mean" not in logs[1]  # only process 0 reports
+    b = json.loads((tmp_path / "two" / "sweep.json").read_text())
+    assert b["processes"] == 2
+    # Equal up to float64 round-off: a vmapped program over 3 runs may round unlike one over 6.
+    for got, want in zip(b["rows"] + sum(b["histories"], []), a["rows"] + sum(a["histories"], []), strict=True):
+        assert got.keys() == want.keys()
+        for k in set(got) - {"time"}:
+            if isinstance(want[k], float):
+                np.testing.assert_allclose(got[k], want[k], rtol=1e-12, err_msg=k)
+            else:
+                assert got[k] == want[k], k
