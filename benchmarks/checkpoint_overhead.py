@@ -36,8 +36,9 @@ def measure(every: int, epochs: int, data) -> dict:
 
     def timed(*args):
         t = time.perf_counter()
-        real(*args)
+        saved = real(*args)
         spent[0] += time.perf_counter() - t
+        return saved
 
     opts = dict(OPTIONS, epochs=epochs)
     t = time.perf_counter()
