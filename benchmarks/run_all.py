@@ -1,4 +1,4 @@
-"""Run the five benchmarks in one go: ``python benchmarks/run_all.py [--quick]``.
+"""Run the six benchmarks in one go: ``python benchmarks/run_all.py [--quick]``.
 
 Each writes ``benchmarks/results/<name>[_quick].json`` and ``.png`` and prints its tables.
 ``--quick`` (what ``make bench`` runs) uses small sizes and low compile limits and takes a
@@ -15,6 +15,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common as C  # noqa: E402
 import analysis  # noqa: E402
+import fmnist_epoch  # noqa: E402
 import qr_core  # noqa: E402
 import roofline  # noqa: E402
 import scan_vs_unrolled  # noqa: E402
@@ -26,6 +27,7 @@ BENCHMARKS = {
     "vs_torch": vs_torch,
     "scan_vs_unrolled": scan_vs_unrolled,
     "qr_core": qr_core,
+    "fmnist_epoch": fmnist_epoch,
 }
 
 
