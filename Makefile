@@ -1,9 +1,9 @@
-# Two commands for a fresh machine: `make train` and `make test`.
+# Two commands for a fresh machine: `make train` and `make test`. `make data` installs Fashion-MNIST.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: train test lint bench clean
+.PHONY: train test data lint bench clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -16,6 +16,27 @@ train: $(VENV)/.installed
 
 test: $(VENV)/.installed
 	$(PY) -m pytest -n auto --dist loadfile  # one worker per core; a file's tests share a worker (and its compiled code)
+
+# Fashion-MNIST: Debian's dataset-fashion-mnist (the four IDX files, where resflow's loader looks
+# by default). Installs it with apt-get (as root, or through sudo; `apt-get update` first only when
+# apt does not know the package); elsewhere says what to do. Already there: says so, exit 0.
+FASHION_MNIST_DIR ?= /usr/share/datasets/fashion-mnist
+FASHION_MNIST_FILES := train-images-idx3-ubyte train-labels-idx1-ubyte t10k-images-idx3-ubyte t10k-labels-idx1-ubyte
+FASHION_MNIST_PKG := dataset-fashion-mnist
+
+data:
+	@have() { for f in $(FASHION_MNIST_FILES); do \
+	    [ -f "$(FASHION_MNIST_DIR)/$$f" ] || [ -f "$(FASHION_MNIST_DIR)/$$f.gz" ] || return 1; done; }; \
+	if have; then echo "make data: Fashion-MNIST is already installed in $(FASHION_MNIST_DIR)"; exit 0; fi; \
+	manual="put the four IDX files ($(FASHION_MNIST_FILES); .gz or not) into $(FASHION_MNIST_DIR), or pass --data-path <folder> to scripts/train.py"; \
+	if ! command -v apt-get >/dev/null 2>&1; then echo "make data: no apt-get on this machine: $$manual" >&2; exit 1; fi; \
+	if [ "$$(id -u)" = 0 ]; then sudo=; elif command -v sudo >/dev/null 2>&1; then sudo=sudo; \
+	else echo "make data: installing $(FASHION_MNIST_PKG) needs root and there is no sudo: run apt-get install $(FASHION_MNIST_PKG) as root, or $$manual" >&2; exit 1; fi; \
+	apt-cache show $(FASHION_MNIST_PKG) >/dev/null 2>&1 || $$sudo apt-get update || true; \
+	if ! $$sudo apt-get install -y $(FASHION_MNIST_PKG); then \
+	    echo "make data: apt-get could not install $(FASHION_MNIST_PKG): $$manual" >&2; exit 1; fi; \
+	if ! have; then echo "make data: $(FASHION_MNIST_PKG) is installed but $(FASHION_MNIST_DIR) lacks the IDX files: $$manual" >&2; exit 1; fi; \
+	echo "make data: Fashion-MNIST installed in $(FASHION_MNIST_DIR)"
 
 bench: $(VENV)/.installed
 	-$(PY) -m pip install -q -e ".[bench]"  # torch for vs_torch; without it that benchmark says so and skips

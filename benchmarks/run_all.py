@@ -16,6 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common as C  # noqa: E402
 import analysis  # noqa: E402
 import compiled_loop  # noqa: E402
+import fmnist_epoch  # noqa: E402
 import qr_core  # noqa: E402
 import roofline  # noqa: E402
 import scan_vs_unrolled  # noqa: E402
@@ -28,6 +29,7 @@ BENCHMARKS = {
     "scan_vs_unrolled": scan_vs_unrolled,
     "qr_core": qr_core,
     "compiled_loop": compiled_loop,
+    "fmnist_epoch": fmnist_epoch,
 }
 
 

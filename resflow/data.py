@@ -327,6 +327,17 @@ def _read_npz(path: Path, keys) -> dict:
         raise DataError(f"{path}: a damaged or truncated .npz ({e})") from None
 
 
+def _check_idx_pair(x_file: Path, x: np.ndarray, y_file: Path, y: np.ndarray) -> None:
+    """An images file and its labels file that belong together: images ``(count, rows, …)``,
+    labels ``(count,)``, one label per image. **Raises:** `DataError` naming the file(s)."""
+    if x.ndim < 2:
+        raise DataError(f"{x_file}: holds shape {x.shape}; expected images (count, rows, columns) (a labels file?)")
+    if y.ndim != 1:
+        raise DataError(f"{y_file}: holds shape {y.shape}; expected labels (count,) (an images file?)")
+    if len(x) != len(y):
+        raise DataError(f"{x_file} holds {len(x)} images but {y_file} holds {len(y)} labels; expected one per image")
+
+
 def mnist(path, *, name: str = "mnist") -> Dataset:
     """MNIST or Fashion-MNIST from local files (never downloaded).
 
@@ -335,18 +346,21 @@ def mnist(path, *, name: str = "mnist") -> Dataset:
     ``t10k-images-idx3-ubyte``, ``t10k-labels-idx1-ubyte`` (each optionally ``.gz``).
     Pixels are scaled to [0, 1] before standardisation.
 
-    **Raises:** `FileNotFoundError` naming the expected files when they are absent;
-    `ValueError` for an .npz that lacks one of the four arrays.
+    **Raises:** `FileNotFoundError` naming the expected files when they are absent (for
+    Fashion-MNIST without a path and without the package: saying ``make data``); `DataError`
+    (a `ValueError`) naming the file for a damaged file, an .npz that lacks one of the four
+    arrays, an images file that is not ``(count, rows, …)``, a labels file that is not
+    ``(count,)``, or image and label counts that differ.
     """
     expected = ", ".join(IDX_FILES.values())
+    hint = (
+        f" (`make data` installs Debian's dataset-fashion-mnist into {FASHION_MNIST_DIR})"
+        if name == "fashion-mnist"
+        else ""
+    )
     if path is None and name == "fashion-mnist" and FASHION_MNIST_DIR.is_dir():
         path = FASHION_MNIST_DIR
     if path is None:
-        hint = (
-            f" (`make data` installs Debian's dataset-fashion-mnist into {FASHION_MNIST_DIR})"
-            if name == "fashion-mnist"
-            else ""
-        )
         raise FileNotFoundError(
             f"{name} is read from local files: pass path=<folder with {expected} (optionally .gz)> "
             f"or an .npz with x_train, y_train, x_test, y_test{hint}"
@@ -355,12 +369,17 @@ def mnist(path, *, name: str = "mnist") -> Dataset:
     if path.is_file() and path.suffix == ".npz":
         arrays = _read_npz(path, IDX_FILES)
     elif path.is_dir():
-        arrays = {}
+        arrays, files = {}, {}
         for k, stem in IDX_FILES.items():
             found = [path / (stem + s) for s in ("", ".gz") if (path / (stem + s)).is_file()]
             if not found:
-                raise FileNotFoundError(f"{name}: {path} has no {stem} or {stem}.gz; expected the files {expected}")
+                raise FileNotFoundError(
+                    f"{name}: {path} has no {stem} or {stem}.gz; expected the files {expected}{hint}"
+                )
             arrays[k] = read_idx(found[0])
+            files[k] = found[0]
+        for split in ("train", "test"):
+            _check_idx_pair(files[f"x_{split}"], arrays[f"x_{split}"], files[f"y_{split}"], arrays[f"y_{split}"])
     else:
         raise FileNotFoundError(f"{name}: {path} is neither a folder with {expected} (optionally .gz) nor an .npz file")
     scale = 255.0 if arrays["x_train"].dtype == np.uint8 else 1.0

@@ -1,7 +1,10 @@
 """Data sets: generated geometry, splits, standardisation on train only, IDX/npz readers, batching."""
 
 import gzip
+import shutil
 import struct
+import subprocess
+from pathlib import Path
 
 import jax
 import numpy as np
@@ -116,3 +119,97 @@ def test_bad_batch_size_and_radii():
     for radii in ((1, 1), (0.5, 1.0, 0.5), (0.0, 1.0), (1.0, float("nan"))):
         with pytest.raises(ValueError, match="radii"):
             rd.circles(radii=radii, n_train=10, n_test=10)
+
+
+# `make data`, run by the real make against fake apt-get / apt-cache / sudo / id on a PATH of their own
+# (no network, nothing installed): each fake logs its call; apt-get "installs" by writing the four files.
+FAKES = {
+    "apt-get": """echo "apt-get $*" >> "$LOG"
+case "$1" in
+  update) : > "$STATE/known" ;;
+  install) [ -f "$STATE/known" ] || exit 100
+    for f in train-images-idx3-ubyte train-labels-idx1-ubyte t10k-images-idx3-ubyte t10k-labels-idx1-ubyte
+    do : > "$DIR/$f.gz"; done ;;
+esac""",
+    "apt-cache": 'echo "apt-cache $*" >> "$LOG"; [ -f "$STATE/known" ]',
+    "sudo": 'echo "sudo $*" >> "$LOG"; exec "$@"',
+    "id": 'echo "$UID_FAKE"',
+}
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def make_data(tmp_path, *, fakes=tuple(FAKES), uid=0, known=True):
+    """Run `make data` with only `fakes` on PATH; returns (exit status, output, logged calls)."""
+    bin_, state, folder = (tmp_path / d for d in ("bin", "state", "fmnist"))
+    for d in (bin_, state, folder):
+        d.mkdir(exist_ok=True)
+    for name in fakes:
+        (bin_ / name).write_text("#!/bin/sh\n" + FAKES[name] + "\n")
+        (bin_ / name).chmod(0o755)
+    if known:
+        (state / "known").touch()
+    log = tmp_path / "calls.log"
+    log.touch()
+    env = {"PATH": str(bin_), "LOG": str(log), "STATE": str(state), "DIR": str(folder), "UID_FAKE": str(uid)}
+    make = shutil.which("make")
+    p = subprocess.run(
+        [make, "-s", "-C", str(ROOT), "data", f"FASHION_MNIST_DIR={folder}"], env=env, capture_output=True, text=True
+    )
+    return p.returncode, p.stdout + p.stderr, log.read_text().splitlines()
+
+
+def test_make_data_installs_as_root_then_is_idempotent(tmp_path):
+    rc, out, calls = make_data(tmp_path)
+    assert rc == 0 and "installed in" in out, out
+    assert calls == ["apt-cache show dataset-fashion-mnist", "apt-get install -y dataset-fashion-mnist"]
+    rc, out, calls_again = make_data(tmp_path)
+    assert rc == 0 and "already installed" in out and calls_again == calls  # nothing new was called
+
+
+def test_make_data_updates_only_for_an_unknown_package_and_uses_sudo(tmp_path):
+    rc, out, calls = make_data(tmp_path, uid=1000, known=False)
+    assert rc == 0, out
+    assert calls == [
+        "apt-cache show dataset-fashion-mnist",
+        "sudo apt-get update",
+        "apt-get update",
+        "sudo apt-get install -y dataset-fashion-mnist",
+        "apt-get install -y dataset-fashion-mnist",
+    ]
+
+
+@pytest.mark.parametrize(
+    "fakes, uid, match",
+    [
+        (("id",), 0, "no apt-get on this machine"),
+        (("apt-get", "apt-cache", "id"), 1000, "needs root and there is no sudo"),
+    ],
+)
+def test_make_data_says_what_to_do_without_apt_or_root(tmp_path, fakes, uid, match):
+    rc, out, calls = make_data(tmp_path, fakes=fakes, uid=uid)
+    assert rc != 0 and match in out and "--data-path" in out and str(tmp_path / "fmnist") in out, out
+    assert "install" not in " ".join(calls)
+
+
+def test_fashion_mnist_without_package_or_path_says_make_data(tmp_path, monkeypatch):
+    monkeypatch.setattr(rd, "FASHION_MNIST_DIR", tmp_path / "not-installed")
+    with pytest.raises(FileNotFoundError, match="make data") as err:
+        rd.load_dataset("fashion-mnist")
+    assert "not-installed" in str(err.value) and "train-images-idx3-ubyte" in str(err.value)
+
+
+def test_fashion_mnist_reads_the_package_folder_by_default(tmp_path, monkeypatch):
+    rng = np.random.default_rng(3)
+    arrays = {
+        "x_train": rng.integers(0, 256, (10, 2, 2), dtype=np.uint8),
+        "y_train": np.arange(10, dtype=np.uint8),
+        "x_test": rng.integers(0, 256, (4, 2, 2), dtype=np.uint8),
+        "y_test": np.array([9, 0, 3, 3], dtype=np.uint8),
+    }
+    for k, stem in rd.IDX_FILES.items():
+        write_idx(tmp_path / (stem + ".gz"), arrays[k], gz=True)
+    monkeypatch.setattr(rd, "FASHION_MNIST_DIR", tmp_path)
+    ds = rd.load_dataset("fashion-mnist", standardize=False)
+    np.testing.assert_allclose(ds.x_test, arrays["x_test"].reshape(4, 4) / 255.0, rtol=1e-6)
+    np.testing.assert_array_equal(ds.y_train, arrays["y_train"])
+    assert ds.meta["source"] == str(tmp_path)

@@ -86,7 +86,7 @@ def write_case(folder, case):
         ("short_shape", "header too short"),
         ("bad_magic", "bad magic number"),
         ("truncated_data", "truncated"),
-        ("count_mismatch", "one label per sample"),
+        ("count_mismatch", "holds 20 images but .* holds 19 labels"),
         ("label_200", "10 classes"),
     ],
 )
@@ -95,6 +95,61 @@ def test_bad_idx_files(tmp_path, case, match):
     with pytest.raises(rd.DataError, match=match) as err:
         load(tmp_path)
     assert str(tmp_path) in str(err.value)
+
+
+def damage_images(folder, case):
+    """The four IDX files in `folder`, with `case`'s damage done to an image file (or a file missing).
+
+    Returns the path the error must name."""
+    arrays = good_arrays(np.random.default_rng(4))
+    key, raw = "x_train", None
+    if case == "extra_bytes":
+        raw = idx_bytes(arrays[key]) + b"\x00\x07"
+    elif case == "unknown_dtype":
+        raw = idx_bytes(arrays[key])[:2] + b"\x07" + idx_bytes(arrays[key])[3:]
+    elif case == "five_dims":
+        raw = struct.pack(">HBB", 0, 0x08, 5) + struct.pack(">5I", 20, 1, 1, 4, 3) + arrays[key].tobytes()
+    elif case == "fewer_images":
+        raw = idx_bytes(arrays[key][:-1])
+    elif case == "labels_as_images":
+        raw = idx_bytes(arrays["y_train"])
+    elif case == "test_dims_differ":
+        key, raw = "x_test", idx_bytes(arrays["x_test"][:, :, :2])
+    elif case == "empty_gz":
+        key, raw = "x_test", gzip.compress(b"")
+    write_folder(folder, arrays, gz=case == "empty_gz", raw={key: raw} if raw is not None else None)
+    suffix = ".gz" if case == "empty_gz" else ""
+    if case == "missing_file":
+        key = "y_test"
+        (folder / rd.IDX_FILES[key]).unlink()
+    return folder / (rd.IDX_FILES[key] + suffix)
+
+
+@pytest.mark.parametrize(
+    "case, match",
+    [
+        ("extra_bytes", r"\(240 bytes of data\) but the file holds 242 bytes$"),
+        ("unknown_dtype", "bad magic number 00000703"),
+        ("five_dims", "bad magic number 00000805"),
+        ("fewer_images", "holds 19 images but .*train-labels-idx1-ubyte holds 20 labels"),
+        ("labels_as_images", r"holds shape \(20,\); expected images"),
+        ("test_dims_differ", "x_test has 8 features per sample but x_train has 12"),
+        ("empty_gz", "header too short \\(0 bytes"),
+    ],
+)
+def test_bad_image_files(tmp_path, case, match):
+    named = damage_images(tmp_path, case)
+    with pytest.raises(rd.DataError, match=match) as err:
+        load(tmp_path, name="fashion-mnist")
+    # The damaged file is named; only the train/test comparison names the folder.
+    assert str(named if case != "test_dims_differ" else tmp_path) in str(err.value)
+
+
+def test_missing_idx_file_is_named(tmp_path):
+    named = damage_images(tmp_path, "missing_file")
+    with pytest.raises(FileNotFoundError, match="has no t10k-labels-idx1-ubyte or t10k-labels-idx1-ubyte.gz") as err:
+        load(tmp_path, name="fashion-mnist")
+    assert str(tmp_path) in str(err.value) and not named.exists()
 
 
 def npz_case(path, case, rng):
