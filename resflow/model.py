@@ -348,11 +348,11 @@ def scan_trunk(trunk: Trunk, x0, active_depth=None, *, depth: int, unroll: int =
         def apply(x):
             return apply_layer(trunk, W, b, x)
 
-        if active_depth is None:
-            x_new = apply(x)
-        else:
-            # cond, not where: inactive layers skip their matmul (under vmap it becomes a select).
-            x_new = jax.lax.cond(t < active_depth, apply, lambda x: x, x)
+        x_new = apply(x)
+        if active_depth is not None:
+            # where, not cond: a per-layer cond cost ~28 % more per training step on the CPU (and
+            # becomes a select under vmap anyway); inactive layers are few, so computing them is cheaper.
+            x_new = jnp.where(t < active_depth, x_new, x)
         return x_new, (x_new if keep else None)
 
     if remat:

@@ -28,8 +28,6 @@ import optax
 from .data import batch_indices
 from .depth import Plateau, change_sums, depth_policy, fold_shift, plateau_push
 from .layers import Classifier
-from .model import Trunk
-from .residuals import residuals
 from .spec import TrainConfig
 
 __all__ = [
@@ -276,13 +274,15 @@ def make_kernel(module: Classifier, config: TrainConfig, steps_per_epoch: int, s
 
     def statistics(params, depth, h, chunks):
         """Residual changes d_k ``(T−1,)`` and mean states x̄_t ``(T+1, n)`` on the training set."""
-        p = params["trunk"]
-        trunk = Trunk(p["W"], p["b"], h, model=spec.model, activation=spec.activation)
 
         def body(sums, chunk):
             x, _, w = chunk
             traj = module.apply({"params": params}, constrain(x), depth, h, method=Classifier.trajectory)
-            return (sums[0] + change_sums(residuals(trunk, traj), w), sums[1] + jnp.einsum("tbn,b->tn", traj, w)), None
+            # The residuals are read off the states (x_{t+1} = x_t + h r_t, or r_t = x_{t+1} for the
+            # MLP) instead of recomputing act(W x_t + b): one forward pass, not two. Layers past the
+            # active depth give r_t = 0 here, but the policy reads only d_k for k < depth.
+            r = (traj[1:] - traj[:-1]) / h if spec.model == "resnet" else traj[1:]
+            return (sums[0] + change_sums(r, w), sums[1] + jnp.einsum("tbn,b->tn", traj, w)), None
 
         dtype = chunks[0].dtype
         zeros = (jnp.zeros(spec.depth - 1, dtype), jnp.zeros((spec.depth + 1, spec.width), dtype))
@@ -317,9 +317,16 @@ def make_kernel(module: Classifier, config: TrainConfig, steps_per_epoch: int, s
         )
         test_loss, test_acc = evaluate(params, loop.depth, hyper.h, data.test)
         plateau = plateau_push(loop.plateau, loss)
-        depth, change, after = loop.depth, jnp.zeros_like(loss), test_acc
+        depth, change, after = loop.depth, jnp.full_like(loss, jnp.nan), test_acc
         if config.depth_adapt and spec.depth > 1:
-            params, depth, change, after = adapt(params, loop.depth, e, plateau, hyper, data, test_acc)
+            # No cut can happen in the warm-up epochs, so their residual statistics (a pass over
+            # the training set) are skipped; `e` is the same for every run of a sweep, so this
+            # stays a real branch under vmap.
+            params, depth, change, after = jax.lax.cond(
+                e + 1 > config.depth_warmup,
+                lambda: adapt(params, loop.depth, e, plateau, hyper, data, test_acc),
+                lambda: (params, depth, change, after),
+            )
         ok = jnp.isfinite(loss) & jnp.isfinite(test_loss) & (loop.bad == 0)
         new = Loop(params, opt_state, depth, plateau, loop.bad)
         # A non-finite epoch (and every one after it) keeps the last good state.

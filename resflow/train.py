@@ -36,6 +36,7 @@ import contextlib
 import dataclasses
 import functools
 import json
+import math
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -353,7 +354,7 @@ def epoch_records(rec, start: int, count: int, depth_adapt: bool) -> tuple[list,
         record |= {"test_loss": float(rec.test_loss[i]), "test_accuracy": float(rec.test_accuracy[i]), "depth": depth}
         if bool(rec.nonfinite[i]):
             return records + [record], cuts, epoch
-        if depth_adapt and depth > 1:
+        if depth_adapt and depth > 1 and math.isfinite(rec.residual_change[i]):  # NaN: warm-up, not measured
             record["residual_change"] = float(rec.residual_change[i])
         if new < depth:
             record["depth_after_cut"] = new
