@@ -62,7 +62,7 @@ from jaxtyping import Array, Bool, Float, Int
 from ._checks import all_true, as_float_array, check_int, check_positive, is_concrete, label_array
 from .activations import get_activation
 from .model import Trunk, check_state, check_trunk, require_logistic, require_shared
-from .residuals import preactivation_scan
+from .residuals import advance_preactivations, preactivation_scan
 from .separability import class_count, class_means, class_weights
 
 __all__ = [
@@ -442,23 +442,11 @@ class SteadyState(NamedTuple):
     dominant_fraction: Float[Array, ""]
 
 
-CHUNK = 128
-"""Layers per `preactivation_scan` call in `steady_state`: memory O(CHUNK · batch · n), not O(depth · …)."""
-
-
 @functools.partial(jax.jit, static_argnames=("depth",))
 def _last_two_residuals(trunk, a0, *, depth):
-    """r_{T−2}, r_{T−1} of a_{t+1} = a_t + h W act(a_t), streamed in chunks of CHUNK layers."""
-    num_chunks, rest = divmod(depth - 2, CHUNK)
-
-    def advance(a, steps):  # a_0 … a_steps are computed; a_steps starts the next chunk
-        return preactivation_scan(trunk, a, depth=steps + 1)[-1]
-
-    a = jax.lax.fori_loop(0, num_chunks, lambda _, a: advance(a, CHUNK), a0)
-    if rest:
-        a = advance(a, rest)
-    act = get_activation(trunk.activation).fn
-    return act(preactivation_scan(trunk, a, depth=2))
+    """r_{T−2}, r_{T−1} of a_{t+1} = a_t + h W act(a_t), without storing the layers before them."""
+    a = advance_preactivations(trunk, a0, steps=depth - 2)
+    return get_activation(trunk.activation).fn(preactivation_scan(trunk, a, depth=2))
 
 
 def _within(points, centre, atol):

@@ -40,7 +40,7 @@ from .attractors import Saturation
 from .dynamics import Stability, stability_code
 from .model import Trunk, check_state, check_trunk, require_logistic, require_shared, scan_trunk
 from .network import Network
-from .residuals import preactivation_scan
+from .residuals import advance_preactivations
 from .separability import class_count, class_means, class_weights
 
 __all__ = [
@@ -387,25 +387,9 @@ def map_jacobian(W: Float[Array, "n n"], h, r: Float[Array, "*batch n"]) -> Floa
     return jnp.eye(W.shape[0], dtype=r.dtype) * ratio[..., :, None] + h * grad_next[..., :, None] * W
 
 
-CHUNK = 128
-"""Layers per `preactivation_scan` call: memory O(CHUNK · batch · n), not O(depth · batch · n)."""
-
-
-@functools.partial(jax.jit, static_argnames=("depth",))
-def _last_preactivation(trunk, a0, *, depth):
-    """a_{depth−1} of a_{t+1} = a_t + h W σ(a_t), streamed in chunks of CHUNK layers."""
-    num_chunks, rest = divmod(depth - 1, CHUNK)
-
-    def advance(a, steps):
-        return preactivation_scan(trunk, a, depth=steps + 1)[-1]
-
-    a = jax.lax.fori_loop(0, num_chunks, lambda _, a: advance(a, CHUNK), a0)
-    return advance(a, rest) if rest else a
-
-
 @functools.partial(jax.jit, static_argnames=("depth", "num_classes"))
 def _class_spectra(trunk, x0, y, small, zero_tol, *, depth, num_classes):
-    a = _last_preactivation(trunk, x0 @ trunk.W.T + trunk.b, depth=depth)
+    a = advance_preactivations(trunk, x0 @ trunk.W.T + trunk.b, steps=depth - 1)
     counts, w = class_weights(y, num_classes, x0.dtype)
     means = class_means(w, counts, jax.nn.sigmoid(a))
     safe = jnp.where(counts[:, None] > 0, means, 0.5)

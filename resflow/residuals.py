@@ -148,12 +148,29 @@ def preactivation_scan(trunk: Trunk, a0, *, depth: int):
     The one implementation of the pre-activation recurrence (also used by the attractor
     analysis).
     """
-    act = get_activation(trunk.activation).fn
 
     def body(a, _):
-        return a + trunk.h * act(a) @ trunk.W.T, a
+        return _preactivation_step(trunk, a), a
 
     return jax.lax.scan(body, a0, None, length=depth)[1]
+
+
+@functools.partial(jax.jit, static_argnames=("steps",))
+def advance_preactivations(trunk: Trunk, a0, *, steps: int):
+    """a_steps of a_{t+1} = a_t + h W act(a_t) from a_0 (shared trunk). Unchecked.
+
+    Only the carry is kept, so memory is O(batch · n) however many steps (a 1000-layer run of
+    the same weights); `preactivation_scan` when every a_t is wanted.
+    """
+
+    def body(a, _):
+        return _preactivation_step(trunk, a), None
+
+    return jax.lax.scan(body, a0, None, length=steps)[0]
+
+
+def _preactivation_step(trunk: Trunk, a):
+    return a + trunk.h * get_activation(trunk.activation).fn(a) @ trunk.W.T
 
 
 def _recurrence_trunk(trunk, depth: int) -> tuple[Trunk, int]:
