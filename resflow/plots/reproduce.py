@@ -78,30 +78,28 @@ def plot_attractor(numbers: dict, *, save=None):
     return finish(fig, save)
 
 
-def plot_separability(numbers: dict, *, save=None):
+def _band_panels(numbers: dict, curves: dict, *, xlabel: str, ylabel: str, save):
+    """One panel per data set, a mean ± spread band per entry of `curves` (key → label)."""
     keys = _data_keys(numbers)
     fig, axes = new_figure(1, len(keys), size=(4.2, 3.4), sharey=True)
     for ax, k in zip(axes[0], keys, strict=True):
-        _band(ax, numbers[k]["residual_probe"], "probe on r_t")
-        _band(ax, numbers[k]["integral_probe"], "probe on x_t = x_0 + hΣ_{s<t} r_s")
-        ax.set(xlabel="layer t", title=k)
+        for name, label in curves.items():
+            _band(ax, numbers[k][name], label)
+        ax.set(xlabel=xlabel, title=k)
         integer_ticks(ax)
-    axes[0, 0].set_ylabel("test accuracy of a linear probe")
+    axes[0, 0].set_ylabel(ylabel)
     figure_legend(fig, axes, where="bottom")
     return finish(fig, save)
+
+
+def plot_separability(numbers: dict, *, save=None):
+    curves = {"residual_probe": "probe on r_t", "integral_probe": "probe on x_t = x_0 + hΣ_{s<t} r_s"}
+    return _band_panels(numbers, curves, xlabel="layer t", ylabel="test accuracy of a linear probe", save=save)
 
 
 def plot_transient(numbers: dict, *, save=None):
-    keys = _data_keys(numbers)
-    fig, axes = new_figure(1, len(keys), size=(4.2, 3.4), sharey=True)
-    for ax, k in zip(axes[0], keys, strict=True):
-        _band(ax, numbers[k]["accuracy"], "readout on x_0 + hΣ_{t<T'} r_t")
-        _band(ax, numbers[k]["steady_accuracy"], "… + h(T − T') r* (steady state)")
-        ax.set(xlabel="T'", title=k)
-        integer_ticks(ax)
-    axes[0, 0].set_ylabel("test accuracy of the trained readout")
-    figure_legend(fig, axes, where="bottom")
-    return finish(fig, save)
+    curves = {"accuracy": "readout on x_0 + hΣ_{t<T'} r_t", "steady_accuracy": "… + h(T − T') r* (steady state)"}
+    return _band_panels(numbers, curves, xlabel="T'", ylabel="test accuracy of the trained readout", save=save)
 
 
 def plot_noise(numbers: dict, *, save=None):
