@@ -25,7 +25,7 @@ from jaxtyping import Array, Float, Int
 from ._checks import all_true, as_float_array, check_int, finite, label_array
 from .activations import get_activation
 from .attractors import SteadyState, steady_state
-from .model import Trunk, check_depth, check_state, check_trunk
+from .model import Trunk, check_depth, check_state, check_trunk, layer_residual
 from .separability import class_count, class_means, class_weights
 
 __all__ = [
@@ -67,7 +67,7 @@ def residual_step(trunk: Trunk, W, b, x):
     The layer of `resflow.model` written so that the residual itself comes out too (the
     streamed analyses reduce r_t, not only the state).
     """
-    r = get_activation(trunk.activation).fn(x @ jnp.swapaxes(W, -1, -2) + b)
+    r = layer_residual(trunk, W, b, x)
     return x + trunk.h * r, r
 
 

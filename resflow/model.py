@@ -221,9 +221,14 @@ def init_arrays(key, width: int, *, depth: int | None, w_std, b_std, dtype):
     return jax.vmap(one)(jax.random.split(key, depth))
 
 
+def layer_residual(trunk: Trunk, W, b, x):
+    """r = act(W x + b) of one layer with weights (W, b): the one layer kernel. Unchecked."""
+    return get_activation(trunk.activation).fn(x @ jnp.swapaxes(W, -1, -2) + b)
+
+
 def apply_layer(trunk: Trunk, W, b, x):
     """One layer with weights (W, b) under the trunk's map. Unchecked."""
-    r = get_activation(trunk.activation).fn(x @ jnp.swapaxes(W, -1, -2) + b)
+    r = layer_residual(trunk, W, b, x)
     return x + trunk.h * r if trunk.model == "resnet" else r
 
 
