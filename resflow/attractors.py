@@ -59,11 +59,11 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Bool, Float, Int
 
-from ._checks import all_true, as_float_array, check_int, check_positive, is_concrete, label_array
+from ._checks import as_float_array, check_int, check_positive
 from .activations import get_activation
 from .model import Trunk, check_state, check_trunk, require_logistic, require_shared
 from .residuals import advance_preactivations, preactivation_scan
-from .separability import class_count, class_means, class_weights
+from .separability import class_means, class_weights, optional_labels
 
 __all__ = [
     "Saturation",
@@ -524,14 +524,7 @@ def steady_state(
     check_positive("tol", tol)
     check_positive("atol", atol)
     checks = {"x0": (x0, lambda xp, a: xp.isfinite(a))}
-    if labels is None:
-        y = jnp.zeros(batch, jnp.int32)
-        K = 1 if num_classes is None else check_int("num_classes", num_classes)
-        if not all_true({k: v for k, v in checks.items() if is_concrete(v[0])}):
-            check_state(trunk, x0)
-    else:
-        y = label_array("labels", labels, batch)
-        K = class_count({"labels": y}, num_classes, checks, lambda: check_state(trunk, x0))
+    y, K = optional_labels(labels, batch, num_classes, checks, lambda: check_state(trunk, x0))
     a0 = x0.reshape(-1, n) @ trunk.W.T + trunk.b
     r_prev, final = _last_two_residuals(trunk, a0, depth=depth)
     change = jnp.max(jnp.abs(final - r_prev), axis=-1)

@@ -22,11 +22,11 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, Int
 
-from ._checks import all_true, as_float_array, check_int, finite, label_array
+from ._checks import as_float_array, check_int, finite
 from .activations import get_activation
 from .attractors import SteadyState, steady_state
 from .model import Trunk, check_depth, check_state, check_trunk, layer_residual
-from .separability import class_count, class_means, class_weights
+from .separability import class_means, class_weights, optional_labels
 
 __all__ = [
     "LongRun",
@@ -179,15 +179,7 @@ def _check_long_run(trunk, x0, labels, depth, num_classes, batch_chunk):
         raise ValueError(f"x0 must hold at least one input, got shape {x0.shape}")
     depth = check_depth(trunk, depth)
     chunk = B if batch_chunk is None else min(check_int("batch_chunk", batch_chunk), B)
-    checks = {"x0": (x0, finite)}
-    if labels is None:
-        y = jnp.zeros(batch, jnp.int32)
-        K = 1 if num_classes is None else check_int("num_classes", num_classes)
-        if not all_true(checks):
-            check_state(trunk, x0)
-    else:
-        y = label_array("labels", labels, batch)
-        K = class_count({"labels": y}, num_classes, checks, lambda: check_state(trunk, x0))
+    y, K = optional_labels(labels, batch, num_classes, {"x0": (x0, finite)}, lambda: check_state(trunk, x0))
     return trunk, x0.reshape(B, -1), y.reshape(B), depth, K, chunk, batch
 
 

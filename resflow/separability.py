@@ -137,6 +137,25 @@ def class_count(
     return max(packed + 1, 1)
 
 
+def optional_labels(labels, batch: tuple, num_classes: int | None, checks: dict, explain: Callable[[], None]):
+    """(y, K) for an analysis whose labels may be omitted, with `checks` in the same host read.
+
+    Without `labels` every input is class 0 (y = 0 of shape `batch`) and K = `num_classes` or
+    1; otherwise `labels` are checked against `batch` and K comes from `class_count`. `checks`
+    and `explain` as in `class_count` (tracers are skipped).
+
+    **Raises:** as `class_count`, and `resflow._checks.label_array` for labels of another shape
+    or dtype.
+    """
+    if labels is not None:
+        y = label_array("labels", labels, batch)
+        return y, class_count({"labels": y}, num_classes, checks, explain)
+    K = 1 if num_classes is None else check_int("num_classes", num_classes)
+    if not all_true({k: v for k, v in checks.items() if is_concrete(v[0])}):
+        explain()
+    return jnp.zeros(batch, jnp.int32), K
+
+
 def _explain(labels, K, explain):
     if explain is not None:
         explain()
