@@ -399,11 +399,21 @@ def kaplan_yorke_dimension(exponents: Float[Array, "*batch k"]) -> Float[Array, 
 
     **Returns:** ``(*batch,)`` dimensions.
 
-    **Raises:** `ValueError` for a scalar or empty input.
+    **Raises:** `ValueError` for a scalar or empty input, or one with a NaN (checked unless
+    traced); `TypeError` for a non-numeric one. Integer exponents are cast to float.
     """
-    lam = as_float_array("exponents", exponents)
+    try:
+        lam = jnp.asarray(exponents)
+    except TypeError as e:
+        raise TypeError(f"exponents must be an array of numbers, got {type(exponents).__name__}") from e
+    if jnp.issubdtype(lam.dtype, jnp.integer):
+        lam = lam.astype(jnp.result_type(float))
+    lam = as_float_array("exponents", lam)
     if lam.ndim < 1 or lam.shape[-1] < 1:
         raise ValueError(f"exponents must have shape (*batch, k) with k >= 1, got {lam.shape}")
+    if not all_true({"exponents": (lam, lambda xp, a: ~xp.isnan(a))}):
+        # a NaN would fail every comparison below and come out as the dimension 0
+        raise ValueError("exponents must not contain NaN (a failed spectrum has no Kaplan–Yorke dimension)")
     k = lam.shape[-1]
     lam = -jnp.sort(-lam, axis=-1)
     partial = jnp.cumsum(lam, axis=-1)

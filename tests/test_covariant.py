@@ -148,6 +148,12 @@ def test_kaplan_yorke_closed_form(spectrum, expected):
     assert abs(float(rf.kaplan_yorke_dimension(jnp.asarray(spectrum))) - expected) < 1e-12
 
 
+def test_kaplan_yorke_of_integer_exponents():
+    # integers are exponents too: 1 + 1/2
+    assert float(rf.kaplan_yorke_dimension([1, -2])) == 1.5
+    assert float(rf.kaplan_yorke_dimension(np.array([[2, 1, -4]]))[0]) == 2.75
+
+
 def test_kaplan_yorke_batch_and_literature_values():
     d = np.asarray(rf.kaplan_yorke_dimension(jnp.array([[0.419, -1.623], [-1.0, -2.0]])))
     np.testing.assert_allclose(d, [1.258, 0.0], atol=1e-3)
@@ -181,6 +187,9 @@ def test_kaplan_yorke_batch_and_literature_values():
             "not defined at num_vectors=3",
         ),
         (lambda: rf.kaplan_yorke_dimension(jnp.float64(1.0)), ValueError, "exponents"),
+        (lambda: rf.kaplan_yorke_dimension(jnp.array([jnp.nan, jnp.nan])), ValueError, "exponents must not contain NaN"),
+        (lambda: rf.kaplan_yorke_dimension(jnp.array([0.5, jnp.nan])), ValueError, "NaN"),
+        (lambda: rf.kaplan_yorke_dimension(["a"]), TypeError, "exponents"),
     ],
 )
 def test_bad_inputs(call, exc, match):
