@@ -18,6 +18,11 @@ Ginelli's algorithm (Ginelli et al., Phys. Rev. Lett. 99, 130601, 2007):
 Both passes need a transient: the forward frame converges after a few hundred steps of the
 orbit, the backward coefficients after a few hundred steps back from the end. The vectors
 are returned on the window in between.
+
+A network has no orbit to spare before or after its T layers. `network_covariant_vectors`
+therefore returns the finite-time CLVs of the product of its layer Jacobians, fixed by the
+singular vectors of ∂x_T/∂x_0: the same two passes, started from those singular vectors
+instead of a random frame and a random C_N.
 """
 
 from __future__ import annotations

@@ -187,7 +187,11 @@ def test_kaplan_yorke_batch_and_literature_values():
             "not defined at num_vectors=3",
         ),
         (lambda: rf.kaplan_yorke_dimension(jnp.float64(1.0)), ValueError, "exponents"),
-        (lambda: rf.kaplan_yorke_dimension(jnp.array([jnp.nan, jnp.nan])), ValueError, "exponents must not contain NaN"),
+        (
+            lambda: rf.kaplan_yorke_dimension(jnp.array([jnp.nan, jnp.nan])),
+            ValueError,
+            "exponents must not contain NaN",
+        ),
         (lambda: rf.kaplan_yorke_dimension(jnp.array([0.5, jnp.nan])), ValueError, "NaN"),
         (lambda: rf.kaplan_yorke_dimension(["a"]), TypeError, "exponents"),
     ],
