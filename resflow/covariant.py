@@ -387,7 +387,7 @@ def network_covariant_vectors(
             f"the covariant vectors of this {depth}-layer network are not defined at num_vectors={k}: "
             f"the singular values of ∂x_T/∂x_0 number {j} and {j + 1} have log σ = {e[j]:.3g} and "
             f"{e[min(j + 1, e.size - 1)]:.3g} (a gap below √eps = {tol:.1e}, or a singular Jacobian); "
-            "ask for fewer vectors, or change the depth or the input"
+            "ask for fewer vectors, use float64 (trunk.astype(jnp.float64)), or change the depth or the input"
         )
     return res
 

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import resflow as rf
+from tests.conftest import np_trajectory
 
 
 def _unit_columns(P):
@@ -95,7 +96,7 @@ def test_network_clvs_are_the_finite_time_vectors_of_the_product():
     trunk = rf.Trunk.init(jax.random.key(3), 4, shared=False, depth=12, w_std=2.0, b_std=0.5)
     x0 = jax.random.normal(jax.random.key(4), (4,))
     res = rf.network_covariant_vectors(trunk, x0)
-    xs = np.asarray(rf.trajectory(trunk, x0))
+    xs = np_trajectory(trunk.W, trunk.b, x0, 12)
     np.testing.assert_allclose(np.asarray(res.orbit), xs[:-1], atol=1e-12)
     # numpy closed form of the layer Jacobians: J_t = I + h diag(σ'(a_t)) W_t, a_t = W_t x_t + b_t
     W, b = np.asarray(trunk.W), np.asarray(trunk.b)
@@ -193,7 +194,7 @@ def test_kaplan_yorke_batch_and_literature_values():
             "exponents must not contain NaN",
         ),
         (lambda: rf.kaplan_yorke_dimension(jnp.array([0.5, jnp.nan])), ValueError, "NaN"),
-        (lambda: rf.kaplan_yorke_dimension(["a"]), TypeError, "exponents"),
+        (lambda: rf.kaplan_yorke_dimension(object()), TypeError, "exponents"),
     ],
 )
 def test_bad_inputs(call, exc, match):
