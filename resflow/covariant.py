@@ -18,6 +18,11 @@ Ginelli's algorithm (Ginelli et al., Phys. Rev. Lett. 99, 130601, 2007):
 Both passes need a transient: the forward frame converges after a few hundred steps of the
 orbit, the backward coefficients after a few hundred steps back from the end. The vectors
 are returned on the window in between.
+
+A network has no orbit to spare before or after its T layers. `network_covariant_vectors`
+therefore returns the finite-time CLVs of the product of its layer Jacobians, fixed by the
+singular vectors of ∂x_T/∂x_0: the same two passes, started from those singular vectors
+instead of a random frame and a random C_N.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from typing import Any, NamedTuple
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.scipy.linalg import solve_triangular
 from jaxtyping import Array, Float
 
@@ -273,21 +279,48 @@ def layer_tangent(trunk: Trunk, W, b, x, Q):
     return apply_layer(trunk, W, b, x), state_product(W, d, Q, trunk.h, trunk.model, False)
 
 
-@eqx.filter_jit
-def _network_clv(trunk, x0, q0, c_end, depth: int):
+def _network_layers(trunk: Trunk, depth: int):
+    """(scan inputs, layer -> (W_t, b_t)) for the first `depth` layers. Unchecked."""
     if trunk.shared:
-        xs = jnp.arange(depth)
+        return jnp.arange(depth), lambda _: (trunk.W, trunk.b)
+    return (trunk.W[:depth], trunk.b[:depth]), lambda layer: layer
 
-        def propagate(x, Q, _):
-            return layer_tangent(trunk, trunk.W, trunk.b, x, Q)
-    else:
-        xs = (trunk.W[:depth], trunk.b[:depth])
 
-        def propagate(x, Q, layer):
-            return layer_tangent(trunk, *layer, x, Q)
+@eqx.filter_jit
+def _network_clv(trunk, x0, depth: int, k: int, m: int):
+    """Finite-time CLVs of the `depth`-layer product, m ≥ k columns carried, k returned."""
+    xs, weights = _network_layers(trunk, depth)
+    act = get_activation(trunk.activation)
 
-    V, orbit, logs = ginelli(propagate, x0, q0, c_end, jax.tree.map(lambda a: a[:0], xs), xs, depth)
-    return _result(V, orbit, logs, jnp.arange(depth), 1.0)
+    # the whole Jacobian M = J_{T-1} ... J_0 up to a scale (rescaled each layer against overflow)
+    def product(carry, layer):
+        x, M = carry
+        W, b = weights(layer)
+        d = act.grad(W @ x + b)
+        M = state_product(W, d, M, trunk.h, trunk.model, False)
+        return (apply_layer(trunk, W, b, x), M / jnp.linalg.norm(M)), d
+
+    (_, M), ds = jax.lax.scan(product, (x0, jnp.eye(x0.shape[0], dtype=x0.dtype)), xs)
+    U = jnp.linalg.svd(M)[0][:, :m]
+
+    # The explicit product keeps a singular vector only to about eps·σ_1/(σ_j − σ_{j+1}); one
+    # adjoint QR pass, Mᵀ U = V Σ, brings the right singular vectors back to working accuracy
+    # where the spread is large (each span is pulled toward V by σ_{j+1}/σ_j).
+    def adjoint(P, layer_d):
+        layer, d = layer_d
+        return jnp.linalg.qr(state_product(weights(layer)[0], d, P, trunk.h, trunk.model, True))[0], None
+
+    V, _ = jax.lax.scan(adjoint, U, (xs, ds), reverse=True)
+
+    def propagate(x, Q, layer):
+        return layer_tangent(trunk, *weights(layer), x, Q)
+
+    # Forward from Q_0 = V gives Q_T ≈ U and R(0, T) ≈ Σ diagonal, so the backward pass starts
+    # from C_T = I: v_t ∝ M(t, T)⁻¹ u_j = M(0, t) v_j / σ_j.
+    eye = jnp.eye(m, dtype=x0.dtype)
+    vecs, orbit, logs = ginelli(propagate, x0, V, eye, jax.tree.map(lambda a: a[:0], xs), xs, depth)
+    exponents = logs.mean(0)
+    return _result(vecs[..., :k], orbit, logs[:, :k], jnp.arange(depth), 1.0), exponents
 
 
 def network_covariant_vectors(
@@ -296,28 +329,43 @@ def network_covariant_vectors(
     *,
     depth: int | None = None,
     num_vectors: int | None = None,
-    key: jax.Array | None = None,
 ) -> CovariantVectors:
-    """Covariant Lyapunov vectors of the trunk along one input's trajectory x_0 … x_{T−1}.
+    """Covariant Lyapunov vectors of the T-layer network along one input's path x_0 … x_{T−1}.
 
-    The layer Jacobians J_t = ∂x_{t+1}/∂x_t vary with depth (with the state and, untied, with
-    the weights); the tangent steps use J_t Q = Q + h·act'(a_t) ⊙ (W_t Q) (resnet) without
-    forming J_t. A finite network has no transients to spare: the forward frame is taken from
-    layer 0 and the backward pass starts at layer T from a random triangular C, so the vectors
-    are converged only away from both ends (a few times 1/(λ_j − λ_{j+1}) layers).
+    A network is a finite product of layer Jacobians J_t = ∂x_{t+1}/∂x_t, so its CLVs are the
+    finite-time ones of that product (Kuptsov & Parlitz, J. Nonlinear Sci. 22, 727, 2012),
+    a property of the network and the input alone. With M(s, t) = J_{t−1} ⋯ J_s and the
+    singular value decomposition of the whole network's Jacobian
+    M(0, T) = ∂x_T/∂x_0 = U diag(σ_0 > σ_1 > …) Vᵀ, CLV j at layer t is
+
+        v_t^j ∝ M(0, t) V_j ∝ M(t, T)⁻¹ U_j,
+
+    the one direction in both the image of the j + 1 most expanded input directions
+    M(0, t)·span(V_0 … V_j) and the preimage of the n − j least expanded output directions
+    {w : M(t, T) w ∈ span(U_j … U_{n−1})}. So v_0^j = V_j, J_t v_t^j ∝ v_{t+1}^j exactly, the
+    exponents λ_j = log(σ_j)/T are the network's finite-time Lyapunov exponents in descending
+    order, and away from both ends (a few times 1/(λ_j − λ_{j+1}) layers) the vectors approach
+    the asymptotic CLVs of the orbit. Computed by a QR pass forward from V and Ginelli's
+    backward pass from U (stable over long products), with V from the SVD of the product
+    polished by one adjoint QR pass; the tangent steps use J_t Q = Q + h·act'(a_t) ⊙ (W_t Q)
+    (resnet) without forming J_t.
 
     **Arguments:**
 
     - `trunk`: a `Trunk` (shared or untied, resnet or mlp).
     - `x0`: ``(n,)`` one input, of the trunk's dtype (vmap the call for a batch).
     - `depth`: layers T (required for shared weights; default all untied layers).
-    - `num_vectors`: k ≤ n (default n).
-    - `key`: selects the random initial frame and backward start.
+    - `num_vectors`: k ≤ n, the leading CLVs to compute (default n).
 
-    **Returns:** a `CovariantVectors` at layers t = 0 … T − 1 (``exponents`` per layer).
+    **Returns:** a `CovariantVectors` at layers t = 0 … T − 1 (``exponents`` per layer,
+    descending).
 
     **Raises:** `TypeError`/`ValueError` for a non-trunk, a bad depth, an x0 that is not a
-    finite ``(n,)`` vector of the trunk's dtype, k outside [1, n].
+    finite ``(n,)`` vector of the trunk's dtype, k outside [1, n]; `ValueError` when the
+    vectors are not defined: two of σ_0 … σ_k (σ_k only for k < n) agree to within
+    log(σ_j/σ_{j+1}) < √eps of the dtype, or one is 0 (a singular Jacobian). This check reads
+    the exponents once and is skipped under `jax.jit`/`jax.vmap`, where the returned
+    exponents show it (T·(λ_j − λ_{j+1}) ≥ √eps).
     """
     trunk = check_trunk(trunk)
     depth = check_depth(trunk, depth)
@@ -325,8 +373,23 @@ def network_covariant_vectors(
     if x0.ndim != 1:
         raise ValueError(f"x0 must be one input (n,), got shape {x0.shape}; vmap the call for a batch")
     _, n, k = _frame_inputs(x0, num_vectors, "x0")
-    q0 = random_frame(n, k, key, x0.dtype)
-    return _network_clv(trunk, x0, q0, _end_coefficients(k, key, x0.dtype), depth)
+    res, exponents = _network_clv(trunk, x0, depth, k, min(k + 1, n))
+    tol = float(jnp.sqrt(jnp.finfo(x0.dtype).eps))
+
+    def defined(xp, e):
+        return xp.isfinite(e).all() & (depth * (e[:-1] - e[1:]) >= tol).all()
+
+    if not all_true({"exponents": (exponents, defined)}):
+        e = depth * np.asarray(exponents, np.float64)
+        gaps = np.nan_to_num(e[:-1] - e[1:], nan=0.0)
+        j = int(np.argmin(gaps)) if gaps.size else 0
+        raise ValueError(
+            f"the covariant vectors of this {depth}-layer network are not defined at num_vectors={k}: "
+            f"the singular values of ∂x_T/∂x_0 number {j} and {j + 1} have log σ = {e[j]:.3g} and "
+            f"{e[min(j + 1, e.size - 1)]:.3g} (a gap below √eps = {tol:.1e}, or a singular Jacobian); "
+            "ask for fewer vectors, use float64 (trunk.astype(jnp.float64)), or change the depth or the input"
+        )
+    return res
 
 
 def kaplan_yorke_dimension(exponents: Float[Array, "*batch k"]) -> Float[Array, " *batch"]:
@@ -341,11 +404,21 @@ def kaplan_yorke_dimension(exponents: Float[Array, "*batch k"]) -> Float[Array, 
 
     **Returns:** ``(*batch,)`` dimensions.
 
-    **Raises:** `ValueError` for a scalar or empty input.
+    **Raises:** `ValueError` for a scalar or empty input, or one with a NaN (checked unless
+    traced); `TypeError` for a non-numeric one. Integer exponents are cast to float.
     """
-    lam = as_float_array("exponents", exponents)
+    try:
+        lam = jnp.asarray(exponents)
+    except TypeError as e:
+        raise TypeError(f"exponents must be an array of numbers, got {type(exponents).__name__}") from e
+    if jnp.issubdtype(lam.dtype, jnp.integer):
+        lam = lam.astype(jnp.result_type(float))
+    lam = as_float_array("exponents", lam)
     if lam.ndim < 1 or lam.shape[-1] < 1:
         raise ValueError(f"exponents must have shape (*batch, k) with k >= 1, got {lam.shape}")
+    if not all_true({"exponents": (lam, lambda xp, a: ~xp.isnan(a))}):
+        # a NaN would fail every comparison below and come out as the dimension 0
+        raise ValueError("exponents must not contain NaN (a failed spectrum has no Kaplan–Yorke dimension)")
     k = lam.shape[-1]
     lam = -jnp.sort(-lam, axis=-1)
     partial = jnp.cumsum(lam, axis=-1)

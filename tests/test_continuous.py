@@ -120,6 +120,13 @@ def test_plot_convergence(trunk, x0, tmp_path):
         (lambda t, x: rf.solve_depth(t.W, x, depth_time=1.0), TypeError, "Trunk"),
         (lambda t, x: rf.solve_residuals(t, x, depth_time=1.0), ValueError, "r0"),
         (lambda t, x: rf.euler_convergence(t, x, depth_time=1.0, steps=(4, 4)), ValueError, "two distinct"),
+        # 1.0 / 0.3 Euler steps: diffrax would end on a partial step, neither 3 nor 4 layers
+        (
+            lambda t, x: rf.solve_depth(t, x, depth_time=1.0, solver="euler", dt0=0.3),
+            ValueError,
+            r"depth_time = 1.0 .* dt0 = 0.3",
+        ),
+        (lambda t, x: rf.solve_depth(t, x, depth_time=2.5, solver="euler"), ValueError, "trunk's h"),
     ],
 )
 def test_bad_inputs(trunk, x0, call, exc, match):
@@ -171,6 +178,13 @@ def test_lorenz_sum_rule_and_sprott_values():
     assert abs(lam[1]) < 0.01
     assert abs(lam[2] + 14.572) < 0.05
     assert res.final_state.shape == (3,)
+
+
+def test_lorenz_with_too_long_dt_is_refused():
+    # dt = 5: the frame's columns draw together by exp(−5·(0.906 + 14.572)) ≈ 1e-34 per interval,
+    # below float64 rounding; the third exponent came out −6.7 instead of −14.57
+    with pytest.raises(ValueError, match=r"dt = 5.0 is too long"):
+        rf.ode_lyapunov_spectrum(lorenz, jnp.array([1.0, 1.0, 20.0]), 20.0, dt=5.0, args=(10.0, 28.0, 8.0 / 3.0))
 
 
 @pytest.mark.parametrize(

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import resflow as rf
+from tests.conftest import np_trajectory
 
 
 def _unit_columns(P):
@@ -89,24 +90,48 @@ def test_flow_clvs_linear_and_covariant():
     np.testing.assert_allclose(np.asarray(res.times), 15.0 + 0.5 * np.arange(4))
 
 
-def test_network_clvs_are_covariant_along_layers():
-    trunk = rf.Trunk.init(jax.random.key(3), 4, shared=False, depth=30, w_std=2.0, b_std=0.5)
+def test_network_clvs_are_the_finite_time_vectors_of_the_product():
+    # A T-layer network is the product M(0, T) = J_{T-1} ... J_0 = U diag(σ) Vᵀ. Its CLVs are
+    # v_t^j ∝ M(0, t) V_j, exponents log(σ_j)/T: a float64 numpy construction from the SVD.
+    trunk = rf.Trunk.init(jax.random.key(3), 4, shared=False, depth=12, w_std=2.0, b_std=0.5)
     x0 = jax.random.normal(jax.random.key(4), (4,))
     res = rf.network_covariant_vectors(trunk, x0)
-    xs = np.asarray(rf.trajectory(trunk, x0))
+    xs = np_trajectory(trunk.W, trunk.b, x0, 12)
     np.testing.assert_allclose(np.asarray(res.orbit), xs[:-1], atol=1e-12)
     # numpy closed form of the layer Jacobians: J_t = I + h diag(σ'(a_t)) W_t, a_t = W_t x_t + b_t
     W, b = np.asarray(trunk.W), np.asarray(trunk.b)
     s = 1 / (1 + np.exp(-(np.einsum("tij,tj->ti", W, xs[:-1]) + b)))
     J = np.eye(4) + (s * (1 - s))[:, :, None] * W
+    Ms = [np.eye(4)]
+    for Jt in J:
+        Ms.append(Jt @ Ms[-1])
+    _, sigma, Vt = np.linalg.svd(Ms[-1])
+    ref = np.einsum("tij,jk->tik", np.stack(Ms[:-1]), Vt.T)
+    ref /= np.linalg.norm(ref, axis=1, keepdims=True)
+    cos = np.abs(np.einsum("tik,tik->tk", np.asarray(res.vectors), ref))
+    np.testing.assert_allclose(cos, 1.0, atol=1e-12)
+    np.testing.assert_allclose(np.asarray(res.exponents), np.log(sigma) / 12, atol=1e-12)
+    assert np.all(np.diff(np.asarray(res.exponents)) < 0)  # j = 0 the most expanding
+    # covariance J_t v_t ∝ v_{t+1} against the numpy Jacobians
     Jv = np.einsum("tij,tjk->tik", J[:-1], res.vectors[:-1])
     Jv /= np.linalg.norm(Jv, axis=1, keepdims=True)
-    np.testing.assert_allclose(np.abs(np.einsum("tik,tik->tk", Jv, res.vectors[1:])), 1.0, atol=1e-8)
-    # the forward exponents (in the CLVs' column order) are the network's Lyapunov exponents
-    ref = rf.lyapunov_spectrum_from_jacobians(jnp.asarray(J))
-    np.testing.assert_allclose(np.sort(res.exponents)[::-1], np.asarray(ref.exponents), atol=1e-8)
-    shared = rf.network_covariant_vectors(rf.Trunk.init(jax.random.key(3), 4), x0, depth=10, num_vectors=2)
-    assert shared.vectors.shape == (10, 4, 2)
+    np.testing.assert_allclose(np.abs(np.einsum("tik,tik->tk", Jv, res.vectors[1:])), 1.0, atol=1e-12)
+    # the leading k vectors are those of the full set
+    two = rf.network_covariant_vectors(trunk, x0, num_vectors=2)
+    np.testing.assert_allclose(np.abs(np.einsum("tik,tik->tk", two.vectors, res.vectors[..., :2])), 1.0, atol=1e-12)
+
+
+def test_network_clvs_of_a_constant_jacobian_are_its_eigenvectors():
+    # relu in its linear region: a_{t+1} = (I + W) a_t with a_0 = b = p_0 > 0, so a_t = 2^t p_0 > 0
+    # and J_t = A = P diag(2, 1, 1/2) P⁻¹ at every layer. Away from both ends (the gaps are ln 2
+    # per layer) the CLVs are P's columns. 80 layers spread the singular values over 4^80 ≈ 10^48,
+    # far beyond what the SVD of the explicit product resolves.
+    P = np.array([[1.0, 0.6, 0.1], [0.5, 0.8, 0.5], [0.3, 0.0, 1.0]])
+    A = P @ np.diag([2.0, 1.0, 0.5]) @ np.linalg.inv(P)
+    trunk = rf.Trunk(jnp.asarray(A - np.eye(3)), jnp.asarray(P[:, 0]), activation="relu")
+    res = rf.network_covariant_vectors(trunk, jnp.zeros(3), depth=80)
+    _assert_equal_up_to_sign(res.vectors[30:50], _unit_columns(P), 1e-12)
+    np.testing.assert_allclose(np.asarray(res.exponents), np.log([2.0, 1.0, 0.5]), atol=0.02)
 
 
 @pytest.mark.parametrize(
@@ -122,6 +147,12 @@ def test_network_clvs_are_covariant_along_layers():
 )
 def test_kaplan_yorke_closed_form(spectrum, expected):
     assert abs(float(rf.kaplan_yorke_dimension(jnp.asarray(spectrum))) - expected) < 1e-12
+
+
+def test_kaplan_yorke_of_integer_exponents():
+    # integers are exponents too: 1 + 1/2
+    assert float(rf.kaplan_yorke_dimension([1, -2])) == 1.5
+    assert float(rf.kaplan_yorke_dimension(np.array([[2, 1, -4]]))[0]) == 2.75
 
 
 def test_kaplan_yorke_batch_and_literature_values():
@@ -150,7 +181,20 @@ def test_kaplan_yorke_batch_and_literature_values():
             "one input",
         ),
         (lambda: rf.covariant.subspace_angles(jnp.ones((3, 2)), 2), ValueError, "num_unstable"),
+        # W = 0: every layer is the identity, all singular values 1, no direction singled out
+        (
+            lambda: rf.network_covariant_vectors(rf.Trunk(jnp.zeros((3, 3)), jnp.ones(3)), jnp.ones(3), depth=5),
+            ValueError,
+            "not defined at num_vectors=3",
+        ),
         (lambda: rf.kaplan_yorke_dimension(jnp.float64(1.0)), ValueError, "exponents"),
+        (
+            lambda: rf.kaplan_yorke_dimension(jnp.array([jnp.nan, jnp.nan])),
+            ValueError,
+            "exponents must not contain NaN",
+        ),
+        (lambda: rf.kaplan_yorke_dimension(jnp.array([0.5, jnp.nan])), ValueError, "NaN"),
+        (lambda: rf.kaplan_yorke_dimension(object()), TypeError, "exponents"),
     ],
 )
 def test_bad_inputs(call, exc, match):
