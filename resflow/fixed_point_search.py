@@ -10,7 +10,8 @@ a (r = σ(a)), where the residual map reads a ↦ a + h W σ(a):
 - the free part solves (W r)_F = 0 with r_F = σ(a_F), r_S the exact 0/1 values of the pattern,
   by Levenberg–Marquardt on a_F (`optimistix`, vmapped over starts, jitted). Working in a keeps
   r_F strictly inside (0, 1); a free component driven past `saturation` is re-marked saturated
-  and the solve is repeated once;
+  and the solve is repeated once; two Newton steps in r_F then solve the free equations, which
+  are linear in r_F, to rounding (LM stops on a step criterion, short of the acceptance test);
 - a saturated component stays saturated when s_i (W r*)_i > 0 (s_i = +1 at 1, −1 at 0): its
   flow eigenvalue λ_i = (1 − 2 r_i)(W r*)_i = −s_i (W r*)_i is then negative, and the map
   contracts it by the multiplier e^{h λ_i} (module `resflow.attractors`); the free block
@@ -242,7 +243,9 @@ def search_residual_fixed_points(
     For each start a (pre-activations): the pattern is saturated where |a_i| ≥ `saturation`
     (r_i = 1 if a_i > 0, else 0), free elsewhere; the free part solves (W r)_F = 0 with
     r_F = σ(a_F) by Levenberg–Marquardt in a_F (optimistix, jitted, vmapped over the starts);
-    free components that run past `saturation` are re-marked saturated and solved again. A
+    free components that run past `saturation` are re-marked saturated and solved again. Two
+    Newton steps in r_F, r_F ← r_F − W_FF⁻¹ (W r)_F, then solve the free equations to rounding
+    (each kept if it lowers the residual and keeps |σ⁻¹(r_F)| < `saturation`). A
     start converges when ‖(W r*)_F‖₂ ≤ tol · (1 + ‖(|W| r*)_F‖₂). Converged starts with the same
     pattern and r* within `atol` (max norm) are one fixed point. Per point: the pattern counts,
     the saturation margin min_S s_i (W r*)_i (> 0: the saturated components are held), the
