@@ -14,8 +14,8 @@ reports those with their q and never calls them fixed points: a point counts as 
 when the error bound of `resflow.find_fixed_points` certifies a true fixed point near it
 (`resflow.dynamics.fixed_point_bound`), not because q is small, since deep in saturation q
 rounds to 0 far from any fixed point. Descent that stops on a plateau of q (a saturated unit
-holds q near h²/2 and the gradient vanishes with σ') is reported as stalled, not as a slow
-point. `resflow.find_fixed_points` (Newton on F(x) = x) is the tool for true fixed points.
+holds q near h²/2, the gradient vanishes with σ', and q is concave there, not at a minimum)
+is reported as stalled, not as a slow point. `resflow.find_fixed_points` (Newton on F(x) = x) is the tool for true fixed points.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ OPTIMISERS = {"adam": optax.adam, "sgd": optax.sgd}
 
 
 class SlowPoints(NamedTuple):
-    """Local minima of q(x) = ½‖F(x) − x‖², one per start.
+    """Where descent on q(x) = ½‖F(x) − x‖² ended, one per start.
 
     A point with ``q > 0`` is **not** a fixed point: the map still moves it by ‖F(x) − x‖ =
     √(2q) per step. Each result is one of three kinds: fixed (`is_fixed`), stalled
@@ -57,10 +57,12 @@ class SlowPoints(NamedTuple):
     - `error`: ``(*batch,)`` e = ‖J_F⁻¹‖₂ (‖F(x) − x‖ + ε(‖x‖ + ‖F(x)‖)), J_F = ∂F/∂x − I:
       to first order, the distance to the fixed point Newton would converge to (``inf``
       where J_F is singular). Of order one or more at a slow point that is not fixed.
-    - `stalled`: ``(*batch,)`` not fixed, q > 0, and the descent stopped on a plateau of q:
-      the quadratic model of q changes q by less than q itself over a step as long as the
-      state, ‖∇q‖ s + ½‖∇²q‖₂ s² < q. Neither a fixed point nor a slow point: the map
-      moves the point by √(2q) per step, and the optimiser's steps have no grip there.
+    - `stalled`: ``(*batch,)`` not fixed, and not a local minimum of q: ∇²q has an
+      eigenvalue below −√ε times its largest |eigenvalue|, so q still falls along some
+      direction, too slowly for the optimiser. This is the edge of a plateau (a unit
+      saturated at σ = 1 holds q near h²/2, ∇q ∝ σ' vanishes, and q is concave towards
+      desaturation) or a saddle of q. Neither a fixed point nor a slow point: the map moves
+      the point by √(2q) per step.
     """
 
     points: Float[Array, "*batch n"]
@@ -136,8 +138,9 @@ def find_slow_points(
     of `resflow.find_fixed_points` that decides `is_fixed` (with J_F = J − I and
     s = 1 + ‖x‖₂: ‖F(x) − x‖ ≤ tol·s and e = ‖J_F⁻¹‖₂ (‖F(x) − x‖ + ε(‖x‖ + ‖F(x)‖)) ≤ xtol·s;
     a small q alone is not enough, since it rounds to 0 deep in a saturated sigmoid, far from
-    any fixed point), and the Hessian ∇²q is formed for `stalled`: a non-fixed point with
-    ‖∇q‖ s + ½‖∇²q‖₂ s² < q sits on a plateau of q, not at a slow point.
+    any fixed point), and the Hessian ∇²q is formed for `stalled`: a non-fixed point where
+    ∇²q has a direction of negative curvature (below −√ε ‖∇²q‖₂) is not a minimum of q but
+    the edge of a plateau or a saddle of q, not a slow point.
 
     Descent reaches a fixed point only to the optimiser's precision; to certify one that
     comes back not fixed but with small q, polish it with ``resflow.find_fixed_points(step,
