@@ -11,7 +11,7 @@ a (r = σ(a)), where the residual map reads a ↦ a + h W σ(a):
   by Levenberg–Marquardt on a_F (`optimistix`, vmapped over starts, jitted). Working in a keeps
   r_F strictly inside (0, 1); a free component driven past `saturation` is re-marked saturated
   and the solve is repeated once; two Newton steps in r_F then solve the free equations, which
-  are linear in r_F, to rounding (LM stops on a step criterion, short of the acceptance test);
+  are linear in r_F, to rounding (LM stops on a step criterion, which does not guarantee the residual test);
 - a saturated component stays saturated when s_i (W r*)_i > 0 (s_i = +1 at 1, −1 at 0): its
   flow eigenvalue λ_i = (1 − 2 r_i)(W r*)_i = −s_i (W r*)_i is then negative, and the map
   contracts it by the multiplier e^{h λ_i} (module `resflow.attractors`); the free block
@@ -144,7 +144,7 @@ NEWTON_STEPS = 2
 def _newton_polish(W_rows, idx, valid, r_sat, r_free, r_max):
     """r* with its free part r_F polished by Newton steps on (W r)_F = W_FF r_F + W_FS r_S = 0.
 
-    LM stops on a step criterion, short of the acceptance test on the residual, and its
+    LM stops on a step criterion that does not guarantee the residual test, and its
     unknowns a_F = σ⁻¹(r_F) scale the Jacobian by σ'(a_F): near saturation that factor is small,
     and LM leaves r_F off by up to residual / σ_min(W_FF D_F). The equations are linear in r_F,
     so a Newton step in r_F, r_F − W_FF⁻¹ (W r)_F, solves them to rounding with W_FF's own
