@@ -22,7 +22,8 @@ Built on it:
 
 Also `jacobian_spectrum` (eigenvalues of d step/dx), `find_fixed_points` (batched damped
 Newton / Levenberg–Marquardt on F(x) = step(x) − x, with scale-aware convergence tests and
-the stability of each point, `Stability`) and `unique_fixed_points` (host-side merging of
+the stability of each point, `Stability`), `fixed_point_bound` (its error-bound test at one
+point, shared with `resflow.find_slow_points`) and `unique_fixed_points` (host-side merging of
 many starts, with a radius tied to each point's precision).
 
 `step` is an argument of the compiled code (`callable_jit`, built on `equinox.filter_jit`):
@@ -56,6 +57,9 @@ __all__ = [
     "FixedPoints",
     "find_fixed_points",
     "unique_fixed_points",
+    "FixedPointBound",
+    "fixed_point_bound",
+    "fixed_point_tolerances",
 ]
 
 
@@ -577,9 +581,69 @@ def stability_code(eigenvalues: jax.Array, converged: jax.Array, marginal_tol) -
     return jnp.where(converged, code, int(Stability.UNCONVERGED)).astype(jnp.int32)
 
 
-def _default_tol(dtype) -> float:
-    # 1e-10 in float64; about 100 ulps in lower precisions, where 1e-10 is unreachable
-    return max(1e-10, 100 * float(jnp.finfo(dtype).eps))
+def fixed_point_tolerances(dtype, tol: float | None = None, xtol: float | None = None) -> tuple[float, float]:
+    """The `tol` and `xtol` of the fixed-point test (`fixed_point_bound`), defaults filled in.
+
+    Defaults: tol = max(1e-10, 100 ε) (1e-10 in float64; about 100 ulps in lower precisions,
+    where 1e-10 is unreachable), xtol = √ε, ε the machine epsilon of `dtype`.
+
+    **Raises:** `ValueError` unless both are > 0.
+    """
+    eps = float(jnp.finfo(dtype).eps)
+    tol = max(1e-10, 100 * eps) if tol is None else tol
+    xtol = float(np.sqrt(eps)) if xtol is None else xtol
+    check_positive("tol", tol)
+    check_positive("xtol", xtol)
+    return tol, xtol
+
+
+class FixedPointBound(NamedTuple):
+    """The fixed-point test at one point x (see `fixed_point_bound`).
+
+    - `jacobian`: ``(n, n)`` ∂step/∂x at x.
+    - `residual`: ``(n,)`` F(x) = step(x) − x; `residual_norm` its 2-norm.
+    - `error`: e = ‖J_F⁻¹‖₂ (‖F(x)‖ + ε(‖x‖ + ‖step(x)‖)), ``inf`` where J_F = ∂step/∂x − I is singular.
+    - `rounding_step`: ‖J_F⁻¹‖₂ ε(‖x‖ + ‖step(x)‖), the distance F's rounding alone accounts for.
+    - `passed`: e finite, ‖F(x)‖ ≤ tol·s and e ≤ xtol·s, s = 1 + ‖x‖₂.
+    """
+
+    jacobian: Float[Array, "n n"]
+    residual: Float[Array, " n"]
+    residual_norm: Float[Array, ""]
+    error: Float[Array, ""]
+    rounding_step: Float[Array, ""]
+    passed: Bool[Array, ""]
+
+
+def fixed_point_bound(step: Callable[[Array], Array], x: Float[Array, " n"], tol, xtol) -> FixedPointBound:
+    """Whether x is within a certified distance of a true fixed point of `step`. Unchecked; traceable.
+
+    With F(x) = step(x) − x, J_F = ∂step/∂x − I, s = 1 + ‖x‖₂ and ε the dtype's machine epsilon:
+    to first order x − x* = J_F⁻¹ F(x), and F is only known to its rounding level
+    ε(‖x‖ + ‖step(x)‖), so the distance to the fixed point x* is at most
+    e = ‖J_F⁻¹‖₂ (‖F(x)‖ + ε(‖x‖ + ‖step(x)‖)). The point passes when e is finite,
+    ‖F(x)‖ ≤ tol·s and e ≤ xtol·s. A point where the map only moves slowly fails: there J_F is
+    as small as F (a saturated sigmoid: both ≈ e^{−z}), so e is of order one or more. This is
+    the test of `find_fixed_points` (which adds a shrinking-Newton-step test) and of
+    `resflow.find_slow_points`' `is_fixed`; `fixed_point_tolerances` gives the defaults.
+
+    **Arguments:** `step` a map ``(n,) -> (n,)``; `x` ``(n,)``; `tol`, `xtol` > 0 (scalars).
+
+    **Returns:** `FixedPointBound`.
+    """
+    step_x = step(x)
+    f = step_x - x
+    fn = jnp.linalg.norm(f)
+    J_step = jax.jacfwd(step)(x)
+    J = J_step - jnp.eye(x.shape[-1], dtype=x.dtype)
+    smin = jnp.linalg.svd(J, compute_uv=False)[-1]
+    inv_norm = jnp.where(smin > 0, 1 / smin, jnp.inf)
+    xn = jnp.linalg.norm(x)
+    rounding = jnp.finfo(x.dtype).eps * (xn + jnp.linalg.norm(step_x))
+    error = inv_norm * (fn + rounding)
+    s = 1 + xn
+    passed = jnp.isfinite(error) & (fn <= tol * s) & (error <= xtol * s)
+    return FixedPointBound(J_step, f, fn, error, inv_norm * rounding, passed)
 
 
 def find_fixed_points(
@@ -644,12 +708,9 @@ def find_fixed_points(
     check_step(step, x0)
     max_iter = check_int("max_iter", max_iter, minimum=1)
     dtype = x0.dtype
-    root_eps = float(np.sqrt(jnp.finfo(dtype).eps))
-    tol = _default_tol(dtype) if tol is None else tol
-    xtol = root_eps if xtol is None else xtol
-    marginal_tol = root_eps if marginal_tol is None else marginal_tol
-    for name, value in (("tol", tol), ("xtol", xtol), ("marginal_tol", marginal_tol)):
-        check_positive(name, value)
+    tol, xtol = fixed_point_tolerances(dtype, tol, xtol)
+    marginal_tol = float(np.sqrt(jnp.finfo(dtype).eps)) if marginal_tol is None else marginal_tol
+    check_positive("marginal_tol", marginal_tol)
     tols = tuple(jnp.asarray(v, dtype) for v in (tol, xtol, marginal_tol))
     return _fixed_points_run(step, x0, *tols, max_iter=max_iter)
 
@@ -659,7 +720,6 @@ def _fixed_points_run(step, x0, tol, xtol, marginal_tol, *, max_iter):
     dtype = x0.dtype
     n = x0.shape[-1]
     eye = jnp.eye(n, dtype=dtype)
-    eps = jnp.finfo(dtype).eps
 
     def residual(x):
         f = step(x) - x
@@ -712,19 +772,13 @@ def _fixed_points_run(step, x0, tol, xtol, marginal_tol, *, max_iter):
 
         x, f, fn, last = jax.lax.fori_loop(0, 3, polish, (x, f, fn, last))
 
-        J_step = jax.jacfwd(step)(x)
-        J = J_step - eye
-        smin = jnp.linalg.svd(J, compute_uv=False)[-1]
-        inv_norm = jnp.where(smin > 0, 1 / smin, jnp.inf)
-        xn = jnp.linalg.norm(x)
-        rounding = eps * (xn + jnp.linalg.norm(f + x))
-        error = inv_norm * (fn + rounding)
-        next_step = jnp.linalg.norm(jnp.linalg.solve(J, f))
-        s = 1 + xn
-        shrinking = (next_step <= last / 2) | (next_step <= inv_norm * rounding)
-        converged = jnp.isfinite(error) & (fn <= tol * s) & (error <= xtol * s) & shrinking
-        ev = _eigvals_sorted(J_step)
-        return FixedPoints(x, converged, fn, ev, stability_code(ev, converged, marginal_tol), it, error)
+        bound = fixed_point_bound(step, x, tol, xtol)
+        next_step = jnp.linalg.norm(jnp.linalg.solve(bound.jacobian - eye, bound.residual))
+        shrinking = (next_step <= last / 2) | (next_step <= bound.rounding_step)
+        converged = bound.passed & shrinking
+        ev = _eigvals_sorted(bound.jacobian)
+        code = stability_code(ev, converged, marginal_tol)
+        return FixedPoints(x, converged, bound.residual_norm, ev, code, it, bound.error)
 
     return _batched(one, x0)
 

@@ -10,7 +10,8 @@ a (r = σ(a)), where the residual map reads a ↦ a + h W σ(a):
 - the free part solves (W r)_F = 0 with r_F = σ(a_F), r_S the exact 0/1 values of the pattern,
   by Levenberg–Marquardt on a_F (`optimistix`, vmapped over starts, jitted). Working in a keeps
   r_F strictly inside (0, 1); a free component driven past `saturation` is re-marked saturated
-  and the solve is repeated once;
+  and the solve is repeated once; two Newton steps in r_F then solve the free equations, which
+  are linear in r_F, to rounding (LM stops on a step criterion, which does not guarantee the residual test);
 - a saturated component stays saturated when s_i (W r*)_i > 0 (s_i = +1 at 1, −1 at 0): its
   flow eigenvalue λ_i = (1 − 2 r_i)(W r*)_i = −s_i (W r*)_i is then negative, and the map
   contracts it by the multiplier e^{h λ_i} (module `resflow.attractors`); the free block
@@ -107,7 +108,8 @@ def _free_residual(y, args):
 def _solve(W, a0, idx, saturation, rtol, atol, *, max_steps):
     """Two rounds of LM on every start: a0 ``(B, n)``, its free indices idx ``(B, m)`` (padded
     with repeats; the free set is |a0| < saturation). Round two re-marks free components that ran
-    past `saturation` as saturated. Returns r*, the free mask, residual and scale. Unchecked."""
+    past `saturation` as saturated. Then Newton steps in r_F (`_newton_polish`). Returns r*, the
+    free mask, residual and scale. Unchecked."""
     solver = optx.LevenbergMarquardt(rtol=rtol, atol=atol)
 
     def round_(_, carry):  # a loop, not two calls: the LM solve is compiled once
@@ -126,13 +128,47 @@ def _solve(W, a0, idx, saturation, rtol, atol, *, max_steps):
         r_sat = jnp.where(free, 0.0, (a > 0).astype(a.dtype))
         y0 = jnp.where(valid, a[idx], 0.0)
         y, valid, r_sat, _, W_rows = jax.lax.fori_loop(0, 2, round_, (y0, valid, r_sat, idx, W[idx]))
-        r = r_sat.at[idx].add(jnp.where(valid, jax.nn.sigmoid(y), 0.0))
+        r = _newton_polish(W_rows, idx, valid, r_sat, jax.nn.sigmoid(y), jax.nn.sigmoid(saturation))
         free = jnp.zeros(a.shape, bool).at[idx].max(valid)
         residual = jnp.linalg.norm(jnp.where(valid, W_rows @ r, 0.0))
         scale = 1.0 + jnp.linalg.norm(jnp.where(valid, jnp.abs(W_rows) @ r, 0.0))
         return r, free, residual, scale
 
     return jax.vmap(one)(a0, idx)
+
+
+NEWTON_STEPS = 2
+"""Newton steps in r_F after the LM rounds (the second refines the first's rounding)."""
+
+
+def _newton_polish(W_rows, idx, valid, r_sat, r_free, r_max):
+    """r* with its free part r_F polished by Newton steps on (W r)_F = W_FF r_F + W_FS r_S = 0.
+
+    LM stops on a step criterion that does not guarantee the residual test, and its
+    unknowns a_F = σ⁻¹(r_F) scale the Jacobian by σ'(a_F): near saturation that factor is small,
+    and LM leaves r_F off by up to residual / σ_min(W_FF D_F). The equations are linear in r_F,
+    so a Newton step in r_F, r_F − W_FF⁻¹ (W r)_F, solves them to rounding with W_FF's own
+    conditioning. A step is kept when it is finite, lowers ‖(W r)_F‖ and leaves every free
+    component free, r_F ∈ (1 − r_max, r_max) with r_max = σ(saturation). Invalid (padded) slots
+    solve the identity. Unchecked."""
+    m = idx.shape[0]
+    both = valid[:, None] & valid[None, :]
+    M = jnp.where(both, W_rows[:, idx], jnp.eye(m, dtype=W_rows.dtype))
+
+    def compose(r_f):
+        return r_sat.at[idx].add(jnp.where(valid, r_f, 0.0))
+
+    def residual(r_f):
+        return jnp.where(valid, W_rows @ compose(r_f), 0.0)
+
+    def step(_, r_f):
+        f = residual(r_f)
+        new = r_f - jnp.linalg.solve(M, f)
+        inside = jnp.all(jnp.where(valid, (new > 1 - r_max) & (new < r_max), True))
+        better = jnp.linalg.norm(residual(new)) < jnp.linalg.norm(f)
+        return jnp.where(jnp.all(jnp.isfinite(new)) & inside & better, new, r_f)
+
+    return compose(jax.lax.fori_loop(0, NEWTON_STEPS, step, r_free))
 
 
 def _free_indices(free: np.ndarray) -> np.ndarray:
@@ -207,7 +243,9 @@ def search_residual_fixed_points(
     For each start a (pre-activations): the pattern is saturated where |a_i| ≥ `saturation`
     (r_i = 1 if a_i > 0, else 0), free elsewhere; the free part solves (W r)_F = 0 with
     r_F = σ(a_F) by Levenberg–Marquardt in a_F (optimistix, jitted, vmapped over the starts);
-    free components that run past `saturation` are re-marked saturated and solved again. A
+    free components that run past `saturation` are re-marked saturated and solved again. Two
+    Newton steps in r_F, r_F ← r_F − W_FF⁻¹ (W r)_F, then solve the free equations to rounding
+    (each kept if it lowers the residual and keeps |σ⁻¹(r_F)| < `saturation`). A
     start converges when ‖(W r*)_F‖₂ ≤ tol · (1 + ‖(|W| r*)_F‖₂). Converged starts with the same
     pattern and r* within `atol` (max norm) are one fixed point. Per point: the pattern counts,
     the saturation margin min_S s_i (W r*)_i (> 0: the saturated components are held), the
