@@ -6,11 +6,11 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib import colors as mcolors
 
-from ..attractors import ResidualFixedPoints, Saturation
+from ..attractors import ResidualFixedPoints, Saturation, SteadyState
 from ..interactions import PairClass, pair_classes
 from ._common import figure_legend, finish, integer_ticks, new_figure
 
-__all__ = ["plot_residual_trajectories", "plot_interaction_matrix", "plot_attractor_portrait"]
+__all__ = ["plot_residual_trajectories", "plot_interaction_matrix", "plot_attractor_portrait", "plot_steady_state"]
 
 _PAIR_MARK = {PairClass.MUTUALISM: "+", PairClass.COMPETITION: "−", PairClass.EXPLOITATION: "±", PairClass.NEUTRAL: "0"}
 
@@ -278,4 +278,65 @@ def plot_attractor_portrait(
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0)
     if title:
         ax.set_title(title)
+    return _save(fig, save)
+
+
+def plot_steady_state(
+    steady: SteadyState,
+    *,
+    depth: int,
+    tol: float = 1e-6,
+    class_names=None,
+    note: str | None = None,
+    title: str | None = None,
+    save=None,
+):
+    """Where the residuals settle after `depth` layers of the shared map (`resflow.steady_state`).
+
+    Left: the class-mean final residual mean_{i ∈ c} r_{T−1,i}, one row per non-empty class,
+    one column per unit (a heat map with its colour bar; equal rows mean a class-independent
+    end state). Right: the last step's movement ‖r_{T−1} − r_{T−2}‖_∞ of every input, sorted,
+    on a log scale, against the convergence threshold `tol` (dashed): inputs below it have
+    converged. A note under the panels (`note`) says, for instance, what was not computed and why.
+
+    **Arguments:**
+
+    - `steady`: a `SteadyState`.
+    - `depth`: T, the layers it was run for (for the labels).
+    - `tol`: the threshold `steady_state` used (default its own, 1e-6).
+    - `class_names`: K row labels (default "class c").
+    - `note`: a line of text under the panels (None: none).
+    - `title`, `save`: figure title; path to write the figure to.
+
+    **Returns:** the matplotlib Figure (the heat map's image and the sorted movements' line).
+
+    **Raises:** `ValueError` if `class_names` does not have K entries.
+    """
+    means = np.asarray(steady.class_means, np.float64)
+    K, n = means.shape
+    names = [f"class {c}" for c in range(K)] if class_names is None else [str(c) for c in class_names]
+    if len(names) != K:
+        raise ValueError(f"class_names must have {K} entries (one per class), got {len(names)}")
+    shown = [c for c in range(K) if int(np.asarray(steady.class_counts)[c]) > 0 and np.isfinite(means[c]).all()]
+    fig, axes = new_figure(1, 2, size=(5.2, max(3.2, 0.3 * len(shown) + 1.8)), width_ratios=[1.4, 1.0])
+    heat, move = axes[0]
+    lo, hi = (0.0, 1.0) if means[shown].min(initial=0) >= 0 and means[shown].max(initial=1) <= 1 else (None, None)
+    im = heat.imshow(means[shown], aspect="auto", cmap="viridis", vmin=lo, vmax=hi, interpolation="nearest")
+    fig.colorbar(im, ax=heat, label=f"class-mean residual after {depth} layers")
+    heat.set_yticks(range(len(shown)), [names[c] for c in shown], fontsize=8 if len(shown) <= 20 else 6)
+    heat.set_xlabel("unit i")
+    heat.set_title(f"where each class settles (dominant state: {float(steady.dominant_fraction):.0%} of inputs)", fontsize=9)
+    change = np.sort(np.ravel(np.asarray(steady.change, np.float64)))
+    floor = np.finfo(np.float64).tiny
+    move.plot(np.arange(1, change.size + 1), np.maximum(change, floor), color="C0", lw=1.6)
+    move.axhline(tol, color="k", ls="--", lw=1)
+    move.set(yscale="log", xlabel="inputs, sorted", ylabel=r"last step $\|r_{T-1} - r_{T-2}\|_\infty$")
+    converged = float(np.mean(np.asarray(steady.converged)))
+    move.set_title(f"{converged:.0%} converged (below the dashed tol = {tol:g})", fontsize=9)
+    move.grid(alpha=0.3)
+    integer_ticks(move, "x")
+    if note:
+        fig.supxlabel(note, fontsize=8, ha="left", x=0.01)
+    if title:
+        fig.suptitle(title)
     return _save(fig, save)
