@@ -10,7 +10,7 @@ import os
 
 import matplotlib.pyplot as plt
 import numpy as np
-from matplotlib.ticker import MaxNLocator
+from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
 
 
 def finish(fig, save: str | os.PathLike | None):
@@ -63,3 +63,16 @@ def figure_legend(fig, axes, *, where: str = "right", **kw):
     loc = "outside right upper" if where == "right" else "outside lower center"
     kw = {"fontsize": 8, "ncols": 1 if where == "right" else min(len(entries), 3)} | kw
     return fig.legend(list(entries.values()), list(entries), loc=loc, **kw)
+
+
+def readable_log_axis(ax, axis: str = "x"):
+    """Label a log `axis` at 1, 2 and 5 × 10^k as plain numbers ("0.05"), unlabelled minor ticks.
+
+    Matplotlib labels the minor ticks of a log axis spanning less than a decade
+    ("3×10⁻¹", "4×10⁻¹", ...), and those labels run into each other.
+    """
+    for name in ("x", "y") if axis == "both" else (axis,):
+        a = getattr(ax, f"{name}axis")
+        a.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0), numticks=8))
+        a.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        a.set_minor_formatter(NullFormatter())

@@ -52,7 +52,7 @@ def plot_residual_statistics(run, *, log_x: bool | None = None, title: str | Non
     floor = np.finfo(np.asarray(run.change_max).dtype).tiny
     bottom.plot(layers[1:], np.maximum(np.asarray(run.change_max)[1:], floor), color="C3", label="max over inputs")
     bottom.plot(layers[1:], np.maximum(np.asarray(run.change_mean)[1:], floor), color="C1", label="mean over inputs")
-    bottom.set(yscale="log", ylabel=r"$\|r_t - r_{t-1}\|_\infty$")
+    bottom.set(yscale="log", ylabel=r"$\|r_t - r_{t-1}\|_\infty$", title="how much the residuals still move")
     for ax in (top, bottom):
         _layer_axis(ax, len(mean), log_x)
     top.set_xlabel("")

@@ -224,7 +224,7 @@ def plot_attractor_portrait(
       filled markers for attracting patterns, open for the others (corners: squares; free
       components: circles).
     - `labels`: ``(batch,)`` classes for the colours; `max_lines` trajectories drawn at most.
-    - `title`, `save`: figure title; path to save to.
+    - `title`: axes title (default "residual trajectories [and fixed points]"); `save`: path to save to.
 
     **Returns:** the matplotlib Figure.
 
@@ -273,11 +273,14 @@ def plot_attractor_portrait(
         ax.set_zlabel("$r_2$")
     else:
         ax.set_aspect("equal")
+        # Shrunk to a square, the box keeps its left edge where the layout put it (and room for
+        # the y label); centred, it would move left past the space the layout left for the label.
+        ax.set_anchor("W")
         ax.grid(alpha=0.3)
-    # Outside the unit square/cube, so that no legend covers a trajectory or a fixed point.
-    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0)
-    if title:
-        ax.set_title(title)
+    # Outside the unit square/cube (a figure legend: the layout makes room for it and the
+    # axis labels), so that no legend covers a trajectory or a fixed point.
+    figure_legend(fig, ax, where="right")
+    ax.set_title(title or ("residual trajectories and fixed points" if fixed_points is not None else "residual trajectories"))
     return _save(fig, save)
 
 
