@@ -7,6 +7,7 @@ The checks measure the rendered figure (window extents from the Agg renderer), i
 of how the plot functions place things.
 """
 
+import functools
 import json
 import warnings
 from pathlib import Path
@@ -169,7 +170,9 @@ def layout_problems(fig) -> list[str]:
             for b in labelled[k + 1 :]:
                 xa, xb = (ln.get_transform().transform(np.asarray(ln.get_xydata(), float)) for ln in (a, b))
                 same_place = xa.shape == xb.shape and np.nanmax(np.abs(xa - xb), initial=0) < 1.0
-                same_look = matplotlib.colors.same_color(a.get_color(), b.get_color()) and a.get_marker() == b.get_marker()
+                same_look = (
+                    matplotlib.colors.same_color(a.get_color(), b.get_color()) and a.get_marker() == b.get_marker()
+                )
                 if same_place and same_look:
                     problems.append(f"legend line hidden under another: {a.get_label()!r} / {b.get_label()!r}")
     # A panel is titled unless it is a twin sharing its box with a titled one (3D: the figure title).
@@ -248,7 +251,9 @@ def _search():
 
 def _spectra():
     flow = np.array([[0.02, -0.5, -1.0], [-0.1, -0.2 + 0.3j, -0.2 - 0.3j]])
-    return ClassSpectra(np.full((2, 3), 0.5), np.array([4, 5]), 1 + flow, flow, np.array([1, 0]), np.array([1, 0], bool))
+    return ClassSpectra(
+        np.full((2, 3), 0.5), np.array([4, 5]), 1 + flow, flow, np.array([1, 0]), np.array([1, 0], bool)
+    )
 
 
 def _growth(T=15):
@@ -309,14 +314,26 @@ def _residuals_by_class():
     return plot_residuals_by_class(net, data.x_test, data.y_test)
 
 
+@functools.cache
 def _claims():
     return json.loads(RESULTS.read_text())["claims"]
 
 
+def _reproduce_figure(name):
+    """The reproduction's figure of claim `name`, from the numbers it stored (docs/results/reproduce)."""
+    return reproduce.FIGURES[name](_claims()[name]["numbers"])
+
+
 FIGURES = {
     "convergence": lambda: plots.plot_convergence(
-        Convergence(np.array([0.5, 0.25, 0.125, 0.0625]), np.array([2, 4, 8, 16]),
-                    np.array([1e-1, 5e-2, 2.5e-2, 1.3e-2]), 1.0, 0.0, 1.0)  # fmt: skip
+        Convergence(
+            np.array([0.5, 0.25, 0.125, 0.0625]),
+            np.array([2, 4, 8, 16]),
+            np.array([1e-1, 5e-2, 2.5e-2, 1.3e-2]),
+            1.0,
+            0.0,
+            1.0,
+        )  # fmt: skip
     ),
     "eigenvalue_cloud": lambda: plots.plot_eigenvalue_cloud(
         RNG.normal(size=(3, 8)) + 1j * RNG.normal(size=(3, 8)), labels=np.array(["a", "b", "c"])
@@ -333,15 +350,25 @@ FIGURES = {
     "residual_statistics": lambda: plots.plot_residual_statistics(_long_run()),
     "class_residual_norms": lambda: plots.plot_class_residual_norms(_long_run()),
     "transient_accuracy": lambda: plots.plot_transient_accuracy(
-        rf.TransientAccuracy(np.arange(6), np.linspace(0.3, 0.96, 6), np.linspace(0.5, 0.96, 6), np.float64(0.96),
-                             np.int64(4), np.int64(4))  # fmt: skip
+        rf.TransientAccuracy(
+            np.arange(6),
+            np.linspace(0.3, 0.96, 6),
+            np.linspace(0.5, 0.96, 6),
+            np.float64(0.96),
+            np.int64(4),
+            np.int64(4),
+        )  # fmt: skip
     ),
-    "residual_trajectories": lambda: plots.plot_residual_trajectories(RNG.uniform(size=(15, 40, 64)), np.arange(40) % 10),
+    "residual_trajectories": lambda: plots.plot_residual_trajectories(
+        RNG.uniform(size=(15, 40, 64)), np.arange(40) % 10
+    ),
     "interaction_64": lambda: plots.plot_interaction_matrix(
         RNG.normal(size=(4, 64, 64)), titles=["W"] + [f"class {c}: mean C" for c in range(3)], mark_pairs=False
     ),
     "interaction_marked": lambda: plots.plot_interaction_matrix(RNG.normal(size=(2, 6, 6)), titles=["W", "C"]),
-    "attractor_2d": lambda: plots.plot_attractor_portrait(*(lambda t, r, y: (r, rf.residual_fixed_points(t), y))(*_two_unit_run())),
+    "attractor_2d": lambda: plots.plot_attractor_portrait(
+        *(lambda t, r, y: (r, rf.residual_fixed_points(t), y))(*_two_unit_run())
+    ),
     "attractor_3d": lambda: plots.plot_attractor_portrait(*(lambda t, r, y: (r, None, y))(*_three_unit_run())),
     "perturbation_growth": lambda: plots.plot_perturbation_growth({"trained trunk": _growth()}),
     "perturbation_two": lambda: plots.plot_perturbation_growth({"ResNet": _growth(), "MLP": np.ones((16, 4))}),
@@ -357,8 +384,7 @@ FIGURES = {
     "training_curves": lambda: plots.plot_training_curves(_history()),
     "depth_history": lambda: plots.plot_depth_history(_history(), max_depth=6, tol=1e-3, warmup=2),
     "residuals_by_class": _residuals_by_class,
-} | {f"reproduce_{name}": (lambda f, name: lambda: f(_claims()[name]["numbers"]))(f, name)
-     for name, f in reproduce.FIGURES.items()}  # fmt: skip
+} | {f"reproduce_{name}": functools.partial(_reproduce_figure, name) for name in reproduce.FIGURES}
 
 
 @pytest.mark.parametrize("name", list(FIGURES))
@@ -368,3 +394,43 @@ def test_figure_reads_at_a_glance(name):
         assert layout_problems(fig) == []
     finally:
         plt.close(fig)
+
+
+# --------------------------------------------------------------------------- analyze.py's figures
+
+
+class _Inputs:
+    """What `resflow.experiments.analysis.fixed_points` reads of its inputs: a run's trunk, depth
+    and test inputs (here a random width-16 trunk: too wide to enumerate 3^16 patterns)."""
+
+    def __init__(self, trunk, x0, y, fig):
+        self.run = type("Run", (), {"trunk": trunk, "depth": 6})()
+        self.x0, self.y, self.num_classes, self.fig = x0, y, 3, fig
+
+
+@pytest.mark.parametrize("shared", [True, False])
+def test_analysis_fixed_points_figure_says_what_was_skipped(tmp_path, shared):
+    from resflow.experiments.analysis import fixed_points
+
+    rng = np.random.default_rng(1)
+    W = rng.normal(0, 0.3, (16, 16) if shared else (6, 16, 16))
+    trunk = rf.Trunk(jnp.asarray(W), jnp.zeros(W.shape[:-1]))
+    x0 = jnp.asarray(rng.normal(size=(24, 16)))
+    plt.close("all")
+    out = fixed_points(_Inputs(trunk, x0, jnp.arange(24) % 3, tmp_path / "fp.png"), plots, steady_depth=40)
+    assert (tmp_path / "fp.png").stat().st_size > 0
+    fig = plt.gcf()
+    words = " ".join([fig.get_suptitle(), fig.get_supxlabel()] + [ax.get_title() for ax in fig.axes])
+    assert "residuals by class" != fig.get_suptitle()
+    assert "not enumerated" in words or "needs a shared-weight" in words
+    if shared:
+        assert "width 16 > 12" in words and "after 40 layers" in words
+        # The steady state is drawn: the class-mean end states, one row per class, all 16 units.
+        image = fig.axes[0].images[0].get_array()
+        np.testing.assert_allclose(image, np.asarray(
+            rf.steady_state(trunk, x0, jnp.arange(24) % 3, depth=40, num_classes=3).class_means), atol=1e-12)  # fmt: skip
+        assert out["steady_state"]["depth"] == 40
+    else:
+        assert "steady_state needs a shared-weight resnet trunk" in words
+    assert layout_problems(fig) == []
+    plt.close("all")

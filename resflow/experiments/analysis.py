@@ -9,6 +9,8 @@ x_0 = lift(x), at most `max_samples` of them; the trunk runs for the run's final
 - ``lyapunov``: `resflow.network_lyapunov_spectrum` per input (and its running estimate).
 - ``fixed-points``: `resflow.residual_fixed_points` (shared sigmoid resnets of width ≤ 12;
   otherwise the JSON says why not) and `resflow.steady_state` after `steady_depth` layers.
+  Figure: the attractor portrait at width 2 or 3; otherwise the steady state, with a note
+  saying why no fixed point is drawn (or, without a steady state, the residuals by class).
 - ``interactions``: `resflow.interaction_coefficients` and `resflow.interaction_summary`.
 - ``perturbation``: `resflow.perturbation_growth` (linearised and nonlinear).
 - ``separability``: `resflow.class_separability` (probes fitted on training data, scored on test).

@@ -280,7 +280,9 @@ def plot_attractor_portrait(
     # Outside the unit square/cube (a figure legend: the layout makes room for it and the
     # axis labels), so that no legend covers a trajectory or a fixed point.
     figure_legend(fig, ax, where="right")
-    ax.set_title(title or ("residual trajectories and fixed points" if fixed_points is not None else "residual trajectories"))
+    ax.set_title(
+        title or ("residual trajectories and fixed points" if fixed_points is not None else "residual trajectories")
+    )
     return _save(fig, save)
 
 
@@ -325,17 +327,23 @@ def plot_steady_state(
     heat, move = axes[0]
     lo, hi = (0.0, 1.0) if means[shown].min(initial=0) >= 0 and means[shown].max(initial=1) <= 1 else (None, None)
     im = heat.imshow(means[shown], aspect="auto", cmap="viridis", vmin=lo, vmax=hi, interpolation="nearest")
-    fig.colorbar(im, ax=heat, label=f"class-mean residual after {depth} layers")
+    fig.colorbar(im, ax=heat, label="class-mean $r_{T-1}$")
     heat.set_yticks(range(len(shown)), [names[c] for c in shown], fontsize=8 if len(shown) <= 20 else 6)
     heat.set_xlabel("unit i")
-    heat.set_title(f"where each class settles (dominant state: {float(steady.dominant_fraction):.0%} of inputs)", fontsize=9)
+    dominant = float(steady.dominant_fraction)
+    heat.set_title(f"class means after T = {depth} layers (dominant end state: {dominant:.0%} of inputs)", fontsize=9)
     change = np.sort(np.ravel(np.asarray(steady.change, np.float64)))
-    floor = np.finfo(np.float64).tiny
+    # A step of exactly 0 has no place on the log axis: drawn on a floor a decade under the
+    # smallest positive step (or tol), and the title says so.
+    positive = change[change > 0]
+    floor = min(positive.min() if positive.size else tol, tol) / 10
     move.plot(np.arange(1, change.size + 1), np.maximum(change, floor), color="C0", lw=1.6)
     move.axhline(tol, color="k", ls="--", lw=1)
     move.set(yscale="log", xlabel="inputs, sorted", ylabel=r"last step $\|r_{T-1} - r_{T-2}\|_\infty$")
+    move.set_ylim(bottom=floor / 2)
     converged = float(np.mean(np.asarray(steady.converged)))
-    move.set_title(f"{converged:.0%} converged (below the dashed tol = {tol:g})", fontsize=9)
+    zeros = f"; {change.size - positive.size} exactly 0, at the bottom" if positive.size < change.size else ""
+    move.set_title(f"{converged:.0%} converged (below the dashed tol = {tol:g}){zeros}", fontsize=9)
     move.grid(alpha=0.3)
     integer_ticks(move, "x")
     if note:

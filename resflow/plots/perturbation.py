@@ -9,7 +9,7 @@ import numpy as np
 from ..perturbation import InjectionResponse, PerturbationGrowth
 from ..robustness import NoiseRobustness
 from ..separability import Separability
-from ._common import figure_legend, finish, integer_ticks, legend_outside, new_figure
+from ._common import figure_legend, finish, integer_ticks, legend_outside, new_figure, readable_log_axis
 
 __all__ = ["plot_perturbation_growth", "plot_injection_response", "plot_separability", "plot_noise_robustness"]
 
@@ -73,6 +73,7 @@ def plot_perturbation_growth(
     ax.axhline(1.0, color="0.5", lw=0.8, ls=":")
     ax.set(xlabel="layer t", ylabel="||δx_t|| / ||δx_0||", yscale="log", title=title)
     integer_ticks(ax, "x")
+    readable_log_axis(ax, "y")
     _legend(ax)
     return finish(fig, save)
 

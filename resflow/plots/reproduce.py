@@ -126,7 +126,12 @@ def plot_transient(numbers: dict, *, save=None):
     )  # fmt: skip
 
 
-_MODEL_STYLES = ({"ls": "-", "marker": "o"}, {"ls": "--", "marker": "s"}, {"ls": ":", "marker": "^"}, {"ls": "-.", "marker": "D"})
+_MODEL_STYLES = (
+    {"ls": "-", "marker": "o"},
+    {"ls": "--", "marker": "s"},
+    {"ls": ":", "marker": "^"},
+    {"ls": "-.", "marker": "D"},
+)
 
 
 def plot_noise(numbers: dict, *, save=None):
@@ -140,7 +145,9 @@ def plot_noise(numbers: dict, *, save=None):
         lyap = np.asarray(numbers["lyapunov"][k]["mean"])
         axes[1, 1].plot(np.arange(1, len(lyap) + 1), lyap, label=label, **styles[k] | {"marker": None})
     resnet = next(iter(names))
-    axes[0, 0].set(xlabel="input noise σ (standardised units)", ylabel="test accuracy", title="accuracy under input noise")
+    axes[0, 0].set(
+        xlabel="input noise σ (standardised units)", ylabel="test accuracy", title="accuracy under input noise"
+    )
     axes[0, 1].set(xlabel="layer t", ylabel="linearised growth ‖δx_t‖/‖δx_0‖", yscale="log",
                    title="perturbation growth")  # fmt: skip
     _band(axes[1, 0], numbers["injection_output_change"], names[resnet], **styles[resnet])
