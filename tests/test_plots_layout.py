@@ -20,6 +20,7 @@ import matplotlib.pyplot as plt
 import matplotlib.text as mtext
 import numpy as np
 import pytest
+from test_plots_sweep import ROWS, history_of
 
 import resflow as rf
 from resflow import plots
@@ -282,22 +283,6 @@ def _history():
     return hist
 
 
-SWEEP_ROWS = [
-    {"lr": lr, "w_std": w, "seed": s, "test_accuracy": 0.5 + 0.1 * s + lr, "final_depth": 5 - (s + int(w)) % 3}
-    for lr in (0.01, 0.003)
-    for w in (1.0, 2.0)
-    for s in range(3)
-]
-
-
-def _sweep_history(row):
-    d = row["final_depth"]
-    hist = [{"epoch": e, "depth": 5 if e <= 2 else d} for e in (1, 2, 3)]
-    if d < 5:
-        hist[1]["depth_after_cut"] = d
-    return hist
-
-
 def _noise(levels=(0.0, 0.5, 1.0)):
     acc = RNG.uniform(0.5, 1, size=(len(levels), 3))
     return rf.NoiseRobustness(np.asarray(levels), acc, acc.mean(1), acc.std(1))
@@ -377,9 +362,9 @@ FIGURES = {
     ),
     "separability": lambda: plots.plot_separability(_separability()),
     "noise_robustness": lambda: plots.plot_noise_robustness({"ResNet": _noise(), "MLP": _noise()}, chance=0.1),
-    "sweep_distribution": lambda: plots.plot_sweep_distribution(SWEEP_ROWS, "test_accuracy", options=("lr", "w_std")),
+    "sweep_distribution": lambda: plots.plot_sweep_distribution(ROWS, "test_accuracy", options=("lr", "w_std")),
     "sweep_depths": lambda: plots.plot_sweep_depth_histories(
-        [_sweep_history(r) for r in SWEEP_ROWS], SWEEP_ROWS, options=("lr", "w_std")
+        [history_of(r) for r in ROWS], ROWS, options=("lr", "w_std")
     ),
     "training_curves": lambda: plots.plot_training_curves(_history()),
     "depth_history": lambda: plots.plot_depth_history(_history(), max_depth=6, tol=1e-3, warmup=2),

@@ -34,6 +34,25 @@ def new_figure(nrows: int = 1, ncols: int = 1, *, size=(5.0, 4.0), **kw):
     return fig, axes
 
 
+LOG_X_FROM = 100
+"""Step or layer axes of at least this many steps are logarithmic by default."""
+
+
+def count_axis(ax, count: int, log_x: bool | None, *, label: str, log_label: str):
+    """An x axis of steps or layers 1 … `count`: logarithmic (labelled `log_label`) when `log_x`
+    (None: from `LOG_X_FROM` steps), else linear with integer ticks (labelled `label`); a grid."""
+    log_x = count >= LOG_X_FROM if log_x is None else log_x
+    if log_x:
+        ax.set_xscale("log")
+        ax.set_xlabel(log_label)
+    else:
+        integer_ticks(ax, "x")
+        ax.set_xlabel(label)
+    ax.set_xlim(1, max(count, 2))
+    ax.grid(alpha=0.3)
+    return log_x
+
+
 def integer_ticks(ax, axis: str = "x"):
     """Put ticks only on integers of `axis` ("x", "y" or "both"): epochs, layers, depths."""
     for name in ("x", "y") if axis == "both" else (axis,):

@@ -9,12 +9,9 @@ import numpy as np
 from matplotlib import colors as mcolors
 from matplotlib.cm import ScalarMappable
 
-from ._common import figure_legend, finish, integer_ticks, legend_outside, new_figure
+from ._common import count_axis, figure_legend, finish, legend_outside, new_figure
 
 __all__ = ["plot_eigenvalue_cloud", "plot_lyapunov_convergence"]
-
-LOG_X_FROM = 100
-"""Runs of at least this many steps get a logarithmic step axis."""
 
 
 def plot_eigenvalue_cloud(
@@ -135,13 +132,12 @@ def plot_lyapunov_convergence(
     if ref is not None and ref.shape != (k,):
         raise ValueError(f"reference must have shape ({k},), got {ref.shape}")
     steps = np.arange(1, T + 1)
-    log_x = T >= LOG_X_FROM
-    # about a thousand log-spaced samples draw the same curve as 10^5 points
-    idx = np.unique(np.geomspace(1, T, num=min(T, 1000)).astype(int) - 1) if log_x else np.arange(T)
-
     many = k > max_labelled
     fig, axes = new_figure(size=(6.5, 4.0))
     ax = axes[0, 0]
+    log_x = count_axis(ax, T, None, label="steps T", log_label="steps T (log scale)")
+    # about a thousand log-spaced samples draw the same curve as 10^5 points
+    idx = np.unique(np.geomspace(1, T, num=min(T, 1000)).astype(int) - 1) if log_x else np.arange(T)
     if many:
         cmap, norm = plt.get_cmap("viridis"), mcolors.Normalize(1, k)
         colors = [cmap(norm(j + 1)) for j in range(k)]
@@ -163,15 +159,7 @@ def plot_lyapunov_convergence(
             ax.axhline(ref[j], color="0.3", lw=0.9, ls="--", label="reference" if j == 0 else None, zorder=1)
     if many:
         fig.colorbar(ScalarMappable(norm, cmap), ax=ax, label="exponent index j (1: largest)")
-    if log_x:
-        ax.set_xscale("log")
-        ax.set_xlabel("steps T (log scale)")
-    else:
-        integer_ticks(ax, "x")
-        ax.set_xlabel("steps T")
-    ax.set_xlim(1, T) if T > 1 else ax.set_xlim(0.5, 1.5)
     ax.set_ylabel("estimate (nats / step)")
     ax.set_title(title if title is not None else "Lyapunov exponents: running estimates")
-    ax.grid(alpha=0.3)
     figure_legend(fig, ax, where="bottom", ncols=min(4, k + (ref is not None)))
     return finish(fig, save)
