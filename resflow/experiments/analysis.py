@@ -9,6 +9,8 @@ x_0 = lift(x), at most `max_samples` of them; the trunk runs for the run's final
 - ``lyapunov``: `resflow.network_lyapunov_spectrum` per input (and its running estimate).
 - ``fixed-points``: `resflow.residual_fixed_points` (shared sigmoid resnets of width ≤ 12;
   otherwise the JSON says why not) and `resflow.steady_state` after `steady_depth` layers.
+  Figure: the attractor portrait at width 2 or 3; otherwise the steady state, with a note
+  saying why no fixed point is drawn (or, without a steady state, the residuals by class).
 - ``interactions``: `resflow.interaction_coefficients` and `resflow.interaction_summary`.
 - ``perturbation``: `resflow.perturbation_growth` (linearised and nonlinear).
 - ``separability``: `resflow.class_separability` (probes fitted on training data, scored on test).
@@ -39,6 +41,7 @@ __all__ = ["ANALYSES", "analyze_run", "Inputs"]
 
 ANALYSES = ("lyapunov", "fixed-points", "interactions", "perturbation", "separability", "noise")
 FIXED_POINT_MAX_WIDTH = 12
+STEADY_STATE_SKIPPED = "steady_state needs a shared-weight resnet trunk"
 NOISE_FRACTIONS = (0.0, 0.1, 0.25, 0.5, 1.0, 2.0)
 
 
@@ -94,19 +97,40 @@ def fixed_points(inp: Inputs, plots, *, steady_depth: int = 1000) -> dict:
         out["fixed_points"]["classified_by"] = _tolist(fps.classified_by)
     else:
         out["fixed_points"] = {"skipped": why}
+    ss = None
     if trunk.shared and trunk.model == "resnet":
         ss = steady_state(trunk, inp.x0, inp.y, depth=steady_depth, num_classes=inp.num_classes)
         out["steady_state"] = {"depth": steady_depth, "converged_fraction": float(jnp.mean(ss.converged))}
         out["steady_state"] |= {k: _tolist(getattr(ss, k)) for k in ("class_counts", "class_distance", "dominant")}
         out["steady_state"]["dominant_fraction"] = float(ss.dominant_fraction)
     else:
-        out["steady_state"] = {"skipped": "steady_state needs a shared-weight resnet trunk"}
-    r = residuals(trunk, trajectory(trunk, inp.x0, depth=inp.run.depth))
-    if trunk.width in (2, 3) and fps is not None:
-        plots.plot_attractor_portrait(r, fps, np.asarray(inp.y), title="residuals and fixed points", save=inp.fig)
-    else:
-        plots.plot_residual_trajectories(r, np.asarray(inp.y), title="residuals by class", save=inp.fig)
+        out["steady_state"] = {"skipped": STEADY_STATE_SKIPPED}
+    _plot_fixed_points(inp, plots, fps, why, ss, steady_depth)
     return out
+
+
+def _plot_fixed_points(inp: Inputs, plots, fps, why: str | None, ss, steady_depth: int) -> None:
+    """The portrait with the fixed points (width 2 or 3); else the steady state, the figure
+    saying why no fixed point is drawn; else the residuals by class, saying what was skipped."""
+    trunk = inp.run.trunk
+    if trunk.width in (2, 3) and fps is not None:
+        r = residuals(trunk, trajectory(trunk, inp.x0, depth=inp.run.depth))
+        plots.plot_attractor_portrait(r, fps, np.asarray(inp.y), title="residuals and fixed points", save=inp.fig)
+        return
+    if why is not None:
+        fixed = f"Fixed points not enumerated: {why}."
+    else:
+        fixed = f"{len(fps.points)} fixed points enumerated (in fixed-points.json); a portrait needs width 2 or 3."
+    if ss is not None:
+        note = f"{fixed}\nShown instead: where the test inputs' residuals settle after {steady_depth} layers."
+        plots.plot_steady_state(ss, depth=steady_depth, note=note, title="fixed points: steady state", save=inp.fig)
+        return
+    r = residuals(trunk, trajectory(trunk, inp.x0, depth=inp.run.depth))
+    plots.plot_residual_trajectories(
+        r, np.asarray(inp.y), activation=trunk.activation,
+        title=f"{fixed}\nNot computed: {STEADY_STATE_SKIPPED}. Shown: residuals by class.",
+        save=inp.fig,
+    )  # fmt: skip
 
 
 def interactions(inp: Inputs, plots) -> dict:

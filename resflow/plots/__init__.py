@@ -18,6 +18,7 @@ from .long_run import plot_transient_accuracy as plot_transient_accuracy  # noqa
 from .network import plot_attractor_portrait as plot_attractor_portrait  # noqa: E402
 from .network import plot_interaction_matrix as plot_interaction_matrix  # noqa: E402
 from .network import plot_residual_trajectories as plot_residual_trajectories  # noqa: E402
+from .network import plot_steady_state as plot_steady_state  # noqa: E402
 from .perturbation import plot_injection_response as plot_injection_response  # noqa: E402
 from .perturbation import plot_noise_robustness as plot_noise_robustness  # noqa: E402
 from .perturbation import plot_perturbation_growth as plot_perturbation_growth  # noqa: E402

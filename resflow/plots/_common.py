@@ -10,7 +10,7 @@ import os
 
 import matplotlib.pyplot as plt
 import numpy as np
-from matplotlib.ticker import MaxNLocator
+from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
 
 
 def finish(fig, save: str | os.PathLike | None):
@@ -32,6 +32,25 @@ def new_figure(nrows: int = 1, ncols: int = 1, *, size=(5.0, 4.0), **kw):
     kw.setdefault("layout", "constrained")
     fig, axes = plt.subplots(nrows, ncols, figsize=(size[0] * ncols, size[1] * nrows), squeeze=False, **kw)
     return fig, axes
+
+
+LOG_X_FROM = 100
+"""Step or layer axes of at least this many steps are logarithmic by default."""
+
+
+def count_axis(ax, count: int, log_x: bool | None, *, label: str, log_label: str):
+    """An x axis of steps or layers 1 … `count`: logarithmic (labelled `log_label`) when `log_x`
+    (None: from `LOG_X_FROM` steps), else linear with integer ticks (labelled `label`); a grid."""
+    log_x = count >= LOG_X_FROM if log_x is None else log_x
+    if log_x:
+        ax.set_xscale("log")
+        ax.set_xlabel(log_label)
+    else:
+        integer_ticks(ax, "x")
+        ax.set_xlabel(label)
+    ax.set_xlim(1, max(count, 2))
+    ax.grid(alpha=0.3)
+    return log_x
 
 
 def integer_ticks(ax, axis: str = "x"):
@@ -63,3 +82,16 @@ def figure_legend(fig, axes, *, where: str = "right", **kw):
     loc = "outside right upper" if where == "right" else "outside lower center"
     kw = {"fontsize": 8, "ncols": 1 if where == "right" else min(len(entries), 3)} | kw
     return fig.legend(list(entries.values()), list(entries), loc=loc, **kw)
+
+
+def readable_log_axis(ax, axis: str = "x"):
+    """Label a log `axis` at 1, 2 and 5 × 10^k as plain numbers ("0.05"), unlabelled minor ticks.
+
+    Matplotlib labels the minor ticks of a log axis spanning less than a decade
+    ("3×10⁻¹", "4×10⁻¹", ...), and those labels run into each other.
+    """
+    for name in ("x", "y") if axis == "both" else (axis,):
+        a = getattr(ax, f"{name}axis")
+        a.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0), numticks=8))
+        a.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        a.set_minor_formatter(NullFormatter())

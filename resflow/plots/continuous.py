@@ -6,7 +6,7 @@ import os
 
 import numpy as np
 
-from ._common import finish, new_figure
+from ._common import finish, new_figure, readable_log_axis
 
 __all__ = ["plot_convergence"]
 
@@ -48,4 +48,5 @@ def plot_convergence(convergence, *, title: str | None = None, save: str | os.Pa
         else f"Euler map vs ODE at S = {convergence.depth_time:g}: slope {convergence.slope:.3f}"
     )
     ax.grid(True, which="both", alpha=0.3)
+    readable_log_axis(ax, "both")
     return finish(fig, save)

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import os
 
+import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib import colors as mcolors
+from matplotlib.cm import ScalarMappable
 
-from ._common import finish, legend_outside, new_figure
+from ._common import count_axis, figure_legend, finish, legend_outside, new_figure
 
 __all__ = ["plot_eigenvalue_cloud", "plot_lyapunov_convergence"]
 
@@ -87,12 +90,18 @@ def plot_lyapunov_convergence(
     *,
     reference=None,
     title: str | None = None,
+    max_labelled: int = 8,
     save: str | os.PathLike | None = None,
 ):
     """Running Lyapunov estimates against the number of steps, one line per exponent.
 
-    The x axis is logarithmic (finite-time estimates converge roughly like 1/T) and each line
-    is annotated with its final value; ``reference`` values, if given, are drawn dashed.
+    The x axis spans the data, steps 1 … T: linear, or logarithmic from T ≥ 100 steps (the
+    finite-time estimates converge roughly like 1/T, so long runs are read on a log scale).
+    Each line ends in a dot at its final value. Up to `max_labelled` exponents get a colour
+    and a legend entry "λj → final value" each; more (e.g. the 64 of a width-64 trunk) are
+    coloured by their index along a colormap with a colour bar "exponent index j", and only
+    λ1 and λk (the largest and the smallest) are named in the legend. ``reference`` values,
+    if given, are drawn as grey dashed lines. The legend sits under the panel.
 
     **Arguments:**
 
@@ -100,13 +109,14 @@ def plot_lyapunov_convergence(
       itself), ``running[t]`` after t + 1 steps.
     - `reference`: optional ``(k,)`` known exponents.
     - `title`: axes title.
+    - `max_labelled`: the most exponents drawn with a legend entry each (≥ 1).
     - `save`: path to write the figure to.
 
-    **Returns:** the matplotlib Figure (k estimate lines and k final-value markers, plus k
-    reference lines).
+    **Returns:** the matplotlib Figure (k estimate lines labelled ``"λj → …"``, or unlabelled
+    past the first and the last when k > `max_labelled`; k final-value markers; k reference lines).
 
     **Raises:** `ValueError` if `running` is not ``(T, k)`` (e.g. a result computed without
-    ``return_running=True``) or `reference` is not ``(k,)``.
+    ``return_running=True``), `reference` is not ``(k,)`` or `max_labelled` < 1.
     """
     if hasattr(running, "running") and hasattr(running, "exponents"):
         running = running.running
@@ -115,39 +125,41 @@ def plot_lyapunov_convergence(
     run = np.asarray(running, dtype=float)
     if run.ndim != 2:
         raise ValueError(f"running must have shape (T, k), got {run.shape}")
+    if max_labelled < 1:
+        raise ValueError(f"max_labelled must be >= 1, got {max_labelled}")
     T, k = run.shape
+    ref = None if reference is None else np.asarray(reference, dtype=float)
+    if ref is not None and ref.shape != (k,):
+        raise ValueError(f"reference must have shape ({k},), got {ref.shape}")
     steps = np.arange(1, T + 1)
-    # about a thousand log-spaced samples draw the same curve as 10^5 points
-    idx = np.unique(np.geomspace(1, T, num=min(T, 1000)).astype(int) - 1)
-
+    many = k > max_labelled
     fig, axes = new_figure(size=(6.5, 4.0))
     ax = axes[0, 0]
+    log_x = count_axis(ax, T, None, label="steps T", log_label="steps T (log scale)")
+    # about a thousand log-spaced samples draw the same curve as 10^5 points
+    idx = np.unique(np.geomspace(1, T, num=min(T, 1000)).astype(int) - 1) if log_x else np.arange(T)
+    if many:
+        cmap, norm = plt.get_cmap("viridis"), mcolors.Normalize(1, k)
+        colors = [cmap(norm(j + 1)) for j in range(k)]
+    else:
+        colors = [f"C{j % 10}" for j in range(k)]
     for j in range(k):
-        (line,) = ax.plot(steps[idx], run[idx, j], lw=1.4, label=f"λ{j + 1}")
+        named = not many or j in (0, k - 1)
         final = run[-1, j]
-        ax.annotate(
-            f"λ{j + 1} = {final:.4f}",
-            xy=(steps[-1], final),
-            xytext=(4, 7),
-            textcoords="offset points",
-            va="bottom",
-            ha="left",
-            fontsize=8,
-            color=line.get_color(),
-            bbox={"boxstyle": "round,pad=0.2", "fc": "white", "ec": "none", "alpha": 0.8},
+        ax.plot(
+            steps[idx],
+            run[idx, j],
+            lw=1.4 if named else 0.9,
+            color=colors[j],
+            label=f"λ{j + 1} → {final:.4g}" if named else None,
         )
-        ax.plot(steps[-1], final, "o", ms=4, color=line.get_color())
-    if reference is not None:
-        ref = np.asarray(reference, dtype=float)
-        if ref.shape != (k,):
-            raise ValueError(f"reference must have shape ({k},), got {ref.shape}")
+        ax.plot(steps[-1], final, "o", ms=4 if named else 2.5, color=colors[j], clip_on=False)
+    if ref is not None:
         for j in range(k):
             ax.axhline(ref[j], color="0.3", lw=0.9, ls="--", label="reference" if j == 0 else None, zorder=1)
-    ax.set_xscale("log")
-    ax.set_xlabel("steps T")
+    if many:
+        fig.colorbar(ScalarMappable(norm, cmap), ax=ax, label="exponent index j (1: largest)")
     ax.set_ylabel("estimate (nats / step)")
     ax.set_title(title if title is not None else "Lyapunov exponents: running estimates")
-    legend_outside(ax)
-    # room on the (log) right for the final-value annotations
-    ax.set_xlim(1, max(T, 2) * 10)
+    figure_legend(fig, ax, where="bottom", ncols=min(4, k + (ref is not None)))
     return finish(fig, save)

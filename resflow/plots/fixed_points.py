@@ -57,6 +57,7 @@ def plot_fixed_point_search(
     ax.invert_yaxis()
     ax.set_xlabel(f"Re λ, flow Jacobian at the class-mean residual ({keep} leading)")
     ax.set_ylabel("class (red: near a saddle)")
+    ax.set_title("flow spectrum at each class mean", fontsize=10)
     if search is not None:
         _plot_search(axes[0, 1], search)
     return finish(fig, save)
@@ -79,6 +80,7 @@ def _plot_search(ax, search):
         fontsize=7,
     )
     ax.set_xlabel("fixed point reached")
+    ax.set_title("fixed points the search reached", fontsize=10)
     ax.set_ylabel("components")
     rho = ax.twinx()
     radius = np.abs(np.asarray(search.multipliers)).max(axis=1, initial=0.0)

@@ -4,26 +4,20 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._common import figure_legend, finish, integer_ticks, new_figure
+from ._common import LOG_X_FROM as LOG_X_FROM
+from ._common import count_axis, figure_legend, finish, integer_ticks, new_figure
 from .network import class_colors
 
 __all__ = ["plot_residual_statistics", "plot_class_residual_norms", "plot_transient_accuracy"]
 
-LOG_X_FROM = 100
-"""Depths of at least this many layers get a logarithmic layer axis by default."""
-
 
 def _layer_axis(ax, depth: int, log_x: bool | None):
     """Layers 1 … T on x (layer t + 1 shows r_t), logarithmic for long runs."""
-    log_x = depth >= LOG_X_FROM if log_x is None else log_x
-    if log_x:
-        ax.set_xscale("log")
-        ax.set_xlabel("layer t + 1 (log scale; r_t is the residual added by layer t + 1)")
-    else:
-        integer_ticks(ax, "x")
-        ax.set_xlabel("layer t + 1 (r_t is the residual added by layer t + 1)")
-    ax.set_xlim(1, max(depth, 2))
-    ax.grid(alpha=0.3)
+    count_axis(
+        ax, depth, log_x,
+        label="layer t + 1 (r_t is the residual added by layer t + 1)",
+        log_label="layer t + 1 (log scale; r_t is the residual added by layer t + 1)",
+    )  # fmt: skip
 
 
 def plot_residual_statistics(run, *, log_x: bool | None = None, title: str | None = None, save=None):
@@ -52,7 +46,7 @@ def plot_residual_statistics(run, *, log_x: bool | None = None, title: str | Non
     floor = np.finfo(np.asarray(run.change_max).dtype).tiny
     bottom.plot(layers[1:], np.maximum(np.asarray(run.change_max)[1:], floor), color="C3", label="max over inputs")
     bottom.plot(layers[1:], np.maximum(np.asarray(run.change_mean)[1:], floor), color="C1", label="mean over inputs")
-    bottom.set(yscale="log", ylabel=r"$\|r_t - r_{t-1}\|_\infty$")
+    bottom.set(yscale="log", ylabel=r"$\|r_t - r_{t-1}\|_\infty$", title="how much the residuals still move")
     for ax in (top, bottom):
         _layer_axis(ax, len(mean), log_x)
     top.set_xlabel("")

@@ -6,11 +6,11 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib import colors as mcolors
 
-from ..attractors import ResidualFixedPoints, Saturation
+from ..attractors import ResidualFixedPoints, Saturation, SteadyState
 from ..interactions import PairClass, pair_classes
 from ._common import figure_legend, finish, integer_ticks, new_figure
 
-__all__ = ["plot_residual_trajectories", "plot_interaction_matrix", "plot_attractor_portrait"]
+__all__ = ["plot_residual_trajectories", "plot_interaction_matrix", "plot_attractor_portrait", "plot_steady_state"]
 
 _PAIR_MARK = {PairClass.MUTUALISM: "+", PairClass.COMPETITION: "−", PairClass.EXPLOITATION: "±", PairClass.NEUTRAL: "0"}
 
@@ -224,7 +224,7 @@ def plot_attractor_portrait(
       filled markers for attracting patterns, open for the others (corners: squares; free
       components: circles).
     - `labels`: ``(batch,)`` classes for the colours; `max_lines` trajectories drawn at most.
-    - `title`, `save`: figure title; path to save to.
+    - `title`: axes title (default "residual trajectories [and fixed points]"); `save`: path to save to.
 
     **Returns:** the matplotlib Figure.
 
@@ -273,9 +273,81 @@ def plot_attractor_portrait(
         ax.set_zlabel("$r_2$")
     else:
         ax.set_aspect("equal")
+        # Shrunk to a square, the box keeps its left edge where the layout put it (and room for
+        # the y label); centred, it would move left past the space the layout left for the label.
+        ax.set_anchor("W")
         ax.grid(alpha=0.3)
-    # Outside the unit square/cube, so that no legend covers a trajectory or a fixed point.
-    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0)
+    # Outside the unit square/cube (a figure legend: the layout makes room for it and the
+    # axis labels), so that no legend covers a trajectory or a fixed point.
+    figure_legend(fig, ax, where="right")
+    ax.set_title(
+        title or ("residual trajectories and fixed points" if fixed_points is not None else "residual trajectories")
+    )
+    return _save(fig, save)
+
+
+def plot_steady_state(
+    steady: SteadyState,
+    *,
+    depth: int,
+    tol: float = 1e-6,
+    class_names=None,
+    note: str | None = None,
+    title: str | None = None,
+    save=None,
+):
+    """Where the residuals settle after `depth` layers of the shared map (`resflow.steady_state`).
+
+    Left: the class-mean final residual mean_{i ∈ c} r_{T−1,i}, one row per non-empty class,
+    one column per unit (a heat map with its colour bar; equal rows mean a class-independent
+    end state). Right: the last step's movement ‖r_{T−1} − r_{T−2}‖_∞ of every input, sorted,
+    on a log scale, against the convergence threshold `tol` (dashed): inputs below it have
+    converged. A note under the panels (`note`) says, for instance, what was not computed and why.
+
+    **Arguments:**
+
+    - `steady`: a `SteadyState`.
+    - `depth`: T, the layers it was run for (for the labels).
+    - `tol`: the threshold `steady_state` used (default its own, 1e-6).
+    - `class_names`: K row labels (default "class c").
+    - `note`: a line of text under the panels (None: none).
+    - `title`, `save`: figure title; path to write the figure to.
+
+    **Returns:** the matplotlib Figure (the heat map's image and the sorted movements' line).
+
+    **Raises:** `ValueError` if `class_names` does not have K entries.
+    """
+    means = np.asarray(steady.class_means, np.float64)
+    K, n = means.shape
+    names = [f"class {c}" for c in range(K)] if class_names is None else [str(c) for c in class_names]
+    if len(names) != K:
+        raise ValueError(f"class_names must have {K} entries (one per class), got {len(names)}")
+    shown = [c for c in range(K) if int(np.asarray(steady.class_counts)[c]) > 0 and np.isfinite(means[c]).all()]
+    fig, axes = new_figure(1, 2, size=(5.2, max(3.2, 0.3 * len(shown) + 1.8)), width_ratios=[1.4, 1.0])
+    heat, move = axes[0]
+    lo, hi = (0.0, 1.0) if means[shown].min(initial=0) >= 0 and means[shown].max(initial=1) <= 1 else (None, None)
+    im = heat.imshow(means[shown], aspect="auto", cmap="viridis", vmin=lo, vmax=hi, interpolation="nearest")
+    fig.colorbar(im, ax=heat, label="class-mean $r_{T-1}$")
+    heat.set_yticks(range(len(shown)), [names[c] for c in shown], fontsize=8 if len(shown) <= 20 else 6)
+    heat.set_xlabel("unit i")
+    dominant = float(steady.dominant_fraction)
+    heat.set_title(f"class means after T = {depth} layers (dominant end state: {dominant:.0%} of inputs)", fontsize=9)
+    change = np.sort(np.ravel(np.asarray(steady.change, np.float64)))
+    # A step of exactly 0 has no place on the log axis: drawn on a floor a decade under the
+    # smallest positive step (or tol), and the title says so.
+    positive = change[change > 0]
+    floor = min(positive.min() if positive.size else tol, tol) / 10
+    move.plot(np.arange(1, change.size + 1), np.maximum(change, floor), color="C0", lw=1.6)
+    move.axhline(tol, color="k", ls="--", lw=1)
+    move.set(yscale="log", xlabel="inputs, sorted", ylabel=r"last step $\|r_{T-1} - r_{T-2}\|_\infty$")
+    move.set_ylim(bottom=floor / 2)
+    converged = float(np.mean(np.asarray(steady.converged)))
+    zeros = f"; {change.size - positive.size} exactly 0, at the bottom" if positive.size < change.size else ""
+    move.set_title(f"{converged:.0%} converged (below the dashed tol = {tol:g}){zeros}", fontsize=9)
+    move.grid(alpha=0.3)
+    integer_ticks(move, "x")
+    if note:
+        fig.supxlabel(note, fontsize=8, ha="left", x=0.01)
     if title:
-        ax.set_title(title)
+        fig.suptitle(title)
     return _save(fig, save)

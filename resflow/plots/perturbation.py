@@ -9,15 +9,21 @@ import numpy as np
 from ..perturbation import InjectionResponse, PerturbationGrowth
 from ..robustness import NoiseRobustness
 from ..separability import Separability
-from ._common import figure_legend, finish, legend_outside, new_figure
+from ._common import figure_legend, finish, integer_ticks, legend_outside, new_figure, readable_log_axis
 
 __all__ = ["plot_perturbation_growth", "plot_injection_response", "plot_separability", "plot_noise_robustness"]
 
 
-def _band(ax, x, values, *, color, label, ls="-", quantiles=(0.1, 0.9), fill=True):
-    """Median over every axis but the first, with a shaded inter-quantile band."""
+def _band(ax, x, values, *, color, label, ls="-", quantiles=(0.1, 0.9), fill=True, marked=False):
+    """Median over every axis but the first, with a shaded inter-quantile band.
+
+    `marked`: open markers on the line (about 12), drawn above the others, so that a
+    dashed curve lying on a solid one of the same colour still shows (and its legend entry
+    differs from the solid one's).
+    """
     v = np.asarray(values, np.float64).reshape(len(x), -1)
-    (line,) = ax.plot(x, np.median(v, axis=1), color=color, ls=ls, lw=1.8, label=label)
+    marks = {"marker": "o", "mfc": "white", "ms": 4.5, "markevery": max(1, len(x) // 12), "zorder": 3} if marked else {}
+    (line,) = ax.plot(x, np.median(v, axis=1), color=color, ls=ls, lw=1.8, label=label, **marks)
     if fill and v.shape[1] > 1:
         lo, hi = np.quantile(v, quantiles, axis=1)
         ax.fill_between(x, lo, hi, color=color, alpha=0.18, lw=0)
@@ -47,7 +53,8 @@ def plot_perturbation_growth(
     """||δx_t|| / ||δx_0|| against layer t (log scale), one colour per model.
 
     `growths` maps a label (e.g. ``"ResNet"``, ``"MLP"``) to a `PerturbationGrowth` (linearised:
-    solid line, nonlinear: dashed) or to an array ``(T + 1, ...)`` of growth ratios. Lines are
+    solid line, nonlinear: dashed with open circles, drawn on top, so that it shows where the
+    two coincide) or to an array ``(T + 1, ...)`` of growth ratios. Lines are
     medians over draws and inputs, bands the `quantiles` (default 10 %–90 %) of the linearised
     growth (of the array).
     """
@@ -59,12 +66,14 @@ def plot_perturbation_growth(
         if isinstance(g, PerturbationGrowth):
             t = np.arange(g.linear.shape[0])
             _band(ax, t, g.linear, color=c, label=f"{label} linearised (JVP)", quantiles=quantiles)
-            _band(ax, t, g.nonlinear, color=c, label=f"{label} nonlinear", ls="--", fill=False)
+            _band(ax, t, g.nonlinear, color=c, label=f"{label} nonlinear", ls="--", fill=False, marked=True)
         else:
             t = np.arange(np.shape(g)[0])
             _band(ax, t, g, color=c, label=label, quantiles=quantiles)
     ax.axhline(1.0, color="0.5", lw=0.8, ls=":")
     ax.set(xlabel="layer t", ylabel="||δx_t|| / ||δx_0||", yscale="log", title=title)
+    integer_ticks(ax, "x")
+    readable_log_axis(ax, "y")
     _legend(ax)
     return finish(fig, save)
 
@@ -74,7 +83,8 @@ def plot_injection_response(
 ):
     """Output change ||Δx_T|| / ||δ|| against the layer s where δ is injected (log scale).
 
-    One colour per model; solid: nonlinear (median and inter-quantile band), dashed: linearised.
+    One colour per model; solid: nonlinear (median and inter-quantile band), dashed with open
+    circles (on top): linearised.
     s = 0 perturbs the input, s = T the output itself (gain 1).
     """
     responses = _as_mapping(responses, InjectionResponse)
@@ -83,7 +93,7 @@ def plot_injection_response(
     for i, (label, r) in enumerate(responses.items()):
         s = np.asarray(r.layers)
         _band(ax, s, r.nonlinear, color=f"C{i}", label=f"{label} nonlinear", quantiles=quantiles)
-        _band(ax, s, r.linear, color=f"C{i}", label=f"{label} linearised", ls="--", fill=False)
+        _band(ax, s, r.linear, color=f"C{i}", label=f"{label} linearised", ls="--", fill=False, marked=True)
     ax.axhline(1.0, color="0.5", lw=0.8, ls=":")
     ax.set(
         xlabel="injection layer s",
