@@ -137,6 +137,18 @@ def _check_label_range(where: str, n_classes: int, max_classes: int, y_train, y_
         )
 
 
+def _check_train_classes(where: str, y_train, y_test, hint: str) -> None:
+    seen = np.unique(y_train)
+    if len(seen) < 2:
+        raise DataError(f"{where}: every training label is {seen[0]}; a classifier needs at least 2 classes{hint}")
+    only_test = np.setdiff1d(y_test, y_train)
+    if len(only_test):
+        raise DataError(
+            f"{where}: class(es) {only_test[:5].tolist()} occur only in the test split ({len(y_test)} of "
+            f"{len(y_train) + len(y_test)} samples), so no model can learn them{hint}"
+        )
+
+
 def _make(
     name,
     x_train,
@@ -154,10 +166,10 @@ def _make(
     **Raises:** `DataError` naming the source for non-numeric or non-finite inputs, sample
     and label counts that disagree, train/test dimensions that differ, labels that are not
     non-negative integers, labels >= `n_classes` when the data set's class count is known,
-    more than `max_classes` classes, (count unknown) a label range with classes that
-    occur in neither split (e.g. a stray label 200 among 0 … 9), fewer than 2 classes in
-    the training split, or a class that occurs only in the test split (no model can learn
-    it); `hint` is appended to the last two messages.
+    more than `max_classes` classes, or (count unknown: read from the labels) a label range
+    with classes that occur in neither split (e.g. a stray label 200 among 0 … 9), fewer than
+    2 classes in the training split, or a class that occurs only in the test split (no model
+    can learn it); `hint` is appended to the last two messages.
     """
     where = str(meta.get("source", name))
     x_train, x_test = _inputs(where, "x_train", x_train), _inputs(where, "x_test", x_test)
@@ -174,15 +186,7 @@ def _make(
     else:
         n_classes = top + 1
         _check_label_range(where, n_classes, max_classes, y_train, y_test)
-    seen = np.unique(y_train)
-    if len(seen) < 2:
-        raise DataError(f"{where}: every training label is {seen[0]}; a classifier needs at least 2 classes{hint}")
-    only_test = np.setdiff1d(y_test, y_train)
-    if len(only_test):
-        raise DataError(
-            f"{where}: class(es) {only_test[:5].tolist()} occur only in the test split ({len(y_test)} of "
-            f"{len(y_train) + len(y_test)} samples), so no model can learn them{hint}"
-        )
+        _check_train_classes(where, y_train, y_test, hint)
     y_train, y_test = y_train.astype(np.int32), y_test.astype(np.int32)
     info = {
         "name": name,
@@ -589,8 +593,9 @@ def load_dataset(name: str, *, seed: int = 0, path=None, standardize: bool = Tru
     `FileNotFoundError` for missing files; `DataError` (a `ValueError`) naming the file for
     bad contents: broken gzip or zip archives, short headers, bad magic numbers, counts
     that disagree, non-finite values, non-integer or negative labels, more than
-    `MAX_CLASSES` classes, classes absent from the training split, or train and test
-    dimensions that differ.
+    `MAX_CLASSES` classes, (csv and the generated sets) fewer than 2 classes in the training
+    split or classes that occur only in the test split, or train and test dimensions that
+    differ.
     """
     if name not in DATASETS:
         raise ValueError(f"data set must be one of {list(DATASETS)}, got {name!r}")
