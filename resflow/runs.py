@@ -73,7 +73,7 @@ RUN_FILES = (
 
 FORMAT, VERSION = "resflow-run", 1
 # Options of load_dataset that a Dataset's meta records, per data set (the rest are defaults).
-_META_OPTIONS = {"circles": ("noise", "radii", "n_train", "n_test")}
+_META_OPTIONS = {"circles": ("noise", "radii", "n_train", "n_test"), "csv": ("label_column", "test_fraction")}
 
 
 class RunError(ValueError):

@@ -144,23 +144,37 @@ def test_bad_csv_file_is_one_line_exit_2(tmp_path, capsys, text, message):
     assert not (tmp_path / "run").exists()
 
 
-def test_csv_label_column_and_test_fraction_flags(tmp_path, capsys):
+def test_csv_label_column_and_test_fraction_flags(tmp_path, capsys, monkeypatch):
+    import resflow as rf
+    import resflow.train
+
     rng = np.random.default_rng(0)
     x = rng.normal(size=(40, 2))
     kind = (x[:, 0] > 0).astype(int)
     table = tmp_path / "table.csv"
     table.write_text("kind,u,v\n" + "".join(f"{k},{a},{b}\n" for k, (a, b) in zip(kind, x, strict=True)))
-    out = tmp_path / "run"
-    argv = ["--data", "csv", "--data-path", str(table), "--label-column", "kind", "--test-fraction", "0.25"]
-    assert cli.main([*argv, "--width", "3", "--depth", "2", "--epochs", "1", "--no-progress", "--out", str(out)]) == 0
-    assert "csv: 30 train / 10 test, dim 2" in capsys.readouterr().out
-    import resflow as rf
+    seen = {}
 
-    run = rf.load_run(out)
-    assert run.data["source"]["options"] == {"label_column": "kind", "test_fraction": 0.25}
-    data = run.load_data()  # reloaded as recorded, fingerprint-checked
-    raw = np.concatenate([data.x_train, data.x_test]) * run.preprocessing["std"][0] + run.preprocessing["mean"][0]
-    np.testing.assert_allclose(np.sort(raw[:, 0]), np.sort(x[:, 0]), rtol=1e-5, atol=1e-5)  # u, not the labels
+    def fake_fit(data, config, **kwargs):  # the flags' effect is in what reaches fit; no training needed
+        seen.update(data=data, source=kwargs["data_source"])
+        raise SystemExit(0)
+
+    monkeypatch.setattr(resflow.train, "fit", fake_fit)
+    argv = ["--data", "csv", "--data-path", str(table), "--label-column", "kind", "--test-fraction", "0.25"]
+    with pytest.raises(SystemExit):
+        cli.main([*argv, "--out", str(tmp_path / "run")])
+    assert "csv: 30 train / 10 test, dim 2" in capsys.readouterr().out
+    data, source = seen["data"], seen["source"]
+    assert source["options"] == {"label_column": "kind", "test_fraction": 0.25}
+    np.testing.assert_array_equal(np.sort(np.concatenate([data.y_train, data.y_test])), np.sort(kind))
+    mean, std = np.asarray(data.meta["mean"]), np.asarray(data.meta["std"])
+    raw = np.concatenate([data.x_train, data.x_test]) * std + mean
+    np.testing.assert_allclose(np.sort(raw, 0), np.sort(x, 0), rtol=1e-5, atol=1e-5)  # u, v: not the labels
+    # The recorded source reloads the same arrays (what load_run(...).load_data() does), also from
+    # the data's own meta when fit is called from Python without data_source.
+    for src in (source, rf.runs.data_source(data)):
+        again = rf.load_dataset(src["name"], seed=src["seed"], path=src["path"], **src["options"])
+        assert rf.runs.data_fingerprint(again) == rf.runs.data_fingerprint(data)
 
 
 def test_existing_run_is_refused_overwrite_clears_only_run_files(tmp_path, capsys):
