@@ -513,12 +513,14 @@ def csv(
     if width < 2:
         raise DataError(f"{path}: needs a label column and at least one feature column, got {width} column(s)")
     col = _label_index(path, label_column, header, width)
+    first = rows[0][0] if header is None else -1
     for line, r in rows:
         for j, c in enumerate(r):
             if not _number(c):
                 what = "an empty cell (missing value)" if not c.strip() else f"{c.strip()!r}, not a number"
                 name = f" ({header[j]!r})" if header is not None else ""
-                raise DataError(f"{path}: line {line}, column {j}{name}: {what}; every cell must be a number")
+                mixed = " (a header row names every column and holds no number)" if line == first and c.strip() else ""
+                raise DataError(f"{path}: line {line}, column {j}{name}: {what}; every cell must be a number{mixed}")
     table = np.asarray([r for _, r in rows], dtype=np.float64)
     y = table[:, col]
     x = np.delete(table, col, axis=1)
