@@ -62,21 +62,35 @@ def add_fields(group, cls) -> list[str]:
 
 
 def add_data_flags(group, *, seed_help: str | None) -> None:
-    """The data flags shared by the scripts (``--data --data-path --samples --noise``, and
-    ``--seed`` with `seed_help` unless it is None)."""
+    """The data flags shared by the scripts (``--data --data-path --samples --noise
+    --label-column --test-fraction``, and ``--seed`` with `seed_help` unless it is None)."""
     from .data import DATASETS
 
     group.add_argument(
         "--data", choices=DATASETS, default="digits", help="data set (default: digits, ships with sklearn)"
     )
     group.add_argument(
-        "--data-path", default=None, help="mnist/fashion-mnist: folder with the 4 IDX files (.gz ok) or .npz"
+        "--data-path",
+        default=None,
+        help="mnist/fashion-mnist: folder with the 4 IDX files (.gz ok) or .npz; csv: the .csv file (one sample per row)",
     )
     group.add_argument(
         "--samples", type=int, default=5000, help="mnist1d: generated samples, 80%% train (default: 5000)"
     )
     group.add_argument(
         "--noise", type=float, default=0.0, help="circles: std of Gaussian noise on the points (default: 0)"
+    )
+    group.add_argument(
+        "--label-column",
+        default=None,
+        help="csv: the label column, a header name or an index (negative from the end) "
+        "(default: the column named 'label', else the last)",
+    )
+    group.add_argument(
+        "--test-fraction",
+        type=float,
+        default=None,
+        help="csv, digits: fraction of the rows held out for testing, in (0, 1) (default: 0.2)",
     )
     if seed_help is not None:
         group.add_argument("--seed", type=int, default=0, help=seed_help)
@@ -99,12 +113,24 @@ def data_source_of(args, seed: int) -> dict:
     """The `resflow.load_dataset` arguments of the flags (only the options the data set reads),
     with data seed `seed` (split / generation)."""
     options = {"circles": {"noise": args.noise}, "mnist1d": {"num_samples": args.samples}}.get(args.data, {})
+    # Only when given: the loaders' defaults then apply, and default folder names stay as before.
+    given = {"label_column": args.label_column, "test_fraction": args.test_fraction}
+    options |= {k: v for k, v in given.items() if v is not None}
     path = str(Path(args.data_path).resolve()) if args.data_path is not None else None
     return {"name": args.data, "seed": seed, "path": path, "standardize": True, "options": options}
 
 
 def check_data_flags(args) -> None:
-    """**Raises:** `ValueError` naming ``--samples`` / ``--noise`` when out of range."""
+    """**Raises:** `ValueError` naming ``--samples`` / ``--noise`` / ``--test-fraction`` when out
+    of range, or ``--label-column`` / ``--test-fraction`` given for a data set that does not read it."""
+    for flag, value, readers in (
+        ("--label-column", args.label_column, ("csv",)),
+        ("--test-fraction", args.test_fraction, ("csv", "digits")),
+    ):
+        if value is not None and args.data not in readers:
+            raise ValueError(f"{flag} applies to --data {' or '.join(readers)} only, not to --data {args.data}")
+    if args.test_fraction is not None and not 0.0 < args.test_fraction < 1.0:
+        raise ValueError(f"--test-fraction must be in (0, 1), got {args.test_fraction}")
     if args.samples < 1:
         raise ValueError(f"--samples must be >= 1, got {args.samples}")
     if args.noise < 0:

@@ -20,7 +20,9 @@ standardisation statistics). Sources:
 Every loader checks what it reads before anything trains, and reports a bad file as a
 `DataError` that names the file and the problem.
 
-Standardisation (per input dimension, mean 0 / std 1) is fitted on the training split only.
+Standardisation (per input dimension, mean 0 / std 1) is fitted on the training split only;
+stds below a floor (a fraction of the median std) are raised to it, so that features that
+hardly vary in training do not amplify small changes (see `standardize`).
 `batch_indices` gives deterministic shuffled mini-batches from a `jax.random` key.
 """
 
@@ -56,6 +58,7 @@ __all__ = [
     "read_idx",
     "DataError",
     "standardize",
+    "STD_FLOOR",
     "batch_indices",
     "default_cache_dir",
 ]
@@ -72,6 +75,9 @@ IDX_FILES = {
 
 
 MAX_CLASSES = 1000
+# Standardisation divides feature j by max(σ_j, STD_FLOOR · median σ): a feature constant in
+# training amplifies a change at most 1 / STD_FLOOR times as much as a typical one.
+STD_FLOOR = 0.1
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 
 
@@ -131,16 +137,39 @@ def _check_label_range(where: str, n_classes: int, max_classes: int, y_train, y_
         )
 
 
+def _check_train_classes(where: str, y_train, y_test, hint: str) -> None:
+    seen = np.unique(y_train)
+    if len(seen) < 2:
+        raise DataError(f"{where}: every training label is {seen[0]}; a classifier needs at least 2 classes{hint}")
+    only_test = np.setdiff1d(y_test, y_train)
+    if len(only_test):
+        raise DataError(
+            f"{where}: class(es) {only_test[:5].tolist()} occur only in the test split ({len(y_test)} of "
+            f"{len(y_train) + len(y_test)} samples), so no model can learn them{hint}"
+        )
+
+
 def _make(
-    name, x_train, y_train, x_test, y_test, *, n_classes: int | None = None, max_classes: int = MAX_CLASSES, **meta
+    name,
+    x_train,
+    y_train,
+    x_test,
+    y_test,
+    *,
+    n_classes: int | None = None,
+    max_classes: int = MAX_CLASSES,
+    hint: str = "",
+    **meta,
 ) -> Dataset:
     """A checked `Dataset`: finite float32 inputs of one dimension, labels 0 … K−1.
 
     **Raises:** `DataError` naming the source for non-numeric or non-finite inputs, sample
     and label counts that disagree, train/test dimensions that differ, labels that are not
     non-negative integers, labels >= `n_classes` when the data set's class count is known,
-    more than `max_classes` classes, or (count unknown) a label range with classes that
-    occur in neither split (e.g. a stray label 200 among 0 … 9).
+    more than `max_classes` classes, or (count unknown: read from the labels) a label range
+    with classes that occur in neither split (e.g. a stray label 200 among 0 … 9), fewer than
+    2 classes in the training split, or a class that occurs only in the test split (no model
+    can learn it); `hint` is appended to the last two messages.
     """
     where = str(meta.get("source", name))
     x_train, x_test = _inputs(where, "x_train", x_train), _inputs(where, "x_test", x_test)
@@ -157,6 +186,7 @@ def _make(
     else:
         n_classes = top + 1
         _check_label_range(where, n_classes, max_classes, y_train, y_test)
+        _check_train_classes(where, y_train, y_test, hint)
     y_train, y_test = y_train.astype(np.int32), y_test.astype(np.int32)
     info = {
         "name": name,
@@ -338,19 +368,25 @@ def _check_idx_pair(x_file: Path, x: np.ndarray, y_file: Path, y: np.ndarray) ->
         raise DataError(f"{x_file} holds {len(x)} images but {y_file} holds {len(y)} labels; expected one per image")
 
 
+def _same_array(a: np.ndarray, b: np.ndarray) -> bool:
+    return a.dtype == b.dtype and a.shape == b.shape and np.array_equal(a, b)
+
+
 def mnist(path, *, name: str = "mnist") -> Dataset:
     """MNIST or Fashion-MNIST from local files (never downloaded).
 
     `path` is either an ``.npz`` with arrays x_train, y_train, x_test, y_test, or a folder
     with the four standard IDX files ``train-images-idx3-ubyte``, ``train-labels-idx1-ubyte``,
-    ``t10k-images-idx3-ubyte``, ``t10k-labels-idx1-ubyte`` (each optionally ``.gz``).
+    ``t10k-images-idx3-ubyte``, ``t10k-labels-idx1-ubyte`` (each optionally ``.gz``; a file
+    present both plain and gzipped must hold the same data in both).
     Pixels are scaled to [0, 1] before standardisation.
 
     **Raises:** `FileNotFoundError` naming the expected files when they are absent (for
     Fashion-MNIST without a path and without the package: saying ``make data``); `DataError`
-    (a `ValueError`) naming the file for a damaged file, an .npz that lacks one of the four
-    arrays, an images file that is not ``(count, rows, …)``, a labels file that is not
-    ``(count,)``, or image and label counts that differ.
+    (a `ValueError`) naming the file for a damaged file, a plain and a gzipped file of
+    different contents (naming both), an .npz that lacks one of the four arrays, an images
+    file that is not ``(count, rows, …)``, a labels file that is not ``(count,)``, or image
+    and label counts that differ.
     """
     expected = ", ".join(IDX_FILES.values())
     hint = (
@@ -378,6 +414,11 @@ def mnist(path, *, name: str = "mnist") -> Dataset:
                 )
             arrays[k] = read_idx(found[0])
             files[k] = found[0]
+            if len(found) == 2 and not _same_array(arrays[k], read_idx(found[1])):
+                raise DataError(
+                    f"{found[0]} and {found[1]} hold different data; keep one of them "
+                    "(a folder may hold each file plain or gzipped, not two versions)"
+                )
         for split in ("train", "test"):
             _check_idx_pair(files[f"x_{split}"], arrays[f"x_{split}"], files[f"y_{split}"], arrays[f"y_{split}"])
     else:
@@ -394,6 +435,37 @@ def mnist(path, *, name: str = "mnist") -> Dataset:
     )
 
 
+def _number(cell: str) -> bool:
+    try:
+        float(cell)
+    except ValueError:
+        return False
+    return True
+
+
+def _label_index(path: Path, label_column, header: list[str] | None, width: int) -> int:
+    """The label column's index: a header name, else an integer (or an integer string) index."""
+    if isinstance(label_column, str):
+        if header is not None and label_column in header:
+            return header.index(label_column)
+        try:
+            label_column = int(label_column)
+        except ValueError:
+            if label_column == "label":
+                return width - 1
+            if header is None:
+                raise DataError(
+                    f"{path}: has no header row, so no column is named {label_column!r}; "
+                    f"give the label column as an index 0 … {width - 1} (or -1 for the last)"
+                ) from None
+            raise DataError(f"{path}: no column named {label_column!r}; columns are {header}") from None
+    if isinstance(label_column, bool) or not isinstance(label_column, int | np.integer):
+        raise TypeError(f"label_column must be a column name or an integer index, got {label_column!r}")
+    if not -width <= label_column < width:
+        raise DataError(f"{path}: label column {label_column} is outside the {width} columns (0 … {width - 1})")
+    return int(label_column) % width
+
+
 def csv(
     path,
     *,
@@ -404,60 +476,94 @@ def csv(
 ) -> Dataset:
     """The user's own table: a comma-separated file, one sample per row, one label column.
 
-    An optional header row names the columns; `label_column` is a column name (default
-    ``"label"``, or the last column when the file has no header or no such name) or an
-    integer index. Every other column is an input feature. Rows are split into train and
-    test by a seeded permutation (`test_fraction` of them for testing). Labels must be the
-    integers 0 … K−1 with K ≤ `max_classes`.
+    An optional header row names the columns: the first row is a header when none of its
+    cells is a number. `label_column` is a column name (default ``"label"``, or the last
+    column when the file has no header or no such name), an integer index (negative from
+    the end), or a string holding one (``"0"``, ``"-1"``) when no column has that name.
+    Every other column is an input feature. Rows are split into train and test by a seeded
+    permutation (`test_fraction` of them, at least one, for testing). Labels must be the
+    integers 0 … K−1 with K ≤ `max_classes`, at least 2 classes, every one of them in the
+    training split.
 
-    **Raises:** `DataError` naming the file for a missing or empty file, rows of unequal
-    length, non-numeric cells, an unknown label column, or bad labels (see `load_dataset`).
+    **Raises:** `FileNotFoundError` for a missing file; `DataError` naming the file for an
+    empty file, rows of unequal length, an empty or non-numeric cell (with its row and
+    column), an unknown label column, a single class, a class that occurs only in the test
+    split, or bad labels (see `load_dataset`); `ValueError` for `test_fraction` outside (0, 1).
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"csv: {path} is not a file")
+    _check_fraction("test_fraction", test_fraction)
     with open(path, newline="") as f:
-        rows = [r for r in _csv.reader(f) if r and any(c.strip() for c in r)]
+        # (line number, cells); blank lines are skipped, and reported line numbers stay the file's.
+        rows = [(f_line, r) for f_line, r in enumerate(_csv.reader(f), 1) if r and any(c.strip() for c in r)]
     if not rows:
         raise DataError(f"{path}: empty; expected a header row and one row per sample")
     header = None
-    try:
-        [float(c) for c in rows[0]]
-    except ValueError:
-        header, rows = [c.strip() for c in rows[0]], rows[1:]
+    # A header names columns: no cell of it is a number. A first row with numbers and an empty
+    # cell is a data row with a missing value, reported below, never taken as a header.
+    if not any(_number(c) for c in rows[0][1]):
+        header, rows = [c.strip() for c in rows[0][1]], rows[1:]
     if not rows:
         raise DataError(f"{path}: has a header but no data rows")
-    width = len(rows[0])
-    for i, r in enumerate(rows):
+    width = len(header) if header is not None else len(rows[0][1])
+    for line, r in rows:
         if len(r) != width:
-            raise DataError(f"{path}: row {i + 1 + (header is not None)} has {len(r)} columns, expected {width}")
+            raise DataError(f"{path}: line {line} has {len(r)} columns, expected {width}")
     if width < 2:
         raise DataError(f"{path}: needs a label column and at least one feature column, got {width} column(s)")
-    if isinstance(label_column, str):
-        col = header.index(label_column) if header and label_column in header else width - 1
-        if header and label_column not in header and label_column != "label":
-            raise DataError(f"{path}: no column named {label_column!r}; columns are {header}")
-    else:
-        col = int(label_column)
-        if not -width <= col < width:
-            raise DataError(f"{path}: label_column {col} is outside the {width} columns")
-    try:
-        table = np.asarray(rows, dtype=np.float64)
-    except ValueError as e:
-        raise DataError(f"{path}: non-numeric cell ({e})") from None
+    col = _label_index(path, label_column, header, width)
+    first = rows[0][0] if header is None else -1
+    for line, r in rows:
+        for j, c in enumerate(r):
+            if not _number(c):
+                what = "an empty cell (missing value)" if not c.strip() else f"{c.strip()!r}, not a number"
+                name = f" ({header[j]!r})" if header is not None else ""
+                mixed = " (a header row names every column and holds no number)" if line == first and c.strip() else ""
+                raise DataError(f"{path}: line {line}, column {j}{name}: {what}; every cell must be a number{mixed}")
+    table = np.asarray([r for _, r in rows], dtype=np.float64)
     y = table[:, col]
-    x = np.delete(table, col % width, axis=1)
-    return _make("csv", *_split(x, y, seed, test_fraction), max_classes=max_classes, source=str(path), seed=seed)
+    x = np.delete(table, col, axis=1)
+    hint = (
+        f" (label column {col}{f' {header[col]!r}' if header is not None else ''}, test_fraction={test_fraction}, "
+        f"seed={seed}; add rows of the missing classes, or change the test fraction or the seed)"
+    )
+    return _make(
+        "csv", *_split(x, y, seed, test_fraction), max_classes=max_classes, hint=hint, source=str(path),
+        seed=seed, label_column=label_column, test_fraction=test_fraction,
+    )  # fmt: skip
 
 
-def standardize(ds: Dataset, *, eps: float = 1e-6) -> Dataset:
+def standardize(ds: Dataset, *, floor: float = STD_FLOOR) -> Dataset:
     """Per-dimension standardisation with mean and std of the *training* split only.
 
-    x ↦ (x − μ_train) / (σ_train + eps); constant pixels (σ = 0) map to 0.
+    x_j ↦ (x_j − μ_j) / s_j with s_j = max(σ_j, floor · σ_ref) + 10⁻⁶, where μ_j, σ_j are the
+    training split's mean and (population) std of feature j and σ_ref is the median of the
+    nonzero σ_j (1 when no feature varies). The floor bounds how much any raw change is
+    amplified: |Δ standardised| < |Δ raw| / (floor · σ_ref), at most 1 / `floor` times a
+    typical feature's factor 1 / σ_ref. Without it a feature that is (nearly) constant in
+    training, such as an image's corner pixel, would turn a tiny change of its value into a
+    huge one and decide the prediction. Features with σ_j ≥ floor · σ_ref get mean 0 and
+    std 1 (to within 10⁻⁶ relative) on the training split; a constant one maps to 0 there.
+
+    **Arguments:** `ds`, a `Dataset`; `floor`, the fraction of σ_ref below which a feature's
+    std is not used (in (0, 1]; default `STD_FLOOR`).
+
+    **Returns:** the `Dataset` with standardised float32 inputs; its meta records
+    ``standardized``, ``mean`` (μ), ``std`` (the divisors s) and ``std_floor`` (`floor`).
+
+    **Raises:** `ValueError` unless 0 < `floor` <= 1.
     """
+    if isinstance(floor, bool) or not isinstance(floor, int | float) or not 0.0 < floor <= 1.0:
+        raise ValueError(f"floor must be a number in (0, 1], got {floor!r}")
     mu = ds.x_train.mean(0, dtype=np.float64)
-    sd = ds.x_train.std(0, dtype=np.float64) + eps
-    meta = dict(ds.meta, standardized=True, mean=mu.tolist(), std=sd.tolist())
+    sigma = ds.x_train.std(0, dtype=np.float64)
+    varying = sigma[sigma > 0]
+    ref = float(np.median(varying)) if len(varying) else 1.0
+    # + 1e-6 as before the floor existed: data without near-constant features standardise
+    # to the same bits as then, so earlier runs and published numbers stay reproducible.
+    sd = np.maximum(sigma, floor * ref) + 1e-6
+    meta = dict(ds.meta, standardized=True, mean=mu.tolist(), std=sd.tolist(), std_floor=float(floor))
     return ds._replace(
         x_train=((ds.x_train - mu) / sd).astype(np.float32),
         x_test=((ds.x_test - mu) / sd).astype(np.float32),
@@ -489,8 +595,9 @@ def load_dataset(name: str, *, seed: int = 0, path=None, standardize: bool = Tru
     `FileNotFoundError` for missing files; `DataError` (a `ValueError`) naming the file for
     bad contents: broken gzip or zip archives, short headers, bad magic numbers, counts
     that disagree, non-finite values, non-integer or negative labels, more than
-    `MAX_CLASSES` classes, classes absent from the training split, or train and test
-    dimensions that differ.
+    `MAX_CLASSES` classes, (csv and the generated sets) fewer than 2 classes in the training
+    split or classes that occur only in the test split, or train and test dimensions that
+    differ.
     """
     if name not in DATASETS:
         raise ValueError(f"data set must be one of {list(DATASETS)}, got {name!r}")

@@ -11,7 +11,7 @@
   plain numpy bytes, no device information, so a run trained on a GPU loads on a CPU);
 - ``run.json``: what rebuilds the network's skeleton (dims, classes, lift, width, depth,
   model, activation, h, dtype), the sha256 of ``network.eqx``, the full config, the
-  preprocessing (standardisation mean and std), the data record (how to reload the data
+  preprocessing (standardisation mean, std and std floor), the data record (how to reload the data
   set and its fingerprint) and the provenance (command line, versions, git commit, key);
 - ``data.json``: the data record alone, written when training starts; ``resume`` refuses
   data whose fingerprint differs from it.
@@ -39,7 +39,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ._checks import as_float_array
-from .data import Dataset, load_dataset
+from .data import Dataset, load_dataset, standardize
 from .model import Trunk
 from .network import Affine, Network
 from .spec import TrainConfig
@@ -73,7 +73,7 @@ RUN_FILES = (
 
 FORMAT, VERSION = "resflow-run", 1
 # Options of load_dataset that a Dataset's meta records, per data set (the rest are defaults).
-_META_OPTIONS = {"circles": ("noise", "radii", "n_train", "n_test")}
+_META_OPTIONS = {"circles": ("noise", "radii", "n_train", "n_test"), "csv": ("label_column", "test_fraction")}
 
 
 class RunError(ValueError):
@@ -236,6 +236,7 @@ def save_run(out, network: Network, config: TrainConfig, data: Dataset, record: 
             "standardized": bool(meta.get("standardized")),
             "mean": meta.get("mean"),
             "std": meta.get("std"),
+            "std_floor": meta.get("std_floor"),
         },
         "data": {"source": record["source"], "fingerprint": record["fingerprint"]},
         "provenance": record["provenance"],
@@ -299,7 +300,8 @@ class Run:
 
     **Fields:** `path` (the folder), `network` (the trained `Network`, final depth), `config`
     (`TrainConfig`), `metrics` (metrics.json), `provenance` (command line, versions, commit,
-    key), `preprocessing` (``standardized``, ``mean``, ``std``), `data` (the data record:
+    key), `preprocessing` (``standardized``, ``mean``, ``std``: the divisors, ``std_floor``; see
+    `resflow.data.standardize`), `data` (the data record:
     ``source`` and ``fingerprint``), `info` (the whole run.json).
     """
 
@@ -322,7 +324,8 @@ class Run:
         return self.network.depth
 
     def standardize(self, x_raw) -> np.ndarray:
-        """Raw inputs ``(N, dim)`` mapped as in training: (x − mean) / std, as float32.
+        """Raw inputs ``(N, dim)`` mapped as in training: (x − mean) / std, as float32 (std holds
+        the divisors, floored as in `resflow.data.standardize`).
 
         The arithmetic is `resflow.data.standardize`'s (float64 statistics on float32 inputs),
         so raw test data map to exactly the arrays the run was evaluated on.
@@ -359,9 +362,11 @@ class Run:
             src["name"],
             seed=src["seed"],
             path=path if path is not None else src.get("path"),
-            standardize=src.get("standardize", True),
+            standardize=False,
             **src.get("options", {}),
         )
+        if src.get("standardize", True):  # with the std floor the run was trained with
+            ds = standardize(ds, floor=self.preprocessing["std_floor"])
         got, want = data_fingerprint(ds), self.data["fingerprint"]
         if got["sha256"] != want["sha256"]:
             raise RunError(
@@ -381,7 +386,9 @@ def load_run(path) -> Run:
     **Returns:** `Run`.
 
     **Raises:** `RunError` naming the file for a missing folder, a missing, unreadable or
-    foreign run.json / metrics.json, or a missing, altered or mismatched network.eqx.
+    foreign run.json / metrics.json, a missing, altered or mismatched network.eqx, or a run
+    standardised without a std floor (saved by an earlier resflow: its network amplifies
+    changes of features that were constant in training; train it again).
     """
     folder = Path(path)
     if not folder.is_dir():
@@ -395,6 +402,13 @@ def load_run(path) -> Run:
         parts = (info["network"], info["preprocessing"], info["data"], info["provenance"])
     except (KeyError, TypeError) as e:
         raise RunError(f"{file}: incomplete or malformed ({type(e).__name__}: {e})") from None
+    pre = parts[1]
+    if isinstance(pre, dict) and pre.get("standardized") and pre.get("std_floor") is None:
+        raise RunError(
+            f"{file}: saved before standardisation had a std floor (its inputs are divided by std + 1e-6, "
+            "so a feature constant in training amplifies any change up to 10^6 times and decides the "
+            "prediction); train the run again"
+        )
     try:
         network = _load_network(folder, parts[0])
     except KeyError as e:

@@ -38,6 +38,34 @@ def test_standardize_uses_train_statistics_only():
     assert st.meta["standardized"] and st.x_train.dtype == np.float32
 
 
+def test_standardize_bounds_the_amplification_of_features_constant_in_training():
+    rng = np.random.default_rng(0)
+    x = rng.normal(0.0, rng.uniform(1.0, 5.0, 8), (200, 8))
+    x[:, 0] = 0.0  # constant in training, like an image's corner pixel
+    x[:, 1] = 0.0
+    x[0, 1] = 1e-3  # nearly constant
+    x = x.astype(np.float32)
+    ds = rd.Dataset(x, np.arange(200) % 2, x[:20], np.arange(20) % 2, {"name": "toy"})
+    st = rd.standardize(ds)
+    # float64 numpy reference: divisor max(sigma_j, floor * median of the nonzero sigma_j) + 1e-6.
+    x32 = ds.x_train.astype(np.float64)
+    sigma = x32.std(0)
+    divisor = np.maximum(sigma, rd.STD_FLOOR * np.median(sigma[sigma > 0])) + 1e-6
+    np.testing.assert_allclose(st.x_test, (ds.x_test - x32.mean(0)) / divisor, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(st.meta["std"], divisor, rtol=1e-12)
+    assert st.meta["std_floor"] == rd.STD_FLOOR
+    # A change of 0.01 in any one feature moves the standardised input by at most
+    # 1 / STD_FLOOR times a typical feature's 1 / median(sigma): 10x, where std + 1e-6 gave 1e6x.
+    typical = 1.0 / np.median(sigma[sigma > 0])
+    nudged = ds._replace(x_test=ds.x_test + np.float32(0.01))
+    amplification = np.abs(rd.standardize(nudged).x_test - st.x_test).max(0) / 0.01
+    assert amplification[0] > 9.0 * typical  # the constant features are the ones at the bound
+    assert amplification.max() <= 1.001 / rd.STD_FLOOR * typical
+    np.testing.assert_allclose(amplification[2:], 1.0 / sigma[2:], rtol=1e-3)  # the others: 1 / sigma_j
+    with pytest.raises(ValueError, match="floor"):
+        rd.standardize(ds, floor=0.0)
+
+
 def test_digits_split():
     ds = rd.load_dataset("digits", seed=1)
     assert ds.x_train.shape[1] == 64 and len(ds.x_train) + len(ds.x_test) == 1797

@@ -222,8 +222,14 @@ def test_csv_loads_with_header_and_label_column(tmp_path):
     [
         ("", "empty"),
         ("a,label\n", "no data rows"),
-        ("1,0\n2,1,3\n", "row 2 has 3 columns"),
-        ("1,0\nx,1\n", "non-numeric"),
+        ("1,0\n2,1,3\n", "line 2 has 3 columns"),
+        ("1,0\nx,1\n", "line 2, column 0: 'x', not a number"),
+        # A missing value in the first row: a data row with an empty cell, not a header.
+        ("1,,0\n2,3,1\n4,5,0\n6,7,1\n", "line 1, column 1: an empty cell"),
+        ("a,b,label\n1,2,0\n3,,1\n4,5,0\n6,7,1\n", r"line 3, column 1 \('b'\): an empty cell"),
+        ("1,0\n2,0\n3,0\n4,0\n", "at least 2 classes"),
+        # Seed 0 puts rows 3, 2, 5 in the test split: class 2 (row 3) would never be trained on.
+        ("1,0\n2,1\n3,0\n4,2\n5,1\n6,0\n", r"class\(es\) \[2\] occur only in the test split"),
         ("1,0.5\n2,1\n3,0\n", "integer class labels"),
         ("1,0\n2,1\n3,1500\n", "max_classes"),
         ("1,0\n2,7\n3,0\n4,7\n", "occur in neither split"),
@@ -234,6 +240,36 @@ def test_bad_csv_files(tmp_path, text, match):
     with pytest.raises(rd.DataError, match=match) as err:
         rd.load_dataset("csv", path=path, standardize=False, test_fraction=0.5)
     assert str(path) in str(err.value)
+
+
+def test_csv_label_column_by_name_index_or_index_string(tmp_path):
+    path = write_csv(tmp_path / "t.csv", "a,kind,b\n" + "\n".join(f"{i},{i % 2},{-i}" for i in range(10)) + "\n")
+    by_name = rd.load_dataset("csv", path=path, standardize=False, label_column="kind")
+    for column in (1, "1", -2, "-2"):
+        ds = rd.load_dataset("csv", path=path, standardize=False, label_column=column)
+        np.testing.assert_array_equal(ds.y_train, by_name.y_train)
+        np.testing.assert_array_equal(ds.x_test, by_name.x_test)
+    assert sorted(np.concatenate([by_name.x_train[:, 1], by_name.x_test[:, 1]])) == list(range(-9, 1))
+    no_header = write_csv(tmp_path / "n.csv", "\n".join(f"{i},{i % 2}" for i in range(10)) + "\n")
+    with pytest.raises(rd.DataError, match="no header row, so no column is named 'kind'") as err:
+        rd.load_dataset("csv", path=no_header, label_column="kind")
+    assert str(no_header) in str(err.value)
+    with pytest.raises(rd.DataError, match="label column 5 is outside the 3 columns"):
+        rd.load_dataset("csv", path=path, label_column=5)
+
+
+def test_idx_folder_with_plain_and_gz_versions(tmp_path):
+    arrays = good_arrays(np.random.default_rng(0))
+    folder = write_folder(tmp_path, arrays)
+    stem = rd.IDX_FILES["y_test"]
+    with gzip.open(folder / (stem + ".gz"), "wb") as f:  # the same labels, gzipped too: fine
+        f.write(idx_bytes(arrays["y_test"]))
+    np.testing.assert_array_equal(load(folder).y_test, arrays["y_test"])
+    with gzip.open(folder / (stem + ".gz"), "wb") as f:  # one label differs
+        f.write(idx_bytes(np.roll(arrays["y_test"], 1)))
+    with pytest.raises(rd.DataError, match="hold different data") as err:
+        load(folder)
+    assert str(folder / stem) in str(err.value) and str(folder / (stem + ".gz")) in str(err.value)
 
 
 def test_path_given_to_a_built_in_set_is_refused(tmp_path):

@@ -150,3 +150,6 @@ def test_flat_numbers_of_a_table():
     assert flat[f"{k}_seed1_clean"] == 0.9
     assert flat[f"{k}_seed_spread_sigma1p5"] == pytest.approx(0.05)
     assert all(isinstance(v, float | int) for v in flat.values())
+    table = {"sigmas": [0.0, 1.5], "rows": rows, "summary": summary, "seeds": [0, 1], "num_draws": 20}
+    sizes = flat_numbers(table | {"data": {"name": "digits", "n_train": 1438, "n_test": 359}})
+    assert (sizes["n_train"], sizes["n_test"], sizes["noisy_images_per_point"]) == (1438, 359, 359 * 2 * 20)

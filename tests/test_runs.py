@@ -110,3 +110,16 @@ def test_load_data_and_resume_refuse_other_data(saved, tmp_path):
     other = rf.load_dataset("circles", seed=7, **SIZES)
     with pytest.raises(RunError, match=r"data\.json.*seed 7"):
         rf.fit(other, key=jax.random.key(0), out_dir=bad, resume=True, width=3, depth=4, epochs=3, batch_size=32)
+
+
+def test_std_floor_is_saved_and_runs_without_one_are_refused(saved, tmp_path):
+    out, data, _ = saved
+    info = json.loads((out / "run.json").read_text())
+    assert info["preprocessing"]["std_floor"] == data.meta["std_floor"] == rf.data.STD_FLOOR
+    raw = rf.load_dataset("circles", standardize=False, **SIZES)
+    np.testing.assert_array_equal(rf.load_run(out).standardize(raw.x_test), data.x_test)
+    old = _copy(out, tmp_path / "old")
+    del info["preprocessing"]["std_floor"]  # as written before the floor existed
+    (old / "run.json").write_text(json.dumps(info))
+    with pytest.raises(RunError, match=r"run\.json: saved before standardisation had a std floor.*train the run again"):
+        rf.load_run(old)

@@ -27,6 +27,10 @@ spec.loader.exec_module(cli)
         (["--data", "fashion-mnist", "--data-path", "/nonexistent/fmnist"], "t10k-images-idx3-ubyte"),
         (["--resume"], "no checkpoint"),
         (["--noise", "-1", "--data", "circles"], "noise"),
+        (["--label-column", "0"], "--label-column applies to --data csv only, not to --data digits"),
+        (["--data", "circles", "--test-fraction", "0.3"], "--test-fraction applies to --data csv or digits only"),
+        (["--test-fraction", "1.5"], "--test-fraction must be in (0, 1), got 1.5"),
+        (["--data", "csv"], "csv reads the user's file"),
     ],
 )
 def test_bad_flags_exit_2_and_write_nothing(tmp_path, capsys, argv, message):
@@ -121,6 +125,56 @@ def test_bad_data_file_is_one_line_exit_2(tmp_path, capsys):
     err = _exit_2_one_line(capsys, ["--data", "csv", "--data-path", str(bad), "--out", str(tmp_path / "run")])
     assert str(bad) in err and "integer" in err
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("1,,0\n2,3,1\n4,5,0\n6,7,1\n", "line 1, column 1: an empty cell"),  # not taken as a header
+        ("a,label\n1,0\n2,0\n3,0\n", "at least 2 classes"),
+        ("1,0\n2,1\n3,0\n4,2\n5,1\n6,0\n", "occur only in the test split"),
+    ],
+)
+def test_bad_csv_file_is_one_line_exit_2(tmp_path, capsys, text, message):
+    bad = tmp_path / "table.csv"
+    bad.write_text(text)
+    argv = ["--data", "csv", "--data-path", str(bad), "--test-fraction", "0.5", "--out", str(tmp_path / "run")]
+    err = _exit_2_one_line(capsys, argv)
+    assert str(bad) in err and message in err
+    assert not (tmp_path / "run").exists()
+
+
+def test_csv_label_column_and_test_fraction_flags(tmp_path, capsys, monkeypatch):
+    import resflow as rf
+    import resflow.train
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(40, 2))
+    kind = (x[:, 0] > 0).astype(int)
+    table = tmp_path / "table.csv"
+    table.write_text("kind,u,v\n" + "".join(f"{k},{a},{b}\n" for k, (a, b) in zip(kind, x, strict=True)))
+    seen = {}
+
+    def fake_fit(data, config, **kwargs):  # the flags' effect is in what reaches fit; no training needed
+        seen.update(data=data, source=kwargs["data_source"])
+        raise SystemExit(0)
+
+    monkeypatch.setattr(resflow.train, "fit", fake_fit)
+    argv = ["--data", "csv", "--data-path", str(table), "--label-column", "kind", "--test-fraction", "0.25"]
+    with pytest.raises(SystemExit):
+        cli.main([*argv, "--out", str(tmp_path / "run")])
+    assert "csv: 30 train / 10 test, dim 2" in capsys.readouterr().out
+    data, source = seen["data"], seen["source"]
+    assert source["options"] == {"label_column": "kind", "test_fraction": 0.25}
+    np.testing.assert_array_equal(np.sort(np.concatenate([data.y_train, data.y_test])), np.sort(kind))
+    mean, std = np.asarray(data.meta["mean"]), np.asarray(data.meta["std"])
+    raw = np.concatenate([data.x_train, data.x_test]) * std + mean
+    np.testing.assert_allclose(np.sort(raw, 0), np.sort(x, 0), rtol=1e-5, atol=1e-5)  # u, v: not the labels
+    # The recorded source reloads the same arrays (what load_run(...).load_data() does), also from
+    # the data's own meta when fit is called from Python without data_source.
+    for src in (source, rf.runs.data_source(data)):
+        again = rf.load_dataset(src["name"], seed=src["seed"], path=src["path"], **src["options"])
+        assert rf.runs.data_fingerprint(again) == rf.runs.data_fingerprint(data)
 
 
 def test_existing_run_is_refused_overwrite_clears_only_run_files(tmp_path, capsys):

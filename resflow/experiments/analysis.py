@@ -15,7 +15,8 @@ x_0 = lift(x), at most `max_samples` of them; the trunk runs for the run's final
 - ``perturbation``: `resflow.perturbation_growth` (linearised and nonlinear).
 - ``separability``: `resflow.class_separability` (probes fitted on training data, scored on test).
 - ``noise``: `resflow.noise_accuracy` of the whole network under Gaussian noise on the *raw*
-  inputs (σ as fractions of the mean raw standard deviation), standardised as in training.
+  inputs (σ as fractions of the mean of the standardisation's divisors, i.e. of the raw
+  stds with the floor of `resflow.data.standardize`), standardised as in training.
 """
 
 from __future__ import annotations
@@ -183,7 +184,7 @@ def noise(inp: Inputs, plots) -> dict:
     res = noise_accuracy(classifier, inp.raw, inp.y, sigmas, key=jax.random.key(0))
     plots.plot_noise_robustness({"trained network": res}, chance=1 / inp.num_classes, save=inp.fig)
     return {
-        "sigma_unit": "raw input units (fractions of the mean raw std)",
+        "sigma_unit": "raw input units (fractions of the mean standardisation divisor: raw std, floored)",
         "fractions": list(NOISE_FRACTIONS),
         "sigmas": sigmas.tolist(),
         "accuracy_mean": _tolist(res.mean),

@@ -212,10 +212,15 @@ def flat_numbers(table: dict) -> dict:
     ``slug_sigma<σ>`` (mean accuracy at σ, ``.`` written ``p``: ``sigma0p25``), ``slug_growth``
     (median growth ||δx_T|| / ||δx_0||), ``slug_relative_percent_sigma<σ>`` (100 · accuracy at
     σ / clean accuracy), ``slug_seed<s>_clean`` and ``slug_seed_spread_sigma<σ>`` (half the
-    range over seeds of the accuracy at σ).
+    range over seeds of the accuracy at σ). From a table with its ``data`` record: ``n_train``,
+    ``n_test`` and ``noisy_images_per_point`` (test images × seeds × draws behind each mean).
     """
     out = {}
     sigmas = table["sigmas"]
+    data = table.get("data", {})
+    if "n_train" in data and "n_test" in data:
+        out["n_train"], out["n_test"] = data["n_train"], data["n_test"]
+        out["noisy_images_per_point"] = data["n_test"] * len(table["seeds"]) * table["num_draws"]
 
     def slug(label):
         return "_".join("".join(c if c.isalnum() else " " for c in label.lower()).split())
