@@ -302,12 +302,12 @@ def restore_state(state: RunState, out: Path | None, config: TrainConfig) -> Run
         raise CheckpointError(f"{path}: incomplete metadata ({type(e).__name__}: {e})") from e
     _check_resume(config, saved, rest[0])
     target = {"params": state.params, "opt_state": state.opt_state, "key": jax.random.key_data(state.key)}
-    arrays = _fill(path, target, raw)
+    arrays = fill_arrays(path, target, raw)
     key = jax.random.wrap_key_data(jnp.asarray(arrays["key"]))
     return RunState(arrays["params"], arrays["opt_state"], key, *rest)
 
 
-def _fill(path: Path, target, raw):
+def fill_arrays(path: Path, target, raw):
     """`target`'s leaves replaced by the saved arrays; a `CheckpointError` if any shape or dtype differs."""
     try:
         arrays = serialization.from_state_dict(target, raw)
