@@ -44,6 +44,7 @@ __all__ = [
     "Interrupted",
     "stop_on_signals",
     "deferred_signals",
+    "stop_status",
 ]
 
 FORMAT = "resflow-checkpoint"
@@ -71,6 +72,13 @@ class Interrupted(KeyboardInterrupt):
     def __init__(self, signum: int):
         self.signum = int(signum)
         super().__init__(f"stopped by {signal.Signals(signum).name}")
+
+
+def stop_status(e: KeyboardInterrupt) -> tuple[str, int]:
+    """The name of the signal behind `e` and a command line's exit status for it (128 + number):
+    ``("SIGTERM", 143)`` for `Interrupted` from SIGTERM, ``("SIGINT", 130)`` for Ctrl-C."""
+    signum = e.signum if isinstance(e, Interrupted) else int(signal.SIGINT)
+    return signal.Signals(signum).name, 128 + signum
 
 
 class _Signals:

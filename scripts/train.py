@@ -107,44 +107,31 @@ def clear_run(out: Path) -> None:
             shutil.rmtree(out / name)
 
 
-def signal_of(e: KeyboardInterrupt) -> int:
-    """The signal behind a `KeyboardInterrupt`: SIGTERM's `resflow.checkpoint.Interrupted` says so; else SIGINT."""
-    import signal
-
-    from resflow.checkpoint import Interrupted
-
-    return e.signum if isinstance(e, Interrupted) else int(signal.SIGINT)
-
-
 def stopped(out: Path, e: KeyboardInterrupt) -> int:
     """The one line for a run stopped by Ctrl-C or SIGTERM, and the exit status (128 + signal)."""
-    import signal
-
-    from resflow.checkpoint import CheckpointError, load_checkpoint
+    from resflow.checkpoint import CheckpointError, load_checkpoint, stop_status
     from resflow.train import CHECKPOINT
 
-    signum = signal_of(e)
+    name, status = stop_status(e)
     try:
         epoch = load_checkpoint(out / CHECKPOINT)[1]["epoch"]
         saved = f"checkpoint at epoch {epoch} in {out / CHECKPOINT}; continue with --resume"
     except (OSError, CheckpointError, KeyError):
         saved = "no checkpoint yet (nothing to resume)"
-    print(f"stopped by {signal.Signals(signum).name}: {saved}", file=sys.stderr)
-    return 128 + signum
+    print(f"stopped by {name}: {saved}", file=sys.stderr)
+    return status
 
 
 def main(argv=None) -> int:
-    import signal
-
-    from resflow.checkpoint import stop_on_signals
+    from resflow.checkpoint import stop_on_signals, stop_status
 
     with stop_on_signals():
         try:
             return _main(argv)
         except KeyboardInterrupt as e:  # before the run folder was taken: nothing was written
-            signum = signal_of(e)
-            print(f"stopped by {signal.Signals(signum).name} before training started", file=sys.stderr)
-            return 128 + signum
+            name, status = stop_status(e)
+            print(f"stopped by {name} before training started", file=sys.stderr)
+            return status
 
 
 def _main(argv=None) -> int:
