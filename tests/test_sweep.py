@@ -132,6 +132,8 @@ def test_a_diverging_run_stops_alone():
 def test_a_sigterm_sweep_keeps_finished_groups_and_chunks_and_resumes(tmp_path, monkeypatch):
     import signal
 
+    from test_train_failures import send
+
     from resflow.checkpoint import Interrupted, load_checkpoint
 
     ds, opts = circles(), dict(OPTS, chunk_epochs=2)
@@ -146,7 +148,7 @@ def test_a_sigterm_sweep_keeps_finished_groups_and_chunks_and_resumes(tmp_path, 
             out = chunk(*args)
             calls.append(1)
             if len(calls) == kill_at:
-                os.kill(os.getpid(), signal.SIGTERM)  # arrives while the chunk computes
+                send(signal.SIGTERM)  # arrives while the chunk computes
             return out
 
         return init, counted, evaluate

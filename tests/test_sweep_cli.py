@@ -206,6 +206,8 @@ def test_a_sigterm_sweep_exits_one_line_and_resumes_to_the_uninterrupted_table(t
     import importlib
     import signal
 
+    from test_train_failures import send
+
     sw = importlib.import_module("resflow.sweep")
     for name in ("RESFLOW_COORDINATOR", "RESFLOW_NUM_PROCESSES", "RESFLOW_PROCESS_ID"):
         monkeypatch.delenv(name, raising=False)
@@ -220,7 +222,7 @@ def test_a_sigterm_sweep_exits_one_line_and_resumes_to_the_uninterrupted_table(t
 
         def chunk_then_kill(*args):
             out = chunk(*args)
-            os.kill(os.getpid(), signal.SIGTERM)
+            send(signal.SIGTERM)
             return out
 
         return init, chunk_then_kill, evaluate

@@ -180,11 +180,19 @@ def test_noise_robustness_checks_out_before_training(tmp_path, monkeypatch, caps
     assert info.value.code == 2 and len(err.splitlines()) == 1 and str(blocker) in err
 
 
+def send(signum):
+    """`signum` to this process, unless nothing handles it (SIGTERM would then kill the test run)."""
+    import os
+    import signal
+
+    if signal.getsignal(signum) in (signal.SIG_DFL, signal.SIG_IGN, None):
+        raise AssertionError(f"{signal.Signals(signum).name} is not handled while training: the process would die")
+    os.kill(os.getpid(), signum)
+
+
 def _signal_inside_chunk(monkeypatch, signum, at_start: int):
     """Send `signum` to this process while the chunk starting after epoch `at_start` computes
     (the compiled call in progress when a real signal arrives)."""
-    import os
-
     real = tr.setup_run
 
     def patched(*args):
@@ -193,7 +201,7 @@ def _signal_inside_chunk(monkeypatch, signum, at_start: int):
         def chunk(hyper, key, loop, start, *rest, **kw):
             out = run.jit.chunk(hyper, key, loop, start, *rest, **kw)
             if int(start) == at_start:
-                os.kill(os.getpid(), signum)
+                send(signum)
             return out
 
         return run._replace(jit=run.jit._replace(chunk=chunk))
