@@ -41,7 +41,14 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from .checkpoint import deferred_signals, load_checkpoint, prepare_out_dir, save_checkpoint, stop_on_signals
+from .checkpoint import (
+    CheckpointError,
+    deferred_signals,
+    load_checkpoint,
+    prepare_out_dir,
+    save_checkpoint,
+    stop_on_signals,
+)
 from .data import Dataset
 from .depth import Plateau
 from .network import Network, from_flax
@@ -232,6 +239,8 @@ class GroupStore(NamedTuple):
         if not (self.resume and self.path.is_file()):
             return None
         raw, meta = load_checkpoint(self.path)
+        if not isinstance(meta, dict) or not {"epoch", "histories", "bad", "elapsed"} <= meta.keys():
+            raise CheckpointError(f"{self.path}: incomplete metadata (not a sweep group's checkpoint?)")
         return fill_arrays(self.path, jax.device_get(loop), raw), meta
 
     def save(self, loop: Loop, epoch: int, histories: list, bad: list, elapsed: float) -> None:
