@@ -212,8 +212,11 @@ def test_a_sigterm_sweep_exits_one_line_and_resumes_to_the_uninterrupted_table(t
     for name in ("RESFLOW_COORDINATOR", "RESFLOW_NUM_PROCESSES", "RESFLOW_PROCESS_ID"):
         monkeypatch.delenv(name, raising=False)
     argv = [*TINY, "--seeds", "0-1", "--chunk-epochs", "1"]
+    import matplotlib.pyplot as plt
+
     assert cli.main([*argv, "--out", str(tmp_path / "whole")]) == 0
     whole = json.loads((tmp_path / "whole" / "sweep.json").read_text())
+    plt.close("all")  # the in-process CLI leaves its figures open
     capsys.readouterr()
     real = sw._vmapped
 
@@ -241,6 +244,7 @@ def test_a_sigterm_sweep_exits_one_line_and_resumes_to_the_uninterrupted_table(t
     assert "holds another sweep" in _exit_2_one_line(capsys, [*argv, "--out", str(out), "--resume", "--lr", "0.5"])
     assert "--resume" in _exit_2_one_line(capsys, [*argv, "--out", str(out)])
     assert cli.main([*argv, "--out", str(out), "--resume"]) == 0
+    plt.close("all")
     cut = json.loads((out / "sweep.json").read_text())
     strip = [{k: v for k, v in r.items() if k != "time"} for r in whole["rows"]]
     assert [{k: v for k, v in r.items() if k != "time"} for r in cut["rows"]] == strip
