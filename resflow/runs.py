@@ -118,7 +118,8 @@ def lock_folder(folder):
     process share it (`resflow.fit` inside ``scripts/train.py``).
 
     **Raises:** `RunError` naming the folder and the pid when another process holds the lock;
-    `resflow.checkpoint.OutputError` when the lock file cannot be created.
+    `resflow.checkpoint.OutputError` when the lock file cannot be created. A file system
+    without ``flock`` (some network mounts) gives a warning instead, and no lock.
     """
     folder = Path(folder)
     where = folder.resolve()
@@ -147,9 +148,12 @@ def lock_folder(folder):
             f"{folder}: another process (pid {pid}) is writing to this run folder; wait for it to end "
             "or use another output folder"
         ) from None
-    except OSError as e:  # a file system without locks (some network mounts)
-        os.close(fd)
-        raise OutputError(f"cannot lock {path}: {e.strerror or e} (the file system has no flock?)") from e
+    except OSError as e:  # a file system without locks (some network mounts): train, but say so
+        import warnings
+
+        warnings.warn(
+            f"cannot lock {path} ({e.strerror or e}): a second writer to {folder} would not be refused", stacklevel=3
+        )
     os.ftruncate(fd, 0)
     os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
     _held[where] = [fd, 1]
