@@ -16,13 +16,18 @@ run could checkpoint only every ~500 epochs within its 10 % budget; see docs/tra
 
     save_checkpoint(path, arrays, meta)          load_checkpoint(path, target=None) -> (arrays, meta)
     prepare_out_dir(path) -> Path                CheckpointError, OutputError
+    with stop_on_signals(): ...                  Interrupted (SIGTERM raised like Ctrl-C)
+    with deferred_signals(): ...                 (a signal waits for the block's end)
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import signal
+import threading
 from pathlib import Path
 
 import jax
@@ -36,6 +41,10 @@ __all__ = [
     "remove_stale_temps",
     "CheckpointError",
     "OutputError",
+    "Interrupted",
+    "stop_on_signals",
+    "deferred_signals",
+    "stop_status",
 ]
 
 FORMAT = "resflow-checkpoint"
@@ -51,6 +60,87 @@ class OutputError(OSError, ValueError):
 
     Also a `ValueError`, so command lines report it like any bad argument (exit 2).
     """
+
+
+class Interrupted(KeyboardInterrupt):
+    """A run stopped by a signal other than SIGINT (SIGTERM from ``kill``, ``timeout`` or SLURM).
+
+    A `KeyboardInterrupt`, so whatever saves and stops on Ctrl-C does the same for it, and an
+    ``except Exception`` does not swallow it. `signum` is the signal's number.
+    """
+
+    def __init__(self, signum: int):
+        self.signum = int(signum)
+        super().__init__(f"stopped by {signal.Signals(signum).name}")
+
+
+def stop_status(e: KeyboardInterrupt) -> tuple[str, int]:
+    """The name of the signal behind `e` and a command line's exit status for it (128 + number):
+    ``("SIGTERM", 143)`` for `Interrupted` from SIGTERM, ``("SIGINT", 130)`` for Ctrl-C."""
+    signum = e.signum if isinstance(e, Interrupted) else int(signal.SIGINT)
+    return signal.Signals(signum).name, 128 + signum
+
+
+class _Signals:
+    """What `stop_on_signals`' handler needs: whether a block defers signals, and those it held back."""
+
+    deferring = False
+    pending: list = []
+
+
+def _raise_for(signum: int):
+    if signum == signal.SIGINT:
+        raise KeyboardInterrupt
+    raise Interrupted(signum)
+
+
+def _on_signal(signum, frame):
+    if _Signals.deferring and not _Signals.pending:
+        _Signals.pending.append(signum)  # raised when the deferring block ends
+        return
+    _raise_for(signum)  # no deferring block, or a second signal: stop now
+
+
+@contextlib.contextmanager
+def stop_on_signals(signals=(signal.SIGINT, signal.SIGTERM)):
+    """While inside: SIGINT raises `KeyboardInterrupt` and SIGTERM `Interrupted` in the main
+    thread, except inside `deferred_signals`, which raises them when its block ends.
+
+    Python runs the handler between bytecodes, so a signal that arrives inside a compiled call
+    takes effect when the call returns. Only signals whose handler is Python's default are
+    taken over (a handler the caller installed is left alone), only in the main thread
+    (elsewhere Python cannot install handlers), and nested uses keep the outer one's; the
+    previous handlers come back on exit.
+    """
+    defaults = {signal.SIGINT: signal.default_int_handler}
+    old = {}
+    if threading.current_thread() is threading.main_thread():
+        for s in signals:
+            if signal.getsignal(s) is defaults.get(s, signal.SIG_DFL):
+                old[s] = signal.signal(s, _on_signal)
+    try:
+        yield
+    finally:
+        for s, handler in old.items():
+            signal.signal(s, handler)
+
+
+@contextlib.contextmanager
+def deferred_signals():
+    """Hold back a signal handled by `stop_on_signals` until the block ends, then raise it: a
+    chunk that finished is recorded before the run stops. A second signal is raised at once.
+
+    Without `stop_on_signals` around it (or outside the main thread) it changes nothing.
+    """
+    _Signals.deferring, _Signals.pending = True, []
+    try:
+        yield
+    except BaseException:
+        _Signals.deferring, _Signals.pending = False, []
+        raise
+    pending, _Signals.deferring, _Signals.pending = _Signals.pending, False, []
+    if pending:
+        _raise_for(pending[0])
 
 
 def _temp_name(path: Path, pid: int) -> Path:

@@ -18,11 +18,17 @@
 
 Every file is written to a temporary name and moved into place (``os.replace``), so a run
 killed mid-write keeps the previous version. A file that is missing, unreadable or altered
-is reported as a `RunError` naming the file and the problem.
+is reported as a `RunError` naming the file and the problem. run.json's ``sha256`` covers what
+defines the network and its inputs (the network entry, the config, the preprocessing), so an
+edited run.json is refused rather than loading another network.
+
+One writer at a time: `lock_folder` holds ``fcntl.flock`` on the folder's ``.resflow.lock``
+for a run's life (`resflow.fit` with ``out_dir``); a second process is refused with a `RunError`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -54,7 +60,10 @@ __all__ = [
     "start_run",
     "save_run",
     "write_json",
+    "lock_folder",
+    "is_run_folder",
     "RUN_FILES",
+    "RUN_FOLDERS",
 ]
 
 RUN_JSON, NETWORK, DATA_JSON, METRICS = "run.json", "network.eqx", "data.json", "metrics.json"
@@ -69,15 +78,96 @@ RUN_FILES = (
     "depth_history.png",
     "residuals_by_class.png",
 )
-"""The files a training run writes into its folder (``--overwrite`` removes these only)."""
+"""The files a training run writes into its folder (``--overwrite`` removes these and `RUN_FOLDERS` only)."""
+RUN_FOLDERS = ("analysis",)
+"""Folders derived from a run's network (``scripts/analyze.py``'s default output): stale once it is retrained."""
+LOCK = ".resflow.lock"
 
-FORMAT, VERSION = "resflow-run", 1
+# Version 2 added run.json's sha256 over the network entry, config and preprocessing; version 1
+# files (without it) still load.
+FORMAT, VERSION, VERSIONS = "resflow-run", 2, (1, 2)
 # Options of load_dataset that a Dataset's meta records, per data set (the rest are defaults).
 _META_OPTIONS = {"circles": ("noise", "radii", "n_train", "n_test"), "csv": ("label_column", "test_fraction")}
 
 
 class RunError(ValueError):
     """A run folder or file that cannot be loaded or resumed; the message names the file."""
+
+
+# --------------------------------------------------------------------------------------------
+# One writer per folder
+
+_held: dict[Path, list] = {}  # folder (resolved) -> [lock file descriptor, nesting count]
+
+
+def _holder(fd: int) -> str:
+    """The pid the lock file's holder wrote into it, for the message ("unknown" if none)."""
+    try:
+        text = os.pread(fd, 32, 0).decode(errors="replace").strip()
+    except OSError:
+        text = ""
+    return text if text.isdigit() else "unknown"
+
+
+@contextlib.contextmanager
+def lock_folder(folder):
+    """Hold the write lock of the run folder `folder` (it must exist) for the block.
+
+    The lock is ``fcntl.flock`` on ``folder/.resflow.lock``, which holds the writer's pid; the
+    operating system releases it when the process ends, however it ends. Nested uses in one
+    process share it (`resflow.fit` inside ``scripts/train.py``).
+
+    **Raises:** `RunError` naming the folder and the pid when another process holds the lock;
+    `resflow.checkpoint.OutputError` when the lock file cannot be created. A file system
+    without ``flock`` (some network mounts) gives a warning instead, and no lock.
+    """
+    folder = Path(folder)
+    where = folder.resolve()
+    if where in _held:
+        _held[where][1] += 1
+        try:
+            yield
+        finally:
+            _held[where][1] -= 1
+        return
+    import fcntl
+
+    from .checkpoint import OutputError
+
+    path = folder / LOCK
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as e:
+        raise OutputError(f"cannot create the lock file {path}: {e.strerror or e}") from e
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        pid = _holder(fd)
+        os.close(fd)
+        raise RunError(
+            f"{folder}: another process (pid {pid}) is writing to this run folder; wait for it to end "
+            "or use another output folder"
+        ) from None
+    except OSError as e:  # a file system without locks (some network mounts): train, but say so
+        import warnings
+
+        warnings.warn(
+            f"cannot lock {path} ({e.strerror or e}): a second writer to {folder} would not be refused", stacklevel=3
+        )
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    _held[where] = [fd, 1]
+    try:
+        yield
+    finally:
+        del _held[where]
+        os.close(fd)  # releases the flock
+
+
+def is_run_folder(folder) -> list[str]:
+    """The training-run files (`RUN_FILES`) that `folder` holds: empty unless it is a run folder."""
+    folder = Path(folder)
+    return [name for name in RUN_FILES if (folder / name).exists()]
 
 
 # --------------------------------------------------------------------------------------------
@@ -241,7 +331,18 @@ def save_run(out, network: Network, config: TrainConfig, data: Dataset, record: 
         "data": {"source": record["source"], "fingerprint": record["fingerprint"]},
         "provenance": record["provenance"],
     }
+    info["sha256"] = _defining_sha256(info)
     write_json(out / RUN_JSON, info)
+
+
+DEFINING = ("network", "config", "preprocessing")
+"""The run.json entries that define what `load_run` builds and feeds it; run.json's sha256 covers them."""
+
+
+def _defining_sha256(info: dict) -> str:
+    """sha256 of the `DEFINING` entries as canonical JSON (sorted keys, no spaces)."""
+    blob = json.dumps({k: info.get(k) for k in DEFINING}, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()
 
 
 # --------------------------------------------------------------------------------------------
@@ -386,7 +487,8 @@ def load_run(path) -> Run:
     **Returns:** `Run`.
 
     **Raises:** `RunError` naming the file for a missing folder, a missing, unreadable or
-    foreign run.json / metrics.json, a missing, altered or mismatched network.eqx, or a run
+    foreign run.json / metrics.json, a run.json whose network, config or preprocessing entries
+    were edited (its sha256 differs), a missing, altered or mismatched network.eqx, or a run
     standardised without a std floor (saved by an earlier resflow: its network amplifies
     changes of features that were constant in training; train it again).
     """
@@ -395,8 +497,16 @@ def load_run(path) -> Run:
         raise RunError(f"{folder}: not a folder (expected a run folder with {RUN_JSON} and {NETWORK})")
     file = folder / RUN_JSON
     info = _read_json(file)
-    if info.get("format") != FORMAT or info.get("version") != VERSION:
-        raise RunError(f"{file}: not a {FORMAT} v{VERSION} file (format {info.get('format')!r})")
+    if info.get("format") != FORMAT or info.get("version") not in VERSIONS:
+        raise RunError(
+            f"{file}: not a {FORMAT} file of version {' or '.join(map(str, VERSIONS))} "
+            f"(format {info.get('format')!r}, version {info.get('version')!r})"
+        )
+    if info["version"] >= 2 and info.get("sha256") != _defining_sha256(info):
+        raise RunError(
+            f"{file}: its sha256 does not match its {', '.join(DEFINING)} entries (the file was edited or "
+            "corrupted; these define the network and its inputs, so it is not loaded)"
+        )
     try:
         config = TrainConfig.from_dict(info["config"])
         parts = (info["network"], info["preprocessing"], info["data"], info["provenance"])

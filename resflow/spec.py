@@ -95,9 +95,13 @@ class TrainConfig:
     fold_drift: bool = option(False, "fold the removed layers' mean output shift into the readout bias")
     eval_chunk: int = option(8192, "samples per jitted evaluation call (memory bound for large data)")
     # 100: <= 10 % overhead on the 3000-epoch circles run (docs/training.md); a run stopped by an
-    # exception or Ctrl-C saves its last epoch anyway, so only a hard kill loses up to N-1 epochs.
+    # exception, Ctrl-C or SIGTERM saves its last chunk anyway, and checkpoint_seconds bounds what a
+    # hard kill loses on runs whose epochs are long.
     checkpoint_every: int = option(
         100, "epochs between checkpoints (with an output folder; also at the end and when stopped)"
+    )
+    checkpoint_seconds: float = option(
+        60.0, "also checkpoint at the first chunk end this many seconds (wall time) after the last checkpoint"
     )
     chunk_epochs: int = option(0, "epochs per compiled chunk; 0: automatic (about a second of work)")
     data_parallel: bool = option(False, "shard each batch over all local devices (parameters replicated)")
@@ -133,7 +137,7 @@ class TrainConfig:
             check_int(name, getattr(self, name))
         for name in ("depth_warmup", "depth_plateau", "chunk_epochs"):
             check_int(name, getattr(self, name), minimum=0)
-        for name in ("lr", "depth_tol"):
+        for name in ("lr", "depth_tol", "checkpoint_seconds"):
             check_positive(name, getattr(self, name))
         if not isinstance(self.data_parallel, bool):
             raise TypeError(f"data_parallel must be a bool, got {self.data_parallel!r}")

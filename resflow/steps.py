@@ -157,6 +157,7 @@ def code_key(config: TrainConfig) -> TrainConfig:
         depth_tol=base.depth_tol,
         weight_decay=float(config.weight_decay > 0),
         checkpoint_every=base.checkpoint_every,
+        checkpoint_seconds=base.checkpoint_seconds,
         chunk_epochs=base.chunk_epochs,
     )
     return dataclasses.replace(config, epochs=1) if config.schedule == "constant" else config

@@ -1,7 +1,7 @@
 """Sweeps: many training runs as one vmapped, compiled program per group, sharded over devices.
 
-    sweep(data, config=None, *, seeds, grid=None, progress=False, devices=None, **overrides)
-        -> SweepResult(rows, histories, networks, configs)
+    sweep(data, config=None, *, seeds, grid=None, progress=False, devices=None, out_dir=None,
+          resume=False, **overrides) -> SweepResult(rows, histories, networks, configs)
 
 The runs are the cartesian product of `grid` (option name → values) times `seeds`. Runs
 whose compiled code agrees (`resflow.steps.code_key`: the same shapes, model, optimiser, ...)
@@ -11,15 +11,28 @@ per run. A group's runs are padded to a multiple of the device count and sharded
 ``Mesh(devices, ("runs",))`` (``NamedSharding(mesh, P("runs"))``), the data replicated. Run
 ``seed`` uses ``jax.random.key(seed)``, the key ``fit(..., key=jax.random.key(seed))`` uses,
 so each run equals its single `fit` (to float round-off of the batched arithmetic).
+
+With `out_dir` each group checkpoints its state (every run's parameters, optimiser state,
+depth, plateau losses, histories) to ``out_dir/group-<hash>.msgpack`` as `resflow.fit` does:
+every ``checkpoint_every`` epochs or ``checkpoint_seconds`` of wall time, at its end, and
+when stopped by an exception, Ctrl-C or SIGTERM (the last complete chunk). ``resume=True``
+reloads finished groups and continues the others from their chunk, ending where an
+uninterrupted sweep ends. The hash covers the group's configs, seeds and the data's
+fingerprint, so another sweep never picks up a foreign state. The folder is locked for the
+sweep's life (`resflow.runs.lock_folder`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
+import hashlib
 import itertools
+import json
 import numbers
 import time
+from pathlib import Path
 from typing import NamedTuple
 
 import jax
@@ -28,13 +41,21 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from .checkpoint import (
+    CheckpointError,
+    deferred_signals,
+    load_checkpoint,
+    prepare_out_dir,
+    save_checkpoint,
+    stop_on_signals,
+)
 from .data import Dataset
 from .depth import Plateau
 from .network import Network, from_flax
-from .runs import write_json
+from .runs import data_fingerprint, lock_folder, write_json
 from .spec import TrainConfig
 from .steps import Kernel, Loop, code_key, hyper_of
-from .train import check_data, epoch_records, setup_run
+from .train import check_data, epoch_records, fill_arrays, setup_run
 
 __all__ = ["sweep", "SweepResult"]
 
@@ -119,6 +140,8 @@ def sweep(
     grid: dict | None = None,
     progress: bool = False,
     devices=None,
+    out_dir=None,
+    resume: bool = False,
     **overrides,
 ) -> SweepResult:
     """Train every (grid point, seed) run; runs of one compiled shape train as one program.
@@ -133,11 +156,19 @@ def sweep(
       batch_size, ...) make separate groups, each one compiled program.
     - `progress`: a tqdm bar counting epochs × runs.
     - `devices`: the jax devices to shard runs over (default ``jax.local_devices()``).
+    - `out_dir`: folder for the groups' checkpoints (see the module's docstring); locked
+      while the sweep runs.
+    - `resume`: reload the groups checkpointed in `out_dir` (finished ones are not trained
+      again; unfinished ones continue from their last chunk; groups without one start).
 
     **Returns:** `SweepResult`.
 
     **Raises:** `TypeError`/`ValueError` for bad data, seeds, grid names or values (naming
-    them), or ``data_parallel=True`` (a sweep shards runs, not batches).
+    them), or ``data_parallel=True`` (a sweep shards runs, not batches); `ValueError` for
+    `resume` without `out_dir`; `resflow.runs.RunError` when another process writes to
+    `out_dir`; `resflow.checkpoint.CheckpointError` for a damaged group checkpoint;
+    `KeyboardInterrupt` (`resflow.checkpoint.Interrupted` for SIGTERM) after the groups'
+    last complete chunks are saved.
     """
     n_classes = check_data(data)
     base = (config or TrainConfig()).replace(**overrides).validate()
@@ -148,6 +179,8 @@ def sweep(
     devices = list(jax.local_devices() if devices is None else devices)
     if not devices:
         raise ValueError("devices must hold at least one jax device")
+    if resume and out_dir is None:
+        raise ValueError("resume=True needs out_dir (where the groups' checkpoints are)")
     runs = [(options, seed, c) for options, c in points for seed in seeds]
     groups: dict = {}
     for i, (_, _, c) in enumerate(runs):
@@ -156,12 +189,17 @@ def sweep(
     from tqdm.auto import tqdm
 
     total = sum(c.epochs for _, _, c in runs)
-    bar = tqdm(total=total, disable=not progress, desc="sweep", unit="epoch")
+    folder = prepare_out_dir(out_dir) if out_dir is not None else None
     out: list = [None] * len(runs)
-    for index in groups.values():
-        for i, result in zip(index, _run_group(data, n_classes, [runs[i] for i in index], devices, bar), strict=True):
-            out[i] = result
-    bar.close()
+    with lock_folder(folder) if folder is not None else contextlib.nullcontext(), stop_on_signals():
+        sha = data_fingerprint(data)["sha256"] if folder is not None else None
+        bar = tqdm(total=total, disable=not progress, desc="sweep", unit="epoch")
+        for index in groups.values():
+            group = [runs[i] for i in index]
+            store = None if folder is None else GroupStore(folder / f"group-{group_hash(group, sha)}.msgpack", resume)
+            for i, result in zip(index, _run_group(data, n_classes, group, devices, bar, store), strict=True):
+                out[i] = result
+        bar.close()
     rows, histories, networks = zip(*out, strict=True)
     return SweepResult(list(rows), list(histories), list(networks), [c for _, _, c in runs])
 
@@ -177,8 +215,43 @@ def _vmapped(kernel: Kernel, length: int):
     )
 
 
-def _run_group(data: Dataset, n_classes: int, runs: list, devices: list, bar) -> list:
-    """(row, history, network) of each run of one group, trained as one sharded program."""
+def group_hash(runs: list, data_sha: str) -> str:
+    """16 hex digits of the sha256 of a group's (options, seed, config) runs and the data's sha256."""
+    blob = json.dumps(
+        {"runs": [[options, seed, dataclasses.asdict(c)] for options, seed, c in runs], "data": data_sha},
+        sort_keys=True,
+        default=str,
+    )
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+class GroupStore(NamedTuple):
+    """Where one group checkpoints (`path`), and whether to continue from what is there (`resume`)."""
+
+    path: Path
+    resume: bool
+
+    def load(self, loop: Loop):
+        """``(loop, meta)`` from the checkpoint (the arrays in `loop`'s structure), or None to start.
+
+        **Raises:** `resflow.checkpoint.CheckpointError` naming the file if it is damaged or does not fit.
+        """
+        if not (self.resume and self.path.is_file()):
+            return None
+        raw, meta = load_checkpoint(self.path)
+        if not isinstance(meta, dict) or not {"epoch", "histories", "bad", "elapsed"} <= meta.keys():
+            raise CheckpointError(f"{self.path}: incomplete metadata (not a sweep group's checkpoint?)")
+        return fill_arrays(self.path, jax.device_get(loop), raw), meta
+
+    def save(self, loop: Loop, epoch: int, histories: list, bad: list, elapsed: float) -> None:
+        """Write the group's state after `epoch` epochs (atomic). **Raises:** `OutputError`."""
+        meta = {"epoch": epoch, "histories": histories, "bad": bad, "elapsed": elapsed}
+        save_checkpoint(self.path, jax.device_get(loop), meta)
+
+
+def _run_group(data: Dataset, n_classes: int, runs: list, devices: list, bar, store: GroupStore | None = None) -> list:
+    """(row, history, network) of each run of one group, trained as one sharded program;
+    with `store`, checkpointed (and resumed) as the module's docstring says."""
     t0 = time.perf_counter()
     first = runs[0][2]
     padded = -(-len(runs) // len(devices)) * len(devices)
@@ -197,25 +270,47 @@ def _run_group(data: Dataset, n_classes: int, runs: list, devices: list, bar) ->
     p = first.depth_plateau
     plateau = Plateau(jnp.full((padded, p), jnp.inf, dtype), jnp.full((padded,), jnp.inf, dtype))
     depth = jnp.full((padded,), first.trunk.depth, jnp.int32)
-    loop = jax.device_put(Loop(params, opt_state, depth, plateau, jnp.zeros((padded,), jnp.int32)), split)
-    histories, bad = [[] for _ in runs], [None] * len(runs)
-    for start in range(0, first.epochs, run.length):
-        loop, rec = chunk(
-            hyper, shuffle, loop, jnp.asarray(start, jnp.int32), jnp.asarray(first.epochs, jnp.int32), arrays
-        )
-        rec = jax.device_get(rec)
-        count = min(run.length, first.epochs - start)
-        for i in range(len(runs)):
-            if bad[i] is None:
-                records, _, bad[i] = epoch_records(
-                    jax.tree.map(lambda a, i=i: a[i], rec), start, count, first.depth_adapt
+    loop = Loop(params, opt_state, depth, plateau, jnp.zeros((padded,), jnp.int32))
+    histories, bad, done, before = [[] for _ in runs], [None] * len(runs), 0, 0.0
+    restored = None if store is None else store.load(loop)
+    if restored is not None:
+        loop, meta = restored
+        histories, bad, done, before = meta["histories"], meta["bad"], int(meta["epoch"]), float(meta["elapsed"])
+        bar.update(done * len(runs))
+    loop = jax.device_put(loop, split)
+    saved, saved_at = done, time.monotonic()
+    try:
+        for start in range(done, first.epochs, run.length):
+            with deferred_signals():  # a Ctrl-C / SIGTERM during the chunk stops after it is recorded
+                after, rec = chunk(
+                    hyper, shuffle, loop, jnp.asarray(start, jnp.int32), jnp.asarray(first.epochs, jnp.int32), arrays
                 )
-                histories[i] += records[:-1] if bad[i] else records
-        bar.update(count * len(runs))
+                rec = jax.device_get(rec)
+                count = min(run.length, first.epochs - start)
+                added, flagged = [[] for _ in runs], list(bad)
+                for i in range(len(runs)):
+                    if bad[i] is None:
+                        records, _, flagged[i] = epoch_records(
+                            jax.tree.map(lambda a, i=i: a[i], rec), start, count, first.depth_adapt
+                        )
+                        added[i] = records[:-1] if flagged[i] else records
+                # All or nothing, so that a save in `except` below sees a consistent state.
+                loop, bad, done = after, flagged, start + count
+                for history, new in zip(histories, added, strict=True):
+                    history += new
+                bar.update(count * len(runs))
+                every, late = first.checkpoint_every, time.monotonic() - saved_at >= first.checkpoint_seconds
+                if store is not None and (done // every > start // every or done == first.epochs or late):
+                    store.save(loop, done, histories, bad, before + time.perf_counter() - t0)
+                    saved, saved_at = done, time.monotonic()
+    except BaseException:
+        if store is not None and done > saved:
+            store.save(loop, done, histories, bad, before + time.perf_counter() - t0)
+        raise
     test = jax.device_get(evaluate(loop.params, loop.depth, hyper.h, arrays.test))
     train = jax.device_get(evaluate(loop.params, loop.depth, hyper.h, arrays.train))
     params, depths = jax.device_get((loop.params, loop.depth))
-    seconds = (time.perf_counter() - t0) / len(runs)
+    seconds = (before + time.perf_counter() - t0) / len(runs)
     results = []
     for i, (options, seed, c) in enumerate(runs):
         one = jax.tree.map(lambda a, i=i: jnp.asarray(a[i]), params)

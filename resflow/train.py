@@ -25,9 +25,11 @@ depth. The host sees chunk ends only: progress bar, metrics.jsonl, checkpoint, c
 With ``out_dir`` the run writes ``data.json`` (the data's source and fingerprint),
 ``metrics.jsonl`` (one line per epoch), ``checkpoint.msgpack`` (params, optimiser state,
 epoch, depth, RNG key, config, histories; atomic, checksummed, every ``checkpoint_every``
-epochs, rounded up to a chunk end), then ``metrics.json``, the saved network (``network.eqx``, ``run.json``; see
-`resflow.runs`) and figures; ``resume=True`` continues from the checkpoint and ends
-bit-identical to an uninterrupted run.
+epochs or ``checkpoint_seconds`` of wall time, whichever comes first, at a chunk end, and
+when the run is stopped by an exception, Ctrl-C or SIGTERM), then ``metrics.json``, the saved
+network (``network.eqx``, ``run.json``; see `resflow.runs`) and figures; ``resume=True``
+continues from the checkpoint and ends bit-identical to an uninterrupted run. The folder is
+locked for the run's life (`resflow.runs.lock_folder`): a second writer is refused.
 """
 
 from __future__ import annotations
@@ -52,13 +54,21 @@ from jax.sharding import PartitionSpec as P
 from jaxtyping import Array, Float, Int
 
 from ._checks import all_true, as_float_array, check_finite, check_labels, is_concrete
-from .checkpoint import CheckpointError, OutputError, load_checkpoint, prepare_out_dir, save_checkpoint
+from .checkpoint import (
+    CheckpointError,
+    OutputError,
+    deferred_signals,
+    load_checkpoint,
+    prepare_out_dir,
+    save_checkpoint,
+    stop_on_signals,
+)
 from .data import Dataset
 from .depth import plateau_start
 from .layers import Classifier
 from .model import Trunk
 from .network import Network, from_flax
-from .runs import save_run, start_run, write_json
+from .runs import lock_folder, save_run, start_run, write_json
 from .spec import TrainConfig
 from .steps import Data, Hyper, Kernel, Loop, chunk_length, code_key, hyper_of, make_kernel, padded_chunks, xent
 
@@ -292,12 +302,12 @@ def restore_state(state: RunState, out: Path | None, config: TrainConfig) -> Run
         raise CheckpointError(f"{path}: incomplete metadata ({type(e).__name__}: {e})") from e
     _check_resume(config, saved, rest[0])
     target = {"params": state.params, "opt_state": state.opt_state, "key": jax.random.key_data(state.key)}
-    arrays = _fill(path, target, raw)
+    arrays = fill_arrays(path, target, raw)
     key = jax.random.wrap_key_data(jnp.asarray(arrays["key"]))
     return RunState(arrays["params"], arrays["opt_state"], key, *rest)
 
 
-def _fill(path: Path, target, raw):
+def fill_arrays(path: Path, target, raw):
     """`target`'s leaves replaced by the saved arrays; a `CheckpointError` if any shape or dtype differs."""
     try:
         arrays = serialization.from_state_dict(target, raw)
@@ -315,12 +325,14 @@ def _fill(path: Path, target, raw):
 
 def _check_resume(config: TrainConfig, saved: TrainConfig, epoch: int) -> None:
     """Refuse a resume whose options would not continue the saved run (see `restore_state`)."""
-    free = ("epochs", "chunk_epochs")  # neither changes what an epoch computes
+    # None of these changes what an epoch computes.
+    free = ("epochs", "chunk_epochs", "checkpoint_every", "checkpoint_seconds")
     if dataclasses.replace(saved, **{k: getattr(config, k) for k in free}) != config:
         new, old = _flat(config), _flat(saved)
         diff = {k: (v, new.get(k)) for k, v in old.items() if k not in free and new.get(k) != v}
         raise ValueError(
-            f"resume: options differ from the checkpoint's (saved, given): {diff}; only epochs may change (and chunk_epochs)"
+            f"resume: options differ from the checkpoint's (saved, given): {diff}; only epochs may change "
+            "(and chunk_epochs, checkpoint_every, checkpoint_seconds)"
         )
     if config.epochs != saved.epochs and config.schedule != "constant":
         # A new horizon would bend the lr curve mid-run: the result would match no uninterrupted run.
@@ -397,9 +409,13 @@ def train_chunk(run: Setup, state: RunState, t0: float) -> tuple[RunState, list,
     return state, records, bad
 
 
-def log_and_checkpoint(out: Path | None, config: TrainConfig, state: RunState, start: int) -> bool:
+def log_and_checkpoint(
+    out: Path | None, config: TrainConfig, state: RunState, start: int, last_saved: float | None = None
+) -> bool:
     """Append the epochs after `start` to metrics.jsonl; save the checkpoint when a multiple of
-    ``checkpoint_every`` (or the last epoch) was passed: checkpoints fall on chunk ends.
+    ``checkpoint_every`` (or the last epoch) was passed, or when ``checkpoint_seconds`` have gone
+    by since `last_saved` (a `time.monotonic` reading; None: no time rule): checkpoints fall on
+    chunk ends.
 
     **Returns:** whether a checkpoint was saved.
 
@@ -414,7 +430,8 @@ def log_and_checkpoint(out: Path | None, config: TrainConfig, state: RunState, s
     except OSError as e:
         raise OutputError(f"cannot write {out / 'metrics.jsonl'}: {e.strerror or e}") from e
     every = config.checkpoint_every
-    if state.epoch // every > start // every or state.epoch == config.epochs:
+    late = last_saved is not None and time.monotonic() - last_saved >= config.checkpoint_seconds
+    if state.epoch // every > start // every or state.epoch == config.epochs or late:
         save_state(out, config, state)
         return True
     return False
@@ -439,25 +456,27 @@ def start_log(out: Path, state: RunState) -> None:
 
 def run_epochs(run: Setup, state: RunState, out: Path | None, t0: float, bar, callback) -> RunState:
     """Train from `state` to ``run.config.epochs`` in compiled chunks; after each: progress,
-    log, checkpoint, then ``callback(epoch, record)`` for each of its epochs.
+    log, checkpoint (by epochs or wall time), then ``callback(epoch, record)`` for each of its epochs.
 
-    A run stopped by an exception (a non-finite loss, Ctrl-C, a raising `callback`) first
-    saves its last complete chunk (the last good epoch after a non-finite loss), so
-    ``resume=True`` loses nothing; a failed write (`OutputError`) is not retried.
+    A run stopped by an exception (a non-finite loss, Ctrl-C, SIGTERM under `stop_on_signals`,
+    a raising `callback`) first saves its last complete chunk (the last good epoch after a
+    non-finite loss), so ``resume=True`` loses nothing; a failed write (`OutputError`) is not
+    retried.
 
     **Raises:** `NonFiniteLossError` naming the first epoch whose loss was not finite.
     """
-    config, saved = run.config, state.epoch
+    config, saved, saved_at = run.config, state.epoch, time.monotonic()
     try:
         while state.epoch < config.epochs:
             start = state.epoch
-            state, records, bad = train_chunk(run, state, t0)
-            bar.update(state.epoch - start)
-            if state.history:
-                last = state.history[-1]
-                bar.set_postfix(loss=f"{last['loss']:.4f}", test=f"{last['test_accuracy']:.3f}", depth=state.depth)
-            if log_and_checkpoint(out, config, state, start):
-                saved = state.epoch
+            with deferred_signals():  # a Ctrl-C / SIGTERM during the chunk stops the run after it is logged
+                state, records, bad = train_chunk(run, state, t0)
+                bar.update(state.epoch - start)
+                if state.history:
+                    last = state.history[-1]
+                    bar.set_postfix(loss=f"{last['loss']:.4f}", test=f"{last['test_accuracy']:.3f}", depth=state.depth)
+                if log_and_checkpoint(out, config, state, start, saved_at):
+                    saved, saved_at = state.epoch, time.monotonic()
             if bad is not None:
                 raise NonFiniteLossError(
                     f"epoch {bad}: training loss {records[-1]['loss']}, test loss {records[-1]['test_loss']}; "
@@ -564,7 +583,8 @@ def fit(
       `resflow.load_run`).
     - `resume`: continue from ``out_dir/checkpoint.msgpack``; the options must equal the
       checkpoint's, except `epochs`, which may change only under ``schedule="constant"``, and
-      the data's fingerprint must equal the one in ``out_dir/data.json``.
+      the chunking and checkpoint intervals, and the data's fingerprint must equal the one in
+      ``out_dir/data.json``.
     - `progress`: show a tqdm bar with loss / accuracy / depth.
     - `callback`: called as ``callback(epoch, record)`` for each epoch once its compiled
       chunk has been logged and checkpointed (raise in it to stop the run at that chunk's
@@ -583,29 +603,34 @@ def fit(
     when resuming on other data than the run's; `FileNotFoundError` when resuming without a
     checkpoint; `CheckpointError` for a damaged or foreign checkpoint; `NonFiniteLossError`
     when the loss stops being finite (the last good epoch is checkpointed first);
-    `OutputError` naming the path when the output folder or a file in it cannot be written.
+    `OutputError` naming the path when the output folder or a file in it cannot be written;
+    `resflow.runs.RunError` when another process is writing to `out_dir` (its lock is held).
+    `KeyboardInterrupt` on Ctrl-C and `resflow.checkpoint.Interrupted` (a `KeyboardInterrupt`)
+    on SIGTERM (`resflow.checkpoint.stop_on_signals`), raised once the chunk in progress has
+    finished and been checkpointed.
     """
     key = _check_key(key)
     n_classes = check_data(data)
     config = (config or TrainConfig()).replace(**overrides).validate()
     out = prepare_out_dir(out_dir) if out_dir is not None else None
-    run = setup_run(data, config, n_classes)
-    state = init_state(run, key)
-    saved = None if out is None else start_run(out, data, key, resume=resume, source=data_source, extra=provenance)
-    if resume:
-        state = restore_state(state, out, config)
-    if out is not None:
-        start_log(out, state)
+    with lock_folder(out) if out is not None else contextlib.nullcontext(), stop_on_signals():
+        run = setup_run(data, config, n_classes)
+        state = init_state(run, key)
+        saved = None if out is None else start_run(out, data, key, resume=resume, source=data_source, extra=provenance)
+        if resume:
+            state = restore_state(state, out, config)
+        if out is not None:
+            start_log(out, state)
 
-    from tqdm.auto import tqdm
+        from tqdm.auto import tqdm
 
-    bar = tqdm(total=config.epochs, initial=state.epoch, disable=not progress, desc="train", unit="epoch")
-    t0 = time.perf_counter() - state.elapsed
-    state = run_epochs(run, state, out, t0, bar, callback)
-    bar.close()
-    result = finish(run, state, data, time.perf_counter() - t0)
-    if out is not None:
-        _write_outputs(out, result, data, figures, saved)
+        bar = tqdm(total=config.epochs, initial=state.epoch, disable=not progress, desc="train", unit="epoch")
+        t0 = time.perf_counter() - state.elapsed
+        state = run_epochs(run, state, out, t0, bar, callback)
+        bar.close()
+        result = finish(run, state, data, time.perf_counter() - t0)
+        if out is not None:
+            _write_outputs(out, result, data, figures, saved)
     return result
 
 

@@ -40,6 +40,15 @@ def main(argv=None) -> int:
     out = Path(args.out) if args.out else FULL_OUT if mode == "full" else Path(f"reproduce-{mode}")
     if out.exists() and not out.is_dir():
         parser.error(f"--out {out}: exists and is not a folder")
+    if args.runs:
+        from resflow.runs import is_run_folder
+
+        found = is_run_folder(args.runs)
+        if found:  # its seeds' folders would be mixed into another run's files
+            parser.error(
+                f"--runs {args.runs}: is a scripts/train.py run folder (holds {', '.join(found)}); "
+                "give the reproduction a folder of its own"
+            )
     docs_page = out.resolve() == FULL_OUT.resolve()
     markdown = DOCS / "results.md" if docs_page else out / "results.md"
     prefix = "results/reproduce/" if docs_page else ""

@@ -7,7 +7,11 @@ lr, h, w_std, depth_tol, weight_decay) train as one vmapped program, sharded ove
 devices; options that change shapes (width, depth, model, ...) make separate programs.
 Writes, under --out: sweep.json (one row per run: options, seed, final depth, accuracies,
 time; and each run's per-epoch history), accuracy.png and depth.png (the spread over seeds per
-grid cell), depth_histories.png (every run's depth per epoch).
+grid cell), depth_histories.png (every run's depth per epoch), and while it trains
+sweep-options.json and checkpoints/ (each group of runs' state, as scripts/train.py's
+checkpoint: every --checkpoint-every epochs or --checkpoint-seconds, and on Ctrl-C or
+SIGTERM, which exit with one line). --resume continues a stopped sweep: finished groups
+are reloaded, unfinished ones continue from their last chunk.
 
 The other flags set the options shared by every run; they are generated from
 `resflow.TrunkSpec` and `resflow.TrainConfig`, as in scripts/train.py. Each run's key is
@@ -23,16 +27,19 @@ the seeds on its own devices and process 0 writes the results (docs/scaling.md).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import hashlib
 import itertools
 import json
+import shutil
 import sys
 from pathlib import Path
 
 from resflow import cli
 
 OUTPUTS = ("sweep.json", "accuracy.png", "depth.png", "depth_histories.png")
+OPTIONS, CHECKPOINTS = "sweep-options.json", "checkpoints"
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -124,7 +131,11 @@ def build_parser() -> argparse.ArgumentParser:
     cli.add_fields(p.add_argument_group("training (resflow.TrainConfig)"), TrainConfig)
     g = p.add_argument_group("output")
     g.add_argument("--out", default=None, help="output folder (default: runs/sweep-<data>-<hash of every option>)")
-    g.add_argument("--overwrite", action="store_true", help="write into an existing non-empty --out")
+    run = g.add_mutually_exclusive_group()
+    run.add_argument(
+        "--overwrite", action="store_true", help="write into an existing non-empty --out (its checkpoints are removed)"
+    )
+    run.add_argument("--resume", action="store_true", help="continue the stopped sweep in --out (the same flags)")
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
     g = p.add_argument_group("several hosts (jax.distributed; default: RESFLOW_* environment or cluster detection)")
     g.add_argument(
@@ -147,12 +158,24 @@ def default_out(config, source: dict, seeds: list[int], grid: dict) -> Path:
     return Path(f"runs/sweep-{source['name']}-{hashlib.sha256(blob.encode()).hexdigest()[:8]}")
 
 
-def check_out(parser, out: Path, *, overwrite: bool) -> None:
-    """Refuse a file, or a non-empty folder without --overwrite (no sweep overwrites another by accident)."""
+def check_out(parser, out: Path, *, overwrite: bool, resume: bool = False, options: dict | None = None) -> None:
+    """Refuse a file, or a non-empty folder without --overwrite or --resume (no sweep overwrites
+    another by accident); --resume needs the sweep-options.json of a sweep with the same `options`."""
     if out.exists() and not out.is_dir():
         parser.error(f"--out {out} is a file, not a folder")
+    if resume:
+        try:
+            saved = json.loads((out / OPTIONS).read_text())
+        except (OSError, ValueError) as e:
+            parser.error(f"--resume: no sweep to continue in {out} ({out / OPTIONS}: {e})")
+        if saved != options:
+            diff = sorted(k for k in set(saved) | set(options or {}) if saved.get(k) != (options or {}).get(k))
+            parser.error(
+                f"--resume: {out / OPTIONS} holds another sweep (different {', '.join(diff)}); give the same flags"
+            )
+        return
     if out.is_dir() and any(out.iterdir()) and not overwrite:
-        parser.error(f"--out {out} is not empty; use --overwrite to write into it")
+        parser.error(f"--out {out} is not empty; use --overwrite to write into it (or --resume to continue it)")
 
 
 def _plain(obj):
@@ -225,6 +248,19 @@ def start_cluster(parser, args):
 
 
 def main(argv=None) -> int:
+    from resflow.checkpoint import stop_on_signals, stop_status
+
+    with stop_on_signals(), contextlib.ExitStack() as held:
+        try:
+            return _main(argv, held)
+        except KeyboardInterrupt as e:  # Ctrl-C or SIGTERM before or after the training
+            name, status = stop_status(e)
+            print(f"stopped by {name}", file=sys.stderr)
+            return status
+
+
+def _main(argv, held: contextlib.ExitStack) -> int:
+    """`main`; `held` keeps --out's lock until the command ends."""
     parser = build_parser()
     args = parser.parse_args(argv)
 
@@ -241,11 +277,15 @@ def main(argv=None) -> int:
     except (ValueError, TypeError) as e:
         parser.error(str(e))
     out = Path(args.out) if args.out else default_out(config, source, seeds, grid)
-    check_out(parser, out, overwrite=args.overwrite)  # every process, before any writes
+    options = _plain({"data": source, "config": dataclasses.asdict(config), "seeds": seeds, "grid": grid})
+    # every process, before any writes
+    check_out(parser, out, overwrite=args.overwrite, resume=args.resume, options=options)
     cluster = start_cluster(parser, args)
 
     from resflow import distributed, sweep
+    from resflow.checkpoint import prepare_out_dir, stop_status
     from resflow.data import load_dataset
+    from resflow.runs import lock_folder, write_json
 
     try:
         data = load_dataset(args.data, seed=args.data_seed, path=args.data_path, **source["options"])
@@ -253,6 +293,19 @@ def main(argv=None) -> int:
         parser.error(str(e))
     n, i = (cluster.num_processes, cluster.process_id) if cluster else (1, 0)
     mine = seeds[i::n]  # each process trains its share of the seeds on its own devices
+    # Each process checkpoints its own groups; a resume needs the same number of processes.
+    checkpoints = out / CHECKPOINTS / (f"process{i}-of-{n}" if n > 1 else "")
+    distributed.gather_objects(None)  # every process has checked --out: writes may start
+    if distributed.is_main():
+        try:
+            held.enter_context(lock_folder(prepare_out_dir(out)))
+        except (ValueError, OSError) as e:  # RunError (another writer) and OutputError are ValueErrors
+            parser.error(str(e))
+        if args.overwrite:
+            shutil.rmtree(out / CHECKPOINTS, ignore_errors=True)
+        if not args.resume:
+            write_json(out / OPTIONS, options)
+    distributed.gather_objects(None)  # the old checkpoints are gone before any new one is written
     runs = len(seeds) * len(list(itertools.product(*grid.values())))
     if distributed.is_main():
         where = f" on {n} processes" if n > 1 else ""
@@ -263,8 +316,21 @@ def main(argv=None) -> int:
     if mine:
         try:
             result = sweep(
-                data, config, seeds=mine, grid=grid or None, progress=not args.no_progress and distributed.is_main()
+                data,
+                config,
+                seeds=mine,
+                grid=grid or None,
+                progress=not args.no_progress and distributed.is_main(),
+                out_dir=checkpoints,
+                resume=args.resume,
             )
+        except KeyboardInterrupt as e:  # Ctrl-C or SIGTERM: the finished chunks are saved
+            name, status = stop_status(e)
+            print(
+                f"stopped by {name}: the finished runs and chunks are in {out / CHECKPOINTS}; continue with --resume",
+                file=sys.stderr,
+            )
+            return status
         except (ValueError, TypeError) as e:  # e.g. a grid the library cannot group, a non-finite loss
             parser.error(str(e))
         part = {"rows": result.rows, "histories": result.histories}

@@ -4,6 +4,8 @@ Example (with the venv active, `. .venv/bin/activate`, or as `.venv/bin/python s
 `python scripts/train.py --depth-adapt` trains 15 shared sigmoid layers of width 64 on
 scikit-learn's digits and removes converged last layers (the paper's rule). Writes
 metrics.jsonl (per epoch), metrics.json, checkpoint.msgpack and figures under --out.
+Ctrl-C or SIGTERM (kill, timeout, SLURM) saves the last finished chunk of epochs and exits
+with one line (status 130 / 143); --resume continues it. One process writes a folder at a time.
 
 The trunk and training flags are generated from the fields of `resflow.TrunkSpec` and
 `resflow.TrainConfig` (type, default, help, choices), so each option is written once.
@@ -12,6 +14,7 @@ The trunk and training flags are generated from the fields of `resflow.TrunkSpec
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -41,7 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
     run = g.add_mutually_exclusive_group()
     run.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
     run.add_argument(
-        "--overwrite", action="store_true", help="start again in an existing run folder (removes its run files only)"
+        "--overwrite",
+        action="store_true",
+        help="start again in an existing run folder (removes its run files and analysis/ only)",
     )
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
@@ -64,26 +69,72 @@ def default_out(config, source: dict) -> Path:
 
 
 def check_out(parser, out: Path, *, resume: bool, overwrite: bool) -> None:
-    """Refuse to mix runs: an existing run folder needs --resume or --overwrite (which clears its run files)."""
-    from resflow.runs import RUN_FILES
+    """Refuse to mix runs: a folder another process writes to is refused; an existing run
+    folder needs --resume or --overwrite (`clear_run` then removes its run files). Writes nothing."""
+    from resflow.runs import LOCK, RunError, is_run_folder, lock_folder
     from resflow.train import CHECKPOINT
 
+    if (out / LOCK).is_file():  # its writer's lock, if held, says more than the files it wrote so far
+        try:
+            with lock_folder(out):
+                pass
+        except (RunError, OSError) as e:
+            parser.error(str(e))
     if resume:
         if not (out / CHECKPOINT).is_file():
             parser.error(f"--resume: no checkpoint at {out / CHECKPOINT}")
         return
     if out.exists() and not out.is_dir():
         parser.error(f"--out {out} is a file, not a folder")
-    found = [name for name in RUN_FILES if (out / name).exists()]
+    found = is_run_folder(out)
     if found and not overwrite:
         parser.error(
             f"{out} already holds a run ({', '.join(found)}); use --resume to continue it or --overwrite to start again"
         )
-    for name in found:  # --overwrite: the run's own files only; anything else in the folder stays
+
+
+def clear_run(out: Path) -> None:
+    """--overwrite, under the folder's lock: remove the run's own files and the analyses of its
+    old network (analysis/); anything else in the folder stays."""
+    import shutil
+
+    from resflow.runs import RUN_FOLDERS, is_run_folder
+
+    for name in is_run_folder(out):
         (out / name).unlink()
+    for name in RUN_FOLDERS:
+        if (out / name).is_dir():
+            shutil.rmtree(out / name)
+
+
+def stopped(out: Path, e: KeyboardInterrupt) -> int:
+    """The one line for a run stopped by Ctrl-C or SIGTERM, and the exit status (128 + signal)."""
+    from resflow.checkpoint import CheckpointError, load_checkpoint, stop_status
+    from resflow.train import CHECKPOINT
+
+    name, status = stop_status(e)
+    try:
+        epoch = load_checkpoint(out / CHECKPOINT)[1]["epoch"]
+        saved = f"checkpoint at epoch {epoch} in {out / CHECKPOINT}; continue with --resume"
+    except (OSError, CheckpointError, KeyError):
+        saved = "no checkpoint yet (nothing to resume)"
+    print(f"stopped by {name}: {saved}", file=sys.stderr)
+    return status
 
 
 def main(argv=None) -> int:
+    from resflow.checkpoint import stop_on_signals, stop_status
+
+    with stop_on_signals():
+        try:
+            return _main(argv)
+        except KeyboardInterrupt as e:  # before the run folder was taken: nothing was written
+            name, status = stop_status(e)
+            print(f"stopped by {name} before training started", file=sys.stderr)
+            return status
+
+
+def _main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
 
@@ -91,7 +142,9 @@ def main(argv=None) -> int:
 
     if args.dtype == "float64":
         jax.config.update("jax_enable_x64", True)
+    from resflow.checkpoint import prepare_out_dir
     from resflow.data import load_dataset
+    from resflow.runs import RunError, lock_folder
     from resflow.train import fit
 
     data = args.data
@@ -105,23 +158,32 @@ def main(argv=None) -> int:
     out = Path(args.out) if args.out else default_out(config, source)
     check_out(parser, out, resume=args.resume, overwrite=args.overwrite)
 
-    print(f"{data}: {ds.meta['n_train']} train / {ds.meta['n_test']} test, dim {ds.meta['dim']}; writing {out}")
-    try:
-        res = fit(
-            ds,
-            config,
-            key=jax.random.key(args.seed),
-            out_dir=out,
-            resume=args.resume,
-            progress=not args.no_progress,
-            data_source=source,
-            provenance={"seed": args.seed},
-        )
-    except ValueError as e:  # on resume: a checkpoint or data that do not match the flags (raised before
-        # anything is written)
-        if not args.resume:
-            raise
-        parser.error(str(e))
+    with contextlib.ExitStack() as held:
+        try:
+            held.enter_context(lock_folder(prepare_out_dir(out)))  # until the run ends
+        except (RunError, OSError) as e:  # e.g. another writer started since check_out looked
+            parser.error(str(e))
+        if args.overwrite:
+            clear_run(out)
+        print(f"{data}: {ds.meta['n_train']} train / {ds.meta['n_test']} test, dim {ds.meta['dim']}; writing {out}")
+        try:
+            res = fit(
+                ds,
+                config,
+                key=jax.random.key(args.seed),
+                out_dir=out,
+                resume=args.resume,
+                progress=not args.no_progress,
+                data_source=source,
+                provenance={"seed": args.seed},
+            )
+        except KeyboardInterrupt as e:  # Ctrl-C or SIGTERM: fit saved the last finished chunk
+            return stopped(out, e)
+        except ValueError as e:  # on resume: a checkpoint or data that do not match the flags (raised before
+            # anything is written)
+            if not args.resume:
+                raise
+            parser.error(str(e))
     m = res.metrics
     print(f"test accuracy {m['test_accuracy']:.4f}  (train {m['train_accuracy']:.4f})")
     print(f"depth {m['depth_before']} -> {m['depth_after']}")

@@ -144,3 +144,32 @@ def test_prepare_out_dir(tmp_path, monkeypatch):
     with pytest.raises(OutputError, match="not writable: Permission denied") as info:
         prepare_out_dir(tmp_path / "ro")
     assert str(tmp_path / "ro") in str(info.value)
+
+
+def test_stop_on_signals_defers_to_the_block_end_and_leaves_own_handlers():
+    import os
+    import signal
+
+    from resflow.checkpoint import Interrupted, deferred_signals, stop_on_signals
+
+    done = []
+    with stop_on_signals(), pytest.raises(Interrupted) as info:
+        with deferred_signals():
+            os.kill(os.getpid(), signal.SIGTERM)
+            done.append("rest of the block")  # still runs: the signal waits for the block's end
+    assert done == ["rest of the block"] and info.value.signum == signal.SIGTERM
+    assert isinstance(info.value, KeyboardInterrupt)
+    with stop_on_signals(), pytest.raises(KeyboardInterrupt), deferred_signals():
+        os.kill(os.getpid(), signal.SIGINT)
+        with pytest.raises(KeyboardInterrupt):  # a second signal does not wait
+            os.kill(os.getpid(), signal.SIGINT)
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+    # A handler the caller installed is left alone.
+    seen = []
+    old = signal.signal(signal.SIGTERM, lambda s, f: seen.append(s))
+    try:
+        with stop_on_signals():
+            os.kill(os.getpid(), signal.SIGTERM)
+        assert seen == [signal.SIGTERM]
+    finally:
+        signal.signal(signal.SIGTERM, old)

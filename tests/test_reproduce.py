@@ -90,3 +90,24 @@ def test_cli_bad_arguments_exit_2_with_one_line():
         )
         assert done.returncode == 2
         assert len(done.stderr.strip().splitlines()) == 1 and "Traceback" not in done.stderr
+
+
+def test_cli_refuses_a_train_run_folder_as_runs(tmp_path, monkeypatch, capsys):
+    import importlib.util
+
+    import resflow.experiments.reproduce as rp
+
+    spec = importlib.util.spec_from_file_location("reproduce_cli", ROOT / "scripts" / "reproduce.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "data.json").write_text("{}")  # what scripts/train.py writes first
+    (run / "metrics.jsonl").write_text("")
+    monkeypatch.setattr(rp, "reproduce", lambda *a, **k: pytest.fail("reproduce wrote into a train.py run folder"))
+    with pytest.raises(SystemExit) as e:
+        script.main(["--tiny", "--out", str(tmp_path / "out"), "--runs", str(run), "--no-progress"])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert f"--runs {run}" in err and "data.json" in err
+    assert sorted(p.name for p in run.iterdir()) == ["data.json", "metrics.jsonl"]

@@ -88,7 +88,9 @@ def test_bad_run_files_raise_run_error_naming_the_file(saved, tmp_path):
     with pytest.raises(RunError, match=r"run\.json: not a resflow-run"):
         rf.load_run(bad)
     info = json.loads((out / "run.json").read_text())
-    (bad / "run.json").write_text(json.dumps(dict(info, network=dict(info["network"], width=4))))
+    # A version-1 file (no sha256 over its entries) whose skeleton does not fit network.eqx.
+    legacy = {k: v for k, v in info.items() if k != "sha256"} | {"version": 1}
+    (bad / "run.json").write_text(json.dumps(dict(legacy, network=dict(info["network"], width=4))))
     with pytest.raises(RunError, match=r"network\.eqx: does not hold"):
         rf.load_run(bad)
     (bad / "run.json").write_text(json.dumps({k: v for k, v in info.items() if k != "provenance"}))
@@ -119,7 +121,36 @@ def test_std_floor_is_saved_and_runs_without_one_are_refused(saved, tmp_path):
     raw = rf.load_dataset("circles", standardize=False, **SIZES)
     np.testing.assert_array_equal(rf.load_run(out).standardize(raw.x_test), data.x_test)
     old = _copy(out, tmp_path / "old")
-    del info["preprocessing"]["std_floor"]  # as written before the floor existed
+    del info["preprocessing"]["std_floor"]  # as written before the floor existed (and before the sha256)
+    del info["sha256"]
+    info["version"] = 1
     (old / "run.json").write_text(json.dumps(info))
     with pytest.raises(RunError, match=r"run\.json: saved before standardisation had a std floor.*train the run again"):
         rf.load_run(old)
+
+
+@pytest.mark.parametrize(
+    "entry, field, value",
+    [
+        ("network", "activation", "tanh"),
+        ("network", "model", "mlp"),
+        ("network", "depth", 2),
+        ("network", "h", 0.5),
+        ("config", "lr", 0.1),
+        ("preprocessing", "standardized", False),
+        ("preprocessing", "std", [1.0, 1.0]),
+    ],
+)
+def test_an_edited_run_json_is_refused_naming_it(saved, tmp_path, entry, field, value):
+    # Each edit, alone, used to load: another map, depth or input scaling on the same weights.
+    out, _, _ = saved
+    bad = _copy(out, tmp_path / "edited")
+    info = json.loads((bad / "run.json").read_text())
+    info[entry][field] = value
+    (bad / "run.json").write_text(json.dumps(info, indent=2))
+    with pytest.raises(RunError, match=r"run\.json: its sha256 does not match") as e:
+        rf.load_run(bad)
+    assert str(bad / "run.json") in str(e.value)
+    # Whitespace and key order are not edits: the same entries load.
+    (bad / "run.json").write_text(json.dumps(json.loads((out / "run.json").read_text()), sort_keys=True))
+    assert rf.load_run(bad).network.depth == rf.load_run(out).network.depth

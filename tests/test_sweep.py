@@ -53,9 +53,9 @@ def test_vmapped_runs_equal_single_fits(tmp_path):
 def test_shape_options_make_groups(monkeypatch):
     sizes, real = [], sw._run_group
 
-    def counted(data, n_classes, runs, devices, bar):
+    def counted(data, n_classes, runs, *args):
         sizes.append(len(runs))
-        return real(data, n_classes, runs, devices, bar)
+        return real(data, n_classes, runs, *args)
 
     monkeypatch.setattr(sw, "_run_group", counted)
     res = rf.sweep(circles(), seeds=[0], grid={"depth": [2, 3], "h": [0.5, 1.0]}, **dict(OPTS, epochs=1))
@@ -127,3 +127,46 @@ def test_a_diverging_run_stops_alone():
     assert good["nonfinite_epoch"] is None and len(res.histories[0]) == 2
     assert bad["nonfinite_epoch"] == 1 and res.histories[1] == []
     assert np.isfinite(good["test_loss"]) and res.networks[1].depth == OPTS["depth"]
+
+
+def test_a_sigterm_sweep_keeps_finished_groups_and_chunks_and_resumes(tmp_path, monkeypatch):
+    import signal
+
+    from test_train_failures import send
+
+    from resflow.checkpoint import Interrupted, load_checkpoint
+
+    ds, opts = circles(), dict(OPTS, chunk_epochs=2)
+    grid = {"batch_size": [32, 64], "lr": [2e-2, 5e-2]}  # two groups (shapes) of 2 lr x 2 seeds
+    reference = rf.sweep(ds, seeds=[0, 1], grid=grid, **opts)
+    real, calls = sw._vmapped, []
+
+    def counting(kernel, length, kill_at=None):
+        init, chunk, evaluate = real(kernel, length)
+
+        def counted(*args):
+            out = chunk(*args)
+            calls.append(1)
+            if len(calls) == kill_at:
+                send(signal.SIGTERM)  # arrives while the chunk computes
+            return out
+
+        return init, counted, evaluate
+
+    # Group 1 finishes (2 chunks); SIGTERM during group 2's first chunk, which still completes.
+    monkeypatch.setattr(sw, "_vmapped", lambda k, n: counting(k, n, kill_at=3))
+    with pytest.raises(Interrupted):
+        rf.sweep(ds, seeds=[0, 1], grid=grid, out_dir=tmp_path, **opts)
+    saved = sorted(load_checkpoint(p)[1]["epoch"] for p in tmp_path.glob("group-*.msgpack"))
+    assert saved == [2, 4]
+    calls.clear()
+    monkeypatch.setattr(sw, "_vmapped", lambda k, n: counting(k, n))
+    resumed = rf.sweep(ds, seeds=[0, 1], grid=grid, out_dir=tmp_path, resume=True, **opts)
+    assert len(calls) == 1  # only group 2's last chunk trained again
+    strip = [{k: v for k, v in r.items() if k != "time"} for r in reference.rows]
+    assert [{k: v for k, v in r.items() if k != "time"} for r in resumed.rows] == strip
+    assert resumed.histories == reference.histories
+    for a, b in zip(jax.tree.leaves(resumed.networks), jax.tree.leaves(reference.networks), strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    with pytest.raises(ValueError, match="resume=True needs out_dir"):
+        rf.sweep(ds, seeds=[0], resume=True, **opts)

@@ -200,3 +200,52 @@ def test_tiny_sweep_writes_table_and_figures_and_two_processes_write_the_same(tm
                 np.testing.assert_allclose(got[k], want[k], rtol=1e-12, err_msg=k)
             else:
                 assert got[k] == want[k], k
+
+
+def test_a_sigterm_sweep_exits_one_line_and_resumes_to_the_uninterrupted_table(tmp_path, capsys, monkeypatch):
+    import importlib
+    import signal
+
+    from test_train_failures import send
+
+    sw = importlib.import_module("resflow.sweep")
+    for name in ("RESFLOW_COORDINATOR", "RESFLOW_NUM_PROCESSES", "RESFLOW_PROCESS_ID"):
+        monkeypatch.delenv(name, raising=False)
+    argv = [*TINY, "--seeds", "0-1", "--chunk-epochs", "1"]
+    import matplotlib.pyplot as plt
+
+    assert cli.main([*argv, "--out", str(tmp_path / "whole")]) == 0
+    whole = json.loads((tmp_path / "whole" / "sweep.json").read_text())
+    plt.close("all")  # the in-process CLI leaves its figures open
+    capsys.readouterr()
+    real = sw._vmapped
+
+    def killing(kernel, length):  # SIGTERM while the first chunk computes
+        init, chunk, evaluate = real(kernel, length)
+
+        def chunk_then_kill(*args):
+            out = chunk(*args)
+            send(signal.SIGTERM)
+            return out
+
+        return init, chunk_then_kill, evaluate
+
+    out = tmp_path / "cut"
+    monkeypatch.setattr(sw, "_vmapped", killing)
+    assert cli.main([*argv, "--out", str(out)]) == 128 + signal.SIGTERM
+    monkeypatch.undo()
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    assert "stopped by SIGTERM" in err and "--resume" in err
+    assert not (out / "sweep.json").exists()
+    [group] = (out / "checkpoints").glob("group-*.msgpack")
+    assert rf.checkpoint.load_checkpoint(group)[1]["epoch"] == 1  # the chunk that was computing
+    # Another sweep in its place, or a plain rerun, is refused in one line; --resume finishes it.
+    assert "holds another sweep" in _exit_2_one_line(capsys, [*argv, "--out", str(out), "--resume", "--lr", "0.5"])
+    assert "--resume" in _exit_2_one_line(capsys, [*argv, "--out", str(out)])
+    assert cli.main([*argv, "--out", str(out), "--resume"]) == 0
+    plt.close("all")
+    cut = json.loads((out / "sweep.json").read_text())
+    strip = [{k: v for k, v in r.items() if k != "time"} for r in whole["rows"]]
+    assert [{k: v for k, v in r.items() if k != "time"} for r in cut["rows"]] == strip
+    assert cut["histories"] == whole["histories"]

@@ -2,6 +2,11 @@
 
 import importlib.util
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -188,8 +193,10 @@ def test_existing_run_is_refused_overwrite_clears_only_run_files(tmp_path, capsy
     assert (out / "run.json").read_bytes() == before  # nothing touched
     (out / "notes.txt").write_text("mine")
     (out / "checkpoint.msgpack").write_bytes(b"stale")
+    (out / "analysis").mkdir()  # analyze.py's output for the old network: stale after a retrain
+    (out / "analysis" / "noise.json").write_text('{"clean_accuracy": 1.0}')
     assert cli.main([*TINY, "--out", str(out), "--overwrite", "--lr", "0.02"]) == 0
-    assert (out / "notes.txt").read_text() == "mine"
+    assert (out / "notes.txt").read_text() == "mine" and not (out / "analysis").exists()
     assert json.loads((out / "run.json").read_text())["config"]["lr"] == 0.02
     assert (out / "checkpoint.msgpack").read_bytes() != b"stale"
     _exit_2_one_line(capsys, [*TINY, "--out", str(out), "--overwrite", "--resume"])
@@ -249,3 +256,56 @@ def test_every_bad_file_kind_exits_2_before_training(tmp_path, capsys, kind, cas
     err = _exit_2_one_line(capsys, ["--data", "mnist", "--data-path", str(path), "--out", str(out)])
     assert str(path) in err
     assert not out.exists() or not any(out.iterdir())  # nothing written: no metrics, no checkpoint
+
+
+def test_sigterm_saves_the_last_chunk_exits_one_line_and_locks_out_a_second_writer(tmp_path, capsys):
+    """A real process: a second writer is refused while it runs; SIGTERM (kill, timeout, SLURM)
+    stops it with one line, its checkpoint holding the last chunk it logged; --resume then ends
+    where an uninterrupted run ends."""
+    import jax
+
+    import resflow as rf
+    from resflow.checkpoint import load_checkpoint
+
+    out = tmp_path / "run"
+    argv = ["--data", "circles", "--width", "3", "--depth", "3", "--batch-size", "500", "--lr", "0.02"]
+    argv += ["--chunk-epochs", "1", "--no-progress", "--out", str(out)]
+    # float64 enabled as in this process (conftest), so the resumed run can equal the reference bit for bit.
+    env = dict(os.environ, PYTHONPATH=str(SCRIPT.parents[1]), JAX_PLATFORMS="cpu", JAX_ENABLE_X64="1")
+    proc = subprocess.Popen(
+        [sys.executable, str(SCRIPT), *argv, "--epochs", "1000000"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        log, deadline = out / "metrics.jsonl", time.monotonic() + 300
+        while not (log.is_file() and log.read_text().count("\n") >= 1):
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+            time.sleep(0.05)
+        # Two writers on one folder used to both exit 0, mixing metrics.jsonl: now refused.
+        for extra in ([], ["--overwrite"], ["--resume"]):
+            err = _exit_2_one_line(capsys, [*argv, "--epochs", "3", *extra])
+            assert f"another process (pid {proc.pid}) is writing" in err and str(out) in err
+        with pytest.raises(rf.RunError, match="another process"):
+            rf.fit(rf.load_dataset("circles"), key=jax.random.key(0), out_dir=out, epochs=1)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    # Was: killed at once (status -15), nothing saved since the last periodic checkpoint.
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    _, meta = load_checkpoint(out / "checkpoint.msgpack")
+    logged = [json.loads(line)["epoch"] for line in (out / "metrics.jsonl").read_text().splitlines()]
+    epoch = meta["epoch"]
+    assert logged == list(range(1, epoch + 1)) and [r["epoch"] for r in meta["history"]] == logged
+    assert f"stopped by SIGTERM: checkpoint at epoch {epoch} in {out / 'checkpoint.msgpack'}" in err
+    # Resume to two epochs more; compare with an uninterrupted run of as many epochs.
+    assert cli.main([*argv, "--epochs", str(epoch + 2), "--resume"]) == 0
+    run = rf.load_run(out)
+    ref = rf.fit(run.load_data(), run.config, key=jax.random.key(0), figures=False)
+    for a, b in zip(jax.tree.leaves(run.network), jax.tree.leaves(ref.network), strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    assert run.metrics["test_accuracy"] == ref.metrics["test_accuracy"]

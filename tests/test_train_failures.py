@@ -178,3 +178,98 @@ def test_noise_robustness_checks_out_before_training(tmp_path, monkeypatch, caps
         script.main(["--data", "circles", "--out", str(blocker / "out"), "--epochs", "1"])
     err = capsys.readouterr().err.strip()
     assert info.value.code == 2 and len(err.splitlines()) == 1 and str(blocker) in err
+
+
+def send(signum):
+    """`signum` to this process, unless nothing handles it (SIGTERM would then kill the test run)."""
+    import os
+    import signal
+
+    if signal.getsignal(signum) in (signal.SIG_DFL, signal.SIG_IGN, None):
+        raise AssertionError(f"{signal.Signals(signum).name} is not handled while training: the process would die")
+    os.kill(os.getpid(), signum)
+
+
+def _signal_inside_chunk(monkeypatch, signum, at_start: int):
+    """Send `signum` to this process while the chunk starting after epoch `at_start` computes
+    (the compiled call in progress when a real signal arrives)."""
+    real = tr.setup_run
+
+    def patched(*args):
+        run = real(*args)
+
+        def chunk(hyper, key, loop, start, *rest, **kw):
+            out = run.jit.chunk(hyper, key, loop, start, *rest, **kw)
+            if int(start) == at_start:
+                send(signum)
+            return out
+
+        return run._replace(jit=run.jit._replace(chunk=chunk))
+
+    monkeypatch.setattr(tr, "setup_run", patched)
+
+
+@pytest.mark.parametrize("signame", ["SIGTERM", "SIGINT"])
+def test_a_signal_during_a_chunk_keeps_that_chunk_and_resume_matches(tmp_path, monkeypatch, signame):
+    import signal
+
+    signum = getattr(signal, signame)
+    ds, key = tiny(), jax.random.key(3)
+    opts = dict(OPTS, epochs=6)
+    reference = rf.fit(ds, key=key, **opts)  # uninterrupted
+    _signal_inside_chunk(monkeypatch, signum, at_start=2)
+    # SIGTERM used to kill the process at once (nothing saved after the last periodic checkpoint).
+    with pytest.raises(KeyboardInterrupt) as info:
+        rf.fit(ds, key=key, out_dir=tmp_path, **opts)
+    monkeypatch.undo()
+    assert isinstance(info.value, ck.Interrupted) == (signame == "SIGTERM")
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL  # fit put the handlers back
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    # The chunk in progress (epochs 3-4) finished, was logged and checkpointed before the stop.
+    _, meta = ck.load_checkpoint(tmp_path / tr.CHECKPOINT)
+    assert meta["epoch"] == 4 and len((tmp_path / "metrics.jsonl").read_text().splitlines()) == 4
+    resumed = rf.fit(ds, key=key, out_dir=tmp_path, resume=True, **opts)
+    for a, b in zip(jax.tree.leaves(reference.network), jax.tree.leaves(resumed.network), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_checkpoints_also_fall_due_by_wall_time(tmp_path, monkeypatch):
+    saves = []
+    real = tr.save_state
+    monkeypatch.setattr(
+        tr, "save_state", lambda out, config, state: saves.append(state.epoch) or real(out, config, state)
+    )
+    # checkpoint_every (100) never falls due in 6 epochs: only the end is saved ...
+    rf.fit(tiny(), key=jax.random.key(0), out_dir=tmp_path / "a", **dict(OPTS, epochs=6))
+    assert saves == [6]
+    # ... unless the wall-time interval has passed: then every chunk end is one.
+    saves.clear()
+    rf.fit(tiny(), key=jax.random.key(0), out_dir=tmp_path / "b", **dict(OPTS, epochs=6, checkpoint_seconds=1e-9))
+    assert saves == [2, 4, 6]
+    with pytest.raises(ValueError, match="checkpoint_seconds must be a finite number > 0"):
+        rf.fit(tiny(), key=jax.random.key(0), **dict(OPTS, checkpoint_seconds=0))
+    # The intervals are bookkeeping: a resume may change them.
+    rf.fit(tiny(), key=jax.random.key(0), out_dir=tmp_path / "b", resume=True, **dict(OPTS, epochs=6))
+
+
+def test_a_second_writer_is_refused(tmp_path):
+    import fcntl
+    import os
+
+    from resflow.runs import LOCK, RunError
+
+    ds = tiny()
+    tmp_path.mkdir(exist_ok=True)
+    # Another process's lock: a separate open file description on the lock file.
+    fd = os.open(tmp_path / LOCK, os.O_RDWR | os.O_CREAT)
+    os.write(fd, b"4242\n")
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    try:
+        with pytest.raises(RunError, match=r"another process \(pid 4242\) is writing") as info:
+            rf.fit(ds, key=jax.random.key(0), out_dir=tmp_path, **OPTS)
+        assert str(tmp_path) in str(info.value)
+        assert sorted(p.name for p in tmp_path.iterdir()) == [LOCK]  # nothing written
+    finally:
+        os.close(fd)
+    rf.fit(ds, key=jax.random.key(0), out_dir=tmp_path, **dict(OPTS, epochs=1))  # free again
+    assert (tmp_path / "run.json").is_file()
