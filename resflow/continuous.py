@@ -18,6 +18,7 @@ over leading input axes.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -290,7 +291,35 @@ def euler_convergence(
     return Convergence(h, steps_arr, errors, float(slope), float(intercept), S)
 
 
-def variational_solve(vector_field, t0, t1, y, Q, args, *, rtol, atol, max_steps: int = 65536):
+SOLVER_MAX_STEPS = 65536
+"""Steps `variational_solve` and `flow_solve` may take per call (one QR interval, or the burn-in)."""
+
+
+@contextlib.contextmanager
+def solver_failures(caller: str, what: str):
+    """Re-raise a failure of the diffrax solver inside the block as one clear `RuntimeError`.
+
+    A failing solve (step budget spent, step size driven to zero, a NaN from the field) raises
+    `equinox.EquinoxRuntimeError`, whose message buries the cause under the stack inside jit.
+    The new error names `caller`, `what` was being integrated and the solver's own reason; the
+    block waits for its results, so the failure surfaces here and not at a later read.
+    """
+    try:
+        yield
+    except eqx.EquinoxRuntimeError as e:
+        lines = [line.strip() for line in str(e).splitlines()]
+        reasons = [line.split(": ", 1)[1] for line in lines if line.startswith("equinox.EquinoxRuntimeError: ")]
+        reason = reasons[0] if reasons else next((line for line in lines if line), "no reason given")
+        # The budget is not an argument of the callers: `what` states it instead.
+        reason = reason.replace(" Try increasing `max_steps`.", "")
+        raise RuntimeError(
+            f"{caller}: the ODE solver failed while integrating {what}: {reason} The flow may blow up in "
+            f"finite time, return NaN, or be too stiff for these tolerances: check vector_field, y0 and args, "
+            f"or loosen rtol/atol"
+        ) from None
+
+
+def variational_solve(vector_field, t0, t1, y, Q, args, *, rtol, atol, max_steps: int = SOLVER_MAX_STEPS):
     """(y(t1), Φ(t1, t0) Q): the state and a tangent frame carried from t0 to t1. Unchecked.
 
     Integrates dy/dt = f(t, y, args) together with the variational equation
@@ -317,7 +346,7 @@ def variational_solve(vector_field, t0, t1, y, Q, args, *, rtol, atol, max_steps
     return jax.tree.map(lambda a: a[-1], sol.ys)
 
 
-def flow_solve(vector_field, t0, t1, y, args, *, rtol, atol, max_steps: int = 65536):
+def flow_solve(vector_field, t0, t1, y, args, *, rtol, atol, max_steps: int = SOLVER_MAX_STEPS):
     """y(t1) from y(t0) = y under dy/dt = f(t, y, args) (Tsit5, PID controller). Unchecked."""
     sol = diffrax.diffeqsolve(
         diffrax.ODETerm(vector_field),
@@ -403,7 +432,8 @@ def ode_lyapunov_spectrum(
 
     **Raises:** `TypeError`/`ValueError` for a non-callable field or one whose output does not
     match y0, a non-finite or non-vector y0, t1 ≤ burn_in, non-positive dt or tolerances, a
-    k outside [1, n].
+    k outside [1, n]; `RuntimeError` naming the solver's reason when the integration fails
+    (e.g. the step budget is spent on a flow that blows up in finite time).
     """
     y0 = as_float_array("y0", y0)
     if y0.ndim != 1:
@@ -419,9 +449,16 @@ def ode_lyapunov_spectrum(
     check_positive("atol", atol)
     num, step = qr_intervals(dt, burn_in, t1)
     q0 = random_frame(n, k, key, y0.dtype)
+    what = (
+        f"vector_field from y0 over [0, {t1}] (Tsit5, rtol={rtol}, atol={atol}, at most "
+        f"{SOLVER_MAX_STEPS} steps per QR interval of length {step:.3g})"
+    )
     # numbers as arrays, so new times or tolerances reuse the compiled integration
     burn, dt_arr, rtol, atol = (jnp.asarray(v, y0.dtype) for v in (burn_in, step, rtol, atol))
-    y, logs = _ode_lyapunov(vector_field, y0, args, q0, burn, dt_arr, num, rtol, atol, float(burn_in) > 0)
+    with solver_failures("ode_lyapunov_spectrum", what):
+        y, logs = jax.block_until_ready(
+            _ode_lyapunov(vector_field, y0, args, q0, burn, dt_arr, num, rtol, atol, float(burn_in) > 0)
+        )
     exponents = jnp.sort(logs.sum(0) / (num * step))[::-1]
     running = None
     if return_running:
