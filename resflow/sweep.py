@@ -74,8 +74,8 @@ class SweepResult(NamedTuple):
 
 
 SEED_LIMIT = 2**32
-"""Seeds lie in [0, 2**32): ``jax.random.key`` keeps the low 32 bits of a larger seed (2**32 is
-seed 0 again) and refuses negative ones under 64-bit types."""
+"""Seeds lie in [0, 2**32): ``jax.random.key`` keeps only a seed's low 32 bits, so 2**32 would
+be seed 0 again and −1 seed 2**32 − 1."""
 
 # Lower bounds of what one run holds, for `_check_size`: bytes of host memory per epoch of
 # history (a dict of about ten numbers), and copies of the parameters on the device
@@ -108,13 +108,6 @@ def _check_seeds(seeds) -> list[int]:
             f"seeds must be distinct (a repeated seed is the same run again), got {sorted(repeated)} twice"
         )
     return seeds
-
-
-def _memory(devices) -> tuple[int, int]:
-    """(bytes of one device's memory, bytes of the host's memory); a CPU device's is the host's."""
-    host = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    stats = devices[0].memory_stats() if devices[0].platform != "cpu" else None
-    return int((stats or {}).get("bytes_limit", host)), host
 
 
 def _run_bytes(config: TrainConfig, dim: int, n_classes: int) -> int:
@@ -150,16 +143,18 @@ def _check_size(dim: int, n_classes: int, configs: list[TrainConfig], num_seeds:
         groups.setdefault(_group_key(c), []).append(c)
     per_device = max(-(-num_seeds * len(g) // len(devices)) * _run_bytes(g[0], dim, n_classes) for g in groups.values())
     history = num_seeds * sum(c.epochs for c in configs) * HISTORY_BYTES_PER_EPOCH
-    device_memory, host_memory = _memory(devices)
-    on_cpu = devices[0].platform == "cpu"
-    need = {"device": per_device + (history if on_cpu else 0), "host": history}
-    have = {"device": device_memory, "host": host_memory}
-    for where in ("device", "host"):
-        if need[where] > have[where]:
+    host_memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    if devices[0].platform == "cpu":  # the devices' memory is the host's
+        checks = [("host", per_device + history, host_memory)]
+    else:
+        device_memory = (devices[0].memory_stats() or {}).get("bytes_limit", host_memory)
+        checks = [("device", per_device, device_memory), ("host", history, host_memory)]
+    for where, need, have in checks:
+        if need > have:
             raise ValueError(
                 f"sweep: {num_seeds * len(configs)} runs ({num_seeds} seeds x {len(configs)} grid points) need at "
-                f"least {need[where] / 2**30:.3g} GiB of {where} memory, more than the {have[where] / 2**30:.3g} GiB "
-                f"there is; use fewer seeds or grid values, or split the sweep"
+                f"least {need / 2**30:.3g} GiB of {where} memory, more than the {have / 2**30:.3g} GiB there is; "
+                f"use fewer seeds or grid values, or split the sweep"
             )
 
 
@@ -209,7 +204,7 @@ def sweep(
 
     - `data`: a `resflow.data.Dataset`, as for `resflow.fit`.
     - `config`, `overrides`: the base options, as for `resflow.fit`.
-    - `seeds`: integers; run key = ``jax.random.key(seed)``.
+    - `seeds`: distinct integers in [0, 2**32); run key = ``jax.random.key(seed)``.
     - `grid`: option name → list of values (e.g. ``{"lr": [1e-2, 3e-3], "depth": [5, 10]}``).
       Options of `resflow.steps.Hyper` are vmapped; others (width, depth, model, optimizer,
       batch_size, ...) make separate groups, each one compiled program.
@@ -218,8 +213,11 @@ def sweep(
 
     **Returns:** `SweepResult`.
 
-    **Raises:** `TypeError`/`ValueError` for bad data, seeds, grid names or values (naming
-    them), or ``data_parallel=True`` (a sweep shards runs, not batches).
+    **Raises:** `TypeError`/`ValueError` for bad data, a `config` that is not a `TrainConfig`,
+    seeds (negative, ≥ 2**32 or repeated), grid names or values (naming them),
+    ``data_parallel=True`` (a sweep shards runs, not batches), ``lift=False`` with a width
+    other than the data's, or runs that cannot fit in the device or host memory (checked
+    before anything is built).
     """
     n_classes = check_data(data)
     base = TrainConfig.resolve(config, overrides)

@@ -83,6 +83,7 @@ def check_out(parser, out: Path, *, resume: bool, overwrite: bool) -> None:
         (out / name).unlink()
 
 
+@cli.one_line_errors
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
