@@ -292,7 +292,8 @@ def euler_convergence(
 
 
 SOLVER_MAX_STEPS = 65536
-"""Steps `variational_solve` and `flow_solve` may take per call (one QR interval, or the burn-in)."""
+"""Steps `variational_solve` and `flow_solve` take at most per call (one QR interval, or the
+burn-in), unless given `max_steps`; read when a call is traced."""
 
 
 @contextlib.contextmanager
@@ -319,7 +320,7 @@ def solver_failures(caller: str, what: str):
         ) from None
 
 
-def variational_solve(vector_field, t0, t1, y, Q, args, *, rtol, atol, max_steps: int = SOLVER_MAX_STEPS):
+def variational_solve(vector_field, t0, t1, y, Q, args, *, rtol, atol, max_steps: int | None = None):
     """(y(t1), Φ(t1, t0) Q): the state and a tangent frame carried from t0 to t1. Unchecked.
 
     Integrates dy/dt = f(t, y, args) together with the variational equation
@@ -341,12 +342,12 @@ def variational_solve(vector_field, t0, t1, y, Q, args, *, rtol, atol, max_steps
         y0=(y, Q),
         args=args,
         stepsize_controller=diffrax.PIDController(rtol=rtol, atol=atol),
-        max_steps=max_steps,
+        max_steps=max_steps or SOLVER_MAX_STEPS,
     )
     return jax.tree.map(lambda a: a[-1], sol.ys)
 
 
-def flow_solve(vector_field, t0, t1, y, args, *, rtol, atol, max_steps: int = SOLVER_MAX_STEPS):
+def flow_solve(vector_field, t0, t1, y, args, *, rtol, atol, max_steps: int | None = None):
     """y(t1) from y(t0) = y under dy/dt = f(t, y, args) (Tsit5, PID controller). Unchecked."""
     sol = diffrax.diffeqsolve(
         diffrax.ODETerm(vector_field),
@@ -357,7 +358,7 @@ def flow_solve(vector_field, t0, t1, y, args, *, rtol, atol, max_steps: int = SO
         y0=y,
         args=args,
         stepsize_controller=diffrax.PIDController(rtol=rtol, atol=atol),
-        max_steps=max_steps,
+        max_steps=max_steps or SOLVER_MAX_STEPS,
     )
     return sol.ys[-1]
 
@@ -451,7 +452,7 @@ def ode_lyapunov_spectrum(
     q0 = random_frame(n, k, key, y0.dtype)
     what = (
         f"vector_field from y0 over [0, {t1}] (Tsit5, rtol={rtol}, atol={atol}, at most "
-        f"{SOLVER_MAX_STEPS} steps per QR interval of length {step:.3g})"
+        f"{SOLVER_MAX_STEPS} solver steps per QR interval of length {step:.3g})"
     )
     # numbers as arrays, so new times or tolerances reuse the compiled integration
     burn, dt_arr, rtol, atol = (jnp.asarray(v, y0.dtype) for v in (burn_in, step, rtol, atol))

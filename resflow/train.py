@@ -594,8 +594,10 @@ def fit(
 
     **Returns:** `TrainResult` (its network pruned to the final depth).
 
-    **Raises:** `TypeError` for a `key` that is not a `jax.random` key or an unknown option;
-    `TypeError`/`ValueError` for bad data or options; `resflow.runs.RunError` (a `ValueError`)
+    **Raises:** `TypeError` for a `key` that is not a `jax.random` key, a `config` that is not
+    a `TrainConfig` (a dict of options goes in as keywords) or an unknown option;
+    `TypeError`/`ValueError` for bad data or options (`InputError` for ``lift=False`` with a
+    width other than the data's, before the output folder is made); `resflow.runs.RunError` (a `ValueError`)
     when resuming on other data than the run's; `FileNotFoundError` when resuming without a
     checkpoint; `CheckpointError` for a damaged or foreign checkpoint; `NonFiniteLossError`
     when the loss stops being finite (the last good epoch is checkpointed first);
