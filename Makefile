@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: train test data lint bench clean
+.PHONY: train test data lint bench clean docs-numbers
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -37,6 +37,22 @@ data:
 	    echo "make data: apt-get could not install $(FASHION_MNIST_PKG): $$manual" >&2; exit 1; fi; \
 	if ! have; then echo "make data: $(FASHION_MNIST_PKG) is installed but $(FASHION_MNIST_DIR) lacks the IDX files: $$manual" >&2; exit 1; fi; \
 	echo "make data: Fashion-MNIST installed in $(FASHION_MNIST_DIR)"
+
+# Rerun everything that writes docs/results/*.json and the numbers the pages quote: the examples
+# in docs/examples (training_runs.py: `make train`'s digits run and the circles study, about 4
+# minutes; the dynamics examples, a few minutes each) and the noise study; then rewrite the
+# marked numbers in README.md, docs/ and benchmarks/ (scripts/docs_numbers.py --write). Run it
+# whenever a change of the training or analysis code moves numbers (tests/test_docs_numbers.py
+# reruns the circles headline and fails until then). Not rerun here: the full reproduction
+# (python scripts/reproduce.py, about an hour; it rewrites docs/results.md itself) and the
+# benchmarks' timings (make bench).
+DOCS_EXAMPLES := $(sort $(wildcard docs/examples/*.py))
+
+docs-numbers: $(VENV)/.installed
+	set -e; for example in $(DOCS_EXAMPLES); do echo "== $$example"; $(PY) $$example; done
+	$(PY) scripts/noise_robustness.py --out docs/results/noise_robustness \
+	    --numbers docs/results/noise_robustness.json --no-progress
+	$(PY) scripts/docs_numbers.py --write
 
 bench: $(VENV)/.installed
 	-$(PY) -m pip install -q -e ".[bench]"  # torch for vs_torch; without it that benchmark says so and skips

@@ -37,6 +37,7 @@ from .dynamics import lyapunov_spectrum as lyapunov_spectrum
 from .dynamics import lyapunov_spectrum_from_jacobians as lyapunov_spectrum_from_jacobians
 from .dynamics import lyapunov_spectrum_from_products as lyapunov_spectrum_from_products
 from .dynamics import unique_fixed_points as unique_fixed_points
+from .errors import InputError as InputError
 from .fixed_point_search import ClassSpectra as ClassSpectra
 from .fixed_point_search import FixedPointSearch as FixedPointSearch
 from .fixed_point_search import class_mean_spectra as class_mean_spectra

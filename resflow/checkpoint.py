@@ -34,6 +34,8 @@ import jax
 import numpy as np
 from flax import serialization
 
+from .errors import InputError
+
 __all__ = [
     "save_checkpoint",
     "load_checkpoint",
@@ -51,14 +53,14 @@ FORMAT = "resflow-checkpoint"
 VERSION = 2
 
 
-class CheckpointError(ValueError):
+class CheckpointError(InputError):
     """A checkpoint file that is truncated, corrupted, altered or not a resflow checkpoint."""
 
 
-class OutputError(OSError, ValueError):
+class OutputError(OSError, InputError):
     """An output folder or file that cannot be created or written (the message names the path).
 
-    Also a `ValueError`, so command lines report it like any bad argument (exit 2).
+    Also an `InputError` (a `ValueError`), so command lines report it like any bad argument (exit 2).
     """
 
 

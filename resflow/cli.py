@@ -4,9 +4,19 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
+import os
 import sys
 import typing
 from pathlib import Path
+
+from .errors import InputError
+
+
+def exit_one_line(prog: str, message) -> typing.NoReturn:
+    """Write ``<prog>: error: <message>`` (whitespace folded to one line) to stderr; exit 2."""
+    sys.stderr.write(f"{prog}: error: {' '.join(str(message).split())}\n")
+    sys.exit(2)
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -17,8 +27,27 @@ class OneLineParser(argparse.ArgumentParser):
     """
 
     def error(self, message):
-        sys.stderr.write(f"{self.prog}: error: {' '.join(str(message).split())}\n")
-        sys.exit(2)
+        exit_one_line(self.prog, message)
+
+
+def one_line_errors(main):
+    """Decorator for a script's ``main(argv)``: a `resflow.InputError` raised anywhere in it (a
+    bad data file, run folder, checkpoint or output folder, an option that does not fit the
+    data, a loss that stopped being finite) ends the script with one line,
+    ``<prog>: error: <message>``, and exit status 2, instead of a traceback.
+
+    `<prog>` is the script's file name, as argparse's default ``prog``. Other exceptions (bugs)
+    keep their traceback.
+    """
+
+    @functools.wraps(main)
+    def wrapper(*args, **kwargs):
+        try:
+            return main(*args, **kwargs)
+        except InputError as e:
+            exit_one_line(os.path.basename(sys.argv[0]), e)
+
+    return wrapper
 
 
 # Per-data-set defaults where one value does not fit all (see docs/training.md).

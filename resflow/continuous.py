@@ -18,6 +18,7 @@ over leading input axes.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -303,7 +304,36 @@ def euler_convergence(
     return Convergence(h, steps_arr, errors, float(slope), float(intercept), S)
 
 
-def variational_solve(vector_field, t0, t1, y, Q, args, *, rtol, atol, max_steps: int = 65536):
+SOLVER_MAX_STEPS = 65536
+"""Steps `variational_solve` and `flow_solve` take at most per call (one QR interval, or the
+burn-in), unless given `max_steps`; read when a call is traced."""
+
+
+@contextlib.contextmanager
+def solver_failures(caller: str, what: str):
+    """Re-raise a failure of the diffrax solver inside the block as one clear `RuntimeError`.
+
+    A failing solve (step budget spent, step size driven to zero, a NaN from the field) raises
+    `equinox.EquinoxRuntimeError`, whose message buries the cause under the stack inside jit.
+    The new error names `caller`, `what` was being integrated and the solver's own reason; the
+    block waits for its results, so the failure surfaces here and not at a later read.
+    """
+    try:
+        yield
+    except eqx.EquinoxRuntimeError as e:
+        lines = [line.strip() for line in str(e).splitlines()]
+        reasons = [line.split(": ", 1)[1] for line in lines if line.startswith("equinox.EquinoxRuntimeError: ")]
+        reason = reasons[0] if reasons else next((line for line in lines if line), "no reason given")
+        # The budget is not an argument of the callers: `what` states it instead.
+        reason = reason.replace(" Try increasing `max_steps`.", "")
+        raise RuntimeError(
+            f"{caller}: the ODE solver failed while integrating {what}: {reason} The flow may blow up in "
+            f"finite time, return NaN, or be too stiff for these tolerances: check vector_field, y0 and args, "
+            f"or loosen rtol/atol"
+        ) from None
+
+
+def variational_solve(vector_field, t0, t1, y, Q, args, *, rtol, atol, max_steps: int | None = None):
     """(y(t1), Φ(t1, t0) Q): the state and a tangent frame carried from t0 to t1. Unchecked.
 
     Integrates dy/dt = f(t, y, args) together with the variational equation
@@ -325,12 +355,12 @@ def variational_solve(vector_field, t0, t1, y, Q, args, *, rtol, atol, max_steps
         y0=(y, Q),
         args=args,
         stepsize_controller=diffrax.PIDController(rtol=rtol, atol=atol),
-        max_steps=max_steps,
+        max_steps=max_steps or SOLVER_MAX_STEPS,
     )
     return jax.tree.map(lambda a: a[-1], sol.ys)
 
 
-def flow_solve(vector_field, t0, t1, y, args, *, rtol, atol, max_steps: int = 65536):
+def flow_solve(vector_field, t0, t1, y, args, *, rtol, atol, max_steps: int | None = None):
     """y(t1) from y(t0) = y under dy/dt = f(t, y, args) (Tsit5, PID controller). Unchecked."""
     sol = diffrax.diffeqsolve(
         diffrax.ODETerm(vector_field),
@@ -341,7 +371,7 @@ def flow_solve(vector_field, t0, t1, y, args, *, rtol, atol, max_steps: int = 65
         y0=y,
         args=args,
         stepsize_controller=diffrax.PIDController(rtol=rtol, atol=atol),
-        max_steps=max_steps,
+        max_steps=max_steps or SOLVER_MAX_STEPS,
     )
     return sol.ys[-1]
 
@@ -420,8 +450,9 @@ def ode_lyapunov_spectrum(
     match y0, a non-finite or non-vector y0, t1 ≤ burn_in, non-positive dt or tolerances, a
     k outside [1, n]; `ValueError` naming dt when in some interval the frame's columns came
     within an angle of 1e3·eps of the span of the columns before them (the exponents past
-    them would be rounding noise). This check reads one number and is skipped under
-    `jax.jit`.
+    them would be rounding noise; this check reads one number and is skipped under
+    `jax.jit`); `RuntimeError` naming the solver's reason when the integration fails (e.g.
+    the step budget is spent on a flow that blows up in finite time).
     """
     y0 = as_float_array("y0", y0)
     if y0.ndim != 1:
@@ -437,9 +468,16 @@ def ode_lyapunov_spectrum(
     check_positive("atol", atol)
     num, step = qr_intervals(dt, burn_in, t1)
     q0 = random_frame(n, k, key, y0.dtype)
+    what = (
+        f"vector_field from y0 over [0, {t1}] (Tsit5, rtol={rtol}, atol={atol}, at most "
+        f"{SOLVER_MAX_STEPS} solver steps per QR interval of length {step:.3g})"
+    )
     # numbers as arrays, so new times or tolerances reuse the compiled integration
     burn, dt_arr, rtol, atol = (jnp.asarray(v, y0.dtype) for v in (burn_in, step, rtol, atol))
-    y, logs, log_sine = _ode_lyapunov(vector_field, y0, args, q0, burn, dt_arr, num, rtol, atol, float(burn_in) > 0)
+    with solver_failures("ode_lyapunov_spectrum", what):
+        y, logs, log_sine = jax.block_until_ready(
+            _ode_lyapunov(vector_field, y0, args, q0, burn, dt_arr, num, rtol, atol, float(burn_in) > 0)
+        )
     # Over an interval the frame's columns draw together as exp(−dt·(λ_1 − λ_j)); once that falls
     # to the rounding floor the later R_jj, and so the smaller exponents, are noise.
     floor = float(np.log(1e3 * jnp.finfo(y0.dtype).eps))

@@ -45,6 +45,7 @@ import numpy as np
 from jaxtyping import Array, Float, Int
 
 from ._checks import check_int
+from .errors import InputError
 
 __all__ = [
     "DATASETS",
@@ -81,7 +82,7 @@ STD_FLOOR = 0.1
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 
 
-class DataError(ValueError):
+class DataError(InputError):
     """A data file or array that cannot be trained on; the message names the file (or the
     array) and what is wrong with it. The CLI turns it into one line and exit status 2."""
 

@@ -53,8 +53,8 @@ class Trunk(eqx.Module):
     - `model`: ``"resnet"`` (default) or ``"mlp"``.
     - `activation`: ``"sigmoid"`` (default, the paper's), ``"tanh"`` or ``"relu"``.
 
-    **Raises:** `TypeError`/`ValueError` naming the field, for wrong shapes, mixed dtypes,
-    non-finite values, h ≤ 0 or an unknown model/activation. All checks run here, once;
+    **Raises:** `TypeError`/`ValueError` naming the field, for wrong shapes (a width of 0
+    too), mixed dtypes, non-finite values, h ≤ 0 or an unknown model/activation. All checks run here, once;
     value checks need concrete arrays and are skipped for tracers (a trunk built under
     `jax.jit` is checked for shapes and dtypes only). One value read per construction.
     """
@@ -69,6 +69,8 @@ class Trunk(eqx.Module):
         W = as_float_array("W", W)
         if W.ndim not in (2, 3) or W.shape[-1] != W.shape[-2]:
             raise ValueError(f"W must be (n, n) (shared) or (depth, n, n) (untied), got shape {W.shape}")
+        if W.shape[-1] == 0:
+            raise ValueError(f"W must have a width n >= 1, got shape {W.shape}")
         b = as_float_array("b", b)
         if b.shape != W.shape[:-1]:
             raise ValueError(f"b must have shape {W.shape[:-1]} to match W {W.shape}, got {b.shape}")

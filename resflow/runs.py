@@ -45,7 +45,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from ._checks import as_float_array
+from .checkpoint import OutputError
 from .data import Dataset, load_dataset, standardize
+from .errors import InputError
 from .model import Trunk
 from .network import Affine, Network
 from .spec import TrainConfig
@@ -90,7 +92,7 @@ FORMAT, VERSION, VERSIONS = "resflow-run", 2, (1, 2)
 _META_OPTIONS = {"circles": ("noise", "radii", "n_train", "n_test"), "csv": ("label_column", "test_fraction")}
 
 
-class RunError(ValueError):
+class RunError(InputError):
     """A run folder or file that cannot be loaded or resumed; the message names the file."""
 
 
@@ -175,12 +177,19 @@ def is_run_folder(folder) -> list[str]:
 
 
 def write_bytes(path: Path, blob: bytes) -> None:
-    """Write `blob` to `path` atomically: a temporary file in the same folder, then `os.replace`."""
+    """Write `blob` to `path` atomically: a temporary file in the same folder, then `os.replace`.
+
+    **Raises:** `resflow.checkpoint.OutputError` (an `OSError`) naming `path`, not the
+    temporary file, when it cannot be written (e.g. its folder does not exist).
+    """
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
         with open(tmp, "wb") as f:
             f.write(blob)
         os.replace(tmp, path)
+    except OSError as e:
+        why = "its folder does not exist" if not path.parent.is_dir() else e.strerror or e
+        raise OutputError(f"cannot write {path}: {why}") from e
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -486,12 +495,15 @@ def load_run(path) -> Run:
 
     **Returns:** `Run`.
 
-    **Raises:** `RunError` naming the file for a missing folder, a missing, unreadable or
-    foreign run.json / metrics.json, a run.json whose network, config or preprocessing entries
-    were edited (its sha256 differs), a missing, altered or mismatched network.eqx, or a run
+    **Raises:** `TypeError` naming `path` unless it is a str or path; `RunError` naming the
+    file for a missing folder, a missing, unreadable or foreign run.json / metrics.json, a
+    run.json whose network, config or preprocessing entries were edited (its sha256 differs),
+    a malformed preprocessing entry, a missing, altered or mismatched network.eqx, or a run
     standardised without a std floor (saved by an earlier resflow: its network amplifies
     changes of features that were constant in training; train it again).
     """
+    if not isinstance(path, str | os.PathLike):
+        raise TypeError(f"path must be a run folder (str or os.PathLike), got {type(path).__name__}")
     folder = Path(path)
     if not folder.is_dir():
         raise RunError(f"{folder}: not a folder (expected a run folder with {RUN_JSON} and {NETWORK})")
@@ -523,5 +535,26 @@ def load_run(path) -> Run:
         network = _load_network(folder, parts[0])
     except KeyError as e:
         raise RunError(f"{file}: the network entry lacks {e}") from None
+    _check_preprocessing(file, parts[1], network.dim)
     metrics = _read_json(folder / METRICS)
     return Run(folder, network, config, metrics, parts[3], parts[1], parts[2], info)
+
+
+def _check_preprocessing(file: Path, p, dim: int) -> None:
+    """run.json's ``preprocessing``: ``standardized`` a bool and, when true, ``mean`` and ``std``
+    lists of `dim` finite numbers (std > 0). **Raises:** `RunError` naming `file` and the entry."""
+    if not isinstance(p, dict) or not isinstance(p.get("standardized"), bool):
+        raise RunError(f"{file}: preprocessing must be an object with a boolean 'standardized', got {p!r}")
+    if not p["standardized"]:
+        return
+    for name in ("mean", "std"):
+        try:
+            a = np.asarray(p.get(name), dtype=np.float64)
+        except (TypeError, ValueError):
+            a = None
+        if a is None or a.shape != (dim,) or not np.all(np.isfinite(a)) or (name == "std" and np.any(a <= 0)):
+            must = "finite numbers" + (" > 0" if name == "std" else "")
+            raise RunError(
+                f"{file}: preprocessing.{name} must be a list of {dim} {must} (the network's input dimension), "
+                f"got {str(p.get(name))[:80]}"
+            )

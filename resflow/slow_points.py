@@ -163,11 +163,13 @@ def find_slow_points(
     slow points (neither: q > 0, the map lingers there but does not stop).
 
     **Raises:** `TypeError`/`ValueError` for a non-callable step or one that does not map
-    (n,) to (n,), non-finite starts, bad counts, rates or tolerances, an unknown optimiser.
+    (n,) to (n,), empty or non-finite starts, bad counts, rates or tolerances, an unknown optimiser.
     """
     starts = as_float_array("starts", starts)
     if starts.ndim < 1:
         raise ValueError(f"starts must have shape (*batch, n), got {starts.shape}")
+    if starts.size == 0:
+        raise ValueError(f"starts must hold at least one point of at least one dimension, got shape {starts.shape}")
     check_step(step, starts[(0,) * (starts.ndim - 1)])
     check_int("num_iters", num_iters)
     check_positive("learning_rate", learning_rate)

@@ -121,6 +121,26 @@ class TrainConfig:
         return dataclasses.replace(self, trunk=dataclasses.replace(rest.pop("trunk", self.trunk), **trunk), **rest)
 
     @classmethod
+    def resolve(cls, config, overrides: dict) -> TrainConfig:
+        """`config` (None: the defaults) with `overrides` applied, validated: the options of a
+        `resflow.fit` or `resflow.sweep` call.
+
+        **Raises:** `TypeError` naming ``config`` when it is neither a `TrainConfig` nor None (a
+        dict of options goes in as keywords, ``fit(data, key=key, **options)``); the errors of
+        `replace` and `validate`.
+        """
+        if config is None:
+            config = cls()
+        elif not isinstance(config, TrainConfig):
+            hint = (
+                "; pass a dict of options as keywords, e.g. fit(data, key=key, **options)"
+                if isinstance(config, dict)
+                else ""
+            )
+            raise TypeError(f"config must be a resflow.TrainConfig or None, got {type(config).__name__}{hint}")
+        return config.replace(**overrides).validate()
+
+    @classmethod
     def from_dict(cls, d: dict) -> TrainConfig:
         """The inverse of `dataclasses.asdict` (a checkpoint's or metrics.json's ``config``)."""
         return cls(**dict(d, trunk=TrunkSpec(**d["trunk"])))

@@ -30,7 +30,9 @@ import functools
 import hashlib
 import itertools
 import json
+import math
 import numbers
+import os
 import time
 from pathlib import Path
 from typing import NamedTuple
@@ -55,7 +57,7 @@ from .network import Network, from_flax
 from .runs import data_fingerprint, lock_folder, write_json
 from .spec import TrainConfig
 from .steps import Kernel, Loop, code_key, hyper_of
-from .train import check_data, epoch_records, fill_arrays, setup_run
+from .train import check_data, check_lift, epoch_records, fill_arrays, setup_run
 
 __all__ = ["sweep", "SweepResult"]
 
@@ -83,13 +85,29 @@ class SweepResult(NamedTuple):
         return [dict(r) for r in self.rows]
 
     def to_json(self, path) -> None:
-        """Write rows, configs and histories to `path` as JSON. **Raises:** `OSError`."""
+        """Write rows, configs and histories to `path` as JSON.
+
+        **Raises:** `resflow.checkpoint.OutputError` (an `OSError`) naming `path` when it cannot
+        be written (e.g. its folder does not exist).
+        """
         configs = [dataclasses.asdict(c) for c in self.configs]
         write_json(path, {"rows": self.table(), "configs": configs, "histories": self.histories})
 
 
+SEED_LIMIT = 2**32
+"""Seeds lie in [0, 2**32): ``jax.random.key`` keeps only a seed's low 32 bits, so 2**32 would
+be seed 0 again and −1 seed 2**32 − 1."""
+
+# Lower bounds of what one run holds, for `_check_size`: bytes of host memory per epoch of
+# history (a dict of about ten numbers), and copies of the parameters on the device
+# (parameters, gradients, at least one optimiser moment).
+HISTORY_BYTES_PER_EPOCH = 500
+PARAMETER_COPIES = 3
+
+
 def _check_seeds(seeds) -> list[int]:
-    """The seeds as a non-empty list of ints, or a `TypeError`/`ValueError` naming `seeds`."""
+    """The seeds as a non-empty list of distinct ints in [0, 2**32), or a `TypeError`/`ValueError`
+    naming `seeds`."""
     try:
         seeds = list(seeds)
     except TypeError:
@@ -99,7 +117,66 @@ def _check_seeds(seeds) -> list[int]:
     bad = [s for s in seeds if isinstance(s, bool) or not isinstance(s, numbers.Integral)]
     if bad:
         raise TypeError(f"seeds must be integers, got {bad[0]!r}")
-    return [int(s) for s in seeds]
+    seeds = [int(s) for s in seeds]
+    outside = [s for s in seeds if not 0 <= s < SEED_LIMIT]
+    if outside:
+        raise ValueError(f"seeds must lie in [0, 2**32) (jax.random.key's range), got {outside[0]}")
+    seen, repeated = set(), set()
+    for s in seeds:
+        (repeated if s in seen else seen).add(s)
+    if repeated:
+        raise ValueError(
+            f"seeds must be distinct (a repeated seed is the same run again), got {sorted(repeated)} twice"
+        )
+    return seeds
+
+
+def _run_bytes(config: TrainConfig, dim: int, n_classes: int) -> int:
+    """A lower bound on one run's device memory: `PARAMETER_COPIES` copies of its parameters and
+    one mini-batch's states through the trunk (kept for the backward pass; √depth with remat)."""
+    width, use_lift = check_lift(config, dim)
+    spec = config.trunk
+    params = (width * width + width) * (1 if spec.shared else spec.depth) + width * n_classes + n_classes
+    params += (dim * width + width) if use_lift else 0
+    states = config.batch_size * width * (math.isqrt(spec.depth) + 1 if spec.remat else spec.depth)
+    return (PARAMETER_COPIES * params + states) * jnp.dtype(config.dtype).itemsize
+
+
+def _group_key(config: TrainConfig) -> tuple:
+    """Runs with equal keys train as one compiled, vmapped program."""
+    return code_key(config), config.epochs, config.chunk_epochs
+
+
+def _check_size(dim: int, n_classes: int, configs: list[TrainConfig], num_seeds: int, devices: list) -> None:
+    """Refuse a sweep that cannot fit in memory, before anything is built.
+
+    Every seed of a grid point (one of `configs`) is a run; the runs of one group (`_group_key`)
+    train at once, split over the `devices`, and every run's history stays on the host. Lower
+    bounds are compared with the memory there is: per device, the largest group's runs per
+    device × `_run_bytes`; on the host, all runs' epochs × `HISTORY_BYTES_PER_EPOCH` (on a CPU
+    the device memory is the host's, so both count against it).
+
+    **Raises:** `ValueError` naming the number of runs, the memory they need at least and the
+    memory there is.
+    """
+    groups: dict = {}
+    for c in configs:
+        groups.setdefault(_group_key(c), []).append(c)
+    per_device = max(-(-num_seeds * len(g) // len(devices)) * _run_bytes(g[0], dim, n_classes) for g in groups.values())
+    history = num_seeds * sum(c.epochs for c in configs) * HISTORY_BYTES_PER_EPOCH
+    host_memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    if devices[0].platform == "cpu":  # the devices' memory is the host's
+        checks = [("host", per_device + history, host_memory)]
+    else:
+        device_memory = (devices[0].memory_stats() or {}).get("bytes_limit", host_memory)
+        checks = [("device", per_device, device_memory), ("host", history, host_memory)]
+    for where, need, have in checks:
+        if need > have:
+            raise ValueError(
+                f"sweep: {num_seeds * len(configs)} runs ({num_seeds} seeds x {len(configs)} grid points) need at "
+                f"least {need / 2**30:.3g} GiB of {where} memory, more than the {have / 2**30:.3g} GiB there is; "
+                f"use fewer seeds or grid values, or split the sweep"
+            )
 
 
 def _expand(base: TrainConfig, grid) -> list[tuple[dict, TrainConfig]]:
@@ -150,7 +227,7 @@ def sweep(
 
     - `data`: a `resflow.data.Dataset`, as for `resflow.fit`.
     - `config`, `overrides`: the base options, as for `resflow.fit`.
-    - `seeds`: integers; run key = ``jax.random.key(seed)``.
+    - `seeds`: distinct integers in [0, 2**32); run key = ``jax.random.key(seed)``.
     - `grid`: option name → list of values (e.g. ``{"lr": [1e-2, 3e-3], "depth": [5, 10]}``).
       Options of `resflow.steps.Hyper` are vmapped; others (width, depth, model, optimizer,
       batch_size, ...) make separate groups, each one compiled program.
@@ -163,15 +240,18 @@ def sweep(
 
     **Returns:** `SweepResult`.
 
-    **Raises:** `TypeError`/`ValueError` for bad data, seeds, grid names or values (naming
-    them), or ``data_parallel=True`` (a sweep shards runs, not batches); `ValueError` for
-    `resume` without `out_dir`; `resflow.runs.RunError` when another process writes to
-    `out_dir`; `resflow.checkpoint.CheckpointError` for a damaged group checkpoint;
-    `KeyboardInterrupt` (`resflow.checkpoint.Interrupted` for SIGTERM) after the groups'
-    last complete chunks are saved.
+    **Raises:** `TypeError`/`ValueError` for bad data, a `config` that is not a `TrainConfig`,
+    seeds (negative, ≥ 2**32 or repeated), grid names or values (naming them),
+    ``data_parallel=True`` (a sweep shards runs, not batches), ``lift=False`` with a width
+    other than the data's, or runs that cannot fit in the device or host memory (checked
+    before anything is built); `ValueError` for `resume` without `out_dir`;
+    `resflow.runs.RunError` when another process writes to `out_dir`;
+    `resflow.checkpoint.CheckpointError` for a damaged group checkpoint; `KeyboardInterrupt`
+    (`resflow.checkpoint.Interrupted` for SIGTERM) after the groups' last complete chunks are
+    saved.
     """
     n_classes = check_data(data)
-    base = (config or TrainConfig()).replace(**overrides).validate()
+    base = TrainConfig.resolve(config, overrides)
     seeds = _check_seeds(seeds)
     points = _expand(base, grid)
     if any(c.data_parallel for _, c in points):
@@ -181,10 +261,11 @@ def sweep(
         raise ValueError("devices must hold at least one jax device")
     if resume and out_dir is None:
         raise ValueError("resume=True needs out_dir (where the groups' checkpoints are)")
+    _check_size(data.x_train.shape[1], n_classes, [c for _, c in points], len(seeds), devices)
     runs = [(options, seed, c) for options, c in points for seed in seeds]
     groups: dict = {}
     for i, (_, _, c) in enumerate(runs):
-        groups.setdefault((code_key(c), c.epochs, c.chunk_epochs), []).append(i)
+        groups.setdefault(_group_key(c), []).append(i)
 
     from tqdm.auto import tqdm
 

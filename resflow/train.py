@@ -65,6 +65,7 @@ from .checkpoint import (
 )
 from .data import Dataset
 from .depth import plateau_start
+from .errors import InputError
 from .layers import Classifier
 from .model import Trunk
 from .network import Network, from_flax
@@ -84,10 +85,10 @@ __all__ = [
 CHECKPOINT = "checkpoint.msgpack"
 
 
-class NonFiniteLossError(FloatingPointError, ValueError):
+class NonFiniteLossError(FloatingPointError, InputError):
     """A training or test loss that is NaN or infinite; the message names the epoch.
 
-    Also a `ValueError`, so command lines report it like any bad input (exit 2).
+    Also an `InputError` (a `ValueError`), so command lines report it like any bad input (exit 2).
     """
 
 
@@ -145,12 +146,27 @@ class Setup(NamedTuple):
     length: int
 
 
-def build_classifier(config: TrainConfig, dim: int, n_classes: int) -> Classifier:
-    """The `Classifier` of `config` for `dim`-dimensional data (width None → dim)."""
+def check_lift(config: TrainConfig, dim: int) -> tuple[int, bool]:
+    """The trunk width and whether a linear lift maps `dim`-dimensional data to it.
+
+    Width None is the data dimension; lift None means a lift only when the two differ.
+
+    **Raises:** `InputError` for ``lift=False`` with a width other than `dim` (without a lift
+    the trunk runs on the data themselves).
+    """
     width = config.trunk.width or dim
     use_lift = config.lift if config.lift is not None else dim != width
     if not use_lift and dim != width:
-        raise ValueError(f"lift=False needs width == data dimension {dim}, got width {width}")
+        raise InputError(f"lift=False needs width equal to the data dimension {dim} (or width None), got width {width}")
+    return width, use_lift
+
+
+def build_classifier(config: TrainConfig, dim: int, n_classes: int) -> Classifier:
+    """The `Classifier` of `config` for `dim`-dimensional data (width None → dim).
+
+    **Raises:** `InputError` as `check_lift`.
+    """
+    width, use_lift = check_lift(config, dim)
     spec = dataclasses.replace(config.trunk, width=width)
     return Classifier(n_classes=n_classes, spec=spec, use_lift=use_lift, param_dtype=jnp.dtype(config.dtype))
 
@@ -598,8 +614,10 @@ def fit(
 
     **Returns:** `TrainResult` (its network pruned to the final depth).
 
-    **Raises:** `TypeError` for a `key` that is not a `jax.random` key or an unknown option;
-    `TypeError`/`ValueError` for bad data or options; `resflow.runs.RunError` (a `ValueError`)
+    **Raises:** `TypeError` for a `key` that is not a `jax.random` key, a `config` that is not
+    a `TrainConfig` (a dict of options goes in as keywords) or an unknown option;
+    `TypeError`/`ValueError` for bad data or options (`InputError` for ``lift=False`` with a
+    width other than the data's, before the output folder is made); `resflow.runs.RunError` (a `ValueError`)
     when resuming on other data than the run's; `FileNotFoundError` when resuming without a
     checkpoint; `CheckpointError` for a damaged or foreign checkpoint; `NonFiniteLossError`
     when the loss stops being finite (the last good epoch is checkpointed first);
@@ -611,7 +629,8 @@ def fit(
     """
     key = _check_key(key)
     n_classes = check_data(data)
-    config = (config or TrainConfig()).replace(**overrides).validate()
+    config = TrainConfig.resolve(config, overrides)
+    check_lift(config, data.x_train.shape[1])  # before the output folder is made
     out = prepare_out_dir(out_dir) if out_dir is not None else None
     with lock_folder(out) if out is not None else contextlib.nullcontext(), stop_on_signals():
         run = setup_run(data, config, n_classes)

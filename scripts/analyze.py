@@ -13,6 +13,8 @@ import json
 import sys
 from pathlib import Path
 
+from resflow.cli import one_line_errors
+
 
 def build_parser() -> argparse.ArgumentParser:
     from resflow.cli import OneLineParser
@@ -34,6 +36,7 @@ def _dtype_of(run_dir: str):
         return None
 
 
+@one_line_errors
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)

@@ -1,8 +1,8 @@
 """Reproduce every claim of the paper: train (or reuse) the runs, analyse, write results and figures.
 
     python scripts/reproduce.py            # full mode: docs/results/reproduce/ and docs/results.md
-    python scripts/reproduce.py --quick    # <= 10 min on 2 CPU cores: reproduce-quick/
-    python scripts/reproduce.py --tiny     # seconds (the test's mode): reproduce-tiny/
+    python scripts/reproduce.py --quick    # <= 10 min on 2 CPU cores: runs/reproduce-quick/
+    python scripts/reproduce.py --tiny     # a few minutes (the test's mode): runs/reproduce-tiny/
 
 Trained runs are saved under OUT/runs (or --runs) and reused: a second call only analyses, and
 a killed call resumes. Writes OUT/results.json (every number, per seed and mean ± spread), one
@@ -16,6 +16,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from resflow.cli import one_line_errors
+
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 FULL_OUT = DOCS / "results" / "reproduce"
 
@@ -26,18 +28,19 @@ def build_parser():
     p = OneLineParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     size = p.add_mutually_exclusive_group()
     size.add_argument("--quick", action="store_true", help="small sizes, <= 10 minutes on 2 CPU cores")
-    size.add_argument("--tiny", action="store_true", help="seconds: every section, meaningless numbers")
+    size.add_argument("--tiny", action="store_true", help="a few minutes: every section, meaningless numbers")
     p.add_argument("--out", help="folder for results.json and figures (default: per mode, see above)")
     p.add_argument("--runs", help="folder of the saved runs (default: OUT/runs)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
 
 
+@one_line_errors
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     mode = "quick" if args.quick else "tiny" if args.tiny else "full"
-    out = Path(args.out) if args.out else FULL_OUT if mode == "full" else Path(f"reproduce-{mode}")
+    out = Path(args.out) if args.out else FULL_OUT if mode == "full" else Path(f"runs/reproduce-{mode}")
     if out.exists() and not out.is_dir():
         parser.error(f"--out {out}: exists and is not a folder")
     if args.runs:

@@ -27,6 +27,7 @@ the seeds on its own devices and process 0 writes the results (docs/scaling.md).
 from __future__ import annotations
 
 import argparse
+import collections
 import contextlib
 import dataclasses
 import hashlib
@@ -42,10 +43,21 @@ OUTPUTS = ("sweep.json", "accuracy.png", "depth.png", "depth_histories.png")
 OPTIONS, CHECKPOINTS = "sweep-options.json", "checkpoints"
 
 
+MAX_SEEDS = 10**6
+"""The most seeds --seeds may list: a sweep trains every run of a group at once and keeps every
+run's history (`resflow.sweep` refuses, before training, what does not fit in memory)."""
+
+
 def parse_seeds(text: str) -> list[int]:
-    """``"0-7,10"`` → [0, 1, …, 7, 10]: comma-separated non-negative integers and inclusive
-    ranges ``a-b`` (a ≤ b), no repeats. **Raises:** `ValueError` naming the bad part."""
-    seeds = []
+    """``"0-7,10"`` → [0, 1, …, 7, 10]: comma-separated integers in [0, 2**32) (the range of
+    ``jax.random.key``) and inclusive ranges ``a-b`` (a ≤ b), no repeats, at most `MAX_SEEDS`
+    in all (counted before the list is built).
+
+    **Raises:** `ValueError` naming the bad part.
+    """
+    from resflow.sweep import SEED_LIMIT
+
+    ranges = []
     for part in text.split(","):
         lo, dash, hi = part.strip().partition("-")
         if not lo.isdigit() or (dash and not hi.isdigit()):
@@ -53,9 +65,17 @@ def parse_seeds(text: str) -> list[int]:
         first, last = int(lo), int(hi) if dash else int(lo)
         if last < first:
             raise ValueError(f"--seeds: range {part.strip()!r} ends before it starts")
-        seeds += range(first, last + 1)
-    repeated = sorted({s for s in seeds if seeds.count(s) > 1})
-    if repeated:
+        if last >= SEED_LIMIT:
+            raise ValueError(
+                f"--seeds: {part.strip()!r}: seeds must be < 2**32 = {SEED_LIMIT} (jax.random.key's range)"
+            )
+        ranges.append(range(first, last + 1))
+    count = sum(len(r) for r in ranges)
+    if count > MAX_SEEDS:
+        raise ValueError(f"--seeds: {text!r} lists {count} seeds, more than the {MAX_SEEDS} a sweep can hold")
+    seeds = [s for r in ranges for s in r]
+    if len(set(seeds)) < len(seeds):
+        repeated = sorted({s for s, n in collections.Counter(seeds).items() if n > 1})
         raise ValueError(f"--seeds: seed(s) {repeated} given twice")
     return seeds
 
@@ -247,6 +267,7 @@ def start_cluster(parser, args):
         parser.error(str(e))
 
 
+@cli.one_line_errors
 def main(argv=None) -> int:
     from resflow.checkpoint import stop_on_signals, stop_status
 
@@ -291,6 +312,8 @@ def _main(argv, held: contextlib.ExitStack) -> int:
         data = load_dataset(args.data, seed=args.data_seed, path=args.data_path, **source["options"])
     except (ValueError, TypeError, FileNotFoundError) as e:
         parser.error(str(e))
+    # Every process, so that all stop alike; only now, so a refused flag or data set leaves no folder.
+    prepare_out_dir(out)
     n, i = (cluster.num_processes, cluster.process_id) if cluster else (1, 0)
     mine = seeds[i::n]  # each process trains its share of the seeds on its own devices
     # Each process checkpoints its own groups; a resume needs the same number of processes.

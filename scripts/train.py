@@ -122,6 +122,7 @@ def stopped(out: Path, e: KeyboardInterrupt) -> int:
     return status
 
 
+@cli.one_line_errors
 def main(argv=None) -> int:
     from resflow.checkpoint import stop_on_signals, stop_status
 

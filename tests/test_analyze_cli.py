@@ -105,3 +105,11 @@ def test_analyze_one_line_errors(run_dir, tmp_path, capsys):
     assert "run.json" in refused([str(broken)])
     (broken / "run.json").write_text((run_dir / "run.json").read_text())
     assert "network.eqx: missing" in refused([str(broken)])
+    # A preprocessing entry that cannot standardise the inputs (was an AttributeError or a
+    # numpy broadcasting error at the first analysis).
+    info = json.loads((run_dir / "run.json").read_text())
+    for name in ("network.eqx", "metrics.json", "data.json"):
+        (broken / name).write_bytes((run_dir / name).read_bytes())
+    for wrong in ("x", dict(info["preprocessing"], mean="a"), dict(info["preprocessing"], std=[1.0, 1.0, 1.0])):
+        (broken / "run.json").write_text(json.dumps(dict(info, preprocessing=wrong)))
+        assert "run.json" in refused([str(broken), "--what", "noise", "--max-samples", "8"])

@@ -203,3 +203,16 @@ def test_ode_lyapunov_bad_inputs(kw, exc, match):
     kw = {"vector_field": lambda t, y, a: -y, "y0": jnp.ones(3), **kw}
     with pytest.raises(exc, match=match):
         rf.ode_lyapunov_spectrum(kw.pop("vector_field"), kw.pop("y0"), kw.pop("t1"), **kw)
+
+
+def test_solver_failure_is_one_clear_error(monkeypatch):
+    # y' = y² from y(0) = 1 blows up at t = 1: the solver spends its step budget there (a small
+    # budget, so that it is spent at once). The error names the function, the integration and
+    # the solver's reason, not the jit stack.
+    monkeypatch.setattr(C, "SOLVER_MAX_STEPS", 64)
+    with pytest.raises(RuntimeError) as info:
+        rf.ode_lyapunov_spectrum(lambda t, y, a: y**2, jnp.array([1.0, 0.5]), 2.0, dt=0.5)
+    message = str(info.value)
+    assert message.startswith("ode_lyapunov_spectrum: the ODE solver failed while integrating vector_field")
+    assert "maximum number of solver steps was reached" in message and "at most 64 solver steps" in message
+    assert "EQX_ON_ERROR" not in message and "stack" not in message

@@ -41,3 +41,18 @@ def test_checker_catches_stale_numbers_and_update_fixes_them(tmp_path):
     fixed = dn.update_markers(stale, tmp_path)
     assert "<!--r:ex.acc-->0.975 s<!--/r-->" in fixed and "<!--r:ex.n-->1438<!--/r-->" in fixed
     assert dn.check_markers(fixed, tmp_path)[1] == [problems[2]]
+
+
+def test_headline_circles_run_reproduces_from_scratch():
+    # The pages are checked against the stored results above; this reruns the README's circles
+    # headline (seed 0 of docs/examples/training_runs.py's depth-rule column) and checks the
+    # stored numbers against a fresh run, so a change of the training code that moves them
+    # fails here until `make docs-numbers` rewrites them.
+    spec = importlib.util.spec_from_file_location("training_runs", ROOT / "docs" / "examples" / "training_runs.py")
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    stored = json.loads((dn.RESULTS / "training_runs.json").read_text())["circles_adapt_w2"]["seeds"]["0"]
+    result = example.circles_run(0, **example.HEADLINE)
+    assert result.metrics["depth_after"] == stored["depth_after"]
+    # 1000 test points: one point is 1e-3
+    assert result.metrics["test_accuracy"] == pytest.approx(stored["test_accuracy"], abs=5e-4)

@@ -189,6 +189,9 @@ def test_trunk_constructor_errors_name_the_field():
         rf.Trunk(jnp.zeros(3), b)
     with pytest.raises(ValueError, match="b must have shape"):
         rf.Trunk(W, jnp.zeros(4))
+    for empty in (jnp.zeros((0, 0)), jnp.zeros((2, 0, 0))):
+        with pytest.raises(ValueError, match=r"W must have a width n >= 1, got shape \((2, )?0, 0\)"):
+            rf.Trunk(empty, jnp.zeros(empty.shape[:-1]))
     with pytest.raises(ValueError, match=r"b must have shape \(2, 3\)"):
         rf.Trunk(jnp.zeros((2, 3, 3)), b)
     with pytest.raises(TypeError, match="b has dtype float32 but W has float64"):

@@ -111,3 +111,32 @@ def test_cli_refuses_a_train_run_folder_as_runs(tmp_path, monkeypatch, capsys):
     assert e.value.code == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err
     assert f"--runs {run}" in err and "data.json" in err
     assert sorted(p.name for p in run.iterdir()) == ["data.json", "metrics.jsonl"]
+
+
+def test_cli_bad_out_exits_2_with_one_line_and_tiny_writes_under_runs(tmp_path, monkeypatch, capsys):
+    # --out under a regular file or in /proc were tracebacks; refused before any data or training.
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("reproduce_cli", ROOT / "scripts" / "reproduce.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    package = sys.modules["resflow.experiments.reproduce"]
+    monkeypatch.setattr(package, "load_data", lambda mode: pytest.fail("loaded data"))
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    for out, message in [(blocker / "out", f"lies under the file {blocker}"), ("/proc/resflow", "is not writable")]:
+        with pytest.raises(SystemExit) as info:
+            script.main(["--tiny", "--out", str(out), "--no-progress"])
+        err = capsys.readouterr().err
+        assert info.value.code == 2 and len(err.strip().splitlines()) == 1 and message in err, err
+    # Without --out, the small modes write into runs/ (git-ignored), not the current folder.
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(package, "load_data", _stop)
+    with pytest.raises(SystemExit):
+        script.main(["--tiny", "--no-progress"])
+    assert (tmp_path / "runs" / "reproduce-tiny").is_dir() and not (tmp_path / "reproduce-tiny").exists()
+    assert "runs/" in (ROOT / ".gitignore").read_text().splitlines()
+
+
+def _stop(mode):
+    raise FileNotFoundError("stopped after the output folders were made")

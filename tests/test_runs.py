@@ -68,6 +68,8 @@ def test_bad_run_files_raise_run_error_naming_the_file(saved, tmp_path):
     out = saved[0]
     with pytest.raises(RunError, match="not a folder"):
         rf.load_run(tmp_path / "none")
+    with pytest.raises(TypeError, match="path must be a run folder .* got NoneType"):
+        rf.load_run(None)
     bad = _copy(out, tmp_path / "eqx")
     blob = bytearray((bad / "network.eqx").read_bytes())
     blob[-1] ^= 0xFF  # one weight altered: deserialises, but the checksum differs
@@ -99,6 +101,14 @@ def test_bad_run_files_raise_run_error_naming_the_file(saved, tmp_path):
     (bad / "run.json").unlink()
     with pytest.raises(RunError, match=r"run\.json: missing"):
         rf.load_run(bad)
+    # A preprocessing entry that cannot standardise inputs (was an AttributeError or a numpy
+    # error at the first predict).
+    p = info["preprocessing"]
+    for wrong in ("x", None, dict(p, mean="a"), dict(p, std=[1.0]), dict(p, std=[1.0, 0.0]), dict(p, standardized=1)):
+        (bad / "run.json").write_text(json.dumps(dict(info, preprocessing=wrong)))
+        (bad / "network.eqx").write_bytes((out / "network.eqx").read_bytes())
+        with pytest.raises(RunError, match=r"run\.json"):
+            rf.load_run(bad)
 
 
 def test_load_data_and_resume_refuse_other_data(saved, tmp_path):

@@ -99,6 +99,7 @@ def test_known_fixed_points_are_reached_with_q_near_zero():
         (dict(optimiser="lbfgs"), ValueError, "optimiser"),
         (dict(starts=jnp.array([[jnp.nan, 0.0]])), ValueError, "finite"),
         (dict(starts=jnp.float64(1.0)), ValueError, "starts"),
+        (dict(starts=jnp.ones((0, 2))), ValueError, r"starts must hold at least one point.*\(0, 2\)"),
         (dict(step=lambda x: x[:1]), ValueError, "shape"),
         (dict(step="F"), TypeError, "callable"),
     ],

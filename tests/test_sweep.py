@@ -79,9 +79,25 @@ def test_bad_sweeps_are_refused():
         (dict(seeds=[]), ValueError, "seeds must hold"),
         (dict(seeds=[0.5]), TypeError, "seeds must be integers"),
         (dict(seeds=[0], data_parallel=True), ValueError, "data_parallel"),
+        # jax.random.key keeps a seed's low 32 bits: -1 and 2**32 would silently be other seeds' runs
+        (dict(seeds=[-1]), ValueError, r"seeds must lie in \[0, 2\*\*32\).*got -1"),
+        (dict(seeds=[2**32]), ValueError, "seeds must lie in"),
+        (dict(seeds=[1, 2, 1]), ValueError, r"seeds must be distinct.*\[1\] twice"),
+        (dict(seeds=[0], width=3, lift=False), ValueError, "lift=False needs width equal to the data dimension 2"),
+        # 10^3 runs of 10^7 epochs: their histories alone are terabytes; refused before anything is built
+        (dict(seeds=range(1000), epochs=10**7), ValueError, r"1000 runs .* need at least .* GiB of \w+ memory"),
     ]:
         with pytest.raises(err, match=match):
-            rf.sweep(ds, **kw, **dict(OPTS, epochs=1))
+            rf.sweep(ds, **dict(OPTS, epochs=1) | kw)
+    with pytest.raises(TypeError, match=r"config must be a resflow.TrainConfig or None, got dict; pass .* keywords"):
+        rf.sweep(ds, {"epochs": 1}, seeds=[0])
+
+
+def test_to_json_names_the_file_not_its_temporary(tmp_path):
+    target = tmp_path / "missing" / "sweep.json"
+    with pytest.raises(OSError, match=f"cannot write {target}: its folder does not exist") as info:
+        rf.SweepResult([], [], [], []).to_json(target)
+    assert ".tmp" not in str(info.value)
 
 
 SCRIPT = """

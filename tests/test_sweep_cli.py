@@ -39,6 +39,10 @@ def test_seed_lists_and_ranges(text, seeds):
         ("1,,2", "'' is not"),
         ("0-3,2", "[2] given twice"),
         ("1-x", "'1-x'"),
+        ("4294967296", "seeds must be < 2**32"),  # jax.random.key(2**32) is key(0)
+        # Counted before any list is built (this one hung, building and scanning 10^8 seeds).
+        ("0-100000000", "lists 100000001 seeds, more than the 1000000"),
+        ("0-99999999999999999999", "seeds must be < 2**32"),
     ],
 )
 def test_bad_seeds_name_the_part(text, message):
@@ -115,6 +119,27 @@ def test_existing_non_empty_folder_is_refused_without_overwrite(tmp_path, capsys
     assert [p.name for p in out.iterdir()] == ["notes.txt"]
     (tmp_path / "file").write_text("")
     assert "is a file" in _exit_2_one_line(capsys, ["--out", str(tmp_path / "file")])
+
+
+def test_bad_out_no_lift_and_oversized_sweeps_exit_2_before_training(tmp_path, capsys, monkeypatch):
+    # Were tracebacks after the whole sweep had trained (the folder is made at the end), or
+    # mid-sweep (--no-lift, from the first group's setup).
+    monkeypatch.setattr(importlib.import_module("resflow.sweep"), "_run_group", _no_training)
+    tiny = ["--data", "circles", "--width", "3", "--depth", "3", "--epochs", "1", "--seeds", "0", "--no-progress"]
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    assert f"lies under the file {blocker}" in _exit_2_one_line(capsys, [*tiny, "--out", str(blocker / "sweep")])
+    assert "is not writable" in _exit_2_one_line(capsys, [*tiny, "--out", "/proc/resflow-sweep"])
+    err = _exit_2_one_line(capsys, [*tiny, "--no-lift", "--out", str(tmp_path / "a")])
+    assert "lift=False needs width equal to the data dimension 2" in err
+    # 1000 runs of 10^8 epochs: their histories alone are tens of terabytes
+    many = [*tiny[:-3], "--epochs", "100000000", "--seeds", "0-999", "--out", str(tmp_path / "b")]
+    err = _exit_2_one_line(capsys, many)
+    assert "1000 runs (1000 seeds x 1 grid points) need at least" in err and "GiB of" in err
+
+
+def _no_training(*args, **kwargs):
+    raise AssertionError("a refused sweep trained")
 
 
 def test_help_and_every_option_a_flag(capsys):

@@ -200,6 +200,9 @@ def test_bad_options():
             rf.fit(ds, key=jax.random.key(0), **bad)
     with pytest.raises(TypeError, match="not_an_option"):
         rf.fit(ds, key=jax.random.key(0), not_an_option=1)
+    for config in ({"epochs": 1}, {}):  # {} was silently the default config
+        with pytest.raises(TypeError, match="config must be a resflow.TrainConfig or None, got dict"):
+            rf.fit(ds, config, key=jax.random.key(0))
     for bad_key in (0, None, np.zeros(3, np.uint32)):
         with pytest.raises(TypeError, match="key must be a jax.random key"):
             rf.fit(ds, key=bad_key, epochs=1)

@@ -309,3 +309,18 @@ def test_sigterm_saves_the_last_chunk_exits_one_line_and_locks_out_a_second_writ
     for a, b in zip(jax.tree.leaves(run.network), jax.tree.leaves(ref.network), strict=True):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     assert run.metrics["test_accuracy"] == ref.metrics["test_accuracy"]
+
+
+def test_bad_out_and_no_lift_width_exit_2_with_one_line(tmp_path, capsys):
+    # Were tracebacks: an --out below a regular file or in /proc (OutputError from fit), and
+    # --no-lift with a width other than the data's (circles: dim 2). Refused before any writing.
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    err = _exit_2_one_line(capsys, [*TINY, "--out", str(blocker / "run")])
+    assert ": error: output folder" in err
+    assert f"lies under the file {blocker}" in err
+    assert "is not writable" in _exit_2_one_line(capsys, [*TINY, "--out", "/proc/resflow-run"])
+    out = tmp_path / "run"
+    err = _exit_2_one_line(capsys, [*TINY, "--no-lift", "--out", str(out)])
+    assert "lift=False needs width equal to the data dimension 2" in err and "got width 3" in err
+    assert not out.exists()

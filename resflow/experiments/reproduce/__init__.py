@@ -1,6 +1,6 @@
 """Reproduce every claim of the paper: train (or reuse) the runs, analyse them, write the results.
 
-    reproduce(mode="quick", out="reproduce-quick") -> results (dict, also DIR/results.json)
+    reproduce(mode="quick", out="runs/reproduce-quick") -> results (dict, also DIR/results.json)
 
 Steps: load the data sets; train each group of runs over the seeds (`train_seeds`, saved
 under ``RUNS/<group>/seed<k>`` and reused); measure each claim (`claims`, `dynamics`,
@@ -19,6 +19,7 @@ from pathlib import Path
 
 import jax
 
+from ...checkpoint import prepare_out_dir
 from ...runs import write_json
 from .claims import claim_cooperation, claim_depth, claim_disentangling, claim_noise, claim_separability
 from .context import Context
@@ -119,7 +120,8 @@ def reproduce(
     **Arguments:**
 
     - `mode`: ``"full"``, ``"quick"``, ``"tiny"`` or a `Mode`.
-    - `out`: folder of results.json and the figures (default ``reproduce-<mode>``).
+    - `out`: folder of results.json and the figures (default ``runs/reproduce-<mode>``, in
+      the git-ignored runs/ folder).
     - `runs`: folder of the saved runs (default ``out/runs``): finished runs are reloaded,
       interrupted ones resumed from their checkpoints.
     - `markdown`: path of the results page (default ``out/results.md``); `figures_prefix`: the
@@ -129,13 +131,13 @@ def reproduce(
     **Returns:** the results dict (``meta``, ``claims``), as written to ``out/results.json``.
 
     **Raises:** `ValueError` for an unknown mode or when a claim produced a non-finite number
-    (naming it); what `resflow.load_dataset` raises when a data set is missing (Fashion-MNIST:
-    ``make data``).
+    (naming it); `resflow.checkpoint.OutputError` naming `out` or `runs` when it cannot be
+    created or written (before any work); what `resflow.load_dataset` raises when a data set
+    is missing (Fashion-MNIST: ``make data``).
     """
     mode = get_mode(mode) if isinstance(mode, str) else mode
-    out = Path(out if out is not None else f"reproduce-{mode.name}")
-    runs_dir = Path(runs) if runs is not None else out / "runs"
-    out.mkdir(parents=True, exist_ok=True)
+    out = prepare_out_dir(out if out is not None else f"runs/reproduce-{mode.name}")
+    runs_dir = prepare_out_dir(runs if runs is not None else out / "runs")
     t0 = time.perf_counter()
     data = load_data(mode)
     bar = None

@@ -34,9 +34,10 @@ epochs), 3 seeds on Fashion-MNIST (60k/10k, width 784, no lift, 5 epochs of batc
 Adam 1e-3) for the shared ResNet, the untied ResNet and the MLP; 15 sigmoid layers, h = 1;
 long runs of 1000 layers; 1000 analysis inputs. *quick* (`--quick`, ≤ 10 min on 2 CPU
 cores): 2 seeds, 150 / 30 epochs, Fashion-MNIST's first 6000 / 1000 images, 3 epochs, one
-seed, 200 analysis inputs. *tiny* (`--tiny`, the test's mode): seconds, meaningless
+seed, 200 analysis inputs. *tiny* (`--tiny`, the test's mode): a few minutes, meaningless
 numbers, a stand-in data set (digits) for the image block. Trained runs are saved under
-`OUT/runs` and reused, so a second call only analyses and a killed call resumes.
+`OUT/runs` and reused, so a second call only analyses and a killed call resumes. Without
+`--out`, quick and tiny write under `runs/reproduce-<mode>` (git-ignored).
 """
 
 
