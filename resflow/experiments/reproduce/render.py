@@ -27,6 +27,11 @@ Paper: "Residual networks classify inputs based on their neural transient dynami
 as mean ± standard deviation over seeds (population std; per-seed values in results.json).
 Verdicts follow explicit rules (`resflow/experiments/reproduce/verdicts.py`); where our
 numbers disagree with the paper's, the verdict says so. We did not tune towards the paper.
+Every claim is also measured on a **control** where it must fail (the untrained network at
+the same init, a probe on x_0, a random readout, ...), shown beside the result: a claim whose
+control passes too is *inconclusive*, never *reproduced*. Only seeds that learned enter the
+statistics: a seed learned when its test accuracy is at least chance + half the gap between
+chance and the best seed of its group; the others are listed below with their accuracies.
 
 **Modes** (`resflow/experiments/reproduce/modes.py`). *full* (the default; writes this page):
 8 seeds on circles (width 3, trained 2 → 3 lift, 300 epochs) and digits (width 64, 40
@@ -82,7 +87,10 @@ def _header(meta: dict) -> list[str]:
 
 def _section(key: str, title: str, claim: str, c: dict, figures: str) -> list[str]:
     v = c["verdict"]
+    ctl = v.get("control") or {}
     lines = [f"## {title}", "", f"*Claim.* {claim}", "", f"**Verdict: {v['verdict']}.** {v['reason']}", ""]
+    if ctl:
+        lines += [f"*Control ({ctl['name']}): {ctl['verdict']}.* {ctl['reason']}", ""]
     if c.get("paper"):
         lines += ["*Paper:* " + "; ".join(f"{k}: {p}" for k, p in c["paper"].items()), ""]
     rows = _rows(c["numbers"])
@@ -94,6 +102,35 @@ def _section(key: str, title: str, claim: str, c: dict, figures: str) -> list[st
         lines.append("")
     lines += [f"![{title}]({figures}{c['figure']})", ""]
     return lines
+
+
+def _verdict(v: dict) -> str:
+    parts = v.get("parts")
+    if not parts:
+        return v["verdict"]
+    each = ", ".join(f"{k}: {p['verdict']}" for k, p in parts.items())
+    return f"{v['verdict']} ({each})"
+
+
+def _control(v: dict) -> str:
+    """The control's verdict (per part where the claim has parts)."""
+    if v.get("control"):
+        return f"{v['control']['name']}: {v['control']['verdict']}"
+    parts = v.get("parts") or {}
+    return "; ".join(f"{k}: {p['control']['name']}: {p['control']['verdict']}" for k, p in parts.items() if "control" in p)
+
+
+def _learned(learned: dict) -> list[str]:
+    """The learned-bar per group and the seeds below it."""
+    lines = ["## Seeds that did not learn", "",
+             "Left out of every claim's statistics (the bar: chance + half the gap to the best seed).", "",
+             "| runs | chance | best | bar | seeds below the bar (test accuracy) |", "|---|---|---|---|---|"]  # fmt: skip
+    for group, g in learned.items():
+        below = ", ".join(f"{u['seed']} ({u['accuracy']:.3f})" for u in g["unlearned"]) or "none"
+        if g["nothing_learned"]:
+            below += "; even the best seed is at chance: nothing learned (its best seed is analysed)"
+        lines.append(f"| {group} | {g['chance']:.3f} | {g['best']:.3f} | {g['bar']:.3f} | {below} |")
+    return [*lines, ""]
 
 
 def render_markdown(results: dict, *, figures: str = "") -> str:
@@ -108,9 +145,11 @@ def render_markdown(results: dict, *, figures: str = "") -> str:
     **Raises:** `KeyError` naming a missing section when `results` lacks one.
     """
     lines = [INTRO, *_header(results["meta"])]
-    lines += ["| claim | verdict |", "|---|---|"]
-    lines += [f"| {title} | {results['claims'][key]['verdict']['verdict']} |" for key, title, _ in SECTIONS]
+    lines += ["| claim | verdict | control (must fail) |", "|---|---|---|"]
+    lines += [f"| {title} | {_verdict(results['claims'][key]['verdict'])} | {_control(results['claims'][key]['verdict'])} |"
+              for key, title, _ in SECTIONS]  # fmt: skip
     lines += ["", "Thresholds: " + ", ".join(f"{k} = {v}" for k, v in THRESHOLDS.items()), ""]
+    lines += _learned(results["learned"])
     for key, title, claim in SECTIONS:
         lines += _section(key, title, claim, results["claims"][key], figures)
     return "\n".join(lines).rstrip() + "\n"

@@ -16,10 +16,11 @@ import jax
 
 from ... import train
 from ...data import Dataset, load_dataset
+from ...network import Network, from_flax
 from ...runs import Run, load_run
 from .modes import Mode
 
-__all__ = ["train_seeds", "recipe", "load_data"]
+__all__ = ["train_seeds", "recipe", "load_data", "untrained_network"]
 
 # Per-data-set recipes (scripts/train.py's defaults, docs/training.md).
 RECIPES = {
@@ -82,3 +83,26 @@ def train_seeds(data: Dataset, seeds, folder, **options) -> list[Run]:
     """
     folder = Path(folder)
     return [_train_one(data, folder / f"seed{int(s)}", int(s), options) for s in seeds]
+
+
+def untrained_network(run: Run, data: Dataset, seed: int) -> Network:
+    """The network `run` started from: its config's parameters at init with
+    ``jax.random.key(seed)`` (as `resflow.fit` draws them), at the run's final depth.
+
+    The controls of the claims: what an untrained network of the same shape and init gives.
+    Cached per (run folder, seed, depth): several claims read the same control.
+    """
+    key = (str(run.path), seed, run.depth)
+    if key not in _UNTRAINED:
+        _UNTRAINED[key] = _init_network(run, data, seed)
+    return _UNTRAINED[key]
+
+
+_UNTRAINED: dict = {}
+
+
+def _init_network(run: Run, data: Dataset, seed: int) -> Network:
+    setup = train.setup_run(data, run.config, run.network.n_classes)
+    params = train.init_state(setup, jax.random.key(seed)).params
+    spec = run.config.trunk
+    return from_flax(params, h=spec.h, model=spec.model, activation=spec.activation, depth=run.depth)
