@@ -112,7 +112,9 @@ def learned_report(mode: Mode, data: dict, runs: dict) -> dict:
             **{k: bar[k] for k in ("chance", "best", "bar", "nothing_learned")},
             "accuracy": dict(zip(map(str, seeds), acc, strict=True)),
             "learned": bar["learned"],
-            "unlearned": [{"seed": s, "accuracy": a} for s, a, ok in zip(seeds, acc, bar["learned"], strict=True) if not ok],
+            "unlearned": [
+                {"seed": s, "accuracy": a} for s, a, ok in zip(seeds, acc, bar["learned"], strict=True) if not ok
+            ],
         }
     return report
 

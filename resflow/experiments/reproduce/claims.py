@@ -111,8 +111,7 @@ def _cooperation_one(trunk, depth: int, data, network, n: int) -> dict:
 
 def _cooperation_summary(rows: list[dict]) -> dict:
     return {
-        q: summary([e[q] for e in rows])
-        for q in ("cooperative_fraction", "competitive_fraction", "class_share_range")
+        q: summary([e[q] for e in rows]) for q in ("cooperative_fraction", "competitive_fraction", "class_share_range")
     }
 
 
@@ -235,9 +234,7 @@ def claim_noise(ctx: Context) -> dict:
     """
     seeds = [s for s, _ in ctx.learned_runs("digits/resnet", "digits/mlp_matched")]
     index = {s: i for i, s in enumerate(ctx.mode.seeds)}
-    per = [
-        _noise_one(ctx, {name: ctx.runs[f"digits/{name}"][index[s]] for name in NOISE_MODELS}, s) for s in seeds
-    ]
+    per = [_noise_one(ctx, {name: ctx.runs[f"digits/{name}"][index[s]] for name in NOISE_MODELS}, s) for s in seeds]
     numbers = {
         "sigmas": list(ctx.mode.sigmas),
         "models": {"resnet": f"ResNet-{ctx.mode.depth}", "mlp_depth": f"MLP-{ctx.mode.depth}",

@@ -132,12 +132,17 @@ def claim_images(ctx: Context) -> dict:
             k: summary([r.metrics["test_accuracy"] for _, r in ctx.learned_runs(f"images/{k}")]) for k in MODELS
         },
         "mlp_reference": FMNIST_REFERENCE,
-        "alignment": {"num_classes": K, **aligned("alignment"),
-                      "control": {"name": "a random readout", "num_classes": K, **aligned("random_alignment")}},
+        "alignment": {
+            "num_classes": K,
+            **aligned("alignment"),
+            "control": {"name": "a random readout", "num_classes": K, **aligned("random_alignment")},
+        },
         "saddles": {
             "classes_near_saddle": summary([s["near_saddle"] for s in shared]),
-            "control": {"name": "the untrained network at the same init",
-                        "classes_near_saddle": summary([s["near_saddle_untrained"] for s in shared])},
+            "control": {
+                "name": "the untrained network at the same init",
+                "classes_near_saddle": summary([s["near_saddle_untrained"] for s in shared]),
+            },
         },
         "shared": {
             "residual_mean_layers": curve_summary([s["layers"]["mean"] for s in shared]),

@@ -117,7 +117,8 @@ def _control(v: dict) -> str:
     if v.get("control"):
         return f"{v['control']['name']}: {v['control']['verdict']}"
     parts = v.get("parts") or {}
-    return "; ".join(f"{k}: {p['control']['name']}: {p['control']['verdict']}" for k, p in parts.items() if "control" in p)
+    each = (f"{k}: {p['control']['name']}: {p['control']['verdict']}" for k, p in parts.items() if "control" in p)
+    return "; ".join(each) or "—"
 
 
 def _learned(learned: dict) -> list[str]:
@@ -149,7 +150,7 @@ def render_markdown(results: dict, *, figures: str = "") -> str:
     lines += [f"| {title} | {_verdict(results['claims'][key]['verdict'])} | {_control(results['claims'][key]['verdict'])} |"
               for key, title, _ in SECTIONS]  # fmt: skip
     lines += ["", "Thresholds: " + ", ".join(f"{k} = {v}" for k, v in THRESHOLDS.items()), ""]
-    lines += _learned(results["learned"])
+    lines += _learned(results["learned"]) if "learned" in results else []  # results of an older version
     for key, title, claim in SECTIONS:
         lines += _section(key, title, claim, results["claims"][key], figures)
     return "\n".join(lines).rstrip() + "\n"

@@ -192,7 +192,9 @@ def depth_rule(n: dict) -> dict:
     before, d, worst = n["depth_before"], n["depth_after"]["mean"], n["accuracy_drop"]["max"]
     tol, paper = THRESHOLDS["pruning_accuracy_drop"], THRESHOLDS["paper_depth_tolerance"]
     seed = n.get("worst_seed")
-    text = f"{before} → {d:.1f} layers, worst accuracy drop {worst:.3f}" + (f" (seed {seed})" if seed is not None else "")
+    text = f"{before} → {d:.1f} layers, worst accuracy drop {worst:.3f}" + (
+        f" (seed {seed})" if seed is not None else ""
+    )
     if d < before and worst <= tol:
         if abs(d - 5) <= paper:
             return _v("reproduced", text + f" <= {tol}; paper 5 layers")
