@@ -1,10 +1,12 @@
 """The paper's MNIST analyses, on Fashion-MNIST at width 784 (no lift), 15 layers.
 
 Shared ResNet, untied ResNet and MLP of the same width and depth: accuracy over seeds (with
-the 0.8833 MLP reference as a row); the residual mean and std over layers; the 1000-layer run of the same
-weights (streamed, with its planned peak memory); the fixed points reached from its end states
-and class means; per-class Jacobian spectra at the class-mean residuals (saddles); the readout's
-strongest neuron per class under two readings, against a random readout; the untied network's residual std and class independence.
+the 0.8833 MLP reference as a row); the residual mean and std over layers; the 1000-layer run
+of the same weights (streamed, with its planned peak memory); the fixed points reached from
+its end states and class means; per-class Jacobian spectra at the class-mean residuals
+(saddles; control: the untrained network); the readout's strongest neuron per class under
+two readings (control: a random readout); the untied network's residual std and class
+independence.
 """
 
 from __future__ import annotations
