@@ -114,8 +114,9 @@ def figure(result: dict, save):
 
     studies = result["studies"]
     fig, axes = new_figure(len(studies), 2, size=(4.6, 3.0))
-    for row, cells in zip(axes, studies.values(), strict=True):
-        names = list(cells)
+    for (study, cells), row in zip(studies.items(), axes, strict=True):
+        varied = list(STUDIES[study][1])
+        names = [", ".join(f"{k} {c['options'][k]:g}" for k in varied) for c in cells.values()]
         for i, c in enumerate(cells.values()):
             x = np.full(len(c["accuracy"]), i) + np.linspace(-0.15, 0.15, len(c["accuracy"]))
             row[0].scatter(x, c["accuracy"], s=12, color="C0")
