@@ -215,3 +215,15 @@ def test_cli_bad_arguments_exit_2_with_one_line():
         )
         assert done.returncode == 2
         assert len(done.stderr.strip().splitlines()) == 1 and "Traceback" not in done.stderr
+
+
+def test_saved_runs_trained_with_another_recipe_are_refused(tmp_path):
+    from resflow import load_dataset
+    from resflow.experiments.reproduce import train_seeds
+
+    data = load_dataset("circles")
+    options = {"width": 3, "depth": 2, "epochs": 1, "batch_size": 500, "lr": 1e-2}
+    first = train_seeds(data, [0], tmp_path, **options)
+    assert train_seeds(data, [0], tmp_path, **options)[0].metrics == first[0].metrics  # reloaded
+    with pytest.raises(ValueError, match=r"seed0.*lr=0\.01 \(asked 0\.03\)"):
+        train_seeds(data, [0], tmp_path, **(options | {"lr": 3e-2}))

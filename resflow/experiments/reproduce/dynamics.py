@@ -22,9 +22,13 @@ def regime_numbers(run, data, mode, *, n: int | None = None) -> dict:
     """`resflow.attractor_regime` of one run (a `Run` or a `Network`) after `mode.long_depth`
     layers, as plain numbers, with the seed's case (`verdicts.attractor_case`)."""
     inp = inputs(run, data, n or mode.max_samples)
-    trunk = getattr(run, "trunk", None) or run.network.trunk
     reg = attractor_regime(
-        trunk, inp.x0, inp.y, depth=mode.long_depth, num_classes=inp.K, atol=THRESHOLDS["class_independent_distance"]
+        run.trunk,
+        inp.x0,
+        inp.y,
+        depth=mode.long_depth,
+        num_classes=inp.K,
+        atol=THRESHOLDS["class_independent_distance"],
     )
     return {
         "attractor": float(reg.label == "attractor"),

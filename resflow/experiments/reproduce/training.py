@@ -9,6 +9,7 @@ here without touching the claims.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 from pathlib import Path
 
@@ -56,9 +57,23 @@ def load_data(mode: Mode) -> dict[str, Dataset]:
     return {"circles": load_dataset("circles"), "digits": load_dataset("digits"), "images": images}
 
 
+def _stale(run: Run, options: dict) -> list[str]:
+    """The options whose saved value differs from the requested one, as ``name=saved (asked)``."""
+    saved = dataclasses.asdict(run.config)
+    saved |= saved.pop("trunk")
+    return [f"{k}={saved.get(k)!r} (asked {v!r})" for k, v in options.items() if saved.get(k) != v]
+
+
 def _train_one(data: Dataset, folder: Path, seed: int, options: dict) -> Run:
     if (folder / "run.json").is_file():
-        return load_run(folder)
+        run = load_run(folder)
+        stale = _stale(run, options)
+        if stale:  # a changed recipe must not silently reuse runs trained with the old one
+            raise ValueError(
+                f"{folder}: a finished run saved with other options ({', '.join(stale)}); "
+                "delete the folder to retrain, or pass another runs folder"
+            )
+        return run
     resume = (folder / "checkpoint.msgpack").is_file()
     source = {"name": data.meta["name"], "seed": 0, "path": None, "standardize": True, "options": {}}
     # fit's own bar is off; the reproduction shows one bar over its steps.
@@ -79,7 +94,8 @@ def train_seeds(data: Dataset, seeds, folder, **options) -> list[Run]:
 
     **Returns:** the `resflow.runs.Run` of each seed, in order.
 
-    **Raises:** what `resflow.fit` and `resflow.load_run` raise.
+    **Raises:** `ValueError` naming the folder and the options when a finished run there was
+    trained with other options; what `resflow.fit` and `resflow.load_run` raise.
     """
     folder = Path(folder)
     return [_train_one(data, folder / f"seed{int(s)}", int(s), options) for s in seeds]
