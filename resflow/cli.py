@@ -54,10 +54,12 @@ def one_line_errors(main):
 PER_DATASET = {
     "epochs": {"digits": 40, "circles": 300, "mnist1d": 60, "mnist": 15, "fashion-mnist": 5},
     "batch_size": {"digits": 64, "circles": 50, "mnist1d": 100, "mnist": 128, "fashion-mnist": 256},
-    "lr": {"digits": 3e-3, "circles": 1e-2, "mnist1d": 3e-3, "mnist": 1e-3, "fashion-mnist": 1e-3},
+    "lr": {"digits": 3e-3, "circles": 3e-2, "mnist1d": 3e-3, "mnist": 1e-3, "fashion-mnist": 1e-3},
     "depth_warmup": {"digits": 5, "circles": 100, "mnist1d": 10, "mnist": 3, "fashion-mnist": 3},
-    # circles, width 3: w_std 2 reached >= 99.9 % test accuracy for 6 of 8 seeds, w_std 1 for 4 of 8.
-    "w_std": {"digits": 1.0, "circles": 2.0, "mnist1d": 1.0, "mnist": 1.0, "fashion-mnist": 1.0},
+    # circles, width 3 (scripts/recipe_search.py, docs/training.md): with lr 3e-2 and w_std 1
+    # all 8 seeds reach 100 % test accuracy; lr 1e-2 (the earlier default, with w_std 2) stalls
+    # 2-3 of 8 seeds on plateaus, and w_std 2 saturates half of the sigmoids at init.
+    "w_std": {"digits": 1.0, "circles": 1.0, "mnist1d": 1.0, "mnist": 1.0, "fashion-mnist": 1.0},
 }
 
 

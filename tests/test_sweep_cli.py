@@ -159,7 +159,7 @@ def test_help_and_every_option_a_flag(capsys):
     assert fields <= dests
     # The shared generation: the same per-data-set defaults as scripts/train.py.
     config = cli.cli.config_from_args(parser.parse_args(["--data", "circles"]))
-    assert (config.epochs, config.lr, config.trunk.w_std) == (300, 1e-2, 2.0)
+    assert (config.epochs, config.lr, config.trunk.w_std) == (300, 3e-2, 1.0)
 
 
 TINY = ["--data", "circles", "--width", "3", "--depth", "3", "--epochs", "2", "--batch-size", "500"]

@@ -26,7 +26,7 @@ RESULTS = os.path.join(HERE, "..", "results", "training_runs.json")
 
 # scripts/train.py's per-data-set defaults (digits and circles).
 DIGITS = dict(epochs=40, batch_size=64, lr=3e-3, depth_warmup=5, w_std=1.0, depth=15)
-CIRCLES = dict(epochs=300, batch_size=50, lr=1e-2, depth_warmup=100, width=3, depth=15)
+CIRCLES = dict(epochs=300, batch_size=50, lr=3e-2, depth_warmup=100, width=3, depth=15)
 SEEDS = range(8)
 # The README's circles run (scripts/train.py --data circles --width 3 --depth 15 --depth-adapt):
 # the "circles_adapt_w2" column.

@@ -28,8 +28,8 @@ def _band(ax, curve: dict, label: str, *, x=None, color=None, **style):
 
 
 def _data_keys(numbers: dict) -> list[str]:
-    """The trunk data sets a claim was measured on (circles, digits), in that order."""
-    return [k for k in ("circles", "digits") if k in numbers]
+    """The data sets a claim was measured on (circles, digits, images), in that order."""
+    return [k for k in ("circles", "digits", "images") if k in numbers]
 
 
 def _group_label(name: str) -> str:
@@ -161,8 +161,9 @@ def plot_noise(numbers: dict, *, save=None):
 
 def plot_depth(numbers: dict, *, save=None):
     fig, axes = new_figure(1, 2, size=(4.6, 3.6))
-    for k, color in (("shared", "C0"), ("untied", "C1")):
-        for i, h in enumerate(numbers[k]["histories"]):
+    untied = numbers["shared"]["control"]  # the control: untied weights
+    for k, color, n in (("shared", "C0", numbers["shared"]), ("untied", "C1", untied)):
+        for i, h in enumerate(n["histories"]):
             axes[0, 0].step(np.arange(len(h)), h, where="post", color=color, alpha=0.7, label=k if i == 0 else None)
     axes[0, 0].set(xlabel="epoch", ylabel="depth", title="depth during training (one line per seed)")
     integer_ticks(axes[0, 0], "both")
@@ -171,7 +172,7 @@ def plot_depth(numbers: dict, *, save=None):
     groups = {
         "shared before": numbers["shared"]["accuracy_before"]["values"],
         "shared after": numbers["shared"]["accuracy_after"]["values"],
-        "untied after": numbers["untied"]["accuracy_after"]["values"],
+        "untied after": untied["accuracy_after"]["values"],
         "scratch at pruned depth": numbers["scratch_at_pruned_depth"]["values"],
         "unpruned": numbers["unpruned_accuracy"]["values"],
     }

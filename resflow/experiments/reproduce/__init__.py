@@ -3,7 +3,8 @@
     reproduce(mode="quick", out="runs/reproduce-quick") -> results (dict, also DIR/results.json)
 
 Steps: load the data sets; train each group of runs over the seeds (`train_seeds`, saved
-under ``RUNS/<group>/seed<k>`` and reused); measure each claim (`claims`, `dynamics`,
+under ``RUNS/<group>/seed<k>`` and reused); keep the seeds that learned (`learned_report`:
+the others are listed, not analysed); measure each claim and its control (`claims`, `dynamics`,
 `images`); judge it (`verdicts`); draw one figure per claim (`resflow.plots.reproduce`);
 write ``results.json`` and the Markdown page (`render_markdown`).
 """
@@ -18,6 +19,7 @@ import time
 from pathlib import Path
 
 import jax
+import numpy as np
 
 from ...checkpoint import prepare_out_dir
 from ...runs import write_json
@@ -29,7 +31,7 @@ from .modes import MODES, Mode, get_mode
 from .render import SECTIONS, render_markdown
 from .stats import finite_numbers
 from .training import load_data, recipe, train_seeds
-from .verdicts import VERDICTS
+from .verdicts import VERDICTS, learned_bar
 
 __all__ = ["reproduce", "train_seeds", "render_markdown", "MODES", "Mode", "get_mode", "CLAIMS", "SECTIONS"]
 
@@ -86,6 +88,36 @@ def train_all(mode: Mode, data: dict, runs_dir: Path, bar=None) -> dict:
     if bar is not None:
         bar.update()
     return runs
+
+
+def _accuracy(group: str, run) -> float:
+    """The accuracy the learned-bar reads: before any depth cut for the depth-adaptation runs
+    (so that a cut that costs accuracy is counted against the rule, not hidden as unlearned)."""
+    m = run.metrics
+    return float(m["accuracy_before_pruning"] if "/adapt_" in group else m["test_accuracy"])
+
+
+def learned_report(mode: Mode, data: dict, runs: dict) -> dict:
+    """Per training group: the learned-bar (`verdicts.learned_bar`, chance = the majority-class
+    share of the test labels), each seed's accuracy, and the seeds that did not learn."""
+    report = {}
+    for group, group_runs in runs.items():
+        if group == "circles/scratch":  # a comparison row of claim 7, one run per pruned depth
+            continue
+        y = np.asarray(data[group.split("/")[0]].y_test)
+        chance = float(np.bincount(y).max() / len(y))
+        seeds = list(_seeds(mode, group))
+        acc = [_accuracy(group, r) for r in group_runs]
+        bar = learned_bar(acc, chance)
+        report[group] = {
+            **{k: bar[k] for k in ("chance", "best", "bar", "nothing_learned")},
+            "accuracy": dict(zip(map(str, seeds), acc, strict=True)),
+            "learned": bar["learned"],
+            "unlearned": [
+                {"seed": s, "accuracy": a} for s, a, ok in zip(seeds, acc, bar["learned"], strict=True) if not ok
+            ],
+        }
+    return report
 
 
 def machine() -> dict:
@@ -147,7 +179,8 @@ def reproduce(
         bar = tqdm(total=len(training_groups(mode)) + 1 + len(CLAIMS), desc=f"reproduce ({mode.name})", unit="step")
     runs_ = train_all(mode, data, runs_dir, bar)
     train_time = time.perf_counter() - t0
-    ctx = Context(mode, data, runs_, out)
+    learned = learned_report(mode, data, runs_)
+    ctx = Context(mode, data, runs_, out, {g: v["learned"] for g, v in learned.items()})
     claims, times = {}, {}
     for name in CLAIMS:
         if bar is not None:
@@ -159,7 +192,11 @@ def reproduce(
             bar.update()
     if bar is not None:
         bar.close()
-    results = {"meta": _meta(mode, data, t0, train_time) | {"claim_time_s": times}, "claims": claims}
+    results = {
+        "meta": _meta(mode, data, t0, train_time) | {"claim_time_s": times},
+        "learned": learned,
+        "claims": claims,
+    }
     results = json.loads(json.dumps(results))
     bad = finite_numbers(results)
     if bad:

@@ -2,7 +2,7 @@
 
 A `Mode` fixes the seeds, the training recipes and the analysis sizes. The recipes are the
 per-data-set defaults of ``scripts/train.py`` (docs/training.md): circles width 3 with a
-trained 2 → 3 lift, Adam 1e-2, batch 50, w_std 2, depth warm-up 100 epochs; digits width 64,
+trained 2 → 3 lift, Adam 3e-2, batch 50, w_std 1, depth warm-up 100 epochs; digits width 64,
 Adam 3e-3, batch 64; Fashion-MNIST width 784 (no lift), Adam 1e-3, batch 256. Every trunk
 has 15 sigmoid layers and step h = 1, as in the paper.
 """

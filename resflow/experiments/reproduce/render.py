@@ -9,10 +9,10 @@ __all__ = ["render_markdown", "SECTIONS"]
 # (key in results["claims"], heading, what is claimed).
 SECTIONS = (
     ("disentangling", "1. Disentangling", "The residual-only recurrence gives the forward pass's residuals, and x_T = x_0 + hΣr_t."),
-    ("cooperation", "2. Cooperation and competition", "W and the coefficients C_t mix cooperative (> 0) and competitive (< 0) interactions, per class and layer."),
-    ("attractor", "3. Attractor regime", "Circles: both classes converge to one corner, e.g. (0, 0, 1), eigenvalues w13, w23, −w33; long runs of the same weights end at fixed points."),
-    ("separability", "4. Non-attractor separability", "A linear probe on r_t or on the running integral separates the classes from early layers."),
-    ("transient", "5. Classification by the integrated transient", "The trained readout on x_0 + hΣ_{t<T'} r_t classifies before T' = T; the late residuals can be replaced by the steady state."),
+    ("cooperation", "2. Cooperation and competition", "W and the coefficients C_t mix cooperative (> 0) and competitive (< 0) interactions, per class and layer. sign C_t = sign W for every input, so the verdict reads how much the cooperative share differs between classes."),
+    ("attractor", "3. Attractor regime", "Circles: both classes converge to one attractor, e.g. the corner (0, 0, 1), eigenvalues w13, w23, −w33. Per learned seed: one shared attractor, class-dependent attractors, or no convergence after the long run."),
+    ("separability", "4. Non-attractor separability", "A linear probe on r_t separates the classes from the first layers (r_0, r_1, r_2), on circles, digits and Fashion-MNIST, measured against the same probe on x_0."),
+    ("transient", "5. Classification by the integrated transient", "The readout still classifies when the residuals after some T' < T are replaced by the steady state r*, while r* alone (T' = 0) does not."),
     ("noise", "6. Perturbations and noise", "Early perturbations move the output more than late ones; the ResNet is more robust to input noise than an MLP."),
     ("depth", "7. Depth adaptation", "The paper's rule prunes shared-weight circles networks 15 → 5 layers at 100 % accuracy; untied weights keep all 15."),
     ("images", "The paper's MNIST analyses, on Fashion-MNIST (width 784, 15 layers)", "Paper (MNIST): 1.4 % error shared, 1.8 % untied; a few fixed points after 1000 layers; some classes near saddles (one eigenvalue ≈ 0.02); the readout's strongest neuron has the class's largest x(15) for all classes but one."),
@@ -27,6 +27,11 @@ Paper: "Residual networks classify inputs based on their neural transient dynami
 as mean ± standard deviation over seeds (population std; per-seed values in results.json).
 Verdicts follow explicit rules (`resflow/experiments/reproduce/verdicts.py`); where our
 numbers disagree with the paper's, the verdict says so. We did not tune towards the paper.
+Every claim is also measured on a **control** where it must fail (the untrained network at
+the same init, a probe on x_0, a random readout, ...), shown beside the result: a claim whose
+control passes too is *inconclusive*, never *reproduced*. Only seeds that learned enter the
+statistics: a seed learned when its test accuracy is at least chance + half the gap between
+chance and the best seed of its group; the others are listed below with their accuracies.
 
 **Modes** (`resflow/experiments/reproduce/modes.py`). *full* (the default; writes this page):
 8 seeds on circles (width 3, trained 2 → 3 lift, 300 epochs) and digits (width 64, 40
@@ -83,7 +88,10 @@ def _header(meta: dict) -> list[str]:
 
 def _section(key: str, title: str, claim: str, c: dict, figures: str) -> list[str]:
     v = c["verdict"]
+    ctl = v.get("control") or {}
     lines = [f"## {title}", "", f"*Claim.* {claim}", "", f"**Verdict: {v['verdict']}.** {v['reason']}", ""]
+    if ctl:
+        lines += [f"*Control ({ctl['name']}): {ctl['verdict']}.* {ctl['reason']}", ""]
     if c.get("paper"):
         lines += ["*Paper:* " + "; ".join(f"{k}: {p}" for k, p in c["paper"].items()), ""]
     rows = _rows(c["numbers"])
@@ -95,6 +103,36 @@ def _section(key: str, title: str, claim: str, c: dict, figures: str) -> list[st
         lines.append("")
     lines += [f"![{title}]({figures}{c['figure']})", ""]
     return lines
+
+
+def _verdict(v: dict) -> str:
+    parts = v.get("parts")
+    if not parts:
+        return v["verdict"]
+    each = ", ".join(f"{k}: {p['verdict']}" for k, p in parts.items())
+    return f"{v['verdict']} ({each})"
+
+
+def _control(v: dict) -> str:
+    """The control's verdict (per part where the claim has parts)."""
+    if v.get("control"):
+        return f"{v['control']['name']}: {v['control']['verdict']}"
+    parts = v.get("parts") or {}
+    each = (f"{k}: {p['control']['name']}: {p['control']['verdict']}" for k, p in parts.items() if "control" in p)
+    return "; ".join(each) or "—"
+
+
+def _learned(learned: dict) -> list[str]:
+    """The learned-bar per group and the seeds below it."""
+    lines = ["## Seeds that did not learn", "",
+             "Left out of every claim's statistics (the bar: chance + half the gap to the best seed).", "",
+             "| runs | chance | best | bar | seeds below the bar (test accuracy) |", "|---|---|---|---|---|"]  # fmt: skip
+    for group, g in learned.items():
+        below = ", ".join(f"{u['seed']} ({u['accuracy']:.3f})" for u in g["unlearned"]) or "none"
+        if g["nothing_learned"]:
+            below += "; even the best seed is at chance: nothing learned (its best seed is analysed)"
+        lines.append(f"| {group} | {g['chance']:.3f} | {g['best']:.3f} | {g['bar']:.3f} | {below} |")
+    return [*lines, ""]
 
 
 def render_markdown(results: dict, *, figures: str = "") -> str:
@@ -109,9 +147,11 @@ def render_markdown(results: dict, *, figures: str = "") -> str:
     **Raises:** `KeyError` naming a missing section when `results` lacks one.
     """
     lines = [INTRO, *_header(results["meta"])]
-    lines += ["| claim | verdict |", "|---|---|"]
-    lines += [f"| {title} | {results['claims'][key]['verdict']['verdict']} |" for key, title, _ in SECTIONS]
+    lines += ["| claim | verdict | control (must fail) |", "|---|---|---|"]
+    lines += [f"| {title} | {_verdict(results['claims'][key]['verdict'])} | {_control(results['claims'][key]['verdict'])} |"
+              for key, title, _ in SECTIONS]  # fmt: skip
     lines += ["", "Thresholds: " + ", ".join(f"{k} = {v}" for k, v in THRESHOLDS.items()), ""]
+    lines += _learned(results["learned"]) if "learned" in results else []  # results of an older version
     for key, title, claim in SECTIONS:
         lines += _section(key, title, claim, results["claims"][key], figures)
     return "\n".join(lines).rstrip() + "\n"

@@ -9,6 +9,7 @@ here without touching the claims.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 from pathlib import Path
 
@@ -16,14 +17,15 @@ import jax
 
 from ... import train
 from ...data import Dataset, load_dataset
+from ...network import Network, from_flax
 from ...runs import Run, load_run
 from .modes import Mode
 
-__all__ = ["train_seeds", "recipe", "load_data"]
+__all__ = ["train_seeds", "recipe", "load_data", "untrained_network"]
 
 # Per-data-set recipes (scripts/train.py's defaults, docs/training.md).
 RECIPES = {
-    "circles": {"width": 3, "batch_size": 50, "lr": 1e-2, "w_std": 2.0, "depth_warmup": 100},
+    "circles": {"width": 3, "batch_size": 50, "lr": 3e-2, "w_std": 1.0, "depth_warmup": 100},
     "digits": {"batch_size": 64, "lr": 3e-3, "depth_warmup": 5},
     "fashion-mnist": {"batch_size": 256, "lr": 1e-3, "depth_warmup": 3},
 }
@@ -55,9 +57,23 @@ def load_data(mode: Mode) -> dict[str, Dataset]:
     return {"circles": load_dataset("circles"), "digits": load_dataset("digits"), "images": images}
 
 
+def _stale(run: Run, options: dict) -> list[str]:
+    """The options whose saved value differs from the requested one, as ``name=saved (asked)``."""
+    saved = dataclasses.asdict(run.config)
+    saved |= saved.pop("trunk")
+    return [f"{k}={saved.get(k)!r} (asked {v!r})" for k, v in options.items() if saved.get(k) != v]
+
+
 def _train_one(data: Dataset, folder: Path, seed: int, options: dict) -> Run:
     if (folder / "run.json").is_file():
-        return load_run(folder)
+        run = load_run(folder)
+        stale = _stale(run, options)
+        if stale:  # a changed recipe must not silently reuse runs trained with the old one
+            raise ValueError(
+                f"{folder}: a finished run saved with other options ({', '.join(stale)}); "
+                "delete the folder to retrain, or pass another runs folder"
+            )
+        return run
     resume = (folder / "checkpoint.msgpack").is_file()
     source = {"name": data.meta["name"], "seed": 0, "path": None, "standardize": True, "options": {}}
     # fit's own bar is off; the reproduction shows one bar over its steps.
@@ -78,7 +94,31 @@ def train_seeds(data: Dataset, seeds, folder, **options) -> list[Run]:
 
     **Returns:** the `resflow.runs.Run` of each seed, in order.
 
-    **Raises:** what `resflow.fit` and `resflow.load_run` raise.
+    **Raises:** `ValueError` naming the folder and the options when a finished run there was
+    trained with other options; what `resflow.fit` and `resflow.load_run` raise.
     """
     folder = Path(folder)
     return [_train_one(data, folder / f"seed{int(s)}", int(s), options) for s in seeds]
+
+
+def untrained_network(run: Run, data: Dataset, seed: int) -> Network:
+    """The network `run` started from: its config's parameters at init with
+    ``jax.random.key(seed)`` (as `resflow.fit` draws them), at the run's final depth.
+
+    The controls of the claims: what an untrained network of the same shape and init gives.
+    Cached per (run folder, seed, depth): several claims read the same control.
+    """
+    key = (str(run.path), seed, run.depth)
+    if key not in _UNTRAINED:
+        _UNTRAINED[key] = _init_network(run, data, seed)
+    return _UNTRAINED[key]
+
+
+_UNTRAINED: dict = {}
+
+
+def _init_network(run: Run, data: Dataset, seed: int) -> Network:
+    setup = train.setup_run(data, run.config, run.network.n_classes)
+    params = train.init_state(setup, jax.random.key(seed)).params
+    spec = run.config.trunk
+    return from_flax(params, h=spec.h, model=spec.model, activation=spec.activation, depth=run.depth)
