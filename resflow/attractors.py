@@ -246,7 +246,10 @@ def _perturbation_test(trunk, rows) -> np.ndarray:
     """Attracting flags of the candidates ``rows = [(r*, pattern, null basis)]``, in one run."""
     rng = np.random.default_rng(0)
     starts, projectors = zip(*(_perturbed_starts(r, p, N, rng) for r, p, N in rows), strict=True)
-    starts = np.stack(starts)
+    # Candidates with more free components get more axis directions; pad every set to the
+    # largest by repeating its last start (a repeat changes no "some ratio ≤ PERTURBATION_RATIO").
+    size = max(len(s) for s in starts)
+    starts = np.stack([np.pad(s, ((0, size - len(s)), (0, 0)), mode="edge") for s in starts])
     with np.errstate(divide="ignore"):  # saturated components keep a = ±inf: σ(±inf) is exact
         a0 = np.log(starts) - np.log1p(-starts)
     ratios = _distance_ratios(
