@@ -170,6 +170,23 @@ def test_rotation_keeps_moving_non_attractor():
     assert reg.converged_fraction == 0.0 and reg.num_end_states == 20
 
 
+def _run_past(W, h, x0, depth, extra):
+    """Float64 numpy reference (b = 0): r_{T−2}, r_{T−1}, and each input's largest move
+    max_{T ≤ t < T + extra} ‖r_t − r_{T−1}‖_∞ over `extra` layers past the end."""
+    a, moved = x0 @ W.T, np.zeros(len(x0))
+    with np.errstate(over="ignore"):  # exp(-a) = inf for a saturated σ(a) = 0
+        for t in range(depth + extra):
+            r = 1 / (1 + np.exp(-a))
+            if t == depth - 2:
+                r_prev = r
+            elif t == depth - 1:
+                r_end = r
+            elif t >= depth:
+                moved = np.maximum(moved, np.abs(r - r_end).max(-1))
+            a = a + h * r @ W.T
+    return r_prev, r_end, moved
+
+
 def test_saturated_saddles_are_not_converged():
     # W = [[1, -2, 1], [1, 1, -2], [-2, 1, 1]], b = 0, h = 0.5: a heteroclinic cycle between the six
     # saddle corners with one 1 or two 1s, the time spent at each doubling. At each corner one unit
@@ -180,17 +197,7 @@ def test_saturated_saddles_are_not_converged():
     x0 = np.random.default_rng(0).normal(size=(30, 3))
     reg = attractor_regime(rf.Trunk(W, np.zeros(3), h), x0, depth=depth, tol=tol)
     # float64 numpy reference, run 20 000 layers past the end
-    a, moved = x0 @ W.T, np.zeros(len(x0))
-    with np.errstate(over="ignore"):  # exp(-a) = inf for a saturated σ(a) = 0
-        for t in range(depth + 20_000):
-            r = 1 / (1 + np.exp(-a))
-            if t == depth - 2:
-                r_prev = r
-            elif t == depth - 1:
-                r_end = r
-            elif t >= depth:
-                moved = np.maximum(moved, np.abs(r - r_end).max(-1))
-            a = a + h * r @ W.T
+    r_prev, r_end, moved = _run_past(W, h, x0, depth, 20_000)
     np.testing.assert_allclose(reg.steady.final, r_end, atol=1e-12)
     np.testing.assert_allclose(reg.steady.change, np.abs(r_end - r_prev).max(-1), atol=1e-12)
     assert np.mean(np.abs(r_end - r_prev).max(-1) <= tol) >= 0.95  # r alone looks converged
@@ -214,17 +221,7 @@ def test_random_trunk_converged_inputs_stay_and_flagged_ones_leave():
     rng = np.random.default_rng(4)
     W, x0, depth, tol = rng.normal(0.0, 3.0 / 8.0, (64, 64)), rng.normal(size=(40, 64)), 10_000, 1e-5
     reg = attractor_regime(rf.Trunk(W, np.zeros(64)), x0, depth=depth, tol=tol)
-    a, moved = x0 @ W.T, np.zeros(len(x0))
-    with np.errstate(over="ignore"):  # exp(-a) = inf for a saturated σ(a) = 0
-        for t in range(depth + 20_000):
-            r = 1 / (1 + np.exp(-a))
-            if t == depth - 2:
-                r_prev = r
-            elif t == depth - 1:
-                r_end = r
-            elif t >= depth:
-                moved = np.maximum(moved, np.abs(r - r_end).max(-1))
-            a = a + r @ W.T
+    r_prev, r_end, moved = _run_past(W, 1.0, x0, depth, 20_000)
     np.testing.assert_allclose(reg.steady.final, r_end, atol=1e-9)
     still = np.abs(r_end - r_prev).max(-1) <= tol
     assert still.mean() >= 0.95
