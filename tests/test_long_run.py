@@ -228,7 +228,7 @@ def test_random_trunk_converged_inputs_stay_and_flagged_ones_leave():
     converged = np.asarray(reg.steady.converged)
     assert 0 < converged.sum() and moved[converged].max() < 1e-9
     assert (still & ~converged).any() and moved[still & ~converged].min() > 0.5
-    assert reg.label == "non-attractor" and reg.converged_fraction == converged.mean() < 0.95
+    assert reg.label == "non-attractor" and reg.converged_fraction == converged.mean() < 0.5
 
 
 def test_jit_and_gradient():
