@@ -246,7 +246,10 @@ def _perturbation_test(trunk, rows) -> np.ndarray:
     """Attracting flags of the candidates ``rows = [(r*, pattern, null basis)]``, in one run."""
     rng = np.random.default_rng(0)
     starts, projectors = zip(*(_perturbed_starts(r, p, N, rng) for r, p, N in rows), strict=True)
-    starts = np.stack(starts)
+    # Candidates with more free components get more axis directions; pad every set to the
+    # largest by repeating its last start (a repeat changes no "some ratio ≤ PERTURBATION_RATIO").
+    size = max(len(s) for s in starts)
+    starts = np.stack([np.pad(s, ((0, size - len(s)), (0, 0)), mode="edge") for s in starts])
     with np.errstate(divide="ignore"):  # saturated components keep a = ±inf: σ(±inf) is exact
         a0 = np.log(starts) - np.log1p(-starts)
     ratios = _distance_ratios(
@@ -419,7 +422,8 @@ class SteadyState(NamedTuple):
 
     - `final`: ``(*batch, n)`` r_{T−1}, the last residual.
     - `change`: ``(*batch,)`` ‖r_{T−1} − r_{T−2}‖_∞, the last step's movement.
-    - `converged`: ``(*batch,)`` change ≤ tol.
+    - `converged`: ``(*batch,)`` change ≤ tol and `escaping` = 0 (r has stopped moving, and no
+      unit hides a pre-activation drift behind a saturated σ).
     - `class_counts`: ``(K,)`` number of inputs of each class 0 … K−1.
     - `class_means`: ``(K, n)`` mean final residual of each class (NaN for an empty class).
     - `class_spread`: ``(K,)`` RMS Euclidean distance of a class's final residuals to its mean.
@@ -429,6 +433,10 @@ class SteadyState(NamedTuple):
       (searched among the first 2048 inputs, batch axes flattened): the most common attractor.
     - `dominant_fraction`: fraction of all inputs whose final residual lies within `atol`
       (Euclidean) of `dominant`; 1.0 means every input reaches the same attractor.
+    - `escaping`: ``(*batch,)`` int, the number of units whose pre-activation still moves back
+      towards 0 by more than tol per layer: |h (W r_{T−1})_i| > tol with a sign opposite to
+      a_{T−1,i}. Such a unit may sit at r_i = 0 or 1 to machine precision (no change in r) while
+      a_i drifts linearly out of saturation: the input is near a saddle and leaves it later.
     """
 
     final: Float[Array, "*batch n"]
@@ -440,13 +448,27 @@ class SteadyState(NamedTuple):
     class_distance: Float[Array, ""]
     dominant: Float[Array, " n"]
     dominant_fraction: Float[Array, ""]
+    escaping: Int[Array, " *batch"]
 
 
 @functools.partial(jax.jit, static_argnames=("depth",))
 def _last_two_residuals(trunk, a0, *, depth):
-    """r_{T−2}, r_{T−1} of a_{t+1} = a_t + h W act(a_t), without storing the layers before them."""
-    a = advance_preactivations(trunk, a0, steps=depth - 2)
-    return get_activation(trunk.activation).fn(preactivation_scan(trunk, a, depth=2))
+    """(r_{T−2}, r_{T−1}), a_{T−1} of a_{t+1} = a_t + h W act(a_t), without storing earlier layers."""
+    a = preactivation_scan(trunk, advance_preactivations(trunk, a0, steps=depth - 2), depth=2)
+    return get_activation(trunk.activation).fn(a), a[1]
+
+
+def _escaping_units(trunk, a, r, tol):
+    """Units whose pre-activation moves back towards 0 by more than `tol` in the next layer.
+
+    The next step is a_T − a_{T−1} = h (W r_{T−1}), computed from r (no cancellation against a
+    large |a|). A unit is held when that step is at most `tol` or has the sign of a (it moves
+    deeper into the flat part of the activation: r_i → 1 needs (W r)_i > 0, r_i → 0 needs
+    (W r)_i < 0). A unit moving back while σ has saturated shows no change in r yet, but
+    leaves the saturation some layers later (a saddle's unstable direction).
+    """
+    step = trunk.h * r @ trunk.W.T
+    return jnp.sum((jnp.abs(step) > tol) & (step * a <= 0), axis=-1)
 
 
 def _within(points, centre, atol):
@@ -490,8 +512,16 @@ def steady_state(
 
     From a_0 = W x_0 + b the residuals follow a_{t+1} = a_t + h W act(a_t), r_t = act(a_t)
     (shared-weight resnet; the trained depth is irrelevant: the same layer is applied `depth`
-    times, as in a 1000-layer run of a 15-layer network). Only the last two residuals are kept.
-    Jittable with `num_classes` given.
+    times, as in a 1000-layer run of a 15-layer network). Only the last two residuals and the
+    last pre-activation are kept. Jittable with `num_classes` given.
+
+    An input has *converged* when ‖r_{T−1} − r_{T−2}‖_∞ ≤ tol and, in pre-activation space,
+    every unit is held: its next step h (W r_{T−1})_i is at most tol in size or has the sign of
+    a_{T−1,i} (moves it deeper into saturation). The change of r alone cannot tell a saddle
+    from an attractor once σ has saturated: r_i = 1 − 10⁻⁴⁰ does not move while a_i falls by
+    h |(W r)_i| per layer and r_i leaves 1 about a_i / (h |(W r)_i|) layers later. At a saturated attractor
+    the sign conditions are those of the linear test, s_i (W r*)_i > 0 (s_i = +1 at 1, −1 at 0);
+    a free unit must stop moving in a as well as in r.
 
     **Arguments:**
 
@@ -501,10 +531,11 @@ def steady_state(
     - `labels`: ``(*batch,)`` integer classes in 0 … K−1, or None (one class).
     - `depth`: T ≥ 2 layers (e.g. 1000).
     - `num_classes`: K; inferred as max label + 1 when omitted (give it under `jax.jit`).
-    - `tol`: convergence threshold on ‖r_{T−1} − r_{T−2}‖_∞.
+    - `tol`: convergence threshold on ‖r_{T−1} − r_{T−2}‖_∞ and on the size of a pre-activation
+      step back towards 0.
     - `atol`: Euclidean radius within which two final residuals count as the same attractor.
 
-    **Returns:** `SteadyState` (``final (*batch, n)``, ``change``/``converged`` ``(*batch,)``).
+    **Returns:** `SteadyState` (``final (*batch, n)``, ``change``/``converged``/``escaping`` ``(*batch,)``).
 
     **Raises:** `ValueError`/`TypeError` for an untied or MLP trunk, x0 of the wrong width or
     dtype or non-finite, labels not of x0's batch shape, non-integer, negative or
@@ -526,9 +557,11 @@ def steady_state(
     checks = {"x0": (x0, lambda xp, a: xp.isfinite(a))}
     y, K = optional_labels(labels, batch, num_classes, checks, lambda: check_state(trunk, x0))
     a0 = x0.reshape(-1, n) @ trunk.W.T + trunk.b
-    r_prev, final = _last_two_residuals(trunk, a0, depth=depth)
+    (r_prev, final), a = _last_two_residuals(trunk, a0, depth=depth)
     change = jnp.max(jnp.abs(final - r_prev), axis=-1)
+    escaping = _escaping_units(trunk, a, final, tol)
     counts, means, spread, distance = _class_statistics(final, y.reshape(-1), K)
     dominant, fraction = _dominant(final, jnp.asarray(atol, final.dtype))
-    final, change = final.reshape(batch + (n,)), change.reshape(batch)
-    return SteadyState(final, change, change <= tol, counts, means, spread, distance, dominant, fraction)
+    final, change, escaping = final.reshape(batch + (n,)), change.reshape(batch), escaping.reshape(batch)
+    converged = (change <= tol) & (escaping == 0)
+    return SteadyState(final, change, converged, counts, means, spread, distance, dominant, fraction, escaping)

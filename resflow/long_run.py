@@ -9,7 +9,8 @@ run through all T layers in turn, the chunks' statistics merged exactly (Chan's 
 for the variance), so peak memory is O(chunk · n + T · K · n). See docs/long_run.md.
 
 `attractor_regime` labels a network attractor / non-attractor from where its inputs' residuals
-end after a long run (through `resflow.steady_state`).
+end after a long run (through `resflow.steady_state`, which decides convergence in r and in
+pre-activation space, where a saturated σ cannot hide a saddle).
 """
 
 from __future__ import annotations
@@ -274,7 +275,9 @@ class Regime(NamedTuple):
     - `label`: ``"attractor"`` (≥ 95 % of the inputs converged) or ``"non-attractor"``.
     - `class_independent`: attractor network whose class-mean end residuals agree within
       `atol` (the late layers add the same drift h·r* to every class).
-    - `converged_fraction`: fraction of inputs with ‖r_{T−1} − r_{T−2}‖_∞ ≤ tol.
+    - `converged_fraction`: fraction of inputs with ‖r_{T−1} − r_{T−2}‖_∞ ≤ tol and no escaping
+      unit (`resflow.SteadyState.escaping`: a pre-activation moving back towards 0 by more than
+      tol per layer, hidden behind a saturated σ).
     - `num_end_states`: number of distinct end residuals (greedy clusters of radius `atol`,
       Euclidean, among the first 2048 inputs).
     - `dominant_fraction`: fraction of inputs whose end residual lies within `atol` of the
@@ -332,7 +335,10 @@ def attractor_regime(
     """Label a shared-weight resnet "attractor" or "non-attractor" from a `depth`-layer run.
 
     The residuals of every input are run `depth` layers (`resflow.steady_state`, streamed).
-    An input *converged* when its last change ‖r_{T−1} − r_{T−2}‖_∞ ≤ `tol`. **Rule:** the
+    An input *converged* when its last change ‖r_{T−1} − r_{T−2}‖_∞ ≤ `tol` and every unit is
+    held in pre-activation space: its next step h (W r_{T−1})_i is at most `tol` or has the sign
+    of a_{T−1,i} (a unit at r_i = 1 needs (W r)_i > 0, at 0 needs (W r)_i < 0; otherwise its a_i
+    drifts back linearly while r_i shows no change, and the input leaves a saddle later). **Rule:** the
     network is an attractor network when at least 95 % of the inputs converged, otherwise a
     non-attractor network (its residuals keep moving: transient, oscillating or drifting). It
     is class-independent when, in addition, the class-mean end residuals agree within `atol`
@@ -346,9 +352,10 @@ def attractor_regime(
     - `labels`: ``(*batch,)`` integer classes, or None (one class).
     - `depth`: T ≥ 2 layers (default 1000, the paper's long run).
     - `num_classes`: K (inferred when omitted).
-    - `tol`: convergence threshold on the last change (default 1e-5: float32 resolves
-      changes of residuals near 1 down to ~6e-8, and an algebraic approach like 1/t to the
-      corner r* = 0 moves by ~1/t² ≈ 1e-6 at t = 1000).
+    - `tol`: convergence threshold on the last change and on a pre-activation step back
+      towards 0 (default 1e-5: float32 resolves changes of residuals near 1 down to ~6e-8,
+      and an algebraic approach like 1/t to the corner r* = 0 moves r by ~1/t² ≈ 1e-6 at
+      t = 1000, its a by −1/t, into the saturation).
     - `atol`: Euclidean radius of one end state.
 
     **Returns:** `Regime` (plain Python numbers; host-side).

@@ -312,3 +312,37 @@ def test_steady_state_under_jit_equals_eager():
         rf.steady_state(trunk, x0.at[0, 0].set(jnp.nan), labels, depth=10)
     with pytest.raises(ValueError, match="x0 must contain only finite"):
         rf.steady_state(trunk, x0.at[0, 0].set(jnp.nan), depth=10)
+
+
+def test_candidates_with_different_free_counts_are_decided_together():
+    # W = [[-1, .5], [0, 0]] (a zero row): a_2 never moves, so r_2 is constant, and the free
+    # unit 1 solves -r_1 + r_2 / 2 = 0. By hand, in enumeration order (h = 1):
+    # - corners: (0, 0) has W r* = 0 (every λ = 0: undecided); at (0, 1), (1, 0), (1, 1) unit 1
+    #   has λ_1 = (1 - 2 r_1)(W r*)_1 = 0.5, 1, 0.5 > 0: repelling;
+    # - (F, 1): r_1 = 1/2, λ_2 = -(W r*)_2 = 0 (undecided), free multiplier 1 + r(1-r)(-1) = 3/4;
+    #   (F, 0) would need r_1 = 0, not inside;
+    # - (0, F), (1, F): W_FF = [0], a line r_2 ∈ (0, 1) (dimension 1, deepest point r_2 = 1/2) with
+    #   λ_1 = 1/4 and 3/4 > 0: repelling;
+    # - (F, F): the line r = s (1, 2), s ∈ (0, 1/2), deepest where s = 1 - 2s: (1/3, 2/3); the
+    #   transverse multiplier 1 - 2/9 = 7/9 < 1: normally attracting.
+    # The two undecided candidates have 0 and 1 free components (different perturbation sets).
+    W = np.array([[-1.0, 0.5], [0.0, 0.0]])
+    res = rf.residual_fixed_points(_params(W))
+    np.testing.assert_allclose(
+        res.points, [[0, 0], [0, 1], [1, 0], [1, 1], [0.5, 1], [0, 0.5], [1, 0.5], [1 / 3, 2 / 3]], atol=1e-12
+    )
+    np.testing.assert_array_equal(
+        res.patterns, [[0, 0], [0, 1], [1, 0], [1, 1], [FREE, 1], [0, FREE], [1, FREE], [FREE, FREE]]
+    )
+    np.testing.assert_array_equal(res.dimension, [0, 0, 0, 0, 0, 1, 1, 1])
+    np.testing.assert_allclose(res.flow_eigenvalues[:7, 0], [0, 0.5, 1, 0.5, -0.25, 0.25, 0.75], atol=1e-12)
+    np.testing.assert_allclose(res.multipliers[4], [0.75, 1.0], atol=1e-12)
+    np.testing.assert_allclose(np.sort(np.abs(res.multipliers[7])), [7 / 9, 1.0], atol=1e-12)
+    np.testing.assert_array_equal(res.attracting, [True, False, False, False, True, False, False, True])
+    assert res.classified_by.tolist() == ["perturbation"] + ["linear"] * 3 + ["perturbation"] + ["linear"] * 3
+    # The two perturbation verdicts, by the float64 reference: r_2 stays put and r_1 → r_2 / 2, so
+    # a start near (0, 0) or (1/2, 1) with a small r_2 (resp. 1 - r_2) ends closer to the point.
+    for point, start in (([0.0, 0.0], [0.05, 1e-5]), ([0.5, 1.0], [0.55, 1 - 1e-5])):
+        r = _iterate(W, np.array(start), 2000)
+        assert np.linalg.norm(r[-1] - point) <= 0.5 * np.linalg.norm(r[0] - point)
+        assert r[-1, 1] == pytest.approx(start[1], rel=1e-12)

@@ -170,6 +170,67 @@ def test_rotation_keeps_moving_non_attractor():
     assert reg.converged_fraction == 0.0 and reg.num_end_states == 20
 
 
+def _run_past(W, h, x0, depth, extra):
+    """Float64 numpy reference (b = 0): r_{T−2}, r_{T−1}, and each input's largest move
+    max_{T ≤ t < T + extra} ‖r_t − r_{T−1}‖_∞ over `extra` layers past the end."""
+    a, moved = x0 @ W.T, np.zeros(len(x0))
+    with np.errstate(over="ignore"):  # exp(-a) = inf for a saturated σ(a) = 0
+        for t in range(depth + extra):
+            r = 1 / (1 + np.exp(-a))
+            if t == depth - 2:
+                r_prev = r
+            elif t == depth - 1:
+                r_end = r
+            elif t >= depth:
+                moved = np.maximum(moved, np.abs(r - r_end).max(-1))
+            a = a + h * r @ W.T
+    return r_prev, r_end, moved
+
+
+def test_saturated_saddles_are_not_converged():
+    # W = [[1, -2, 1], [1, 1, -2], [-2, 1, 1]], b = 0, h = 0.5: a heteroclinic cycle between the six
+    # saddle corners with one 1 or two 1s, the time spent at each doubling. At each corner one unit
+    # has s_i (W r*)_i = -1 < 0: it sits at 0 or 1 to machine precision while its pre-activation
+    # moves back by h = 0.5 per layer. After 3000 layers r has stopped moving (last change <= tol for
+    # nearly every input), yet every input leaves its corner later.
+    W, h, depth, tol = np.array([[1.0, -2.0, 1.0], [1.0, 1.0, -2.0], [-2.0, 1.0, 1.0]]), 0.5, 3000, 1e-5
+    x0 = np.random.default_rng(0).normal(size=(30, 3))
+    reg = attractor_regime(rf.Trunk(W, np.zeros(3), h), x0, depth=depth, tol=tol)
+    # float64 numpy reference, run 20 000 layers past the end
+    r_prev, r_end, moved = _run_past(W, h, x0, depth, 20_000)
+    np.testing.assert_allclose(reg.steady.final, r_end, atol=1e-12)
+    np.testing.assert_allclose(reg.steady.change, np.abs(r_end - r_prev).max(-1), atol=1e-12)
+    assert np.mean(np.abs(r_end - r_prev).max(-1) <= tol) >= 0.95  # r alone looks converged
+    assert moved.min() > 0.5  # ... but every input moves on
+    assert reg.label == "non-attractor" and not reg.class_independent
+    assert reg.converged_fraction == 0.0 and not np.asarray(reg.steady.converged).any()
+    # at a corner c the escaping units are those with s_i (W c)_i < 0 (s_i = +1 at 1, -1 at 0):
+    # exactly one at each of the six saddle corners
+    corner = np.round(r_end)
+    assert np.abs(r_end - corner).max() < 1e-6
+    escaping = np.sum((2 * corner - 1) * (corner @ W.T) < 0, axis=-1)
+    np.testing.assert_array_equal(escaping, 1)
+    np.testing.assert_array_equal(reg.steady.escaping, escaping)
+
+
+def test_random_trunk_converged_inputs_stay_and_flagged_ones_leave():
+    # A random n = 64 trunk (W ~ N(0, 9/n), b = 0, h = 1) after 10 000 layers: r has stopped moving
+    # for 95 % of the inputs (the change test called it an attractor network), but most of them sit
+    # at saddles with saturated units drifting back. Float64 reference run 20 000 layers further:
+    # the inputs called converged do not move, every input flagged only in a-space moves by > 0.5.
+    rng = np.random.default_rng(4)
+    W, x0, depth, tol = rng.normal(0.0, 3.0 / 8.0, (64, 64)), rng.normal(size=(40, 64)), 10_000, 1e-5
+    reg = attractor_regime(rf.Trunk(W, np.zeros(64)), x0, depth=depth, tol=tol)
+    r_prev, r_end, moved = _run_past(W, 1.0, x0, depth, 20_000)
+    np.testing.assert_allclose(reg.steady.final, r_end, atol=1e-9)
+    still = np.abs(r_end - r_prev).max(-1) <= tol
+    assert still.mean() >= 0.95
+    converged = np.asarray(reg.steady.converged)
+    assert 0 < converged.sum() and moved[converged].max() < 1e-9
+    assert (still & ~converged).any() and moved[still & ~converged].min() > 0.5
+    assert reg.label == "non-attractor" and reg.converged_fraction == converged.mean() < 0.5
+
+
 def test_jit_and_gradient():
     rng = np.random.default_rng(3)
     trunk = rf.Trunk(rng.normal(0, 1.0, (3, 3)), rng.normal(0, 0.5, 3))
