@@ -51,7 +51,7 @@ def test_headline_circles_run_reproduces_from_scratch():
     spec = importlib.util.spec_from_file_location("training_runs", ROOT / "docs" / "examples" / "training_runs.py")
     example = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(example)
-    stored = json.loads((dn.RESULTS / "training_runs.json").read_text())["circles_adapt_w2"]["seeds"]["0"]
+    stored = json.loads((dn.RESULTS / "training_runs.json").read_text())["circles_adapt_w1"]["seeds"]["0"]
     result = example.circles_run(0, **example.HEADLINE)
     assert result.metrics["depth_after"] == stored["depth_after"]
     # 1000 test points: one point is 1e-3
