@@ -146,7 +146,7 @@ def _main(argv=None) -> int:
     from resflow.checkpoint import prepare_out_dir
     from resflow.data import load_dataset
     from resflow.runs import RunError, lock_folder
-    from resflow.train import fit
+    from resflow.train import check_lift, fit
 
     data = args.data
     try:
@@ -154,6 +154,7 @@ def _main(argv=None) -> int:
         config = config_from_args(args)
         source = data_source_of(args)
         ds = load_dataset(data, seed=args.seed, path=args.data_path, **source["options"])
+        check_lift(config, ds.x_train.shape[1])  # before the run folder is made and locked
     except (ValueError, TypeError, FileNotFoundError) as e:  # DataError is a ValueError
         parser.error(str(e))
     out = Path(args.out) if args.out else default_out(config, source)

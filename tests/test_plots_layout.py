@@ -230,6 +230,7 @@ def _steady(n=64, K=10, B=40):
     return SteadyState(
         final, 10.0 ** RNG.uniform(-9, -3, B), RNG.uniform(size=B) < 0.7, np.full(K, B // K),
         RNG.uniform(size=(K, n)), RNG.uniform(0, 0.1, K), np.float64(0.4), final[0], np.float64(0.3),
+        np.zeros(B, int),
     )  # fmt: skip
 
 

@@ -161,7 +161,8 @@ def plot_noise(numbers: dict, *, save=None):
 
 def plot_depth(numbers: dict, *, save=None):
     fig, axes = new_figure(1, 2, size=(4.6, 3.6))
-    untied = numbers["shared"]["control"]  # the control: untied weights
+    # The control is untied weights (results files written before the controls kept it as "untied").
+    untied = numbers["shared"]["control"] if "control" in numbers["shared"] else numbers["untied"]
     for k, color, n in (("shared", "C0", numbers["shared"]), ("untied", "C1", untied)):
         for i, h in enumerate(n["histories"]):
             axes[0, 0].step(np.arange(len(h)), h, where="post", color=color, alpha=0.7, label=k if i == 0 else None)
