@@ -51,7 +51,12 @@ def test_scan_equals_python_loop_of_steps(key, dtype, shared, model):
     for t in range(9):
         x = p.layer(t).step(x)
     np.testing.assert_allclose(
-        np.asarray(rf.forward(p, x0, depth=9)), np.asarray(x), rtol=4 * jnp.finfo(dtype).eps, atol=0
+        # The same arithmetic in the same order; the compiler may still contract a·b + c into
+        # one FMA in one program and not the other (a rounding apart per layer).
+        np.asarray(rf.forward(p, x0, depth=9)),
+        np.asarray(x),
+        rtol=16 * jnp.finfo(dtype).eps,
+        atol=0,
     )
 
 
