@@ -126,7 +126,10 @@ def make_optimizer(config: TrainConfig, steps_per_epoch: int, lr=None, weight_de
     if config.schedule == "cosine":
         lr = optax.cosine_decay_schedule(lr, total)
     elif config.schedule == "warmup-cosine":
-        lr = optax.warmup_cosine_decay_schedule(0.0, lr, max(1, total // 20), total)
+        # optax checks the peak value on the host, so a traced lr (a sweep's grid) scales a unit
+        # schedule instead; from 0 to 0 through the peak, the schedule is linear in the peak.
+        unit, peak = optax.warmup_cosine_decay_schedule(0.0, 1.0, max(1, total // 20), total), lr
+        lr = lambda step: peak * unit(step)  # noqa: E731
     if config.optimizer == "sgd":
         opt = optax.sgd(lr, momentum=0.9)
         if config.weight_decay:

@@ -347,3 +347,32 @@ def test_finish_prunes_and_reports():
     full = rf.network.from_flax(state.params, h=1.0, model="resnet", activation="sigmoid", depth=6)
     at_6 = rf.accuracy(res._replace(network=full), ds.x_test, ds.y_test)
     assert m["accuracy_final_params_at_max_depth"] == pytest.approx(at_6)
+
+
+def test_warmup_cosine_takes_a_traced_lr():
+    # A sweep traces lr; optax's warmup-cosine refused a traced peak. Closed form of the
+    # schedule: lr·k/w while warming up (w = total // 20), then lr·(1 + cos(π(k − w)/(total − w)))/2.
+    from resflow.steps import make_optimizer
+
+    config = rf.TrainConfig().replace(schedule="warmup-cosine", epochs=4, lr=0.3)
+    steps, total = 10, 40
+    params = jnp.zeros(1)
+
+    @jax.jit
+    def lrs(lr):  # SGD's updates of a unit gradient, step by step
+        opt = make_optimizer(config.replace(optimizer="sgd"), steps, lr=lr)
+        state = opt.init(params)
+
+        def step(state, _):
+            upd, state = opt.update(jnp.ones(1), state, params)
+            return state, upd[0]
+
+        return jax.lax.scan(step, state, None, length=total)[1]
+
+    got = np.asarray(lrs(jnp.asarray(0.3)))
+    w = total // 20
+    k = np.arange(total)
+    sched = np.where(k < w, 0.3 * k / w, 0.3 * (1 + np.cos(np.pi * (k - w) / (total - w))) / 2)
+    # SGD with momentum 0.9 on a constant unit gradient: v_k = 0.9 v_{k−1} + 1, update −lr_k v_k.
+    v = np.array([sum(0.9**j for j in range(i + 1)) for i in range(total)])
+    np.testing.assert_allclose(got, -sched * v, rtol=1e-6, atol=1e-9)
