@@ -23,6 +23,16 @@ import resflow as rf
 
 HERE = os.path.dirname(__file__)
 RESULTS = os.path.join(HERE, "..", "results", "training_runs.json")
+FIGURES = os.path.join(HERE, "..", "figures")
+# The circles study's columns, as the figure names them (docs/training.md's table).
+COLUMNS = {
+    "circles_fixed_w2": "fixed, w 2",
+    "circles_adapt_w2": "rule, w 2",
+    "circles_adapt_multi_w2": "rule+multi, w 2",
+    "circles_fixed_w1": "fixed, w 1",
+    "circles_adapt_w1": "rule, w 1 (default)",
+    "circles_adapt_w3": "rule, w 3",
+}
 
 # scripts/train.py's per-data-set defaults (digits and circles).
 DIGITS = dict(epochs=40, batch_size=64, lr=3e-3, depth_warmup=5, w_std=1.0, depth=15)
@@ -95,6 +105,22 @@ def main():
     with open(RESULTS, "w") as f:
         json.dump(out, f, indent=1)
     print(f"written {RESULTS} in {out['total_seconds']:.0f} s")
+    plot(out)
+
+
+def plot(out: dict) -> None:
+    """docs/figures/training_runs_{accuracy,depth}.png: the circles table, a dot per seed."""
+    from resflow.plots import plot_sweep_distribution
+
+    rows = [
+        {"recipe": name, "test_accuracy": seed["test_accuracy"], "final depth": seed["depth_after"]}
+        for key, name in COLUMNS.items()
+        for seed in out[key]["seeds"].values()
+    ]
+    for metric, file in (("test_accuracy", "accuracy"), ("final depth", "depth")):
+        plot_sweep_distribution(
+            rows, metric, options=["recipe"], save=os.path.join(FIGURES, f"training_runs_{file}.png")
+        )
 
 
 if __name__ == "__main__":
