@@ -26,7 +26,7 @@ DEFAULT_SIGMAS = [0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0]
 
 def build_parser() -> argparse.ArgumentParser:
     from resflow.cli import OneLineParser
-    from resflow.data import DATASETS
+    from resflow.training._data import DATASETS
 
     p = OneLineParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", choices=DATASETS, default="digits", help="data set (default: digits)")
@@ -62,9 +62,9 @@ def main(argv=None) -> int:
     import jax
 
     import resflow as rf
-    from resflow.checkpoint import prepare_out_dir
     from resflow.experiments.noise import compare_noise_robustness, flat_numbers, parse_model_spec
     from resflow.plots import plot_noise_robustness
+    from resflow.training._checkpoint import prepare_out_dir
 
     try:
         specs = [parse_model_spec(m) for m in args.models]

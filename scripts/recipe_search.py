@@ -55,8 +55,8 @@ def init_stats(seeds) -> dict:
     import numpy as np
 
     from resflow import TrainConfig, load_dataset
-    from resflow.network import from_flax
-    from resflow.train import init_state, setup_run
+    from resflow.training._fit import init_state, setup_run
+    from resflow.trunk._network import from_flax
 
     data = load_dataset("circles")
     x, y = jax.numpy.asarray(data.x_train), np.asarray(data.y_train)
@@ -134,7 +134,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     from sweep import parse_seeds  # scripts/sweep.py: the same seed syntax
 
-    from resflow.runs import write_json
+    from resflow.training._runs import write_json
 
     try:
         seeds = parse_seeds(args.seeds)

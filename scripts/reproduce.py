@@ -44,7 +44,7 @@ def main(argv=None) -> int:
     if out.exists() and not out.is_dir():
         parser.error(f"--out {out}: exists and is not a folder")
     if args.runs:
-        from resflow.runs import is_run_folder
+        from resflow.training._runs import is_run_folder
 
         found = is_run_folder(args.runs)
         if found:  # its seeds' folders would be mixed into another run's files

@@ -55,7 +55,7 @@ def parse_seeds(text: str) -> list[int]:
 
     **Raises:** `ValueError` naming the bad part.
     """
-    from resflow.sweep import SEED_LIMIT
+    from resflow.training._sweep import SEED_LIMIT
 
     ranges = []
     for part in text.split(","):
@@ -254,9 +254,9 @@ def print_table(rows: list[dict], options: list[str]) -> None:
 
 
 def start_cluster(parser, args):
-    """`resflow.distributed.initialize` when flags or RESFLOW_* variables give the settings, or
+    """`resflow.training._distributed.initialize` when flags or RESFLOW_* variables give the settings, or
     --distributed asks for the cluster's own (JAX's detection); else None (one process)."""
-    from resflow import distributed
+    from resflow.training import _distributed as distributed
 
     try:
         settings = distributed.resolve(args.coordinator, args.num_processes, args.process_id)
@@ -269,7 +269,7 @@ def start_cluster(parser, args):
 
 @cli.one_line_errors
 def main(argv=None) -> int:
-    from resflow.checkpoint import stop_on_signals, stop_status
+    from resflow.training._checkpoint import stop_on_signals, stop_status
 
     with stop_on_signals(), contextlib.ExitStack() as held:
         try:
@@ -304,9 +304,9 @@ def _main(argv, held: contextlib.ExitStack) -> int:
     cluster = start_cluster(parser, args)
 
     from resflow import distributed, sweep
-    from resflow.checkpoint import prepare_out_dir, stop_status
-    from resflow.data import load_dataset
-    from resflow.runs import lock_folder, write_json
+    from resflow.training._checkpoint import prepare_out_dir, stop_status
+    from resflow.training._data import load_dataset
+    from resflow.training._runs import lock_folder, write_json
 
     try:
         data = load_dataset(args.data, seed=args.data_seed, path=args.data_path, **source["options"])

@@ -71,8 +71,8 @@ def default_out(config, source: dict) -> Path:
 def check_out(parser, out: Path, *, resume: bool, overwrite: bool) -> None:
     """Refuse to mix runs: a folder another process writes to is refused; an existing run
     folder needs --resume or --overwrite (`clear_run` then removes its run files). Writes nothing."""
-    from resflow.runs import LOCK, RunError, is_run_folder, lock_folder
-    from resflow.train import CHECKPOINT
+    from resflow.training._fit import CHECKPOINT
+    from resflow.training._runs import LOCK, RunError, is_run_folder, lock_folder
 
     if (out / LOCK).is_file():  # its writer's lock, if held, says more than the files it wrote so far
         try:
@@ -98,7 +98,7 @@ def clear_run(out: Path) -> None:
     old network (analysis/); anything else in the folder stays."""
     import shutil
 
-    from resflow.runs import RUN_FOLDERS, is_run_folder
+    from resflow.training._runs import RUN_FOLDERS, is_run_folder
 
     for name in is_run_folder(out):
         (out / name).unlink()
@@ -109,8 +109,8 @@ def clear_run(out: Path) -> None:
 
 def stopped(out: Path, e: KeyboardInterrupt) -> int:
     """The one line for a run stopped by Ctrl-C or SIGTERM, and the exit status (128 + signal)."""
-    from resflow.checkpoint import CheckpointError, load_checkpoint, stop_status
-    from resflow.train import CHECKPOINT
+    from resflow.training._checkpoint import CheckpointError, load_checkpoint, stop_status
+    from resflow.training._fit import CHECKPOINT
 
     name, status = stop_status(e)
     try:
@@ -124,7 +124,7 @@ def stopped(out: Path, e: KeyboardInterrupt) -> int:
 
 @cli.one_line_errors
 def main(argv=None) -> int:
-    from resflow.checkpoint import stop_on_signals, stop_status
+    from resflow.training._checkpoint import stop_on_signals, stop_status
 
     with stop_on_signals():
         try:
@@ -143,10 +143,10 @@ def _main(argv=None) -> int:
 
     if args.dtype == "float64":
         jax.config.update("jax_enable_x64", True)
-    from resflow.checkpoint import prepare_out_dir
-    from resflow.data import load_dataset
-    from resflow.runs import RunError, lock_folder
-    from resflow.train import check_lift, fit
+    from resflow.training._checkpoint import prepare_out_dir
+    from resflow.training._data import load_dataset
+    from resflow.training._fit import check_lift, fit
+    from resflow.training._runs import RunError, lock_folder
 
     data = args.data
     try:

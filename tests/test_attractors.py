@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import resflow as rf
-from resflow.attractors import Saturation
+from resflow.analysis._attractors import Saturation
 
 FREE = Saturation.FREE
 

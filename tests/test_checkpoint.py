@@ -9,8 +9,8 @@ import msgpack
 import numpy as np
 import pytest
 
-from resflow import checkpoint as ck
-from resflow.checkpoint import CheckpointError, OutputError, load_checkpoint, prepare_out_dir, save_checkpoint
+from resflow.training import _checkpoint as ck
+from resflow.training._checkpoint import CheckpointError, OutputError, load_checkpoint, prepare_out_dir, save_checkpoint
 
 DEAD_PID = 2**22 + 7  # above Linux's largest pid_max: no such process
 
@@ -150,7 +150,7 @@ def test_stop_on_signals_defers_to_the_block_end_and_leaves_own_handlers():
     import os
     import signal
 
-    from resflow.checkpoint import Interrupted, deferred_signals, stop_on_signals
+    from resflow.training._checkpoint import Interrupted, deferred_signals, stop_on_signals
 
     done = []
     with stop_on_signals(), pytest.raises(Interrupted) as info:

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 import resflow as rf
-from resflow.data import load_dataset
-from resflow.steps import CHUNK_FLOPS, chunk_length
+from resflow.training._data import load_dataset
+from resflow.training._engine import CHUNK_FLOPS, chunk_length
 
 # float64, depth adaptation with cuts (tol above the changes after the 1-epoch warm-up).
 OPTS = dict(width=3, depth=5, epochs=6, batch_size=32, lr=5e-2, depth_adapt=True, depth_warmup=1, depth_tol=0.05)

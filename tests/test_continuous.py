@@ -7,7 +7,7 @@ import pytest
 import scipy.linalg
 
 import resflow as rf
-from resflow import continuous as C
+from resflow.continuous import _ode as C
 from tests.conftest import np_trajectory
 
 

@@ -10,7 +10,7 @@ import jax
 import numpy as np
 import pytest
 
-from resflow import data as rd
+from resflow.training import _data as rd
 
 
 def test_circles_geometry_and_seed():

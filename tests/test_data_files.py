@@ -10,7 +10,7 @@ import struct
 import numpy as np
 import pytest
 
-from resflow import data as rd
+from resflow.training import _data as rd
 
 
 def idx_bytes(a: np.ndarray) -> bytes:

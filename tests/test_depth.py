@@ -9,8 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import resflow as rf
-from resflow import depth as depth_mod
-from resflow.depth import depth_rule_jax
+from resflow.training import _depth as depth_mod
+from resflow.training._depth import depth_rule_jax
 
 
 def np_changes(r):

@@ -1,4 +1,4 @@
-"""resflow.distributed: settings from arguments / environment, and two processes on localhost.
+"""resflow.training._distributed: settings from arguments / environment, and two processes on localhost.
 
 The two-process test runs the same script twice (process 0 and 1, CPU devices, gloo
 collectives), as a cluster would on two hosts: a global array sharded over both processes'
@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from resflow import distributed as dist
+from resflow.training import _distributed as dist
 
 ROOT = Path(__file__).resolve().parents[1]
 DIST_FILE = str(ROOT / "resflow" / "distributed.py")

@@ -12,12 +12,12 @@ import numpy as np
 import pytest
 
 import resflow as rf
-import resflow.train
+import resflow.training._fit
 from resflow.experiments.noise import ModelSpec, compare_noise_robustness, parse_model_spec
 
 
 def blob_data():
-    from resflow.data import Dataset
+    from resflow.training._data import Dataset
 
     rng = np.random.default_rng(0)
 
@@ -59,7 +59,7 @@ def test_parse_model_spec():
 
 
 def test_compare_noise_robustness_evaluates_each_trained_network(monkeypatch):
-    monkeypatch.setattr(resflow.train, "fit", fake_fit)
+    monkeypatch.setattr(resflow.training._fit, "fit", fake_fit)
     out = compare_noise_robustness(
         blob_data(), ["resnet:1"], sigmas=[0.0, 30.0], key=jax.random.key(0), num_draws=4, seeds=(0, 1)
     )
@@ -105,7 +105,7 @@ def test_compare_rejects_bad_options_before_training(bad, err, match, monkeypatc
     def no_training(*args, **kwargs):
         raise AssertionError("fit must not run before the options are checked")
 
-    monkeypatch.setattr(resflow.train, "fit", no_training)
+    monkeypatch.setattr(resflow.training._fit, "fit", no_training)
     kw = dict(dict(sigmas=[0.0, 1.0], key=jax.random.key(0), seeds=(0,), epochs=1), **bad)
     with pytest.raises(err, match=match):
         compare_noise_robustness(blob_data(), ["resnet:2"], **kw)

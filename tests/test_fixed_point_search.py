@@ -7,15 +7,15 @@ import numpy as np
 import pytest
 
 import resflow as rf
-from resflow.fixed_point_search import (
+from resflow.analysis._fixed_point_search import (
     class_mean_spectra,
     flow_jacobian,
     map_jacobian,
     readout_alignment,
     search_residual_fixed_points,
 )
-from resflow.network import Affine, Network
-from resflow.residuals import preactivation_scan
+from resflow.trunk._network import Affine, Network
+from resflow.trunk._residuals import preactivation_scan
 
 
 def _trunk(seed, n, shift=2.0, scale=1.5):

@@ -7,7 +7,7 @@ import pytest
 from conftest import np_trajectory
 
 import resflow as rf
-from resflow.long_run import attractor_regime, long_run_memory, long_run_statistics
+from resflow.analysis._long_run import attractor_regime, long_run_memory, long_run_statistics
 
 
 def np_statistics(W, b, h, x0, y, K, depth):

@@ -9,8 +9,8 @@ import pytest
 from conftest import np_trajectory
 
 import resflow as rf
-from resflow.data import load_dataset
-from resflow.network import Affine, Network
+from resflow.training._data import load_dataset
+from resflow.trunk._network import Affine, Network
 
 
 def random_network(key, *, dim=4, width=3, classes=2, depth=5, shared=True, lift=True):

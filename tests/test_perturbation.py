@@ -213,7 +213,7 @@ def test_one_value_read_per_call(key, monkeypatch):
     reads = []
     real = checks.all_true
     monkeypatch.setattr(checks, "all_true", lambda c: reads.append(sorted(c)) or real(c))
-    import resflow.perturbation as pert
+    import resflow.analysis._perturbation as pert
 
     monkeypatch.setattr(pert, "all_true", checks.all_true)
     rf.perturbation_growth(p, x0, directions=d, depth=3)

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from conftest import legends_on_data
 
-from resflow.fixed_point_search import ClassSpectra, FixedPointSearch
+from resflow.analysis._fixed_point_search import ClassSpectra, FixedPointSearch
 from resflow.plots.fixed_points import plot_fixed_point_search
 
 

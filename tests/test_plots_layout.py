@@ -24,13 +24,13 @@ from test_plots_sweep import ROWS, history_of
 
 import resflow as rf
 from resflow import plots
-from resflow.attractors import SteadyState
-from resflow.continuous import Convergence
-from resflow.fixed_point_search import ClassSpectra, FixedPointSearch
-from resflow.network import Affine, Network
+from resflow.analysis._attractors import SteadyState
+from resflow.analysis._fixed_point_search import ClassSpectra, FixedPointSearch
+from resflow.continuous._ode import Convergence
 from resflow.plots import reproduce
 from resflow.plots.fixed_points import plot_fixed_point_search
 from resflow.plots.training import plot_residuals_by_class
+from resflow.trunk._network import Affine, Network
 
 TOL = 1.0  # pixels two boxes may share (anti-aliasing; abutting tick labels)
 

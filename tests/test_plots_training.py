@@ -9,9 +9,9 @@ import pytest
 from conftest import legends_on_data
 
 import resflow as rf
-from resflow.network import Affine, Network
 from resflow.plots import plot_depth_history, plot_training_curves
 from resflow.plots.training import plot_residuals_by_class
+from resflow.trunk._network import Affine, Network
 
 TOL = 0.01
 

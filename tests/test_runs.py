@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import resflow as rf
-from resflow.runs import RunError
+from resflow.training._runs import RunError
 
 SIZES = {"n_train": 64, "n_test": 32}
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import resflow as rf
-from resflow.data import load_dataset
+from resflow.training._data import load_dataset
 
 # As tests/test_compiled_loop.py (same shapes): float64 with depth cuts.
 OPTS = dict(
@@ -20,7 +20,7 @@ OPTS = dict(
 )
 
 
-sw = importlib.import_module("resflow.sweep")  # the module (rf.sweep is the function)
+sw = importlib.import_module("resflow.training._sweep")  # the module (rf.sweep is the function)
 
 
 def circles():
@@ -105,7 +105,7 @@ import json, jax
 jax.config.update("jax_enable_x64", True)
 import numpy as np
 import resflow as rf
-from resflow.data import load_dataset
+from resflow.training._data import load_dataset
 assert len(jax.devices()) == 4
 ds = load_dataset("circles", seed=0, n_train=64, n_test=64)
 opts = dict(width=3, depth=2, epochs=2, batch_size=32, lr=5e-2, dtype="float64", chunk_epochs=2)
@@ -150,7 +150,7 @@ def test_a_sigterm_sweep_keeps_finished_groups_and_chunks_and_resumes(tmp_path, 
 
     from test_train_failures import send
 
-    from resflow.checkpoint import Interrupted, load_checkpoint
+    from resflow.training._checkpoint import Interrupted, load_checkpoint
 
     ds, opts = circles(), dict(OPTS, chunk_epochs=2)
     grid = {"batch_size": [32, 64], "lr": [2e-2, 5e-2]}  # two groups (shapes) of 2 lr x 2 seeds

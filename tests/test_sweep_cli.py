@@ -124,7 +124,7 @@ def test_existing_non_empty_folder_is_refused_without_overwrite(tmp_path, capsys
 def test_bad_out_no_lift_and_oversized_sweeps_exit_2_before_training(tmp_path, capsys, monkeypatch):
     # Were tracebacks after the whole sweep had trained (the folder is made at the end), or
     # mid-sweep (--no-lift, from the first group's setup).
-    monkeypatch.setattr(importlib.import_module("resflow.sweep"), "_run_group", _no_training)
+    monkeypatch.setattr(importlib.import_module("resflow.training._sweep"), "_run_group", _no_training)
     tiny = ["--data", "circles", "--width", "3", "--depth", "3", "--epochs", "1", "--seeds", "0", "--no-progress"]
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
@@ -233,7 +233,7 @@ def test_a_sigterm_sweep_exits_one_line_and_resumes_to_the_uninterrupted_table(t
 
     from test_train_failures import send
 
-    sw = importlib.import_module("resflow.sweep")
+    sw = importlib.import_module("resflow.training._sweep")
     for name in ("RESFLOW_COORDINATOR", "RESFLOW_NUM_PROCESSES", "RESFLOW_PROCESS_ID"):
         monkeypatch.delenv(name, raising=False)
     argv = [*TINY, "--seeds", "0-1", "--chunk-epochs", "1"]

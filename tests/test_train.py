@@ -11,8 +11,8 @@ from conftest import np_trajectory
 
 import resflow as rf
 from resflow import plots
-from resflow import train as tr
-from resflow.data import Dataset, load_dataset
+from resflow.training import _fit as tr
+from resflow.training._data import Dataset, load_dataset
 
 
 def small_digits(n_train=300, n_test=300):  # equal sizes share compiled evaluations
@@ -352,7 +352,7 @@ def test_finish_prunes_and_reports():
 def test_warmup_cosine_takes_a_traced_lr():
     # A sweep traces lr; optax's warmup-cosine refused a traced peak. Closed form of the
     # schedule: lr·k/w while warming up (w = total // 20), then lr·(1 + cos(π(k − w)/(total − w)))/2.
-    from resflow.steps import make_optimizer
+    from resflow.training._engine import make_optimizer
 
     config = rf.TrainConfig().replace(schedule="warmup-cosine", epochs=4, lr=0.3)
     steps, total = 10, 40

@@ -151,7 +151,7 @@ def test_bad_csv_file_is_one_line_exit_2(tmp_path, capsys, text, message):
 
 def test_csv_label_column_and_test_fraction_flags(tmp_path, capsys, monkeypatch):
     import resflow as rf
-    import resflow.train
+    import resflow.training._fit
 
     rng = np.random.default_rng(0)
     x = rng.normal(size=(40, 2))
@@ -164,7 +164,7 @@ def test_csv_label_column_and_test_fraction_flags(tmp_path, capsys, monkeypatch)
         seen.update(data=data, source=kwargs["data_source"])
         raise SystemExit(0)
 
-    monkeypatch.setattr(resflow.train, "fit", fake_fit)
+    monkeypatch.setattr(resflow.training._fit, "fit", fake_fit)
     argv = ["--data", "csv", "--data-path", str(table), "--label-column", "kind", "--test-fraction", "0.25"]
     with pytest.raises(SystemExit):
         cli.main([*argv, "--out", str(tmp_path / "run")])
@@ -265,7 +265,7 @@ def test_sigterm_saves_the_last_chunk_exits_one_line_and_locks_out_a_second_writ
     import jax
 
     import resflow as rf
-    from resflow.checkpoint import load_checkpoint
+    from resflow.training._checkpoint import load_checkpoint
 
     out = tmp_path / "run"
     argv = ["--data", "circles", "--width", "3", "--depth", "3", "--batch-size", "500", "--lr", "0.02"]

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 
 import resflow as rf
-from resflow import checkpoint as ck
-from resflow import train as tr
-from resflow.checkpoint import CheckpointError, OutputError
-from resflow.data import Dataset, load_dataset
+from resflow.training import _checkpoint as ck
+from resflow.training import _fit as tr
+from resflow.training._checkpoint import CheckpointError, OutputError
+from resflow.training._data import Dataset, load_dataset
 
 # The compiled steps of test_train.py's tiny circles runs (same shapes and optimiser): no new compile.
 OPTS = dict(width=3, depth=6, epochs=4, batch_size=40, lr=2e-2, figures=False, chunk_epochs=2)
@@ -256,7 +256,7 @@ def test_a_second_writer_is_refused(tmp_path):
     import fcntl
     import os
 
-    from resflow.runs import LOCK, RunError
+    from resflow.training._runs import LOCK, RunError
 
     ds = tiny()
     tmp_path.mkdir(exist_ok=True)

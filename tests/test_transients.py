@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import resflow as rf
-from resflow.network import Affine
+from resflow.trunk._network import Affine
 
 
 def _sigmoid(z):

@@ -16,7 +16,7 @@ x_0 = lift(x), at most `max_samples` of them; the trunk runs for the run's final
 - ``separability``: `resflow.class_separability` (probes fitted on training data, scored on test).
 - ``noise``: `resflow.noise_accuracy` of the whole network under Gaussian noise on the *raw*
   inputs (σ as fractions of the mean of the standardisation's divisors, i.e. of the raw
-  stds with the floor of `resflow.data.standardize`), standardised as in training.
+  stds with the floor of `resflow.training._data.standardize`), standardised as in training.
 """
 
 from __future__ import annotations
@@ -28,15 +28,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..attractors import residual_fixed_points, steady_state
-from ..interactions import interaction_coefficients, interaction_summary
-from ..jacobians import network_lyapunov_spectrum
-from ..model import trajectory
-from ..perturbation import perturbation_growth
-from ..residuals import residuals
-from ..robustness import noise_accuracy
-from ..runs import Run, write_json
-from ..separability import class_separability
+from ..analysis._attractors import residual_fixed_points, steady_state
+from ..analysis._interactions import interaction_coefficients, interaction_summary
+from ..analysis._jacobians import network_lyapunov_spectrum
+from ..analysis._perturbation import perturbation_growth
+from ..analysis._robustness import noise_accuracy
+from ..analysis._separability import class_separability
+from ..training._runs import Run, write_json
+from ..trunk._residuals import residuals
+from ..trunk._trunk import trajectory
 
 __all__ = ["ANALYSES", "analyze_run", "Inputs"]
 
@@ -211,7 +211,7 @@ def analyze_run(run: Run, *, what=ANALYSES, out=None, max_samples: int = 512) ->
 
     **Returns:** ``{name: the JSON-able result}``.
 
-    **Raises:** `ValueError` for an unknown analysis name; `resflow.runs.RunError` when the
+    **Raises:** `ValueError` for an unknown analysis name; `resflow.training._runs.RunError` when the
     run's data cannot be reloaded as recorded.
     """
     unknown = [w for w in what if w not in RUNNERS]

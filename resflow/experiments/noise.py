@@ -19,11 +19,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .. import train
 from .._checks import check_array, check_choice, check_int
-from ..model import MODELS
-from ..perturbation import linear_growth
-from ..robustness import NoiseRobustness, noise_accuracy
+from ..analysis._perturbation import linear_growth
+from ..analysis._robustness import NoiseRobustness, noise_accuracy
+from ..training import _fit as train
+from ..trunk._trunk import MODELS
 
 __all__ = ["ModelSpec", "parse_model_spec", "NoiseComparison", "compare_noise_robustness", "flat_numbers"]
 
@@ -97,7 +97,7 @@ def compare_noise_robustness(
 
     **Arguments:**
 
-    - `data`: a `resflow.data.Dataset`.
+    - `data`: a `resflow.training._data.Dataset`.
     - `specs`: the trunks to compare (`ModelSpec` or strings for `parse_model_spec`).
     - `sigmas`: noise levels σ ≥ 0; `key`, `num_draws`: as in `noise_accuracy`.
     - `seeds`: training seeds.

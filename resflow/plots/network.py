@@ -6,8 +6,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib import colors as mcolors
 
-from ..attractors import ResidualFixedPoints, Saturation, SteadyState
-from ..interactions import PairClass, pair_classes
+from ..analysis._attractors import ResidualFixedPoints, Saturation, SteadyState
+from ..analysis._interactions import PairClass, pair_classes
 from ._common import figure_legend, finish, integer_ticks, new_figure
 
 __all__ = ["plot_residual_trajectories", "plot_interaction_matrix", "plot_attractor_portrait", "plot_steady_state"]

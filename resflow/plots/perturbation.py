@@ -6,9 +6,9 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from ..perturbation import InjectionResponse, PerturbationGrowth
-from ..robustness import NoiseRobustness
-from ..separability import Separability
+from ..analysis._perturbation import InjectionResponse, PerturbationGrowth
+from ..analysis._robustness import NoiseRobustness
+from ..analysis._separability import Separability
 from ._common import figure_legend, finish, integer_ticks, legend_outside, new_figure, readable_log_axis
 
 __all__ = ["plot_perturbation_growth", "plot_injection_response", "plot_separability", "plot_noise_robustness"]

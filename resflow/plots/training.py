@@ -136,7 +136,7 @@ def plot_residuals_by_class(network, x, y, *, max_samples: int = 500, num_compon
 
     **Returns:** the matplotlib Figure.
     """
-    from ..residuals import residuals
+    from ..trunk._residuals import residuals
     from .network import plot_residual_trajectories
 
     x, y = x[:max_samples], np.asarray(y[:max_samples])

@@ -21,8 +21,8 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from ...checkpoint import prepare_out_dir
-from ...runs import write_json
+from ...training._checkpoint import prepare_out_dir
+from ...training._runs import write_json
 from .claims import claim_cooperation, claim_depth, claim_disentangling, claim_noise, claim_separability
 from .context import Context
 from .dynamics import claim_attractor, claim_transient
@@ -163,7 +163,7 @@ def reproduce(
     **Returns:** the results dict (``meta``, ``claims``), as written to ``out/results.json``.
 
     **Raises:** `ValueError` for an unknown mode or when a claim produced a non-finite number
-    (naming it); `resflow.checkpoint.OutputError` naming `out` or `runs` when it cannot be
+    (naming it); `resflow.training._checkpoint.OutputError` naming `out` or `runs` when it cannot be
     created or written (before any work); what `resflow.load_dataset` raises when a data set
     is missing (Fashion-MNIST: ``make data``).
     """

@@ -14,11 +14,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ...interactions import PairClass, interaction_coefficients, interaction_summary, pair_classes
-from ...jacobians import network_lyapunov_spectrum
-from ...model import trajectory
-from ...perturbation import injection_response, perturbation_growth
-from ...residuals import (
+from ...analysis._interactions import PairClass, interaction_coefficients, interaction_summary, pair_classes
+from ...analysis._jacobians import network_lyapunov_spectrum
+from ...analysis._perturbation import injection_response, perturbation_growth
+from ...analysis._robustness import noise_accuracy
+from ...analysis._separability import class_separability
+from ...trunk._residuals import (
     ConditioningWarning,
     preactivation_recurrence,
     preactivations,
@@ -26,8 +27,7 @@ from ...residuals import (
     residual_recurrence,
     residuals,
 )
-from ...robustness import noise_accuracy
-from ...separability import class_separability
+from ...trunk._trunk import trajectory
 from .context import Context, inputs
 from .stats import curve_summary, summary
 from .training import untrained_network

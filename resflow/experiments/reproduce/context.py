@@ -8,9 +8,9 @@ from typing import NamedTuple
 import jax.numpy as jnp
 import numpy as np
 
-from ...data import Dataset
-from ...network import Network
-from ...runs import Run
+from ...training._data import Dataset
+from ...training._runs import Run
+from ...trunk._network import Network
 from .modes import Mode
 
 __all__ = ["Context", "Inputs", "inputs"]

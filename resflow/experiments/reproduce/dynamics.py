@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ...attractors import residual_fixed_points
-from ...long_run import attractor_regime
-from ...transients import transient_accuracy
+from ...analysis._attractors import residual_fixed_points
+from ...analysis._long_run import attractor_regime
+from ...analysis._transients import transient_accuracy
 from .context import Context, inputs
 from .stats import curve_summary, summary
 from .training import untrained_network

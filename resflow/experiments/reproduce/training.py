@@ -15,10 +15,10 @@ from pathlib import Path
 
 import jax
 
-from ... import train
-from ...data import Dataset, load_dataset
-from ...network import Network, from_flax
-from ...runs import Run, load_run
+from ...training import _fit as train
+from ...training._data import Dataset, load_dataset
+from ...training._runs import Run, load_run
+from ...trunk._network import Network, from_flax
 from .modes import Mode
 
 __all__ = ["train_seeds", "recipe", "load_data", "untrained_network"]
@@ -92,7 +92,7 @@ def train_seeds(data: Dataset, seeds, folder, **options) -> list[Run]:
     ``folder/seed<k>`` (a finished run there is loaded, a checkpoint resumed); `options`,
     `resflow.fit` options.
 
-    **Returns:** the `resflow.runs.Run` of each seed, in order.
+    **Returns:** the `resflow.training._runs.Run` of each seed, in order.
 
     **Raises:** `ValueError` naming the folder and the options when a finished run there was
     trained with other options; what `resflow.fit` and `resflow.load_run` raise.

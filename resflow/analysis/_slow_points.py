@@ -12,7 +12,7 @@ The residual trunk in x-space is the case in point: F(x) − x = h·σ(W x + b) 
 component > 0, so no fixed point exists and every slow point has q > 0. `find_slow_points`
 reports those with their q and never calls them fixed points: a point counts as fixed only
 when the error bound of `resflow.find_fixed_points` certifies a true fixed point near it
-(`resflow.dynamics.fixed_point_bound`), not because q is small, since deep in saturation q
+(`resflow.dynamics._core.fixed_point_bound`), not because q is small, since deep in saturation q
 rounds to 0 far from any fixed point. Descent that stops on a plateau of q (a saturated unit
 holds q near h²/2, the gradient vanishes with σ', and q is concave there, not at a minimum)
 is reported as stalled, not as a slow point. `resflow.find_fixed_points` (Newton on F(x) = x) is the tool for true fixed points.
@@ -30,8 +30,8 @@ import numpy as np
 import optax
 from jaxtyping import Array, Bool, Complex, Float, Int
 
-from ._checks import all_true, as_float_array, check_choice, check_int, check_positive
-from .dynamics import Stability, check_step, fixed_point_bound, fixed_point_tolerances, stability_code
+from .._checks import all_true, as_float_array, check_choice, check_int, check_positive
+from ..dynamics._core import Stability, check_step, fixed_point_bound, fixed_point_tolerances, stability_code
 
 __all__ = ["SlowPoints", "find_slow_points"]
 
@@ -49,7 +49,7 @@ class SlowPoints(NamedTuple):
     - `q`: ``(*batch,)`` the speed ½‖F(x) − x‖² there.
     - `initial_q`: ``(*batch,)`` q at the starts.
     - `is_fixed`: ``(*batch,)`` a true fixed point lies within `error` of the point, by the
-      test of `resflow.find_fixed_points` (`resflow.dynamics.fixed_point_bound`):
+      test of `resflow.find_fixed_points` (`resflow.dynamics._core.fixed_point_bound`):
       ‖F(x) − x‖ ≤ tol·s and e ≤ xtol·s, s = 1 + ‖x‖₂.
     - `eigenvalues`: ``(*batch, n)`` eigenvalues of ∂F/∂x at the points, by modulus descending.
     - `stability`: ``(*batch,)`` `resflow.Stability` codes: all |μ| < 1 attracting, all

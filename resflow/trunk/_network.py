@@ -13,8 +13,8 @@ import equinox as eqx
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
-from ._checks import check_int
-from .model import Trunk, check_depth, scan_trunk
+from .._checks import check_int
+from ._trunk import Trunk, check_depth, scan_trunk
 
 __all__ = ["Affine", "Network"]
 
@@ -90,7 +90,7 @@ class Network(eqx.Module):
 
 
 def from_flax(params: dict, *, h: float, model: str, activation: str, depth: int) -> Network:
-    """The `Network` of a `resflow.layers.Classifier`'s params, pruned to `depth` layers."""
+    """The `Network` of a `resflow.training._layers.Classifier`'s params, pruned to `depth` layers."""
 
     def affine(p):
         return Affine(p["kernel"], p["bias"])

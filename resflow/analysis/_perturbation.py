@@ -28,8 +28,8 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
-from ._checks import all_true, as_float_array, check_array, check_int, check_positive
-from .model import Trunk, check_depth, check_state, check_trunk, scan_trunk
+from .._checks import all_true, as_float_array, check_array, check_int, check_positive
+from ..trunk._trunk import Trunk, check_depth, check_state, check_trunk, scan_trunk
 
 __all__ = [
     "PerturbationGrowth",

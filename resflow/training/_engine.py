@@ -4,7 +4,7 @@
 A *chunk* of epochs is one jitted call running `jax.lax.scan` over epochs. Each epoch:
 shuffled mini-batch steps, test metrics (the test set in fixed, zero-weighted padded chunks
 reduced with `jax.lax.scan`), and with depth adaptation the residual changes on the training
-set, the depth policy (`resflow.depth.depth_policy`) and drift folding. The current depth is
+set, the depth policy (`resflow.training._depth.depth_policy`) and drift folding. The current depth is
 data (``active_depth``), so a cut never recompiles; an epoch whose training or test loss is
 not finite leaves the state as it was (and every later epoch of that run does nothing), and
 its index is recorded for the host to report.
@@ -25,10 +25,10 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from .data import batch_indices
-from .depth import Plateau, change_sums, depth_policy, fold_shift, plateau_push
-from .layers import Classifier
-from .spec import TrainConfig
+from ._config import TrainConfig
+from ._data import batch_indices
+from ._depth import Plateau, change_sums, depth_policy, fold_shift, plateau_push
+from ._layers import Classifier
 
 __all__ = [
     "Hyper",

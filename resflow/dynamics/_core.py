@@ -44,7 +44,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Bool, Complex, Float, Int
 
-from ._checks import check_array, check_int, check_positive
+from .._checks import check_array, check_int, check_positive
 
 __all__ = [
     "Spectrum",

@@ -26,7 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
 
-from ._checks import all_true, check_array, check_int, check_positive, check_shape, finite
+from .._checks import all_true, check_array, check_int, check_positive, check_shape, finite
 
 __all__ = [
     "residual_changes",

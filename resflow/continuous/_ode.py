@@ -29,7 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
 
-from ._checks import (
+from .._checks import (
     all_true,
     as_float_array,
     check_array,
@@ -39,9 +39,9 @@ from ._checks import (
     check_unit_interval,
     is_concrete,
 )
-from .activations import get_activation
-from .dynamics import LyapunovResult, check_vector_field, random_frame
-from .model import Trunk, check_trunk, require_logistic, require_shared, scan_trunk
+from ..dynamics._core import LyapunovResult, check_vector_field, random_frame
+from ..trunk._activations import get_activation
+from ..trunk._trunk import Trunk, check_trunk, require_logistic, require_shared, scan_trunk
 
 __all__ = [
     "DepthSolution",

@@ -2,8 +2,8 @@
 
 Both take a `TrunkSpec` by keyword (``spec=``) and hold the trunk's parameters ``W``, ``b``
 as flax params; each call builds a `resflow.Trunk` from them (under `jax.jit` only its shape
-checks run) and steps it with `resflow.model.scan_trunk`. The trained value is a
-`resflow.Network`, built from the params by `resflow.network.from_flax`.
+checks run) and steps it with `resflow.trunk._trunk.scan_trunk`. The trained value is a
+`resflow.Network`, built from the params by `resflow.trunk._network.from_flax`.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
-from .model import Trunk, check_active_depth, init_arrays, scan_trunk
-from .spec import TrunkSpec
+from ..trunk._trunk import Trunk, check_active_depth, init_arrays, scan_trunk
+from ._config import TrunkSpec
 
 __all__ = ["ResidualTrunk", "Classifier"]
 

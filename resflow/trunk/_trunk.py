@@ -27,8 +27,8 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
 
-from ._checks import all_true, as_float_array, check_array, check_choice, check_int, check_positive, is_concrete
-from .activations import get_activation
+from .._checks import all_true, as_float_array, check_array, check_choice, check_int, check_positive, is_concrete
+from ._activations import get_activation
 
 __all__ = ["Trunk", "trajectory", "forward"]
 

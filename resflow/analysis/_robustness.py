@@ -7,7 +7,7 @@ grid of noise levels σ, the accuracy of draw k at level σ is
 
 with the *same* ε_k for every σ (common random numbers: the curve acc(σ) varies only through
 σ, and two classifiers evaluated with the same key see the same noise). Draws come from
-`resflow.perturbation.gaussian_draws` and are batched with `jax.vmap`; noise levels are
+`resflow.analysis._perturbation.gaussian_draws` and are batched with `jax.vmap`; noise levels are
 stepped with `jax.lax.map` so that memory holds one level at a time. The experiment that
 trains and compares networks with this metric is `resflow.experiments.noise`.
 """
@@ -22,9 +22,9 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, Int
 
-from ._checks import all_true, as_float_array, check_array, check_int, check_labels
-from .dynamics import callable_jit
-from .perturbation import check_key, gaussian_draws
+from .._checks import all_true, as_float_array, check_array, check_int, check_labels
+from ..dynamics._core import callable_jit
+from ._perturbation import check_key, gaussian_draws
 
 __all__ = ["NoiseRobustness", "noise_accuracy"]
 

@@ -13,7 +13,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from ._checks import check_choice
+from .._checks import check_choice
 
 __all__ = ["Activation", "ACTIVATIONS", "get_activation"]
 

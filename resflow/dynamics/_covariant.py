@@ -37,12 +37,12 @@ import numpy as np
 from jax.scipy.linalg import solve_triangular
 from jaxtyping import Array, Float
 
-from ._checks import all_true, as_float_array, check_int, check_positive
-from .activations import get_activation
-from .continuous import qr_intervals, variational_solve
-from .dynamics import check_step, check_vector_field, random_frame
-from .jacobians import state_product
-from .model import Trunk, apply_layer, check_depth, check_state, check_trunk
+from .._checks import all_true, as_float_array, check_int, check_positive
+from ..analysis._jacobians import state_product
+from ..continuous._ode import qr_intervals, variational_solve
+from ..trunk._activations import get_activation
+from ..trunk._trunk import Trunk, apply_layer, check_depth, check_state, check_trunk
+from ._core import check_step, check_vector_field, random_frame
 
 __all__ = [
     "CovariantVectors",

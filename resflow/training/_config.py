@@ -14,9 +14,9 @@ import dataclasses
 
 import jax
 
-from ._checks import check_choice, check_int, check_positive
-from .activations import ACTIVATIONS
-from .model import MODELS
+from .._checks import check_choice, check_int, check_positive
+from ..trunk._activations import ACTIVATIONS
+from ..trunk._trunk import MODELS
 
 __all__ = ["TrunkSpec", "TrainConfig", "OPTIMIZERS", "SCHEDULES", "DTYPES"]
 
@@ -69,7 +69,7 @@ class TrainConfig:
     """Every option of a run (JSON-able; stored in checkpoints and metrics).
 
     `trunk` is the `TrunkSpec`; the other fields are the classifier around it (`lift`,
-    `dtype`), the optimisation, depth adaptation (`resflow.depth`) and bookkeeping. Depth
+    `dtype`), the optimisation, depth adaptation (`resflow.training._depth`) and bookkeeping. Depth
     plateau: with `depth_plateau` = p > 0 a cut happens only when the best training loss of
     the last p epochs is no better than (1 − 0.01)× the best before them.
     """

@@ -23,11 +23,11 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, Int
 
-from ._checks import as_float_array, check_int, finite
-from .activations import get_activation
-from .attractors import SteadyState, steady_state
-from .model import Trunk, check_depth, check_state, check_trunk, layer_residual
-from .separability import class_means, class_weights, optional_labels
+from .._checks import as_float_array, check_int, finite
+from ..trunk._activations import get_activation
+from ..trunk._trunk import Trunk, check_depth, check_state, check_trunk, layer_residual
+from ._attractors import SteadyState, steady_state
+from ._separability import class_means, class_weights, optional_labels
 
 __all__ = [
     "LongRun",
@@ -65,7 +65,7 @@ class LongRun(NamedTuple):
 def residual_step(trunk: Trunk, W, b, x):
     """One resnet layer in residual form: ``(x + h r, r)`` with r = act(W x + b). Unchecked.
 
-    The layer of `resflow.model` written so that the residual itself comes out too (the
+    The layer of `resflow.trunk._trunk` written so that the residual itself comes out too (the
     streamed analyses reduce r_t, not only the state).
     """
     r = layer_residual(trunk, W, b, x)

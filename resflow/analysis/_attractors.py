@@ -31,7 +31,7 @@ flow dr/dt ≈ r ⊙ (W r), and inputs can converge to it algebraically (like 1/
 decided numerically: ``PERTURBATION_DIRECTIONS`` perturbations of size ``PERTURBATION_SIZE``
 (inward at saturated components, both signs at free ones; each axis, and random directions with
 log-uniform component sizes) are
-iterated ``PERTURBATION_STEPS`` layers with `resflow.residuals.preactivation_scan`, all at once,
+iterated ``PERTURBATION_STEPS`` layers with `resflow.trunk._residuals.preactivation_scan`, all at once,
 and the point counts as attracting when a perturbation's distance to it (transverse to a
 continuum) has shrunk to at most ``PERTURBATION_RATIO`` times its initial value: the point draws
 in an open set of nearby inputs over that horizon. This is the practical notion that matters
@@ -59,11 +59,11 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Bool, Float, Int
 
-from ._checks import as_float_array, check_int, check_positive
-from .activations import get_activation
-from .model import Trunk, check_state, check_trunk, require_logistic, require_shared
-from .residuals import advance_preactivations, preactivation_scan
-from .separability import class_means, class_weights, optional_labels
+from .._checks import as_float_array, check_int, check_positive
+from ..trunk._activations import get_activation
+from ..trunk._residuals import advance_preactivations, preactivation_scan
+from ..trunk._trunk import Trunk, check_state, check_trunk, require_logistic, require_shared
+from ._separability import class_means, class_weights, optional_labels
 
 __all__ = [
     "Saturation",

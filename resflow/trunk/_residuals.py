@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
 
-from ._checks import (
+from .._checks import (
     all_true,
     as_float_array,
     check_array,
@@ -29,8 +29,8 @@ from ._checks import (
     check_unit_interval,
     finite,
 )
-from .activations import get_activation
-from .model import Trunk, check_state, check_trunk, depth_weights, require_logistic, require_shared
+from ._activations import get_activation
+from ._trunk import Trunk, check_state, check_trunk, depth_weights, require_logistic, require_shared
 
 __all__ = [
     "ConditioningWarning",

@@ -16,11 +16,11 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, Int
 
-from ._checks import all_true, as_float_array, check_array, check_int, finite, label_array
-from .attractors import steady_state
-from .long_run import residual_step
-from .network import Network
-from .separability import class_count
+from .._checks import all_true, as_float_array, check_array, check_int, finite, label_array
+from ..trunk._network import Network
+from ._attractors import steady_state
+from ._long_run import residual_step
+from ._separability import class_count
 
 __all__ = ["TransientAccuracy", "transient_accuracy"]
 

@@ -38,9 +38,9 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, Int
 
-from ._checks import all_true, as_float_array, check_array, check_int, check_labels, is_concrete, label_array
-from .activations import get_activation
-from .model import Trunk, check_depth, check_state, check_trunk, depth_weights, scan_trunk
+from .._checks import all_true, as_float_array, check_array, check_int, check_labels, is_concrete, label_array
+from ..trunk._activations import get_activation
+from ..trunk._trunk import Trunk, check_depth, check_state, check_trunk, depth_weights, scan_trunk
 
 __all__ = ["ProbeResult", "Separability", "linear_probe", "fisher_ratio", "class_separability"]
 
@@ -73,7 +73,7 @@ class Separability(NamedTuple):
 
 
 # --------------------------------------------------------------------------------------------
-# Labels 0 … K−1 with a static K (shared with resflow.attractors and resflow.interactions)
+# Labels 0 … K−1 with a static K (shared with resflow.analysis._attractors and resflow.analysis._interactions)
 
 
 def class_weights(labels: Int[Array, " B"], num_classes: int, dtype) -> tuple[Array, Array]:

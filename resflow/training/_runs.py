@@ -44,13 +44,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._checks import as_float_array
-from .checkpoint import OutputError
-from .data import Dataset, load_dataset, standardize
-from .errors import InputError
-from .model import Trunk
-from .network import Affine, Network
-from .spec import TrainConfig
+from .._checks import as_float_array
+from .._errors import InputError
+from ..trunk._network import Affine, Network
+from ..trunk._trunk import Trunk
+from ._checkpoint import OutputError
+from ._config import TrainConfig
+from ._data import Dataset, load_dataset, standardize
 
 __all__ = [
     "RunError",
@@ -120,7 +120,7 @@ def lock_folder(folder):
     process share it (`resflow.fit` inside ``scripts/train.py``).
 
     **Raises:** `RunError` naming the folder and the pid when another process holds the lock;
-    `resflow.checkpoint.OutputError` when the lock file cannot be created. A file system
+    `resflow.training._checkpoint.OutputError` when the lock file cannot be created. A file system
     without ``flock`` (some network mounts) gives a warning instead, and no lock.
     """
     folder = Path(folder)
@@ -134,7 +134,7 @@ def lock_folder(folder):
         return
     import fcntl
 
-    from .checkpoint import OutputError
+    from ._checkpoint import OutputError
 
     path = folder / LOCK
     try:
@@ -179,7 +179,7 @@ def is_run_folder(folder) -> list[str]:
 def write_bytes(path: Path, blob: bytes) -> None:
     """Write `blob` to `path` atomically: a temporary file in the same folder, then `os.replace`.
 
-    **Raises:** `resflow.checkpoint.OutputError` (an `OSError`) naming `path`, not the
+    **Raises:** `resflow.training._checkpoint.OutputError` (an `OSError`) naming `path`, not the
     temporary file, when it cannot be written (e.g. its folder does not exist).
     """
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
@@ -411,7 +411,7 @@ class Run:
     **Fields:** `path` (the folder), `network` (the trained `Network`, final depth), `config`
     (`TrainConfig`), `metrics` (metrics.json), `provenance` (command line, versions, commit,
     key), `preprocessing` (``standardized``, ``mean``, ``std``: the divisors, ``std_floor``; see
-    `resflow.data.standardize`), `data` (the data record:
+    `resflow.training._data.standardize`), `data` (the data record:
     ``source`` and ``fingerprint``), `info` (the whole run.json).
     """
 
@@ -435,9 +435,9 @@ class Run:
 
     def standardize(self, x_raw) -> np.ndarray:
         """Raw inputs ``(N, dim)`` mapped as in training: (x − mean) / std, as float32 (std holds
-        the divisors, floored as in `resflow.data.standardize`).
+        the divisors, floored as in `resflow.training._data.standardize`).
 
-        The arithmetic is `resflow.data.standardize`'s (float64 statistics on float32 inputs),
+        The arithmetic is `resflow.training._data.standardize`'s (float64 statistics on float32 inputs),
         so raw test data map to exactly the arrays the run was evaluated on.
 
         **Raises:** `TypeError` for non-float inputs; `ValueError` for a shape other than ``(N, dim)``.
@@ -455,7 +455,7 @@ class Run:
 
         **Raises:** `TypeError`/`ValueError` as `resflow.predict` (x must be a finite ``(N, dim)`` array).
         """
-        from .train import TrainResult, predict
+        from ._fit import TrainResult, predict
 
         return predict(TrainResult(self.network, self.config, [], self.metrics), self.standardize(x_raw))
 
@@ -465,7 +465,7 @@ class Run:
         `path` replaces the recorded file path (data moved to another machine).
 
         **Raises:** `RunError` when the reloaded data differ from the ones trained on;
-        `resflow.data.DataError`/`FileNotFoundError` from the loader.
+        `resflow.training._data.DataError`/`FileNotFoundError` from the loader.
         """
         src = self.data["source"]
         ds = load_dataset(

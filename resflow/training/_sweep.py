@@ -4,9 +4,9 @@
           resume=False, **overrides) -> SweepResult(rows, histories, networks, configs)
 
 The runs are the cartesian product of `grid` (option name → values) times `seeds`. Runs
-whose compiled code agrees (`resflow.steps.code_key`: the same shapes, model, optimiser, ...)
+whose compiled code agrees (`resflow.training._engine.code_key`: the same shapes, model, optimiser, ...)
 form a group and train together: the kernel of `resflow.fit` under `jax.vmap`, the numeric
-options of `resflow.steps.Hyper` (lr, h, w_std, depth_tol, weight_decay) and the key traced
+options of `resflow.training._engine.Hyper` (lr, h, w_std, depth_tol, weight_decay) and the key traced
 per run. A group's runs are padded to a multiple of the device count and sharded over
 ``Mesh(devices, ("runs",))`` (``NamedSharding(mesh, P("runs"))``), the data replicated. Run
 ``seed`` uses ``jax.random.key(seed)``, the key ``fit(..., key=jax.random.key(seed))`` uses,
@@ -19,7 +19,7 @@ when stopped by an exception, Ctrl-C or SIGTERM (the last complete chunk). ``res
 reloads finished groups and continues the others from their chunk, ending where an
 uninterrupted sweep ends. The hash covers the group's configs, seeds and the data's
 fingerprint, so another sweep never picks up a foreign state. The folder is locked for the
-sweep's life (`resflow.runs.lock_folder`).
+sweep's life (`resflow.training._runs.lock_folder`).
 """
 
 from __future__ import annotations
@@ -43,7 +43,8 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from .checkpoint import (
+from ..trunk._network import Network, from_flax
+from ._checkpoint import (
     CheckpointError,
     deferred_signals,
     load_checkpoint,
@@ -51,13 +52,12 @@ from .checkpoint import (
     save_checkpoint,
     stop_on_signals,
 )
-from .data import Dataset
-from .depth import Plateau
-from .network import Network, from_flax
-from .runs import data_fingerprint, lock_folder, write_json
-from .spec import TrainConfig
-from .steps import Kernel, Loop, code_key, hyper_of
-from .train import check_data, check_lift, epoch_records, fill_arrays, setup_run
+from ._config import TrainConfig
+from ._data import Dataset
+from ._depth import Plateau
+from ._engine import Kernel, Loop, code_key, hyper_of
+from ._fit import check_data, check_lift, epoch_records, fill_arrays, setup_run
+from ._runs import data_fingerprint, lock_folder, write_json
 
 __all__ = ["sweep", "SweepResult"]
 
@@ -87,7 +87,7 @@ class SweepResult(NamedTuple):
     def to_json(self, path) -> None:
         """Write rows, configs and histories to `path` as JSON.
 
-        **Raises:** `resflow.checkpoint.OutputError` (an `OSError`) naming `path` when it cannot
+        **Raises:** `resflow.training._checkpoint.OutputError` (an `OSError`) naming `path` when it cannot
         be written (e.g. its folder does not exist).
         """
         configs = [dataclasses.asdict(c) for c in self.configs]
@@ -225,11 +225,11 @@ def sweep(
 
     **Arguments:**
 
-    - `data`: a `resflow.data.Dataset`, as for `resflow.fit`.
+    - `data`: a `resflow.training._data.Dataset`, as for `resflow.fit`.
     - `config`, `overrides`: the base options, as for `resflow.fit`.
     - `seeds`: distinct integers in [0, 2**32); run key = ``jax.random.key(seed)``.
     - `grid`: option name → list of values (e.g. ``{"lr": [1e-2, 3e-3], "depth": [5, 10]}``).
-      Options of `resflow.steps.Hyper` are vmapped; others (width, depth, model, optimizer,
+      Options of `resflow.training._engine.Hyper` are vmapped; others (width, depth, model, optimizer,
       batch_size, ...) make separate groups, each one compiled program.
     - `progress`: a tqdm bar counting epochs × runs.
     - `devices`: the jax devices to shard runs over (default ``jax.local_devices()``).
@@ -245,9 +245,9 @@ def sweep(
     ``data_parallel=True`` (a sweep shards runs, not batches), ``lift=False`` with a width
     other than the data's, or runs that cannot fit in the device or host memory (checked
     before anything is built); `ValueError` for `resume` without `out_dir`;
-    `resflow.runs.RunError` when another process writes to `out_dir`;
-    `resflow.checkpoint.CheckpointError` for a damaged group checkpoint; `KeyboardInterrupt`
-    (`resflow.checkpoint.Interrupted` for SIGTERM) after the groups' last complete chunks are
+    `resflow.training._runs.RunError` when another process writes to `out_dir`;
+    `resflow.training._checkpoint.CheckpointError` for a damaged group checkpoint; `KeyboardInterrupt`
+    (`resflow.training._checkpoint.Interrupted` for SIGTERM) after the groups' last complete chunks are
     saved.
     """
     n_classes = check_data(data)
@@ -315,7 +315,7 @@ class GroupStore(NamedTuple):
     def load(self, loop: Loop):
         """``(loop, meta)`` from the checkpoint (the arrays in `loop`'s structure), or None to start.
 
-        **Raises:** `resflow.checkpoint.CheckpointError` naming the file if it is damaged or does not fit.
+        **Raises:** `resflow.training._checkpoint.CheckpointError` naming the file if it is damaged or does not fit.
         """
         if not (self.resume and self.path.is_file()):
             return None

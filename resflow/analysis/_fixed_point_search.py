@@ -14,7 +14,7 @@ a (r = σ(a)), where the residual map reads a ↦ a + h W σ(a):
   are linear in r_F, to rounding (LM stops on a step criterion, which does not guarantee the residual test);
 - a saturated component stays saturated when s_i (W r*)_i > 0 (s_i = +1 at 1, −1 at 0): its
   flow eigenvalue λ_i = (1 − 2 r_i)(W r*)_i = −s_i (W r*)_i is then negative, and the map
-  contracts it by the multiplier e^{h λ_i} (module `resflow.attractors`); the free block
+  contracts it by the multiplier e^{h λ_i} (module `resflow.analysis._attractors`); the free block
   linearises to I + h D_F W_FF, D_F = diag(r_F(1 − r_F)). Stability is that of `resflow.Stability`
   on these multipliers.
 
@@ -36,13 +36,13 @@ import numpy as np
 import optimistix as optx
 from jaxtyping import Array, Bool, Complex, Float, Int
 
-from ._checks import as_float_array, check_int, check_positive, label_array
-from .attractors import Saturation
-from .dynamics import Stability, stability_code
-from .model import Trunk, check_state, check_trunk, require_logistic, require_shared, scan_trunk
-from .network import Network
-from .residuals import advance_preactivations
-from .separability import class_count, class_means, class_weights
+from .._checks import as_float_array, check_int, check_positive, label_array
+from ..dynamics._core import Stability, stability_code
+from ..trunk._network import Network
+from ..trunk._residuals import advance_preactivations
+from ..trunk._trunk import Trunk, check_state, check_trunk, require_logistic, require_shared, scan_trunk
+from ._attractors import Saturation
+from ._separability import class_count, class_means, class_weights
 
 __all__ = [
     "FixedPointSearch",
@@ -60,7 +60,7 @@ class FixedPointSearch(NamedTuple):
     """The distinct fixed points a search reached (k rows, numpy arrays), and where each start went.
 
     - `points`: ``(k, n)`` r*: exact 0/1 at saturated components, σ(a*_F) at free ones.
-    - `patterns`: ``(k, n)`` int8 `resflow.attractors.Saturation` codes (0, 1, −1 free).
+    - `patterns`: ``(k, n)`` int8 `resflow.analysis._attractors.Saturation` codes (0, 1, −1 free).
     - `num_low`, `num_high`, `num_free`: ``(k,)`` pattern counts (#0, #1, #free).
     - `residual_norm`: ``(k,)`` ‖(W r*)_F‖₂, the fixed-point equations on the free components.
     - `saturation_margin`: ``(k,)`` min over saturated i of s_i (W r*)_i (+inf when none is

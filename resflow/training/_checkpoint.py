@@ -34,7 +34,7 @@ import jax
 import numpy as np
 from flax import serialization
 
-from .errors import InputError
+from .._errors import InputError
 
 __all__ = [
     "save_checkpoint",

@@ -44,8 +44,8 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, Int
 
-from ._checks import check_int
-from .errors import InputError
+from .._checks import check_int
+from .._errors import InputError
 
 __all__ = [
     "DATASETS",

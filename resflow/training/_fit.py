@@ -11,7 +11,7 @@ pruned to the final depth ``result.depth``. Options are the fields of `TrunkSpec
 `TrainConfig`, given as a config or as keyword overrides, e.g.
 ``fit(load_dataset("digits"), model="mlp", depth=3, epochs=40, key=jax.random.key(0))``.
 
-`fit` is a short host loop around one compiled kernel (`resflow.steps.make_kernel`, shared
+`fit` is a short host loop around one compiled kernel (`resflow.training._engine.make_kernel`, shared
 with `resflow.sweep`): `init_state` (or `restore_state`), then `train_chunk` until done, each
 followed by `log_and_checkpoint`, and `finish`. A chunk of ``chunk_epochs`` epochs (0: about
 a second of work, from a FLOP count) is one jitted call scanning epochs with `jax.lax.scan`:
@@ -27,9 +27,9 @@ With ``out_dir`` the run writes ``data.json`` (the data's source and fingerprint
 epoch, depth, RNG key, config, histories; atomic, checksummed, every ``checkpoint_every``
 epochs or ``checkpoint_seconds`` of wall time, whichever comes first, at a chunk end, and
 when the run is stopped by an exception, Ctrl-C or SIGTERM), then ``metrics.json``, the saved
-network (``network.eqx``, ``run.json``; see `resflow.runs`) and figures; ``resume=True``
+network (``network.eqx``, ``run.json``; see `resflow.training._runs`) and figures; ``resume=True``
 continues from the checkpoint and ends bit-identical to an uninterrupted run. The folder is
-locked for the run's life (`resflow.runs.lock_folder`): a second writer is refused.
+locked for the run's life (`resflow.training._runs.lock_folder`): a second writer is refused.
 """
 
 from __future__ import annotations
@@ -53,8 +53,11 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 from jaxtyping import Array, Float, Int
 
-from ._checks import all_true, as_float_array, check_finite, check_labels, is_concrete
-from .checkpoint import (
+from .._checks import all_true, as_float_array, check_finite, check_labels, is_concrete
+from .._errors import InputError
+from ..trunk._network import Network, from_flax
+from ..trunk._trunk import Trunk
+from ._checkpoint import (
     CheckpointError,
     OutputError,
     deferred_signals,
@@ -63,15 +66,12 @@ from .checkpoint import (
     save_checkpoint,
     stop_on_signals,
 )
-from .data import Dataset
-from .depth import plateau_start
-from .errors import InputError
-from .layers import Classifier
-from .model import Trunk
-from .network import Network, from_flax
-from .runs import lock_folder, save_run, start_run, write_json
-from .spec import TrainConfig
-from .steps import Data, Hyper, Kernel, Loop, chunk_length, code_key, hyper_of, make_kernel, padded_chunks, xent
+from ._config import TrainConfig
+from ._data import Dataset
+from ._depth import plateau_start
+from ._engine import Data, Hyper, Kernel, Loop, chunk_length, code_key, hyper_of, make_kernel, padded_chunks, xent
+from ._layers import Classifier
+from ._runs import lock_folder, save_run, start_run, write_json
 
 __all__ = [
     "TrainResult",
@@ -133,7 +133,7 @@ class RunState(NamedTuple):
 class Setup(NamedTuple):
     """What stays fixed during a run: the options, the module, its compiled kernel, the data.
 
-    `hyper` holds the run's traced options (`resflow.steps.Hyper`), `length` the epochs per
+    `hyper` holds the run's traced options (`resflow.training._engine.Hyper`), `length` the epochs per
     compiled chunk, `kernel` the pure kernel functions and `jit` them jitted.
     """
 
@@ -189,7 +189,7 @@ def check_data(data) -> int:
     `ValueError` for shapes, non-finite inputs or labels out of range.
     """
     if not isinstance(data, Dataset):
-        raise TypeError(f"data must be a resflow.data.Dataset, got {type(data).__name__}")
+        raise TypeError(f"data must be a resflow.training._data.Dataset, got {type(data).__name__}")
     for name in ("x_train", "x_test"):
         a = np.asarray(getattr(data, name))
         if not np.issubdtype(a.dtype, np.floating):
@@ -216,7 +216,7 @@ def check_data(data) -> int:
 def setup_run(data: Dataset, config: TrainConfig, n_classes: int, *, runs: int = 1) -> Setup:
     """The module, its compiled kernel and the data as device arrays of the config's dtype.
 
-    The module and kernel are built from `resflow.steps.code_key` of `config` (so runs that
+    The module and kernel are built from `resflow.training._engine.code_key` of `config` (so runs that
     differ only in traced options share them); `runs` (a sweep's runs per device) scales the
     automatic chunk length. With ``data_parallel`` the data are replicated over a
     ``Mesh(jax.local_devices(), ("data",))`` and the batches sharded over it.
@@ -540,7 +540,7 @@ def finish(run: Setup, state: RunState, data: Dataset, wall_time: float) -> Trai
 
 
 def _write_outputs(out: Path, result: TrainResult, data: Dataset, figures: bool, record: dict) -> None:
-    """metrics.json, the saved run (network.eqx, run.json; see `resflow.runs`) and the figures.
+    """metrics.json, the saved run (network.eqx, run.json; see `resflow.training._runs`) and the figures.
 
     A write error names the file; what was written before it (the checkpoint, metrics.jsonl,
     the files before the failing one) stays.
@@ -557,7 +557,7 @@ def _write_files(out: Path, result: TrainResult, data: Dataset, figures: bool, r
     write_json(out / "metrics.json", result.metrics)
     save_run(out, result.network, result.config, data, record)
     if figures:
-        from .plots.training import plot_depth_history, plot_residuals_by_class, plot_training_curves
+        from ..plots.training import plot_depth_history, plot_residuals_by_class, plot_training_curves
 
         plot_training_curves(result.history, save=out / "training_curves.png")
         config = result.config
@@ -590,7 +590,7 @@ def fit(
 
     **Arguments:**
 
-    - `data`: a `resflow.data.Dataset` (standardised inputs, integer labels).
+    - `data`: a `resflow.training._data.Dataset` (standardised inputs, integer labels).
     - `config`: a `TrainConfig` (defaults: ResNet, width = data dim, 15 shared sigmoid
       layers, h = 1, Adam 3e-3, 40 epochs of batch 64, no depth adaptation).
     - `key`: a `jax.random` key; it alone fixes init and shuffling (same key, same result).
@@ -608,7 +608,7 @@ def fit(
     - `figures`: with `out_dir`, save training-curve, depth-history and residual figures.
     - `data_source`: the `resflow.load_dataset` arguments of `data` (``name``, ``seed``,
       ``path``, ``standardize``, ``options``), recorded so that `resflow.load_run(...).load_data()`
-      reloads it; default: read from ``data.meta`` (`resflow.runs.data_source`).
+      reloads it; default: read from ``data.meta`` (`resflow.training._runs.data_source`).
     - `provenance`: extra JSON-able entries for run.json's provenance (e.g. ``{"seed": 0}``).
     - `overrides`: fields of `TrunkSpec` or `TrainConfig`, e.g. ``depth=5, model="mlp", epochs=3``.
 
@@ -617,14 +617,14 @@ def fit(
     **Raises:** `TypeError` for a `key` that is not a `jax.random` key, a `config` that is not
     a `TrainConfig` (a dict of options goes in as keywords) or an unknown option;
     `TypeError`/`ValueError` for bad data or options (`InputError` for ``lift=False`` with a
-    width other than the data's, before the output folder is made); `resflow.runs.RunError` (a `ValueError`)
+    width other than the data's, before the output folder is made); `resflow.training._runs.RunError` (a `ValueError`)
     when resuming on other data than the run's; `FileNotFoundError` when resuming without a
     checkpoint; `CheckpointError` for a damaged or foreign checkpoint; `NonFiniteLossError`
     when the loss stops being finite (the last good epoch is checkpointed first);
     `OutputError` naming the path when the output folder or a file in it cannot be written;
-    `resflow.runs.RunError` when another process is writing to `out_dir` (its lock is held).
-    `KeyboardInterrupt` on Ctrl-C and `resflow.checkpoint.Interrupted` (a `KeyboardInterrupt`)
-    on SIGTERM (`resflow.checkpoint.stop_on_signals`), raised once the chunk in progress has
+    `resflow.training._runs.RunError` when another process is writing to `out_dir` (its lock is held).
+    `KeyboardInterrupt` on Ctrl-C and `resflow.training._checkpoint.Interrupted` (a `KeyboardInterrupt`)
+    on SIGTERM (`resflow.training._checkpoint.stop_on_signals`), raised once the chunk in progress has
     finished and been checkpointed.
     """
     key = _check_key(key)

@@ -27,9 +27,9 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, Int
 
-from ._checks import all_true, as_float_array, check_array, check_unit_interval, label_array
-from .model import Trunk, check_trunk, depth_weights, require_logistic
-from .separability import class_count, class_means, class_weights
+from .._checks import all_true, as_float_array, check_array, check_unit_interval, label_array
+from ..trunk._trunk import Trunk, check_trunk, depth_weights, require_logistic
+from ._separability import class_count, class_means, class_weights
 
 __all__ = ["PairClass", "interaction_coefficients", "pair_classes", "InteractionSummary", "interaction_summary"]
 
