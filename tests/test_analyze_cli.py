@@ -1,7 +1,6 @@
-"""scripts/analyze.py on a run made like `make train` (--depth-adapt, few epochs; circles
+"""resflow.cli.analyze (scripts/analyze.py) on a run made like `make train` (--depth-adapt, few epochs; circles
 with a 2 → 3 lift, so the test is fast and the fixed points can be enumerated)."""
 
-import importlib.util
 import json
 import math
 from pathlib import Path
@@ -10,18 +9,11 @@ import numpy as np
 import pytest
 
 import resflow as rf
+from resflow.cli import analyze as analyze_cli
+from resflow.cli import train as train_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 
-
-def _load(name):
-    spec = importlib.util.spec_from_file_location(f"{name}_cli", ROOT / "scripts" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-train_cli, analyze_cli = _load("train"), _load("analyze")
 ANALYSES = ("lyapunov", "fixed-points", "interactions", "perturbation", "separability", "noise")
 
 

@@ -1,6 +1,6 @@
 """Numbers quoted in the docs equal the results files that the scripts and examples write.
 
-The markers and the checker are described in scripts/docs_numbers.py; this test runs the
+The markers and the checker are described in resflow/cli/docs_numbers.py (scripts/docs_numbers.py); this test runs the
 checker on every page, and checks the checker itself on pages it writes.
 """
 
@@ -12,10 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from resflow.cli import docs_numbers as dn
+
 ROOT = Path(__file__).resolve().parents[1]
-_spec = importlib.util.spec_from_file_location("docs_numbers", ROOT / "scripts" / "docs_numbers.py")
-dn = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(dn)
 
 
 @pytest.mark.parametrize("page", dn.pages(), ids=lambda p: str(p.relative_to(ROOT)))

@@ -1,8 +1,6 @@
 """The noise-robustness experiment driver and its CLI (fit is mocked: no training here)."""
 
-import importlib.util
 import json
-import pathlib
 from types import SimpleNamespace
 
 import equinox as eqx
@@ -13,6 +11,7 @@ import pytest
 
 import resflow as rf
 import resflow.training._fit
+from resflow.cli import noise as noise_cli
 from resflow.experiments.noise import ModelSpec, compare_noise_robustness, parse_model_spec
 
 
@@ -111,25 +110,17 @@ def test_compare_rejects_bad_options_before_training(bad, err, match, monkeypatc
         compare_noise_robustness(blob_data(), ["resnet:2"], **kw)
 
 
-def load_script():
-    path = pathlib.Path(__file__).parents[1] / "scripts" / "noise_robustness.py"
-    spec = importlib.util.spec_from_file_location("noise_robustness_script", path)
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
-    return script
-
-
 @pytest.mark.parametrize("argv", [["--models", "cnn:3"], ["--draws", "0"], ["--sigmas", "-1"], ["--data", "nope"]])
 def test_script_rejects_bad_flags_with_exit_2(argv, tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
-        load_script().main(argv + ["--out", str(tmp_path / "out")])
+        noise_cli.main(argv + ["--out", str(tmp_path / "out")])
     assert e.value.code == 2
     assert not (tmp_path / "out").exists()
     assert capsys.readouterr().err.strip().count("\n") == 0  # one line, no usage dump
 
 
 def test_script_help_has_no_duplicate_defaults():
-    text = load_script().build_parser().format_help()
+    text = noise_cli.build_parser().format_help()
     assert "(default: None)" not in text
     for line in text.splitlines():
         assert line.count("default") <= 1, line

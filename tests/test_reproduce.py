@@ -218,13 +218,9 @@ def test_cli_bad_arguments_exit_2_with_one_line():
 
 
 def test_cli_refuses_a_train_run_folder_as_runs(tmp_path, monkeypatch, capsys):
-    import importlib.util
-
     import resflow.experiments.reproduce as rp
+    from resflow.cli import reproduce as script
 
-    spec = importlib.util.spec_from_file_location("reproduce_cli", ROOT / "scripts" / "reproduce.py")
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
     run = tmp_path / "run"
     run.mkdir()
     (run / "data.json").write_text("{}")  # what scripts/train.py writes first
@@ -240,11 +236,8 @@ def test_cli_refuses_a_train_run_folder_as_runs(tmp_path, monkeypatch, capsys):
 
 def test_cli_bad_out_exits_2_with_one_line_and_tiny_writes_under_runs(tmp_path, monkeypatch, capsys):
     # --out under a regular file or in /proc were tracebacks; refused before any data or training.
-    import importlib.util
+    from resflow.cli import reproduce as script
 
-    spec = importlib.util.spec_from_file_location("reproduce_cli", ROOT / "scripts" / "reproduce.py")
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
     package = sys.modules["resflow.experiments.reproduce"]
     monkeypatch.setattr(package, "load_data", lambda mode: pytest.fail("loaded data"))
     blocker = tmp_path / "file"

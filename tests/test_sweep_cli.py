@@ -1,9 +1,9 @@
-"""scripts/sweep.py: seed ranges and grid values parsed with each option's type, bad flags exit 2
+"""resflow.cli.sweep (scripts/sweep.py, `resflow-sweep`): seed ranges and grid values parsed with each option's type, bad flags exit 2
 with one line and write nothing, and a tiny sweep run as a subprocess writes its table and
 figures with rows equal to single `fit` runs of the same seeds."""
 
 import dataclasses
-import importlib.util
+import importlib
 import json
 import os
 import subprocess
@@ -14,12 +14,11 @@ import numpy as np
 import pytest
 
 import resflow as rf
+from resflow.cli import config_from_args
+from resflow.cli import sweep as cli
 
 ROOT = Path(__file__).resolve().parents[1]
-SCRIPT = ROOT / "scripts" / "sweep.py"
-spec = importlib.util.spec_from_file_location("sweep_cli", SCRIPT)
-cli = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(cli)
+SCRIPT = ROOT / "scripts" / "sweep.py"  # the wrapper, run as a process below
 
 
 @pytest.mark.parametrize(
@@ -158,7 +157,7 @@ def test_help_and_every_option_a_flag(capsys):
     fields = {f.name for c in (rf.TrunkSpec, rf.TrainConfig) for f in dataclasses.fields(c)} - {"trunk"}
     assert fields <= dests
     # The shared generation: the same per-data-set defaults as scripts/train.py.
-    config = cli.cli.config_from_args(parser.parse_args(["--data", "circles"]))
+    config = config_from_args(parser.parse_args(["--data", "circles"]))
     assert (config.epochs, config.lr, config.trunk.w_std) == (300, 3e-2, 1.0)
 
 
@@ -190,7 +189,7 @@ def test_tiny_sweep_writes_table_and_figures_and_two_processes_write_the_same(tm
     assert one.returncode == 0, log
     assert "lr=0.01" in log and "lr=0.003" in log and "test accuracy mean" in log
     a = json.loads((tmp_path / "one" / "sweep.json").read_text())
-    expected = cli.cli.config_from_args(cli.build_parser().parse_args(TINY))
+    expected = config_from_args(cli.build_parser().parse_args(TINY))
     assert a["config"] == json.loads(json.dumps(dataclasses.asdict(expected)))
     assert a["seeds"] == [0, 1, 2] and a["grid"] == {"lr": [0.01, 0.003]} and a["processes"] == 1
     assert [(r["lr"], r["seed"]) for r in a["rows"]] == [(lr, s) for lr in (0.01, 0.003) for s in range(3)]

@@ -1,6 +1,6 @@
-"""scripts/train.py, called in-process: bad flags exit 2 and write nothing; a tiny run writes its outputs."""
+"""resflow.cli.train (scripts/train.py, `resflow-train`), called in-process: bad flags exit 2 and
+write nothing; a tiny run writes its outputs. The SIGTERM test runs the scripts/train.py wrapper as a process."""
 
-import importlib.util
 import json
 import os
 import signal
@@ -12,10 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "train.py"
-spec = importlib.util.spec_from_file_location("train_cli", SCRIPT)
-cli = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(cli)
+from resflow.cli import PER_DATASET
+from resflow.cli import train as cli
+
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "train.py"  # the wrapper, run as a process below
 
 
 @pytest.mark.parametrize(
@@ -79,10 +79,10 @@ def test_every_option_has_a_flag_and_every_flag_an_option():
     # Parsed defaults (per-data-set ones filled in) give the library's defaults elsewhere.
     config = cli.config_from_args(parser.parse_args(["--data", "digits"]))
     assert config.trunk == rf.TrunkSpec()
-    per_data = set(cli.PER_DATASET)
+    per_data = set(PER_DATASET)
     for name in own - per_data:
         assert getattr(config, name) == getattr(rf.TrainConfig(), name)
-    assert config.epochs == cli.PER_DATASET["epochs"]["digits"]
+    assert config.epochs == PER_DATASET["epochs"]["digits"]
     flags = ["--no-shared", "--activation", "tanh", "--h", "0.5", "--lift", "--clip-norm", "1", "--multi-cut"]
     config = cli.config_from_args(parser.parse_args(flags))
     assert (config.trunk.shared, config.trunk.activation, config.trunk.h) == (False, "tanh", 0.5)

@@ -163,14 +163,9 @@ def test_resume_with_other_shapes_names_the_array(tmp_path):
 
 
 def test_noise_robustness_checks_out_before_training(tmp_path, monkeypatch, capsys):
-    import importlib.util
-    from pathlib import Path
-
     import resflow.experiments.noise as noise
+    from resflow.cli import noise as script
 
-    spec = importlib.util.spec_from_file_location("nr", Path(__file__).parents[1] / "scripts" / "noise_robustness.py")
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
     monkeypatch.setattr(noise, "compare_noise_robustness", lambda *a, **k: pytest.fail("trained"))
     blocker = tmp_path / "taken"
     blocker.write_text("a file")

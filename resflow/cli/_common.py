@@ -1,4 +1,5 @@
-"""What the command-line scripts share (not part of the library's top level)."""
+"""What the command lines share: one-line errors, flags generated from the config fields, the
+per-data-set defaults, the data flags."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import sys
 import typing
 from pathlib import Path
 
-from ._errors import InputError
+from .._errors import InputError
 
 
 def exit_one_line(prog: str, message) -> typing.NoReturn:
@@ -95,7 +96,7 @@ def add_fields(group, cls) -> list[str]:
 def add_data_flags(group, *, seed_help: str | None) -> None:
     """The data flags shared by the scripts (``--data --data-path --samples --noise
     --label-column --test-fraction``, and ``--seed`` with `seed_help` unless it is None)."""
-    from .training._data import DATASETS
+    from ..training._data import DATASETS
 
     group.add_argument(
         "--data", choices=DATASETS, default="digits", help="data set (default: digits, ships with sklearn)"
@@ -130,7 +131,7 @@ def add_data_flags(group, *, seed_help: str | None) -> None:
 def config_from_args(args):
     """The `TrainConfig` of parsed flags (None per-data-set options filled for ``args.data``, or
     left at the `TrainConfig` defaults for a data set not in `PER_DATASET`)."""
-    from .training._config import TrainConfig, TrunkSpec
+    from ..training._config import TrainConfig, TrunkSpec
 
     names = [n for cls in (TrunkSpec, TrainConfig) for n in option_fields(cls)]
     options = {n: getattr(args, n) for n in names}
