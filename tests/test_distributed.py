@@ -20,7 +20,7 @@ import pytest
 from resflow.training import _distributed as dist
 
 ROOT = Path(__file__).resolve().parents[1]
-DIST_FILE = str(ROOT / "resflow" / "distributed.py")
+DIST_FILE = str(ROOT / "resflow" / "training" / "_distributed.py")
 
 
 def test_settings_from_arguments_then_environment():

@@ -62,21 +62,10 @@ def main(argv=None) -> int:
     import jax
 
     from .. import load_dataset
-    from ..experiments.noise import compare_noise_robustness, flat_numbers, parse_model_spec
-    from ..plots import plot_noise_robustness
+    from ..experiments.noise import compare_noise_robustness, flat_numbers
     from ..training._checkpoint import prepare_out_dir
 
-    try:
-        specs = [parse_model_spec(m) for m in args.models]
-    except ValueError as e:
-        parser.error(str(e))
-    for name in ("epochs", "batch_size", "draws"):
-        if getattr(args, name) < 1:
-            parser.error(f"--{name.replace('_', '-')} must be >= 1")
-    if args.width is not None and args.width < 1:
-        parser.error("--width must be >= 1")
-    if any(s < 0 for s in args.sigmas) or args.lr <= 0 or any(s < 0 for s in args.seeds):
-        parser.error("--sigmas and --seeds must be >= 0, --lr > 0")
+    specs = _check(parser, args)
     try:
         data = load_dataset(args.data, path=args.data_path)
         # Before any training: an unwritable --out would otherwise lose every result at the end.
@@ -100,21 +89,49 @@ def main(argv=None) -> int:
     (folder / "results.json").write_text(json.dumps(out.table, indent=2))
     if args.numbers:
         Path(args.numbers).write_text(json.dumps(flat_numbers(out.table), indent=1, sort_keys=True))
-    n_classes = data.meta.get("n_classes")
-    plot_noise_robustness(
-        out.curves,
-        chance=1.0 / n_classes if n_classes else None,
-        title=f"{args.data}: test accuracy under input noise ({len(args.seeds)} seeds x {args.draws} draws)",
-        save=folder / "noise_robustness.png",
-    )
-
-    sig = out.table["sigmas"]
-    print(f"{'model':<22}{'clean':>7}{'growth_T':>10}" + "".join(f"{'s=' + format(s, 'g'):>8}" for s in sig))
-    for label, row in out.table["summary"].items():
-        accs = "".join(f"{a:8.3f}" for a in row["accuracy_mean"])
-        print(f"{label:<22}{row['clean_accuracy']:7.3f}{row['growth_median_T']:10.3g}{accs}")
+    _figure(args, data, out.curves, folder / "noise_robustness.png")
+    _print_table(out.table)
     print(f"wrote {folder / 'results.json'} and {folder / 'noise_robustness.png'}")
     return 0
+
+
+def _check(parser, args) -> list:
+    """The model specs of --models; a bad flag exits 2 with one line."""
+    from ..experiments.noise import parse_model_spec
+
+    try:
+        specs = [parse_model_spec(m) for m in args.models]
+    except ValueError as e:
+        parser.error(str(e))
+    for name in ("epochs", "batch_size", "draws"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be >= 1")
+    if args.width is not None and args.width < 1:
+        parser.error("--width must be >= 1")
+    if any(s < 0 for s in args.sigmas) or args.lr <= 0 or any(s < 0 for s in args.seeds):
+        parser.error("--sigmas and --seeds must be >= 0, --lr > 0")
+    return specs
+
+
+def _figure(args, data, curves, save: Path) -> None:
+    from ..plots import plot_noise_robustness
+
+    n_classes = data.meta.get("n_classes")
+    plot_noise_robustness(
+        curves,
+        chance=1.0 / n_classes if n_classes else None,
+        title=f"{args.data}: test accuracy under input noise ({len(args.seeds)} seeds x {args.draws} draws)",
+        save=save,
+    )
+
+
+def _print_table(table: dict) -> None:
+    """One line per model: clean accuracy, median growth, mean accuracy per sigma."""
+    sig = table["sigmas"]
+    print(f"{'model':<22}{'clean':>7}{'growth_T':>10}" + "".join(f"{'s=' + format(s, 'g'):>8}" for s in sig))
+    for label, row in table["summary"].items():
+        accs = "".join(f"{a:8.3f}" for a in row["accuracy_mean"])
+        print(f"{label:<22}{row['clean_accuracy']:7.3f}{row['growth_median_T']:10.3g}{accs}")
 
 
 if __name__ == "__main__":

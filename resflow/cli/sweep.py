@@ -289,6 +289,44 @@ def _main(argv, held: contextlib.ExitStack) -> int:
 
     if args.dtype == "float64":
         jax.config.update("jax_enable_x64", True)
+    config, seeds, grid, source = _settings(parser, args)
+    out = Path(args.out) if args.out else default_out(config, source, seeds, grid)
+    options = _plain({"data": source, "config": dataclasses.asdict(config), "seeds": seeds, "grid": grid})
+    # every process, before any writes
+    check_out(parser, out, overwrite=args.overwrite, resume=args.resume, options=options)
+    cluster = start_cluster(parser, args)
+
+    from .. import distributed
+
+    data = _load_data(parser, args, source)
+    n, i = (cluster.num_processes, cluster.process_id) if cluster else (1, 0)
+    _take_out(parser, args, out, options, held)
+    if distributed.is_main():
+        runs = len(seeds) * len(list(itertools.product(*grid.values())))
+        where = f" on {n} processes" if n > 1 else ""
+        print(
+            f"{args.data}: {data.meta['n_train']} train / {data.meta['n_test']} test; {runs} runs{where}; writing {out}"
+        )
+    # Each process trains its share of the seeds on its own devices, and checkpoints its own
+    # groups (a resume needs the same number of processes).
+    share = f"process{i}-of-{n}" if n > 1 else ""
+    part = _train_share(parser, args, data, config, grid, mine=seeds[i::n], out=out, share=share)
+    if isinstance(part, int):  # stopped by a signal: its exit status
+        return part
+    parts = distributed.gather_objects(_plain(part))
+    if not distributed.is_main():
+        return 0
+    rows, histories = merge(parts, seeds, grid)
+    record = {"data": source, "config": dataclasses.asdict(config), "seeds": seeds, "grid": grid}
+    record |= {"processes": n, "rows": rows, "histories": histories}
+    write_outputs(out, _plain(record), list(grid))
+    print_table(rows, list(grid))
+    print(f"table and histories in {out / 'sweep.json'}; figures {', '.join(OUTPUTS[1:])}")
+    return 0
+
+
+def _settings(parser, args) -> tuple:
+    """(config, seeds, grid, data source) of the flags; a bad one exits 2 with one line."""
     try:
         cli.check_data_flags(args)
         config = cli.config_from_args(args)
@@ -297,27 +335,29 @@ def _main(argv, held: contextlib.ExitStack) -> int:
         source = cli.data_source_of(args, args.data_seed)
     except (ValueError, TypeError) as e:
         parser.error(str(e))
-    out = Path(args.out) if args.out else default_out(config, source, seeds, grid)
-    options = _plain({"data": source, "config": dataclasses.asdict(config), "seeds": seeds, "grid": grid})
-    # every process, before any writes
-    check_out(parser, out, overwrite=args.overwrite, resume=args.resume, options=options)
-    cluster = start_cluster(parser, args)
+    return config, seeds, grid, source
 
-    from .. import distributed, sweep
-    from ..training._checkpoint import prepare_out_dir, stop_status
+
+def _load_data(parser, args, source: dict):
+    """The data set every run trains on; one that cannot be loaded exits 2 with one line."""
     from ..training._data import load_dataset
-    from ..training._runs import lock_folder, write_json
 
     try:
-        data = load_dataset(args.data, seed=args.data_seed, path=args.data_path, **source["options"])
+        return load_dataset(args.data, seed=args.data_seed, path=args.data_path, **source["options"])
     except (ValueError, TypeError, FileNotFoundError) as e:
         parser.error(str(e))
-    # Every process, so that all stop alike; only now, so a refused flag or data set leaves no folder.
+
+
+def _take_out(parser, args, out: Path, options: dict, held: contextlib.ExitStack) -> None:
+    """Make --out on every process (so that all stop alike; only now, so that a refused flag or
+    data set leaves no folder); then process 0 locks it (held until the command ends), removes
+    old checkpoints on --overwrite and writes sweep-options.json. Two barriers: writes start once
+    every process has checked --out, and new checkpoints once the old ones are gone."""
+    from .. import distributed
+    from ..training._checkpoint import prepare_out_dir
+    from ..training._runs import lock_folder, write_json
+
     prepare_out_dir(out)
-    n, i = (cluster.num_processes, cluster.process_id) if cluster else (1, 0)
-    mine = seeds[i::n]  # each process trains its share of the seeds on its own devices
-    # Each process checkpoints its own groups; a resume needs the same number of processes.
-    checkpoints = out / CHECKPOINTS / (f"process{i}-of-{n}" if n > 1 else "")
     distributed.gather_objects(None)  # every process has checked --out: writes may start
     if distributed.is_main():
         try:
@@ -329,51 +369,37 @@ def _main(argv, held: contextlib.ExitStack) -> int:
         if not args.resume:
             write_json(out / OPTIONS, options)
     distributed.gather_objects(None)  # the old checkpoints are gone before any new one is written
-    runs = len(seeds) * len(list(itertools.product(*grid.values())))
-    if distributed.is_main():
-        where = f" on {n} processes" if n > 1 else ""
-        print(
-            f"{args.data}: {data.meta['n_train']} train / {data.meta['n_test']} test; {runs} runs{where}; writing {out}"
+
+
+def _train_share(parser, args, data, config, grid: dict, *, mine: list[int], out: Path, share: str) -> dict | int:
+    """This process's rows and histories (`resflow.sweep` over its seeds `mine`, checkpoints in
+    OUT/checkpoints/`share`; empty when it has no seed, as it still takes part in the gather), or
+    the exit status when a signal stopped it."""
+    from .. import distributed, sweep
+    from ..training._checkpoint import stop_status
+
+    if not mine:
+        return {"rows": [], "histories": []}
+    try:
+        result = sweep(
+            data,
+            config,
+            seeds=mine,
+            grid=grid or None,
+            progress=not args.no_progress and distributed.is_main(),
+            out_dir=out / CHECKPOINTS / share,
+            resume=args.resume,
         )
-    part = {"rows": [], "histories": []}  # a process with no seed left still takes part in the gather
-    if mine:
-        try:
-            result = sweep(
-                data,
-                config,
-                seeds=mine,
-                grid=grid or None,
-                progress=not args.no_progress and distributed.is_main(),
-                out_dir=checkpoints,
-                resume=args.resume,
-            )
-        except KeyboardInterrupt as e:  # Ctrl-C or SIGTERM: the finished chunks are saved
-            name, status = stop_status(e)
-            print(
-                f"stopped by {name}: the finished runs and chunks are in {out / CHECKPOINTS}; continue with --resume",
-                file=sys.stderr,
-            )
-            return status
-        except (ValueError, TypeError) as e:  # e.g. a grid the library cannot group, a non-finite loss
-            parser.error(str(e))
-        part = {"rows": result.rows, "histories": result.histories}
-    parts = distributed.gather_objects(_plain(part))
-    if not distributed.is_main():
-        return 0
-    rows, histories = merge(parts, seeds, grid)
-    record = {
-        "data": source,
-        "config": dataclasses.asdict(config),
-        "seeds": seeds,
-        "grid": grid,
-        "processes": n,
-        "rows": rows,
-        "histories": histories,
-    }
-    write_outputs(out, _plain(record), list(grid))
-    print_table(rows, list(grid))
-    print(f"table and histories in {out / 'sweep.json'}; figures {', '.join(OUTPUTS[1:])}")
-    return 0
+    except KeyboardInterrupt as e:  # Ctrl-C or SIGTERM: the finished chunks are saved
+        name, status = stop_status(e)
+        print(
+            f"stopped by {name}: the finished runs and chunks are in {out / CHECKPOINTS}; continue with --resume",
+            file=sys.stderr,
+        )
+        return status
+    except (ValueError, TypeError) as e:  # e.g. a grid the library cannot group, a non-finite loss
+        parser.error(str(e))
+    return {"rows": result.rows, "histories": result.histories}
 
 
 if __name__ == "__main__":
