@@ -144,19 +144,10 @@ def _main(argv=None) -> int:
     if args.dtype == "float64":
         jax.config.update("jax_enable_x64", True)
     from ..training._checkpoint import prepare_out_dir
-    from ..training._data import load_dataset
-    from ..training._fit import check_lift, fit
+    from ..training._fit import fit
     from ..training._runs import RunError, lock_folder
 
-    data = args.data
-    try:
-        check_data_flags(args)
-        config = config_from_args(args)
-        source = data_source_of(args)
-        ds = load_dataset(data, seed=args.seed, path=args.data_path, **source["options"])
-        check_lift(config, ds.x_train.shape[1])  # before the run folder is made and locked
-    except (ValueError, TypeError, FileNotFoundError) as e:  # DataError is a ValueError
-        parser.error(str(e))
+    config, source, ds = _settings(parser, args)
     out = Path(args.out) if args.out else default_out(config, source)
     check_out(parser, out, resume=args.resume, overwrite=args.overwrite)
 
@@ -167,7 +158,9 @@ def _main(argv=None) -> int:
             parser.error(str(e))
         if args.overwrite:
             clear_run(out)
-        print(f"{data}: {ds.meta['n_train']} train / {ds.meta['n_test']} test, dim {ds.meta['dim']}; writing {out}")
+        print(
+            f"{args.data}: {ds.meta['n_train']} train / {ds.meta['n_test']} test, dim {ds.meta['dim']}; writing {out}"
+        )
         try:
             res = fit(
                 ds,
@@ -186,7 +179,29 @@ def _main(argv=None) -> int:
             if not args.resume:
                 raise
             parser.error(str(e))
-    m = res.metrics
+    report(res.metrics, config, out)
+    return 0
+
+
+def _settings(parser, args) -> tuple:
+    """(config, data source, data set) of the flags, checked before the run folder is made and
+    locked; a bad flag or data set exits 2 with one line."""
+    from ..training._data import load_dataset
+    from ..training._fit import check_lift
+
+    try:
+        check_data_flags(args)
+        config = config_from_args(args)
+        source = data_source_of(args)
+        ds = load_dataset(args.data, seed=args.seed, path=args.data_path, **source["options"])
+        check_lift(config, ds.x_train.shape[1])
+    except (ValueError, TypeError, FileNotFoundError) as e:  # DataError is a ValueError
+        parser.error(str(e))
+    return config, source, ds
+
+
+def report(m: dict, config, out: Path) -> None:
+    """The run's summary: accuracies, depth, the cuts of depth adaptation, wall time."""
     print(f"test accuracy {m['test_accuracy']:.4f}  (train {m['train_accuracy']:.4f})")
     print(f"depth {m['depth_before']} -> {m['depth_after']}")
     if config.depth_adapt:
@@ -201,7 +216,6 @@ def _main(argv=None) -> int:
                 f"test accuracy {c['test_accuracy_before']:.4f} -> {c['test_accuracy_after']:.4f}"
             )
     print(f"wall time {m['wall_time']:.1f} s; metrics, checkpoint and figures in {out}")
-    return 0
 
 
 if __name__ == "__main__":
