@@ -296,7 +296,7 @@ def _main(argv, held: contextlib.ExitStack) -> int:
     check_out(parser, out, overwrite=args.overwrite, resume=args.resume, options=options)
     cluster = start_cluster(parser, args)
 
-    from .. import distributed
+    from ..training import _distributed as distributed
 
     data = _load_data(parser, args, source)
     n, i = (cluster.num_processes, cluster.process_id) if cluster else (1, 0)
@@ -353,7 +353,7 @@ def _take_out(parser, args, out: Path, options: dict, held: contextlib.ExitStack
     data set leaves no folder); then process 0 locks it (held until the command ends), removes
     old checkpoints on --overwrite and writes sweep-options.json. Two barriers: writes start once
     every process has checked --out, and new checkpoints once the old ones are gone."""
-    from .. import distributed
+    from ..training import _distributed as distributed
     from ..training._checkpoint import prepare_out_dir
     from ..training._runs import lock_folder, write_json
 
@@ -375,7 +375,8 @@ def _train_share(parser, args, data, config, grid: dict, *, mine: list[int], out
     """This process's rows and histories (`resflow.sweep` over its seeds `mine`, checkpoints in
     OUT/checkpoints/`share`; empty when it has no seed, as it still takes part in the gather), or
     the exit status when a signal stopped it."""
-    from .. import distributed, sweep
+    from .. import sweep
+    from ..training import _distributed as distributed
     from ..training._checkpoint import stop_status
 
     if not mine:
