@@ -26,7 +26,7 @@ import resflow as rf
 from resflow import plots
 from resflow.analysis._attractors import SteadyState
 from resflow.analysis._fixed_point_search import ClassSpectra, FixedPointSearch
-from resflow.continuous._ode import Convergence
+from resflow.continuous import Convergence
 from resflow.plots import reproduce
 from resflow.plots.fixed_points import plot_fixed_point_search
 from resflow.plots.training import plot_residuals_by_class
