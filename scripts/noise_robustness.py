@@ -26,7 +26,7 @@ DEFAULT_SIGMAS = [0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0]
 
 def build_parser() -> argparse.ArgumentParser:
     from resflow.cli import OneLineParser
-    from resflow.training._data import DATASETS
+    from resflow.training._datasets import DATASETS
 
     p = OneLineParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", choices=DATASETS, default="digits", help="data set (default: digits)")

@@ -304,8 +304,8 @@ def _main(argv, held: contextlib.ExitStack) -> int:
     cluster = start_cluster(parser, args)
 
     from resflow import distributed, sweep
+    from resflow.training import load_dataset
     from resflow.training._checkpoint import prepare_out_dir, stop_status
-    from resflow.training._data import load_dataset
     from resflow.training._runs import lock_folder, write_json
 
     try:

@@ -143,8 +143,8 @@ def _main(argv=None) -> int:
 
     if args.dtype == "float64":
         jax.config.update("jax_enable_x64", True)
+    from resflow.training import load_dataset
     from resflow.training._checkpoint import prepare_out_dir
-    from resflow.training._data import load_dataset
     from resflow.training._fit import check_lift, fit
     from resflow.training._runs import RunError, lock_folder
 
