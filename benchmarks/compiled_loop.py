@@ -14,8 +14,10 @@ on the `make train` run (digits, 15 shared sigmoid layers of width 64, depth ada
 Times are of warm calls (compiled code cached by the first call); the first, cold call of each
 variant is recorded too. Both variants must give the same numbers: their test accuracies are
 compared and the largest difference recorded. Writes docs/results/compiled_loop.json (quoted
-by docs/scaling.md) and ``<out>/compiled_loop.png``; with --quick ``<out>/compiled_loop_quick.json``
-and ``.png``.
+by docs/scaling.md), ``<out>/compiled_loop.png`` and the same figure as
+docs/figures/scaling_compiled_loop.png (drawn in docs/scaling.md); with --quick
+``<out>/compiled_loop_quick.json`` and ``.png``. ``--replot`` measures nothing and redraws the
+docs figure from docs/results/compiled_loop.json.
 
 ``--gpu`` (on a machine with a GPU) measures instead: 64 circles seeds in one program against
 one seed, and the `make train` run on the GPU against the same run on the host CPU; writes
@@ -24,6 +26,7 @@ one seed, and the `make train` run on the GPU against the same run on the host C
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from pathlib import Path
@@ -36,6 +39,7 @@ import resflow as rf  # noqa: E402
 from resflow.cli import PER_DATASET  # noqa: E402
 
 DOCS_RESULT = Path(__file__).resolve().parents[1] / "docs" / "results"
+DOCS_FIGURE = Path(__file__).resolve().parents[1] / "docs" / "figures" / "scaling_compiled_loop.png"
 
 
 def make_train_config(data: str, **overrides) -> rf.TrainConfig:
@@ -131,21 +135,17 @@ def gpu_section(*, seeds: int, repeats: int, max_time: float) -> dict:
 
 
 def plot(result: dict, save=None):
-    """Warm time per variant, one panel per comparison (bars; the ratio in the title)."""
-    from resflow.plots._common import finish, new_figure
+    """Warm and first-call time per variant, one panel per comparison (the speed-up in the title)."""
+    from resflow.plots.training import plot_timings
 
-    fig, axes = new_figure(1, 2, size=(3.6, 2.8))
-    for ax, key, title in zip(
-        axes[0],
-        ("compiled_loop", "seeds"),
-        ("digits, make train", f"{len(result['seeds']['seeds'])} digits seeds"),
-        strict=True,
-    ):
-        part = result[key]
-        names = list(part["times"])
-        ax.bar(names, [part["times"][n]["median_s"] for n in names], color=["C0", "C1"])
-        ax.set(ylabel="wall time per run set (s)", xlabel="variant", title=f"{title}: speed-up {part['speedup']:.2f}×")
-    return finish(fig, save)
+    seeds = len(result["seeds"]["seeds"])
+    return plot_timings(
+        {
+            "one digits run": result["compiled_loop"]["times"],
+            f"{seeds} digits seeds": result["seeds"]["times"],
+        },
+        save=save,
+    )
 
 
 def summary_rows(result: dict) -> list[dict]:
@@ -166,9 +166,18 @@ def summary_rows(result: dict) -> list[dict]:
 
 
 def main(argv=None):
-    a = C.cli_args(
-        __doc__, argv, extra=lambda ap: ap.add_argument("--gpu", action="store_true", help="the GPU section")
-    )
+    def extra(ap):
+        ap.add_argument("--gpu", action="store_true", help="the GPU section")
+        ap.add_argument(
+            "--replot", action="store_true", help=f"measure nothing: redraw {DOCS_FIGURE.name} from the saved results"
+        )
+
+    a = C.cli_args(__doc__, argv, extra=extra)
+    if a.replot:
+        result = json.loads((DOCS_RESULT / "compiled_loop.json").read_text())
+        plot(result, save=DOCS_FIGURE)
+        print("wrote", DOCS_FIGURE)
+        return result
     repeats, max_time = (3, 5.0) if a.quick else (3, 120.0)
     if a.gpu:
         result = gpu_section(seeds=8 if a.quick else 64, repeats=repeats, max_time=max_time)
@@ -190,6 +199,8 @@ def main(argv=None):
     # The full run's numbers are quoted by docs/scaling.md, whose markers read docs/results.
     print("wrote", C.save_json(name, result, a.out if a.quick else DOCS_RESULT))
     plot(result, save=Path(a.out) / f"{name}.png")
+    if not a.quick:
+        plot(result, save=DOCS_FIGURE)  # drawn in docs/scaling.md
     return result
 
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import resflow as rf
-from resflow.training._data import load_dataset
+from resflow.training import load_dataset
 from resflow.training._engine import CHUNK_FLOPS, chunk_length
 
 # float64, depth adaptation with cuts (tol above the changes after the 1-epoch warm-up).

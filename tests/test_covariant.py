@@ -1,5 +1,6 @@
 """Covariant Lyapunov vectors and the Kaplan–Yorke dimension, on systems with known answers."""
 
+import diffrax
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -67,7 +68,7 @@ def test_henon_clvs_are_covariant():
     np.testing.assert_allclose(res.orbit[1:], jax.vmap(henon)(res.orbit[:-1]), atol=1e-12)
     angles = np.asarray(res.angles[:, 0, 1])
     assert np.all((angles > 0) & (angles <= np.pi / 2))
-    np.testing.assert_allclose(np.asarray(rf.covariant.subspace_angles(res.vectors, 1)), angles, atol=1e-10)
+    np.testing.assert_allclose(np.asarray(rf.dynamics.subspace_angles(res.vectors, 1)), angles, atol=1e-10)
     # ln b sum rule and the literature spectrum (0.419, −1.623) at two digits
     assert abs(float(res.exponents.sum()) - np.log(0.3)) < 1e-10
     assert abs(float(res.exponents[0]) - 0.419) < 0.03
@@ -88,6 +89,39 @@ def test_flow_clvs_linear_and_covariant():
     _assert_equal_up_to_sign(res.vectors, _unit_columns(P), 1e-7)
     np.testing.assert_allclose(np.asarray(res.exponents), [0.2, -0.7], atol=1e-5)
     np.testing.assert_allclose(np.asarray(res.times), 15.0 + 0.5 * np.arange(4))
+
+
+def linear_field(t, y, A):
+    return A @ y
+
+
+@pytest.mark.parametrize(
+    "dt, match",
+    [
+        (0.0, "dt must be a finite number > 0, got 0.0"),
+        (-0.5, "dt must be a finite number > 0"),
+        (float("inf"), "dt must be a finite number > 0, got inf"),
+        (float("nan"), "dt must be a finite number > 0, got nan"),
+        (np.array([0.1, 0.2]), "dt must be a scalar"),
+        (3.0, "dt = 3.0 must not exceed the measured window .* 2"),
+    ],
+)
+def test_flow_clvs_refuse_a_bad_dt(dt, match):
+    with pytest.raises(ValueError, match=match):
+        rf.covariant_lyapunov_vectors_flow(linear_field, jnp.ones(2), 2.0, dt=dt, transient=1.0, args=-jnp.eye(2))
+
+
+def test_flow_clvs_refuse_a_dt_that_aligns_the_frame():
+    # y' = diag(0.2, −40) y: over one interval the second column draws towards the first by
+    # exp(−dt·40.2), 3e-18 at dt = 1, below 1e3·eps; the backward pass would divide by
+    # rounding. At dt = 0.25 (exp(−10) ≈ 5e-5) the exponents are A's eigenvalues. (atol is
+    # tiny so that the solver resolves the small components and rounding is the limit.)
+    A = jnp.diag(jnp.array([0.2, -40.0]))
+    kw = dict(transient=2.0, args=A, stepsize_controller=diffrax.PIDController(rtol=1e-10, atol=1e-40))
+    with pytest.raises(ValueError, match=r"dt = 1.0 is too long for this flow"):
+        rf.covariant_lyapunov_vectors_flow(linear_field, jnp.ones(2), 4.0, dt=1.0, **kw)
+    res = rf.covariant_lyapunov_vectors_flow(linear_field, jnp.ones(2), 4.0, dt=0.25, **kw)
+    np.testing.assert_allclose(np.asarray(res.exponents), [0.2, -40.0], rtol=1e-6)
 
 
 def test_network_clvs_are_the_finite_time_vectors_of_the_product():
@@ -180,7 +214,7 @@ def test_kaplan_yorke_batch_and_literature_values():
             ValueError,
             "one input",
         ),
-        (lambda: rf.covariant.subspace_angles(jnp.ones((3, 2)), 2), ValueError, "num_unstable"),
+        (lambda: rf.dynamics.subspace_angles(jnp.ones((3, 2)), 2), ValueError, "num_unstable"),
         # W = 0: every layer is the identity, all singular values 1, no direction singled out
         (
             lambda: rf.network_covariant_vectors(rf.Trunk(jnp.zeros((3, 3)), jnp.ones(3)), jnp.ones(3), depth=5),

@@ -10,27 +10,27 @@ import jax
 import numpy as np
 import pytest
 
-from resflow.training import _data as rd
+from resflow.training import _dataset, _datasets, _files, _preprocess
 
 
 def test_circles_geometry_and_seed():
-    ds = rd.circles(seed=3, n_train=200, n_test=100)
+    ds = _datasets.circles(seed=3, n_train=200, n_test=100)
     assert ds.x_train.shape == (200, 2) and ds.x_test.shape == (100, 2)
     for x, y in ((ds.x_train, ds.y_train), (ds.x_test, ds.y_test)):
         np.testing.assert_allclose(np.linalg.norm(x, axis=1), np.where(y == 0, 0.5, 1.0), rtol=1e-6)
     assert set(np.unique(ds.y_train)) == {0, 1} and ds.meta["n_classes"] == 2
-    again = rd.circles(seed=3, n_train=200, n_test=100)
+    again = _datasets.circles(seed=3, n_train=200, n_test=100)
     np.testing.assert_array_equal(again.x_train, ds.x_train)
-    assert not np.array_equal(rd.circles(seed=4, n_train=200, n_test=100).x_train, ds.x_train)
-    noisy = rd.circles(seed=3, n_train=200, n_test=100, noise=0.1)
+    assert not np.array_equal(_datasets.circles(seed=4, n_train=200, n_test=100).x_train, ds.x_train)
+    noisy = _datasets.circles(seed=3, n_train=200, n_test=100, noise=0.1)
     assert np.abs(np.linalg.norm(noisy.x_train, axis=1) - np.where(noisy.y_train == 0, 0.5, 1.0)).std() > 0.03
     with pytest.raises(ValueError, match="noise"):
-        rd.circles(noise=-1.0)
+        _datasets.circles(noise=-1.0)
 
 
 def test_standardize_uses_train_statistics_only():
-    ds = rd.load_dataset("circles", seed=0, standardize=False, n_train=300, n_test=50, noise=0.2)
-    st = rd.standardize(ds)
+    ds = _datasets.load_dataset("circles", seed=0, standardize=False, n_train=300, n_test=50, noise=0.2)
+    st = _preprocess.standardize(ds)
     mu, sd = ds.x_train.astype(np.float64).mean(0), ds.x_train.astype(np.float64).std(0)
     np.testing.assert_allclose(st.x_train.mean(0), 0.0, atol=1e-6)
     np.testing.assert_allclose(st.x_train.std(0), 1.0, rtol=1e-5)
@@ -45,47 +45,47 @@ def test_standardize_bounds_the_amplification_of_features_constant_in_training()
     x[:, 1] = 0.0
     x[0, 1] = 1e-3  # nearly constant
     x = x.astype(np.float32)
-    ds = rd.Dataset(x, np.arange(200) % 2, x[:20], np.arange(20) % 2, {"name": "toy"})
-    st = rd.standardize(ds)
+    ds = _dataset.Dataset(x, np.arange(200) % 2, x[:20], np.arange(20) % 2, {"name": "toy"})
+    st = _preprocess.standardize(ds)
     # float64 numpy reference: divisor max(sigma_j, floor * median of the nonzero sigma_j) + 1e-6.
     x32 = ds.x_train.astype(np.float64)
     sigma = x32.std(0)
-    divisor = np.maximum(sigma, rd.STD_FLOOR * np.median(sigma[sigma > 0])) + 1e-6
+    divisor = np.maximum(sigma, _preprocess.STD_FLOOR * np.median(sigma[sigma > 0])) + 1e-6
     np.testing.assert_allclose(st.x_test, (ds.x_test - x32.mean(0)) / divisor, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(st.meta["std"], divisor, rtol=1e-12)
-    assert st.meta["std_floor"] == rd.STD_FLOOR
+    assert st.meta["std_floor"] == _preprocess.STD_FLOOR
     # A change of 0.01 in any one feature moves the standardised input by at most
     # 1 / STD_FLOOR times a typical feature's 1 / median(sigma): 10x, where std + 1e-6 gave 1e6x.
     typical = 1.0 / np.median(sigma[sigma > 0])
     nudged = ds._replace(x_test=ds.x_test + np.float32(0.01))
-    amplification = np.abs(rd.standardize(nudged).x_test - st.x_test).max(0) / 0.01
+    amplification = np.abs(_preprocess.standardize(nudged).x_test - st.x_test).max(0) / 0.01
     assert amplification[0] > 9.0 * typical  # the constant features are the ones at the bound
-    assert amplification.max() <= 1.001 / rd.STD_FLOOR * typical
+    assert amplification.max() <= 1.001 / _preprocess.STD_FLOOR * typical
     np.testing.assert_allclose(amplification[2:], 1.0 / sigma[2:], rtol=1e-3)  # the others: 1 / sigma_j
     with pytest.raises(ValueError, match="floor"):
-        rd.standardize(ds, floor=0.0)
+        _preprocess.standardize(ds, floor=0.0)
 
 
 def test_digits_split():
-    ds = rd.load_dataset("digits", seed=1)
+    ds = _datasets.load_dataset("digits", seed=1)
     assert ds.x_train.shape[1] == 64 and len(ds.x_train) + len(ds.x_test) == 1797
     assert len(ds.x_test) == round(0.2 * 1797) and ds.meta["n_classes"] == 10
-    raw = rd.digits(seed=1)
+    raw = _datasets.digits(seed=1)
     # The split is a partition: every image appears once in train or test.
     rows = {r.tobytes() for r in np.concatenate([raw.x_train, raw.x_test])}
     from sklearn.datasets import load_digits
 
     assert rows == {r.astype(np.float32).tobytes() for r in load_digits().data}
-    assert not np.array_equal(rd.digits(seed=2).y_test, raw.y_test)
+    assert not np.array_equal(_datasets.digits(seed=2).y_test, raw.y_test)
 
 
 def test_mnist1d_offline_and_cached(tmp_path):
     state = np.random.get_state()
-    ds = rd.load_dataset("mnist1d", num_samples=40, cache_dir=tmp_path)
+    ds = _datasets.load_dataset("mnist1d", num_samples=40, cache_dir=tmp_path)
     assert ds.x_train.shape == (32, 40) and ds.x_test.shape == (8, 40)
     assert np.random.get_state()[1].tolist() == state[1].tolist()  # global RNG untouched
     (file,) = tmp_path.glob("mnist1d_*.npz")
-    again = rd.load_dataset("mnist1d", num_samples=40, cache_dir=tmp_path)
+    again = _datasets.load_dataset("mnist1d", num_samples=40, cache_dir=tmp_path)
     np.testing.assert_array_equal(again.x_train, ds.x_train)
 
 
@@ -107,46 +107,46 @@ def test_mnist_idx_and_npz(tmp_path, gz):
         "x_test": rng.integers(0, 256, (5, 4, 3), dtype=np.uint8),
         "y_test": rng.integers(0, 10, 5).astype(np.uint8),
     }
-    for k, stem in rd.IDX_FILES.items():
+    for k, stem in _files.IDX_FILES.items():
         write_idx(tmp_path / (stem + (".gz" if gz else "")), arrays[k], gz)
-    ds = rd.load_dataset("fashion-mnist", path=tmp_path, standardize=False)
+    ds = _datasets.load_dataset("fashion-mnist", path=tmp_path, standardize=False)
     np.testing.assert_allclose(ds.x_train, arrays["x_train"].reshape(12, 12) / 255.0, rtol=1e-6)
     np.testing.assert_array_equal(ds.y_test, arrays["y_test"])
     np.savez(tmp_path / "m.npz", **arrays)
-    npz = rd.load_dataset("mnist", path=tmp_path / "m.npz", standardize=False)
+    npz = _datasets.load_dataset("mnist", path=tmp_path / "m.npz", standardize=False)
     np.testing.assert_array_equal(npz.x_test, ds.x_test)
 
 
 def test_mnist_missing_files_named(tmp_path):
     with pytest.raises(FileNotFoundError, match="train-images-idx3-ubyte"):
-        rd.load_dataset("mnist", path=tmp_path)
+        _datasets.load_dataset("mnist", path=tmp_path)
     with pytest.raises(FileNotFoundError, match="t10k-labels-idx1-ubyte"):
-        rd.load_dataset("mnist", path=None)
+        _datasets.load_dataset("mnist", path=None)
     with pytest.raises(FileNotFoundError, match="neither"):
-        rd.load_dataset("mnist", path=tmp_path / "nope")
+        _datasets.load_dataset("mnist", path=tmp_path / "nope")
     with pytest.raises(ValueError, match="data set must be one of"):
-        rd.load_dataset("cifar")
+        _datasets.load_dataset("cifar")
 
 
 def test_batch_indices_cover_each_sample_once():
-    idx, w = rd.batch_indices(jax.random.key(0), 10, 4)
+    idx, w = _preprocess.batch_indices(jax.random.key(0), 10, 4)
     assert idx.shape == w.shape == (3, 4)
     used = np.asarray(idx)[np.asarray(w) > 0]
     assert sorted(used.tolist()) == list(range(10))
-    idx2, _ = rd.batch_indices(jax.random.key(0), 10, 4)
+    idx2, _ = _preprocess.batch_indices(jax.random.key(0), 10, 4)
     np.testing.assert_array_equal(idx, idx2)
-    assert not np.array_equal(rd.batch_indices(jax.random.key(1), 10, 4)[0], idx)
+    assert not np.array_equal(_preprocess.batch_indices(jax.random.key(1), 10, 4)[0], idx)
 
 
 def test_bad_batch_size_and_radii():
     for bad in (0, -2):
         with pytest.raises(ValueError, match="batch_size"):
-            rd.batch_indices(jax.random.key(0), 10, bad)
+            _preprocess.batch_indices(jax.random.key(0), 10, bad)
     with pytest.raises(TypeError, match="batch_size"):
-        rd.batch_indices(jax.random.key(0), 10, 2.5)
+        _preprocess.batch_indices(jax.random.key(0), 10, 2.5)
     for radii in ((1, 1), (0.5, 1.0, 0.5), (0.0, 1.0), (1.0, float("nan"))):
         with pytest.raises(ValueError, match="radii"):
-            rd.circles(radii=radii, n_train=10, n_test=10)
+            _datasets.circles(radii=radii, n_train=10, n_test=10)
 
 
 # `make data`, run by the real make against fake apt-get / apt-cache / sudo / id on a PATH of their own
@@ -220,9 +220,9 @@ def test_make_data_says_what_to_do_without_apt_or_root(tmp_path, fakes, uid, mat
 
 
 def test_fashion_mnist_without_package_or_path_says_make_data(tmp_path, monkeypatch):
-    monkeypatch.setattr(rd, "FASHION_MNIST_DIR", tmp_path / "not-installed")
+    monkeypatch.setattr(_files, "FASHION_MNIST_DIR", tmp_path / "not-installed")
     with pytest.raises(FileNotFoundError, match="make data") as err:
-        rd.load_dataset("fashion-mnist")
+        _datasets.load_dataset("fashion-mnist")
     assert "not-installed" in str(err.value) and "train-images-idx3-ubyte" in str(err.value)
 
 
@@ -234,10 +234,10 @@ def test_fashion_mnist_reads_the_package_folder_by_default(tmp_path, monkeypatch
         "x_test": rng.integers(0, 256, (4, 2, 2), dtype=np.uint8),
         "y_test": np.array([9, 0, 3, 3], dtype=np.uint8),
     }
-    for k, stem in rd.IDX_FILES.items():
+    for k, stem in _files.IDX_FILES.items():
         write_idx(tmp_path / (stem + ".gz"), arrays[k], gz=True)
-    monkeypatch.setattr(rd, "FASHION_MNIST_DIR", tmp_path)
-    ds = rd.load_dataset("fashion-mnist", standardize=False)
+    monkeypatch.setattr(_files, "FASHION_MNIST_DIR", tmp_path)
+    ds = _datasets.load_dataset("fashion-mnist", standardize=False)
     np.testing.assert_allclose(ds.x_test, arrays["x_test"].reshape(4, 4) / 255.0, rtol=1e-6)
     np.testing.assert_array_equal(ds.y_train, arrays["y_train"])
     assert ds.meta["source"] == str(tmp_path)

@@ -10,7 +10,7 @@ import struct
 import numpy as np
 import pytest
 
-from resflow.training import _data as rd
+from resflow.training import _dataset, _datasets, _files
 
 
 def idx_bytes(a: np.ndarray) -> bytes:
@@ -28,7 +28,7 @@ def good_arrays(rng, n_train=20, n_test=10):
 
 def write_folder(folder, arrays, *, gz=False, raw=None):
     """The four IDX files; `raw` maps a key to bytes written instead of its array."""
-    for k, stem in rd.IDX_FILES.items():
+    for k, stem in _files.IDX_FILES.items():
         data = (raw or {}).get(k, idx_bytes(arrays[k]) if k in arrays else None)
         path = folder / (stem + (".gz" if gz else ""))
         if gz and not (raw and k in raw):
@@ -40,7 +40,7 @@ def write_folder(folder, arrays, *, gz=False, raw=None):
 
 
 def load(path, name="mnist"):
-    return rd.load_dataset(name, path=path, standardize=False)
+    return _datasets.load_dataset(name, path=path, standardize=False)
 
 
 def test_good_folder_loads(tmp_path):
@@ -92,7 +92,7 @@ def write_case(folder, case):
 )
 def test_bad_idx_files(tmp_path, case, match):
     write_case(tmp_path, case)
-    with pytest.raises(rd.DataError, match=match) as err:
+    with pytest.raises(_dataset.DataError, match=match) as err:
         load(tmp_path)
     assert str(tmp_path) in str(err.value)
 
@@ -121,8 +121,8 @@ def damage_images(folder, case):
     suffix = ".gz" if case == "empty_gz" else ""
     if case == "missing_file":
         key = "y_test"
-        (folder / rd.IDX_FILES[key]).unlink()
-    return folder / (rd.IDX_FILES[key] + suffix)
+        (folder / _files.IDX_FILES[key]).unlink()
+    return folder / (_files.IDX_FILES[key] + suffix)
 
 
 @pytest.mark.parametrize(
@@ -139,7 +139,7 @@ def damage_images(folder, case):
 )
 def test_bad_image_files(tmp_path, case, match):
     named = damage_images(tmp_path, case)
-    with pytest.raises(rd.DataError, match=match) as err:
+    with pytest.raises(_dataset.DataError, match=match) as err:
         load(tmp_path, name="fashion-mnist")
     # The damaged file is named; only the train/test comparison names the folder.
     assert str(named if case != "test_dims_differ" else tmp_path) in str(err.value)
@@ -194,7 +194,7 @@ def npz_case(path, case, rng):
 )
 def test_bad_npz_files(tmp_path, case, match):
     path = npz_case(tmp_path / "data.npz", case, np.random.default_rng(2))
-    with pytest.raises(rd.DataError, match=match) as err:
+    with pytest.raises(_dataset.DataError, match=match) as err:
         load(path)
     assert str(path) in str(err.value)
 
@@ -207,14 +207,14 @@ def write_csv(path, text):
 def test_csv_loads_with_header_and_label_column(tmp_path):
     rows = "\n".join(f"{i * 0.5},{(i % 3)},{-i}" for i in range(30))
     path = write_csv(tmp_path / "t.csv", "a,label,b\n" + rows + "\n")
-    ds = rd.load_dataset("csv", path=path, standardize=False, test_fraction=0.2)
+    ds = _datasets.load_dataset("csv", path=path, standardize=False, test_fraction=0.2)
     assert ds.x_train.shape == (24, 2) and ds.x_test.shape == (6, 2) and ds.meta["n_classes"] == 3
     both = np.concatenate([ds.x_train, ds.x_test])
     # Every row kept, features are the non-label columns in order.
     np.testing.assert_allclose(np.sort(both[:, 0]), np.arange(30) * 0.5)
     np.testing.assert_allclose(np.sort(both[:, 1]), -np.arange(30)[::-1])
     no_header = write_csv(tmp_path / "n.csv", "\n".join(f"{i},{-i},{i % 2}" for i in range(10)))
-    assert rd.load_dataset("csv", path=no_header, standardize=False).meta["n_classes"] == 2
+    assert _datasets.load_dataset("csv", path=no_header, standardize=False).meta["n_classes"] == 2
 
 
 @pytest.mark.parametrize(
@@ -237,43 +237,43 @@ def test_csv_loads_with_header_and_label_column(tmp_path):
 )
 def test_bad_csv_files(tmp_path, text, match):
     path = write_csv(tmp_path / "bad.csv", text)
-    with pytest.raises(rd.DataError, match=match) as err:
-        rd.load_dataset("csv", path=path, standardize=False, test_fraction=0.5)
+    with pytest.raises(_dataset.DataError, match=match) as err:
+        _datasets.load_dataset("csv", path=path, standardize=False, test_fraction=0.5)
     assert str(path) in str(err.value)
 
 
 def test_csv_label_column_by_name_index_or_index_string(tmp_path):
     path = write_csv(tmp_path / "t.csv", "a,kind,b\n" + "\n".join(f"{i},{i % 2},{-i}" for i in range(10)) + "\n")
-    by_name = rd.load_dataset("csv", path=path, standardize=False, label_column="kind")
+    by_name = _datasets.load_dataset("csv", path=path, standardize=False, label_column="kind")
     for column in (1, "1", -2, "-2"):
-        ds = rd.load_dataset("csv", path=path, standardize=False, label_column=column)
+        ds = _datasets.load_dataset("csv", path=path, standardize=False, label_column=column)
         np.testing.assert_array_equal(ds.y_train, by_name.y_train)
         np.testing.assert_array_equal(ds.x_test, by_name.x_test)
     assert sorted(np.concatenate([by_name.x_train[:, 1], by_name.x_test[:, 1]])) == list(range(-9, 1))
     no_header = write_csv(tmp_path / "n.csv", "\n".join(f"{i},{i % 2}" for i in range(10)) + "\n")
-    with pytest.raises(rd.DataError, match="no header row, so no column is named 'kind'") as err:
-        rd.load_dataset("csv", path=no_header, label_column="kind")
+    with pytest.raises(_dataset.DataError, match="no header row, so no column is named 'kind'") as err:
+        _datasets.load_dataset("csv", path=no_header, label_column="kind")
     assert str(no_header) in str(err.value)
-    with pytest.raises(rd.DataError, match="label column 5 is outside the 3 columns"):
-        rd.load_dataset("csv", path=path, label_column=5)
+    with pytest.raises(_dataset.DataError, match="label column 5 is outside the 3 columns"):
+        _datasets.load_dataset("csv", path=path, label_column=5)
 
 
 def test_idx_folder_with_plain_and_gz_versions(tmp_path):
     arrays = good_arrays(np.random.default_rng(0))
     folder = write_folder(tmp_path, arrays)
-    stem = rd.IDX_FILES["y_test"]
+    stem = _files.IDX_FILES["y_test"]
     with gzip.open(folder / (stem + ".gz"), "wb") as f:  # the same labels, gzipped too: fine
         f.write(idx_bytes(arrays["y_test"]))
     np.testing.assert_array_equal(load(folder).y_test, arrays["y_test"])
     with gzip.open(folder / (stem + ".gz"), "wb") as f:  # one label differs
         f.write(idx_bytes(np.roll(arrays["y_test"], 1)))
-    with pytest.raises(rd.DataError, match="hold different data") as err:
+    with pytest.raises(_dataset.DataError, match="hold different data") as err:
         load(folder)
     assert str(folder / stem) in str(err.value) and str(folder / (stem + ".gz")) in str(err.value)
 
 
 def test_path_given_to_a_built_in_set_is_refused(tmp_path):
     with pytest.raises(ValueError, match="built in and reads no file"):
-        rd.load_dataset("digits", path=tmp_path / "nonexistent")
+        _datasets.load_dataset("digits", path=tmp_path / "nonexistent")
     with pytest.raises(FileNotFoundError, match="--data-path"):
-        rd.load_dataset("csv")
+        _datasets.load_dataset("csv")

@@ -16,7 +16,7 @@ from resflow.experiments.noise import ModelSpec, compare_noise_robustness, parse
 
 
 def blob_data():
-    from resflow.training._data import Dataset
+    from resflow.training import Dataset
 
     rng = np.random.default_rng(0)
 

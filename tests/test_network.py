@@ -9,7 +9,7 @@ import pytest
 from conftest import np_trajectory
 
 import resflow as rf
-from resflow.training._data import load_dataset
+from resflow.training import load_dataset
 from resflow.trunk._network import Affine, Network
 
 

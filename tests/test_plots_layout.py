@@ -26,7 +26,7 @@ import resflow as rf
 from resflow import plots
 from resflow.analysis._attractors import SteadyState
 from resflow.analysis._fixed_point_search import ClassSpectra, FixedPointSearch
-from resflow.continuous._ode import Convergence
+from resflow.continuous import Convergence
 from resflow.plots import reproduce
 from resflow.plots.fixed_points import plot_fixed_point_search
 from resflow.plots.training import plot_residuals_by_class
@@ -370,6 +370,28 @@ FIGURES = {
     "training_curves": lambda: plots.plot_training_curves(_history()),
     "depth_history": lambda: plots.plot_depth_history(_history(), max_depth=6, tol=1e-3, warmup=2),
     "residuals_by_class": _residuals_by_class,
+    "recurrence_accuracy": lambda: plots.plot_recurrence_accuracy(
+        {
+            label: {
+                "errors": 10.0 ** RNG.uniform(-7, top, 20),
+                "warned_each": RNG.uniform(size=20) < frac,
+                "preactivation_errors": 10.0 ** RNG.uniform(-7, -5, 20),
+            }
+            for label, top, frac in [("w_std 1", -6, 0.0), ("w_std 3", -4, 0.1), ("w_std 4, b_std 2", -2, 0.6)]
+        }
+    ),
+    "timings": lambda: plots.plot_timings(
+        {
+            "one digits run": {
+                "compiled": {"median_s": 1.1, "cold_s": 11.4},
+                "epoch_loop": {"median_s": 1.3, "cold_s": 4.2},
+            },
+            "8 digits seeds": {
+                "vmapped": {"median_s": 11.8, "cold_s": 23.7},
+                "sequential": {"median_s": 9.1, "cold_s": 9.6},
+            },
+        }
+    ),
 } | {f"reproduce_{name}": functools.partial(_reproduce_figure, name) for name in reproduce.FIGURES}
 
 

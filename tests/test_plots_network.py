@@ -114,3 +114,22 @@ def test_residual_trajectories_ten_classes_one_legend():
     five.canvas.draw()
     assert all(t.get_visible() for t in five.axes[2].get_xticklabels() if t.get_text())
     assert any(t.get_text() for t in five.axes[2].get_xticklabels())
+
+
+def test_recurrence_accuracy_draws_every_network_where_it_belongs(tmp_path):
+    from resflow.plots import plot_recurrence_accuracy
+
+    settings = {
+        "a": {"errors": [1e-7, 2e-7, 3e-3], "warned_each": [False, False, True], "preactivation_errors": [1e-7] * 3},
+        "b": {"errors": [5e-6, 4e-4], "warned_each": [False, True], "preactivation_errors": [2e-7, 3e-7]},
+    }
+    fig = plot_recurrence_accuracy(settings, save=tmp_path / "r.png")
+    ax = fig.axes[0]
+    assert (tmp_path / "r.png").is_file() and ax.get_yscale() == "log" and ax.get_xlabel() and ax.get_ylabel()
+    # per column: the quiet dots, the warned crosses, the preactivation triangles, in that order
+    drawn = [np.asarray(c.get_offsets()) for c in ax.collections]
+    assert [len(d) for d in drawn] == [2, 1, 3, 1, 1, 2]
+    np.testing.assert_allclose(drawn[1][:, 1], [3e-3])
+    np.testing.assert_allclose(drawn[4][:, 1], [4e-4])
+    assert np.all(np.abs(drawn[3][:, 0] - 1) < 0.5) and np.all(np.abs(drawn[0][:, 0]) < 0.5)
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["a", "b"] and ax.get_legend() is None

@@ -117,3 +117,18 @@ def test_residuals_by_class_on_circles(tmp_path):
             np.testing.assert_allclose(line.get_ydata(), np.median(r[:, y == cls, unit], axis=1), atol=1e-5)
     assert "raw activation units" in fig.get_supxlabel() and "tanh" in fig.get_supxlabel()
     assert len(fig.legends) == 1 and not legends_on_data(fig, expect_legend=False)
+
+
+def test_timings_bars_diamonds_and_speed_up(tmp_path):
+    from resflow.plots import plot_timings
+
+    fig = plot_timings(
+        {"run": {"fast": {"median_s": 2.0, "cold_s": 9.0}, "slow": {"median_s": 3.0, "cold_s": 4.0}}},
+        save=tmp_path / "t.png",
+    )
+    ax = fig.axes[0]
+    assert (tmp_path / "t.png").is_file() and ax.get_xlabel() and ax.get_ylabel()
+    assert [p.get_height() for p in ax.patches] == [2.0, 3.0]
+    np.testing.assert_allclose(np.asarray(ax.collections[0].get_offsets())[:, 1], [9.0, 4.0])
+    assert ax.get_title().endswith("speed-up 1.50×")  # 3.0 / 2.0
+    assert len(fig.legends) == 1 and not legends_on_data(fig, expect_legend=False)

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import resflow as rf
-from resflow.training._data import load_dataset
+from resflow.training import load_dataset
 
 # As tests/test_compiled_loop.py (same shapes): float64 with depth cuts.
 OPTS = dict(
@@ -105,7 +105,7 @@ import json, jax
 jax.config.update("jax_enable_x64", True)
 import numpy as np
 import resflow as rf
-from resflow.training._data import load_dataset
+from resflow.training import load_dataset
 assert len(jax.devices()) == 4
 ds = load_dataset("circles", seed=0, n_train=64, n_test=64)
 opts = dict(width=3, depth=2, epochs=2, batch_size=32, lr=5e-2, dtype="float64", chunk_epochs=2)

@@ -11,8 +11,8 @@ from conftest import np_trajectory
 
 import resflow as rf
 from resflow import plots
+from resflow.training import Dataset, load_dataset
 from resflow.training import _fit as tr
-from resflow.training._data import Dataset, load_dataset
 
 
 def small_digits(n_train=300, n_test=300):  # equal sizes share compiled evaluations

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 
 import resflow as rf
+from resflow.training import Dataset, load_dataset
 from resflow.training import _checkpoint as ck
 from resflow.training import _fit as tr
 from resflow.training._checkpoint import CheckpointError, OutputError
-from resflow.training._data import Dataset, load_dataset
 
 # The compiled steps of test_train.py's tiny circles runs (same shapes and optimiser): no new compile.
 OPTS = dict(width=3, depth=6, epochs=4, batch_size=40, lr=2e-2, figures=False, chunk_epochs=2)

@@ -8,6 +8,7 @@ import json
 import os
 import time
 
+import diffrax
 import jax
 
 jax.config.update("jax_enable_x64", True)
@@ -41,9 +42,10 @@ plot_convergence(conv, save=os.path.join(FIG, "continuous_convergence.png"))
 
 # the residual ODE against σ(W x(s) + b) from the state ODE
 ts = jnp.linspace(0.0, S, 9)
-xs = rf.solve_depth(trunk, x0, depth_time=S, saveat=ts, rtol=1e-11, atol=1e-13)
+tight = diffrax.PIDController(rtol=1e-11, atol=1e-13)
+xs = rf.solve_depth(trunk, x0, depth_time=S, saveat=ts, stepsize_controller=tight)
 rs = rf.solve_residuals(
-    trunk, jax.nn.sigmoid(x0 @ trunk.W.T + trunk.b), depth_time=S, saveat=ts, rtol=1e-11, atol=1e-13
+    trunk, jax.nn.sigmoid(x0 @ trunk.W.T + trunk.b), depth_time=S, saveat=ts, stepsize_controller=tight
 )
 gap = float(jnp.abs(rs.ys - jax.nn.sigmoid(xs.ys @ trunk.W.T + trunk.b)).max())
 out["residual_ode_max_gap"] = gap

@@ -96,7 +96,7 @@ def add_fields(group, cls) -> list[str]:
 def add_data_flags(group, *, seed_help: str | None) -> None:
     """The data flags shared by the scripts (``--data --data-path --samples --noise
     --label-column --test-fraction``, and ``--seed`` with `seed_help` unless it is None)."""
-    from ..training._data import DATASETS
+    from ..training._datasets import DATASETS
 
     group.add_argument(
         "--data", choices=DATASETS, default="digits", help="data set (default: digits, ships with sklearn)"

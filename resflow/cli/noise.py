@@ -25,7 +25,7 @@ DEFAULT_SIGMAS = [0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from ..training._data import DATASETS
+    from ..training._datasets import DATASETS
     from ._common import OneLineParser
 
     p = OneLineParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -340,7 +340,7 @@ def _settings(parser, args) -> tuple:
 
 def _load_data(parser, args, source: dict):
     """The data set every run trains on; one that cannot be loaded exits 2 with one line."""
-    from ..training._data import load_dataset
+    from ..training import load_dataset
 
     try:
         return load_dataset(args.data, seed=args.data_seed, path=args.data_path, **source["options"])

@@ -30,6 +30,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
+import diffrax
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -39,7 +40,8 @@ from jaxtyping import Array, Float
 
 from .._checks import all_true, as_float_array, check_int, check_positive
 from ..analysis._jacobians import state_product
-from ..continuous._ode import qr_intervals, variational_solve
+from ..continuous._lyapunov import check_frame_angle, flow_options, qr_intervals, solver_failures, variational_solve
+from ..continuous._solve import DEFAULT_SOLVER
 from ..trunk._activations import get_activation
 from ..trunk._trunk import Trunk, apply_layer, check_depth, check_state, check_trunk
 from ._core import check_step, check_vector_field, random_frame
@@ -110,18 +112,22 @@ def ginelli(propagate, state0, q0, c_end, xs_transient, xs_main, num_window: int
     `propagate(state, Q, x) -> (state', J Q)` is one step of the tangent dynamics (x: the
     per-step scan input, e.g. a time or a layer). The forward transient runs over
     `xs_transient`; the stored pass over `xs_main`, of which the first `num_window` steps are
-    returned and the rest is the backward transient. Returns (V, states, logs) on the window,
-    logs = log|diag R_t| of the window's steps.
+    returned and the rest is the backward transient. Returns (V, states, logs, log_sine): V,
+    states and logs = log|diag R_t| on the window, and log_sine the smallest log sin of the
+    angle between a column of J_t Q_t and the span of the columns before it, over all forward
+    steps (near log eps the frame aligned to rounding within one step).
     """
 
     def forward(carry, x):
         state, Q = carry
         state_next, JQ = propagate(state, Q, x)
         Q_next, R = jnp.linalg.qr(JQ)
-        return (state_next, Q_next), (state, Q, R)
+        # log sin of the smallest angle between a column of J Q and the span of those before it
+        log_sine = jnp.min(jnp.log(jnp.abs(jnp.diagonal(R))) - jnp.log(jnp.linalg.norm(JQ, axis=0)))
+        return (state_next, Q_next), (state, Q, R, log_sine)
 
-    carry, _ = jax.lax.scan(forward, (state0, q0), xs_transient)
-    _, (states, Qs, Rs) = jax.lax.scan(forward, carry, xs_main)
+    carry, (_, _, _, sines_transient) = jax.lax.scan(forward, (state0, q0), xs_transient)
+    _, (states, Qs, Rs, sines) = jax.lax.scan(forward, carry, xs_main)
 
     def backward(C_next, R):
         C = _normalise_columns(solve_triangular(R, C_next, lower=False))
@@ -130,7 +136,8 @@ def ginelli(propagate, state0, q0, c_end, xs_transient, xs_main, num_window: int
     _, Cs = jax.lax.scan(backward, c_end, Rs, reverse=True)
     V = Qs[:num_window] @ Cs[:num_window]
     logs = jnp.log(jnp.abs(jnp.diagonal(Rs[:num_window], axis1=-2, axis2=-1)))
-    return V, jax.tree.map(lambda a: a[:num_window], states), logs
+    log_sine = jnp.min(jnp.concatenate([sines_transient, sines]))
+    return V, jax.tree.map(lambda a: a[:num_window], states), logs, log_sine
 
 
 def _end_coefficients(k: int, key, dtype):
@@ -154,7 +161,7 @@ def _tangent_of(step):
 @eqx.filter_jit
 def _map_clv(step, x0, q0, c_end, transient: int, num_steps: int):
     ts = jnp.arange(transient + num_steps + transient)
-    V, orbit, logs = ginelli(_tangent_of(step), x0, q0, c_end, ts[:transient], ts[transient:], num_steps)
+    V, orbit, logs, _ = ginelli(_tangent_of(step), x0, q0, c_end, ts[:transient], ts[transient:], num_steps)
     return _result(V, orbit, logs, ts[transient : transient + num_steps], 1.0)
 
 
@@ -210,14 +217,16 @@ def covariant_lyapunov_vectors(
 
 
 @eqx.filter_jit
-def _flow_clv(vector_field, y0, args, q0, c_end, t_start, dt, transient: int, num: int, rtol, atol):
+def _flow_clv(vector_field, y0, args, q0, c_end, t_start, dt, transient: int, num: int, solver, controller, dt0):
     ts = t_start + dt * jnp.arange(transient + num + transient, dtype=y0.dtype)
 
     def propagate(y, Q, t0):
-        return variational_solve(vector_field, t0, t0 + dt, y, Q, args, rtol=rtol, atol=atol)
+        return variational_solve(
+            vector_field, t0, t0 + dt, y, Q, args, solver=solver, stepsize_controller=controller, dt0=dt0
+        )
 
-    V, orbit, logs = ginelli(propagate, y0, q0, c_end, ts[:transient], ts[transient:], num)
-    return _result(V, orbit, logs, ts[transient : transient + num], dt)
+    V, orbit, logs, log_sine = ginelli(propagate, y0, q0, c_end, ts[:transient], ts[transient:], num)
+    return _result(V, orbit, logs, ts[transient : transient + num], dt), log_sine
 
 
 def covariant_lyapunov_vectors_flow(
@@ -230,23 +239,28 @@ def covariant_lyapunov_vectors_flow(
     transient: float = 20.0,
     args: Any = None,
     key: jax.Array | None = None,
-    rtol: float = 1e-8,
-    atol: float = 1e-10,
+    solver: diffrax.AbstractSolver = DEFAULT_SOLVER,
+    stepsize_controller: diffrax.AbstractStepSizeController | None = None,
+    dt0: float | None = None,
 ) -> CovariantVectors:
     """Covariant Lyapunov vectors of a flow dy/dt = f(t, y, args), by Ginelli's method.
 
-    The map is the flow over one interval dt (state and tangent frame integrated together
-    with Tsit5, as in `resflow.ode_lyapunov_spectrum`). The window [0, t1] is preceded and
-    followed by `transient` time units; CLVs are returned at the window's N = round(t1/dt)
-    interval starts. Along a flow one CLV (for a bounded non-fixed orbit) is the flow
-    direction f(y) itself, with exponent 0.
+    The map is the flow over one interval dt (state and tangent frame integrated together,
+    as in `resflow.ode_lyapunov_spectrum`). The window [0, t1] is preceded and followed by
+    `transient` time units; CLVs are returned at the window's N = round(t1/dt) interval
+    starts. Along a flow one CLV (for a bounded non-fixed orbit) is the flow direction f(y)
+    itself, with exponent 0.
 
     **Arguments:**
 
-    - `vector_field`, `args`, `rtol`, `atol`: as `resflow.ode_lyapunov_spectrum`.
+    - `vector_field`, `args`, `solver`, `stepsize_controller`, `dt0`: as
+      `resflow.ode_lyapunov_spectrum` (default Tsit5 under
+      ``diffrax.PIDController(rtol=1e-8, atol=1e-10)``).
     - `y0`: ``(n,)`` initial state (at time 0, the start of the forward transient).
     - `t1`: the window's length (> 0).
-    - `dt`: interval between QR steps (and between returned points).
+    - `dt`: interval between QR steps (and between returned points), a finite number with
+      0 < dt ≤ t1, short enough that the frame's columns do not align to rounding within one
+      interval: dt·(λ_1 − λ_k) ≲ 29 in float64, ≲ 9 in float32 (checked).
     - `num_vectors`: k ≤ n (default n).
     - `transient`: time before and after the window, ≥ 0.
     - `key`: selects the random initial frame and backward start.
@@ -254,19 +268,43 @@ def covariant_lyapunov_vectors_flow(
     **Returns:** a `CovariantVectors` (``times`` the interval start times; ``exponents``
     per unit time).
 
-    **Raises:** `TypeError`/`ValueError` as `resflow.ode_lyapunov_spectrum`.
+    **Raises:** `TypeError`/`ValueError` as `resflow.ode_lyapunov_spectrum`: among them a
+    `ValueError` naming dt for a dt that is not a finite number in (0, t1], or one so long
+    that the frame's columns aligned to rounding in some interval (the backward pass would
+    divide by a rounding-level R_jj; this check reads one number and is skipped under
+    `jax.jit`); `RuntimeError` naming the solver's reason when the integration fails.
     """
     y0, n, k = _frame_inputs(y0, num_vectors, "y0")
     check_vector_field(vector_field, y0, args)
-    num, dt = qr_intervals(dt, 0.0, t1)
+    num, step = qr_intervals(dt, 0.0, t1)
     check_positive("transient", transient, allow_zero=True)
-    transient_steps = round(float(transient) / dt)
+    transient_steps = round(float(transient) / step)
     if not all_true({"y0": (y0, lambda xp, a: xp.isfinite(a))}):
         raise ValueError("y0 must contain only finite values (found NaN or inf)")
+    solver, controller, dt0, options = flow_options(solver, stepsize_controller, dt0, step, y0.dtype)
     q0 = random_frame(n, k, key, y0.dtype)
     c_end = _end_coefficients(k, key, y0.dtype)
-    dt, rtol, atol = (jnp.asarray(v, y0.dtype) for v in (dt, rtol, atol))
-    return _flow_clv(vector_field, y0, args, q0, c_end, 0.0, dt, transient_steps, num, rtol, atol)
+    span = (2 * transient_steps + num) * step
+    what = f"vector_field from y0 over [0, {span:.6g}] ({options}, QR intervals of length {step:.3g})"
+    with solver_failures("covariant_lyapunov_vectors_flow", what):
+        result, log_sine = jax.block_until_ready(
+            _flow_clv(
+                vector_field,
+                y0,
+                args,
+                q0,
+                c_end,
+                0.0,
+                jnp.asarray(step, y0.dtype),
+                transient_steps,
+                num,
+                solver,
+                controller,
+                dt0,
+            )
+        )
+    check_frame_angle(log_sine, dt, y0.dtype)
+    return result
 
 
 def layer_tangent(trunk: Trunk, W, b, x, Q):
@@ -318,7 +356,7 @@ def _network_clv(trunk, x0, depth: int, k: int, m: int):
     # Forward from Q_0 = V gives Q_T ≈ U and R(0, T) ≈ Σ diagonal, so the backward pass starts
     # from C_T = I: v_t ∝ M(t, T)⁻¹ u_j = M(0, t) v_j / σ_j.
     eye = jnp.eye(m, dtype=x0.dtype)
-    vecs, orbit, logs = ginelli(propagate, x0, V, eye, jax.tree.map(lambda a: a[:0], xs), xs, depth)
+    vecs, orbit, logs, _ = ginelli(propagate, x0, V, eye, jax.tree.map(lambda a: a[:0], xs), xs, depth)
     exponents = logs.mean(0)
     return _result(vecs[..., :k], orbit, logs[:, :k], jnp.arange(depth), 1.0), exponents
 

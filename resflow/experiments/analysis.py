@@ -16,7 +16,7 @@ x_0 = lift(x), at most `max_samples` of them; the trunk runs for the run's final
 - ``separability``: `resflow.class_separability` (probes fitted on training data, scored on test).
 - ``noise``: `resflow.noise_accuracy` of the whole network under Gaussian noise on the *raw*
   inputs (σ as fractions of the mean of the standardisation's divisors, i.e. of the raw
-  stds with the floor of `resflow.training._data.standardize`), standardised as in training.
+  stds with the floor of `resflow.training._preprocess.standardize`), standardised as in training.
 """
 
 from __future__ import annotations

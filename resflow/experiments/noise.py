@@ -97,7 +97,7 @@ def compare_noise_robustness(
 
     **Arguments:**
 
-    - `data`: a `resflow.training._data.Dataset`.
+    - `data`: a `resflow.training.Dataset`.
     - `specs`: the trunks to compare (`ModelSpec` or strings for `parse_model_spec`).
     - `sigmas`: noise levels σ ≥ 0; `key`, `num_draws`: as in `noise_accuracy`.
     - `seeds`: training seeds.

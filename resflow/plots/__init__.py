@@ -17,6 +17,7 @@ from .long_run import plot_residual_statistics as plot_residual_statistics  # no
 from .long_run import plot_transient_accuracy as plot_transient_accuracy  # noqa: E402
 from .network import plot_attractor_portrait as plot_attractor_portrait  # noqa: E402
 from .network import plot_interaction_matrix as plot_interaction_matrix  # noqa: E402
+from .network import plot_recurrence_accuracy as plot_recurrence_accuracy  # noqa: E402
 from .network import plot_residual_trajectories as plot_residual_trajectories  # noqa: E402
 from .network import plot_steady_state as plot_steady_state  # noqa: E402
 from .perturbation import plot_injection_response as plot_injection_response  # noqa: E402
@@ -26,4 +27,5 @@ from .perturbation import plot_separability as plot_separability  # noqa: E402
 from .sweep import plot_sweep_depth_histories as plot_sweep_depth_histories  # noqa: E402
 from .sweep import plot_sweep_distribution as plot_sweep_distribution  # noqa: E402
 from .training import plot_depth_history as plot_depth_history  # noqa: E402
+from .training import plot_timings as plot_timings  # noqa: E402
 from .training import plot_training_curves as plot_training_curves  # noqa: E402

@@ -19,7 +19,7 @@ def plot_convergence(convergence, *, title: str | None = None, save: str | os.Pa
 
     **Arguments:**
 
-    - `convergence`: a `resflow.continuous._ode.Convergence` (from `euler_convergence`).
+    - `convergence`: a `resflow.continuous.Convergence` (from `euler_convergence`).
     - `title`: axes title (default: the fitted slope).
     - `save`: path to write the figure to.
 

@@ -10,7 +10,13 @@ from ..analysis._attractors import ResidualFixedPoints, Saturation, SteadyState
 from ..analysis._interactions import PairClass, pair_classes
 from ._common import figure_legend, finish, integer_ticks, new_figure
 
-__all__ = ["plot_residual_trajectories", "plot_interaction_matrix", "plot_attractor_portrait", "plot_steady_state"]
+__all__ = [
+    "plot_residual_trajectories",
+    "plot_interaction_matrix",
+    "plot_attractor_portrait",
+    "plot_steady_state",
+    "plot_recurrence_accuracy",
+]
 
 _PAIR_MARK = {PairClass.MUTUALISM: "+", PairClass.COMPETITION: "−", PairClass.EXPLOITATION: "±", PairClass.NEUTRAL: "0"}
 
@@ -350,4 +356,50 @@ def plot_steady_state(
         fig.supxlabel(note, fontsize=8, ha="left", x=0.01)
     if title:
         fig.suptitle(title)
+    return _save(fig, save)
+
+
+def plot_recurrence_accuracy(settings: dict[str, dict], *, eps: float | None = 2.0**-23, title=None, save=None):
+    """The residual-only recurrence's error against the forward pass, one dot per network.
+
+    For each setting (a column), each network's largest error of `residual_recurrence` is a
+    dot: filled where the call gave no warning, a red cross where it emitted a
+    `ConditioningWarning`; the grey triangles beside them are the same networks'
+    `preactivation_recurrence` errors. Log scale; a dotted line marks `eps`.
+
+    **Arguments:**
+
+    - `settings`: ``{label: numbers}`` in column order, each with per-network lists
+      ``errors`` and ``warned_each`` (the same length) and ``preactivation_errors`` (what
+      docs/examples/residual_accuracy.py stores per setting).
+    - `eps`: a reference level (default float32's machine epsilon), None for none.
+    - `title`: axes title.
+    - `save`: path to write the figure to.
+
+    **Returns:** the matplotlib Figure (one legend, under the panel).
+    """
+    fig, axes = new_figure(size=(6.0, 4.0))
+    ax = axes[0, 0]
+    for i, numbers in enumerate(settings.values()):
+        err = np.asarray(numbers["errors"], float)
+        warned = np.asarray(numbers["warned_each"], bool)
+        pre = np.asarray(numbers["preactivation_errors"], float)
+        spread = np.linspace(-0.15, 0.15, len(err)) if len(err) > 1 else np.zeros(len(err))
+        x = i - 0.12 + spread
+        ax.scatter(x[~warned], err[~warned], s=18, color="C0", label="residual_recurrence, no warning")
+        ax.scatter(x[warned], err[warned], s=30, marker="x", color="C3", label="residual_recurrence, warned")
+        xp = i + 0.3 + np.linspace(-0.06, 0.06, len(pre)) if len(pre) > 1 else np.full(len(pre), i + 0.3)
+        ax.scatter(xp, pre, s=14, marker="^", color="0.55", label="preactivation_recurrence")
+    if eps is not None:
+        ax.axhline(eps, color="0.4", ls=":", lw=1, label="float32 eps" if eps == 2.0**-23 else f"{eps:g}")
+    ax.set_yscale("log")
+    ax.set_xticks(range(len(settings)), list(settings))
+    ax.set_xlim(-0.6, len(settings) - 0.4)
+    ax.set(
+        xlabel="initialisation (b_std 0.5 unless given)",
+        ylabel="largest |error| over layers and inputs",
+        title=title or "float32 recurrences, one dot per network",
+    )
+    ax.grid(alpha=0.3, axis="y")
+    figure_legend(fig, ax, where="bottom")
     return _save(fig, save)

@@ -6,7 +6,7 @@ import numpy as np
 
 from ._common import figure_legend, finish, integer_ticks, new_figure
 
-__all__ = ["plot_training_curves", "plot_depth_history", "plot_residuals_by_class"]
+__all__ = ["plot_training_curves", "plot_depth_history", "plot_residuals_by_class", "plot_timings"]
 
 _CUT = {"color": "C3", "ls": ":", "lw": 1.2}
 
@@ -148,3 +148,39 @@ def plot_residuals_by_class(network, x, y, *, max_samples: int = 500, num_compon
     return plot_residual_trajectories(
         r, y, components=sorted(comps.tolist()), activation=trunk.activation, title=title, save=save
     )
+
+
+def plot_timings(comparisons: dict[str, dict[str, dict]], *, unit: str = "s", save=None):
+    """Wall times of variants compared side by side, one panel per comparison.
+
+    Each variant is a bar of its warm time (median of repeated calls, compiled code cached)
+    and a hollow diamond at its first call (compiling included); the panel's title gives the
+    speed-up of the first variant, the second's warm median over the first's (below 1: the
+    first is slower).
+
+    **Arguments:**
+
+    - `comparisons`: ``{panel title: {variant: {"median_s": …, "cold_s": …}}}``, each with
+      two variants or more (what benchmarks/compiled_loop.py stores under ``times``).
+    - `unit`: the time unit of the axis label.
+    - `save`: path to write the figure to.
+
+    **Returns:** the matplotlib Figure (one legend, under the panels).
+    """
+    fig, axes = new_figure(1, len(comparisons), size=(3.6, 3.4))
+    for ax, (title, variants) in zip(axes[0], comparisons.items(), strict=True):
+        names = list(variants)
+        warm = [variants[n]["median_s"] for n in names]
+        cold = [variants[n].get("cold_s", np.nan) for n in names]
+        x = np.arange(len(names))
+        ax.bar(x, warm, width=0.6, color="C0", label="warm call (median)")
+        ax.scatter(
+            x, cold, marker="D", s=40, facecolors="none", edgecolors="C1", label="first call, compiling included"
+        )
+        ax.set_xticks(x, [n.replace("_", " ") for n in names])
+        ax.set_xlim(-0.6, len(names) - 0.4)
+        ax.set_ylim(0, 1.15 * np.nanmax([*warm, *cold]))
+        ax.set(xlabel="variant", ylabel=f"wall time ({unit})", title=f"{title}\nspeed-up {warm[1] / warm[0]:.2f}×")
+        ax.grid(alpha=0.3, axis="y")
+    figure_legend(fig, axes[0], where="bottom")
+    return finish(fig, save)

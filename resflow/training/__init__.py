@@ -3,8 +3,8 @@ checkpoints, data sets, distributed settings."""
 
 from ._config import TrainConfig as TrainConfig
 from ._config import TrunkSpec as TrunkSpec
-from ._data import Dataset as Dataset
-from ._data import load_dataset as load_dataset
+from ._dataset import Dataset as Dataset
+from ._datasets import load_dataset as load_dataset
 from ._depth import depth_rule as depth_rule
 from ._depth import fold_drift as fold_drift
 from ._depth import residual_changes as residual_changes

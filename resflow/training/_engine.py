@@ -26,9 +26,9 @@ import jax.numpy as jnp
 import optax
 
 from ._config import TrainConfig
-from ._data import batch_indices
 from ._depth import Plateau, change_sums, depth_policy, fold_shift, plateau_push
 from ._layers import Classifier
+from ._preprocess import batch_indices
 
 __all__ = [
     "Hyper",

@@ -67,7 +67,7 @@ from ._checkpoint import (
     stop_on_signals,
 )
 from ._config import TrainConfig
-from ._data import Dataset
+from ._dataset import Dataset
 from ._depth import plateau_start
 from ._engine import Data, Hyper, Kernel, Loop, chunk_length, code_key, hyper_of, make_kernel, padded_chunks, xent
 from ._layers import Classifier
@@ -189,7 +189,7 @@ def check_data(data) -> int:
     `ValueError` for shapes, non-finite inputs or labels out of range.
     """
     if not isinstance(data, Dataset):
-        raise TypeError(f"data must be a resflow.training._data.Dataset, got {type(data).__name__}")
+        raise TypeError(f"data must be a resflow.training.Dataset, got {type(data).__name__}")
     for name in ("x_train", "x_test"):
         a = np.asarray(getattr(data, name))
         if not np.issubdtype(a.dtype, np.floating):
@@ -590,7 +590,7 @@ def fit(
 
     **Arguments:**
 
-    - `data`: a `resflow.training._data.Dataset` (standardised inputs, integer labels).
+    - `data`: a `resflow.training.Dataset` (standardised inputs, integer labels).
     - `config`: a `TrainConfig` (defaults: ResNet, width = data dim, 15 shared sigmoid
       layers, h = 1, Adam 3e-3, 40 epochs of batch 64, no depth adaptation).
     - `key`: a `jax.random` key; it alone fixes init and shuffling (same key, same result).

@@ -50,7 +50,9 @@ from ..trunk._network import Affine, Network
 from ..trunk._trunk import Trunk
 from ._checkpoint import OutputError
 from ._config import TrainConfig
-from ._data import Dataset, load_dataset, standardize
+from ._dataset import Dataset
+from ._datasets import load_dataset
+from ._preprocess import standardize
 
 __all__ = [
     "RunError",
@@ -411,7 +413,7 @@ class Run:
     **Fields:** `path` (the folder), `network` (the trained `Network`, final depth), `config`
     (`TrainConfig`), `metrics` (metrics.json), `provenance` (command line, versions, commit,
     key), `preprocessing` (``standardized``, ``mean``, ``std``: the divisors, ``std_floor``; see
-    `resflow.training._data.standardize`), `data` (the data record:
+    `resflow.training._preprocess.standardize`), `data` (the data record:
     ``source`` and ``fingerprint``), `info` (the whole run.json).
     """
 
@@ -435,9 +437,9 @@ class Run:
 
     def standardize(self, x_raw) -> np.ndarray:
         """Raw inputs ``(N, dim)`` mapped as in training: (x − mean) / std, as float32 (std holds
-        the divisors, floored as in `resflow.training._data.standardize`).
+        the divisors, floored as in `resflow.training._preprocess.standardize`).
 
-        The arithmetic is `resflow.training._data.standardize`'s (float64 statistics on float32 inputs),
+        The arithmetic is `resflow.training._preprocess.standardize`'s (float64 statistics on float32 inputs),
         so raw test data map to exactly the arrays the run was evaluated on.
 
         **Raises:** `TypeError` for non-float inputs; `ValueError` for a shape other than ``(N, dim)``.
@@ -465,7 +467,7 @@ class Run:
         `path` replaces the recorded file path (data moved to another machine).
 
         **Raises:** `RunError` when the reloaded data differ from the ones trained on;
-        `resflow.training._data.DataError`/`FileNotFoundError` from the loader.
+        `resflow.training._dataset.DataError`/`FileNotFoundError` from the loader.
         """
         src = self.data["source"]
         ds = load_dataset(

@@ -53,7 +53,7 @@ from ._checkpoint import (
     stop_on_signals,
 )
 from ._config import TrainConfig
-from ._data import Dataset
+from ._dataset import Dataset
 from ._depth import Plateau
 from ._engine import Kernel, Loop, code_key, hyper_of
 from ._fit import check_data, check_lift, epoch_records, fill_arrays, setup_run
@@ -225,7 +225,7 @@ def sweep(
 
     **Arguments:**
 
-    - `data`: a `resflow.training._data.Dataset`, as for `resflow.fit`.
+    - `data`: a `resflow.training.Dataset`, as for `resflow.fit`.
     - `config`, `overrides`: the base options, as for `resflow.fit`.
     - `seeds`: distinct integers in [0, 2**32); run key = ``jax.random.key(seed)``.
     - `grid`: option name → list of values (e.g. ``{"lr": [1e-2, 3e-3], "depth": [5, 10]}``).

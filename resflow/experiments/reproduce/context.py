@@ -8,7 +8,7 @@ from typing import NamedTuple
 import jax.numpy as jnp
 import numpy as np
 
-from ...training._data import Dataset
+from ...training import Dataset
 from ...training._runs import Run
 from ...trunk._network import Network
 from .modes import Mode

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import jax
 
+from ...training import Dataset, load_dataset
 from ...training import _fit as train
-from ...training._data import Dataset, load_dataset
 from ...training._runs import Run, load_run
 from ...trunk._network import Network, from_flax
 from .modes import Mode
