@@ -32,6 +32,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common as C  # noqa: E402
 
 import resflow as rf  # noqa: E402
+from resflow.analysis._jacobians import QR_EVERY  # noqa: E402
+from resflow.dynamics._core import random_frame  # noqa: E402
 
 BASE = "plain"
 
@@ -107,7 +109,7 @@ def variants(T):
         "plain": lambda p, x, q: plain(p, x, q, T),
         "before": lambda p, x, q: before(p, x, q, T),
         "fused, CholeskyQR2": lambda p, x, q: cholesky_qr2(p, x, q, T),
-        "resflow": fused(rf.jacobians.QR_EVERY),
+        "resflow": fused(QR_EVERY),
         "resflow, qr_every=1": fused(1),
     }
 
@@ -119,7 +121,7 @@ def run(*, cases=((784, 10, 100, 1), (784, 10, 100, 16), (256, 10, 100, 1)), rep
         kp, kx, kq = jax.random.split(jax.random.key(0), 3)
         trunk = rf.Trunk.init(kp, n, w_std=1.0, b_std=0.1, dtype=jnp.float32)
         x0 = jax.random.normal(kx, (B, n), jnp.float32)
-        q0 = rf.dynamics.random_frame(n, k, kq, jnp.float32)
+        q0 = random_frame(n, k, kq, jnp.float32)
         args = (trunk, x0, q0)
         row = {"width": n, "k": k, "depth": T, "batch": B}
         timed, outs = C.compile_and_time(variants(T), args, repeats=repeats, max_time=max_time)
@@ -131,7 +133,7 @@ def run(*, cases=((784, 10, 100, 1), (784, 10, 100, 16), (256, 10, 100, 1)), rep
         if verbose:
             print("  ".join(f"{key}={C.fmt(v)}" for key, v in row.items()), flush=True)
     return {
-        "config": {"cases": [list(c) for c in cases], "dtype": "float32", "qr_every": rf.jacobians.QR_EVERY},
+        "config": {"cases": [list(c) for c in cases], "dtype": "float32", "qr_every": QR_EVERY},
         "rows": rows,
     }
 

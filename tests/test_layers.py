@@ -6,6 +6,7 @@ import numpy as np
 from conftest import np_trajectory
 
 import resflow as rf
+from resflow.trunk._network import from_flax
 
 
 def test_residual_trunk_matches_numpy_and_masks_layers(key):
@@ -33,7 +34,7 @@ def test_classifier_takes_the_spec_by_keyword(key):
     x = jax.random.normal(key, (6, 2), jnp.float64)
     params = clf.init(key, x)["params"]
     assert set(params) == {"lift", "trunk", "readout"}
-    net = rf.network.from_flax(params, h=1.0, model="resnet", activation="sigmoid", depth=2)
+    net = from_flax(params, h=1.0, model="resnet", activation="sigmoid", depth=2)
     np.testing.assert_allclose(clf.apply({"params": params}, x), net(x), rtol=1e-12)
     traj = clf.apply({"params": params}, x, method=rf.Classifier.trajectory)
     np.testing.assert_allclose(traj, net.trajectory(x), rtol=1e-12)
