@@ -37,7 +37,7 @@ import optax
 
 from ..trunk._network import Affine, Network
 from ..trunk._trunk import Trunk, init_arrays, scan_trunk
-from ._config import Static, TrainConfig, Traced
+from ._config import Static, Traced, TrainConfig
 from ._data import batch_indices
 from ._depth import DepthRule, Plateau, change_sums, fold_shift
 

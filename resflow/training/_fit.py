@@ -68,7 +68,7 @@ from ._checkpoint import (
     save_checkpoint,
     stop_on_signals,
 )
-from ._config import Static, TrainConfig, Traced, lift_of, static_of, traced_of
+from ._config import Static, Traced, TrainConfig, lift_of, static_of, traced_of
 from ._data import Dataset
 from ._engine import (
     Data,

@@ -48,12 +48,12 @@ from ..trunk._network import Network
 from ._checkpoint import (
     CheckpointError,
     deferred_signals,
+    fill_arrays,
     load_checkpoint,
     prepare_out_dir,
     save_checkpoint,
     stop_on_signals,
 )
-from ._checkpoint import fill_arrays
 from ._config import Static, TrainConfig, static_of, traced_of
 from ._data import Dataset
 from ._engine import Loop, chunk, evaluate, final_network, init, start_loop
@@ -396,7 +396,7 @@ def _run_group(data: Dataset, n_classes: int, runs: list, devices: list, bar, st
     params, depths = jax.device_get((loop.params, loop.depth))
     seconds = (before + time.perf_counter() - t0) / len(runs)
     results = []
-    for i, (options, seed, c) in enumerate(runs):
+    for i, (options, seed, _) in enumerate(runs):
         network: Network = final_network(jax.tree.map(lambda a, i=i: a[i], params), int(depths[i]))
         row = dict(options, seed=seed, depth=int(depths[i]), train_accuracy=float(train[1][i]))
         row |= {"test_accuracy": float(test[1][i]), "test_loss": float(test[0][i]), "nonfinite_epoch": bad[i]}

@@ -17,8 +17,8 @@ import jax
 
 from ...training import _fit as train
 from ...training._data import Dataset, load_dataset
-from ...training._runs import Run, load_run
 from ...training._engine import final_network
+from ...training._runs import Run, load_run
 from ...trunk._network import Network
 from .modes import Mode
 
