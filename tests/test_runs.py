@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import resflow as rf
+from resflow.training._data import STD_FLOOR
 from resflow.training._runs import RunError
 
 SIZES = {"n_train": 64, "n_test": 32}
@@ -127,7 +128,7 @@ def test_load_data_and_resume_refuse_other_data(saved, tmp_path):
 def test_std_floor_is_saved_and_runs_without_one_are_refused(saved, tmp_path):
     out, data, _ = saved
     info = json.loads((out / "run.json").read_text())
-    assert info["preprocessing"]["std_floor"] == data.meta["std_floor"] == rf.data.STD_FLOOR
+    assert info["preprocessing"]["std_floor"] == data.meta["std_floor"] == STD_FLOOR
     raw = rf.load_dataset("circles", standardize=False, **SIZES)
     np.testing.assert_array_equal(rf.load_run(out).standardize(raw.x_test), data.x_test)
     old = _copy(out, tmp_path / "old")
