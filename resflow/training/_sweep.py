@@ -57,8 +57,8 @@ from ._checkpoint import (
 from ._config import Static, TrainConfig, static_of, traced_of
 from ._data import Dataset
 from ._engine import Loop, chunk, evaluate, final_network, init, start_loop
-from ._fit import check_data, check_lift, epoch_records, setup_run
 from ._runs import data_fingerprint, lock_folder, write_json
+from ._setup import check_data, check_lift, epoch_records, setup_run
 
 __all__ = ["sweep", "SweepResult"]
 
