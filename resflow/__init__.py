@@ -70,9 +70,7 @@ from .dynamics import lyapunov_spectrum_from_jacobians as lyapunov_spectrum_from
 from .dynamics import lyapunov_spectrum_from_products as lyapunov_spectrum_from_products
 from .dynamics import network_covariant_vectors as network_covariant_vectors
 from .dynamics import unique_fixed_points as unique_fixed_points
-from .training import Classifier as Classifier
 from .training import Dataset as Dataset
-from .training import ResidualTrunk as ResidualTrunk
 from .training import Run as Run
 from .training import RunError as RunError
 from .training import SweepResult as SweepResult

@@ -2,9 +2,11 @@
 
 import errno
 import hashlib
+import io
 import os
 from pathlib import Path
 
+import equinox as eqx
 import msgpack
 import numpy as np
 import pytest
@@ -33,7 +35,9 @@ def test_round_trip_and_no_temp_files(tmp_path):
     path = write(tmp_path)
     raw, meta = load_checkpoint(path)
     assert meta == {"epoch": 3, "history": [{"loss": 0.5}]}
-    np.testing.assert_array_equal(raw["params"]["W"], arrays()["params"]["W"])
+    # Without a target: the saved arrays in leaf order (the dict's sorted keys: W, then b).
+    assert len(raw) == 2
+    np.testing.assert_array_equal(raw[0], arrays()["params"]["W"])
     target = {"params": {"W": np.zeros((2, 3), np.float32), "b": np.zeros(3, np.float32)}}
     filled, _ = load_checkpoint(path, target)
     np.testing.assert_array_equal(filled["params"]["b"], np.ones(3))
@@ -42,20 +46,22 @@ def test_round_trip_and_no_temp_files(tmp_path):
     header = msgpack.unpackb(path.read_bytes(), raw=False)
     assert header["format"] == "resflow-checkpoint"
     assert header["sha256"] == hashlib.sha256(header["payload"]).hexdigest()
+    # The arrays are equinox leaves (the format of network.eqx): equinox itself reads them back.
+    blob = msgpack.unpackb(header["payload"], raw=False)["arrays"]
+    like = {"params": {"W": np.zeros((2, 3), np.float32), "b": np.zeros(3, np.float32)}}
+    back = eqx.tree_deserialise_leaves(io.BytesIO(blob), like)
+    np.testing.assert_array_equal(back["params"]["W"], arrays()["params"]["W"])
     with pytest.raises(FileNotFoundError, match="no checkpoint"):
         load_checkpoint(tmp_path / "missing.msgpack")
 
 
 def altered(path):
-    """The file with W[0, 0] changed and the old checksum kept (an edit that is not a resave)."""
+    """The file with b[-1] changed and the old checksum kept (an edit that is not a resave)."""
     header = msgpack.unpackb(path.read_bytes(), raw=False)
     payload = msgpack.unpackb(header["payload"], raw=False)
-    leaf = payload["arrays"]["params"]["W"]  # flax's ext-encoded ndarray: patch its raw data bytes
-    data = msgpack.unpackb(leaf.data, raw=False)
-    buf = bytearray(data[2])
-    buf[0] ^= 0xFF
-    data[2] = bytes(buf)
-    payload["arrays"]["params"]["W"] = msgpack.ExtType(leaf.code, msgpack.packb(data, use_bin_type=True))
+    buf = bytearray(payload["arrays"])  # the last leaf's (b's) data end the blob
+    buf[-1] ^= 0xFF
+    payload["arrays"] = bytes(buf)
     header["payload"] = msgpack.packb(payload, use_bin_type=True)
     return msgpack.packb(header, use_bin_type=True)
 
@@ -69,7 +75,7 @@ def altered(path):
         ("empty", "empty checkpoint"),
         ("random bytes", "not valid msgpack|not a resflow checkpoint"),
         ("old format", "not a resflow checkpoint"),
-        ("other version", "version 1"),
+        ("other version", "version 2"),
     ],
 )
 def test_bad_checkpoints_are_refused_with_path(tmp_path, kind, message):
@@ -82,7 +88,7 @@ def test_bad_checkpoints_are_refused_with_path(tmp_path, kind, message):
         "empty": lambda: b"",
         "random bytes": lambda: np.random.default_rng(0).bytes(300),
         "old format": lambda: msgpack.packb({"arrays": {}, "meta": "{}"}),
-        "other version": lambda: msgpack.packb(dict(msgpack.unpackb(blob, raw=False), version=1), use_bin_type=True),
+        "other version": lambda: msgpack.packb(dict(msgpack.unpackb(blob, raw=False), version=2), use_bin_type=True),
     }[kind]()
     path.write_bytes(bad)
     with pytest.raises(CheckpointError, match=message) as info:
@@ -93,7 +99,11 @@ def test_bad_checkpoints_are_refused_with_path(tmp_path, kind, message):
 def test_arrays_that_do_not_fit_the_target(tmp_path):
     path = write(tmp_path)
     with pytest.raises(CheckpointError, match="do not fit"):
-        load_checkpoint(path, {"other": np.zeros(2)})
+        load_checkpoint(path, {"other": np.zeros(2)})  # one array for two saved
+    with pytest.raises(
+        CheckpointError, match=r"array \['params'\]\['W'\] is float32\[2, 3\], this run needs float32\[3, 2\]"
+    ):
+        load_checkpoint(path, {"params": {"W": np.zeros((3, 2), np.float32), "b": np.zeros(3, np.float32)}})
 
 
 def test_stale_temp_files_are_removed_live_ones_kept(tmp_path):

@@ -1,4 +1,4 @@
-"""The depth rule (numpy and jittable forms) and drift folding against numpy references on constructed residuals."""
+"""The depth rule (the validated host call and the DepthRule value) and drift folding against numpy references on constructed residuals."""
 
 import jax
 import jax.numpy as jnp
@@ -9,8 +9,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import resflow as rf
-from resflow.training import _depth as depth_mod
-from resflow.training._depth import depth_rule_jax
+from resflow.training._depth import DepthRule, Plateau
+
+
+def depth_rule_jax(changes, depth, *, tol, min_depth, multi):
+    """The paper's rule alone, as the training engine applies it."""
+    return DepthRule(tol, min_depth=min_depth, multi_cut=multi).cut(changes, depth)
 
 
 def np_changes(r):
@@ -201,15 +205,15 @@ def py_policy(losses, changes, depth, *, warmup, patience, tol, min_depth=1, mul
 
 def policy(losses, changes, depth, *, warmup=2, patience=0, tol=0.1, min_depth=1, multi=False):
     """The jnp policy, its plateau carry built by pushing the losses one by one (as the loop does)."""
-    plateau = depth_mod.plateau_start([], patience, jnp.float64)
+    plateau = Plateau.start([], patience, jnp.float64)
     for loss in losses:
-        plateau = depth_mod.plateau_push(plateau, loss)
+        plateau = plateau.push(loss)
     # The host rebuild (resume) gives the same carry as the pushes.
-    rebuilt = depth_mod.plateau_start(losses, patience, jnp.float64)
+    rebuilt = Plateau.start(losses, patience, jnp.float64)
     np.testing.assert_array_equal(rebuilt.window, plateau.window)
     assert float(rebuilt.best) == float(plateau.best)
-    kw = dict(min_depth=min_depth, warmup=warmup, multi=multi)
-    return int(depth_mod.depth_policy(changes, depth, len(losses), plateau, tol, **kw))
+    rule = DepthRule(tol, min_depth=min_depth, warmup=warmup, plateau=patience, multi_cut=multi)
+    return int(jax.jit(rule)(changes, depth, len(losses), plateau))
 
 
 def test_depth_policy_on_hand_made_inputs():

@@ -56,3 +56,35 @@ def test_validate_names_the_field(options, err, match):
         rf.TrainConfig().replace(**options).validate()
     with pytest.raises(TypeError, match="TrunkSpec"):
         rf.TrainConfig(trunk={"depth": 3}).validate()
+
+
+def test_static_and_traced_split():
+    """Options that change no code (the traced numbers, bookkeeping) leave `Static` equal, so
+    such runs share one compiled program; shapes and code options change it."""
+    import jax.numpy as jnp
+
+    from resflow.training._config import static_of, traced_of
+
+    base = rf.TrainConfig()
+    static = static_of(base, 4, 3, 100)
+    numbers = dict(lr=0.1, h=0.5, w_std=2.0, depth_tol=0.3, epochs=7, checkpoint_every=3, chunk_epochs=2)
+    same = static_of(base.replace(**numbers), 4, 3, 100)
+    assert same == static and hash(same) == hash(static)
+    for change in (
+        dict(depth=5),
+        dict(batch_size=32),
+        dict(optimizer="sgd"),
+        dict(depth_adapt=True),
+        dict(weight_decay=0.1),
+        dict(schedule="cosine"),
+        dict(model="mlp"),
+        dict(min_depth=2),
+    ):
+        assert static_of(base.replace(**change), 4, 3, 100) != static, change
+    assert static_of(base, 4, 3, 200) != static  # 4 steps per epoch instead of 2 (batch 64)
+    cosine = base.replace(schedule="cosine")  # the horizon of a decaying schedule is code
+    assert static_of(cosine.replace(epochs=7), 4, 3, 100) != static_of(cosine, 4, 3, 100)
+    one = traced_of(base.replace(**numbers, weight_decay=0.25), jnp.float32)
+    assert [float(v) for v in one] == [float(jnp.float32(v)) for v in (0.1, 0.5, 2.0, 0.3, 0.25)]
+    many = traced_of([base, base.replace(h=0.5)], jnp.float32)
+    assert many.h.shape == (2,) and list(map(float, many.h)) == [1.0, 0.5]

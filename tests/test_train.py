@@ -1,8 +1,7 @@
-"""Training: a tiny run learns, same key same result, resume == uninterrupted, depth cuts, flax trunk."""
+"""Training: a tiny run learns, same key same result, resume == uninterrupted, depth cuts, h not trained."""
 
 import json
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -13,7 +12,6 @@ import resflow as rf
 from resflow import plots
 from resflow.training import Dataset, load_dataset
 from resflow.training import _fit as tr
-from resflow.trunk._network import from_flax
 
 
 def small_digits(n_train=300, n_test=300):  # equal sizes share compiled evaluations
@@ -168,26 +166,6 @@ def test_resume_refuses_new_epochs_under_a_decaying_schedule(tmp_path):
         rf.fit(ds, key=jax.random.key(0), out_dir=tmp_path, resume=True, **dict(opts, epochs=2))
 
 
-def test_trunk_module_in_a_user_model(key):
-    """ResidualTrunk drops into any flax model and computes resflow.forward."""
-
-    class Mine(nn.Module):
-        @nn.compact
-        def __call__(self, x):
-            x = nn.Dense(3, name="lift")(x)
-            x = rf.ResidualTrunk(spec=rf.TrunkSpec(width=3, depth=5, h=0.5), name="trunk")(x)
-            return nn.Dense(2, name="head")(x)
-
-    x = jax.random.normal(key, (7, 4))
-    variables = Mine().init(key, x)
-    trunk, lift = variables["params"]["trunk"], variables["params"]["lift"]
-    x0 = np.asarray(x) @ np.asarray(lift["kernel"]) + np.asarray(lift["bias"])
-    xT = np_trajectory(trunk["W"], trunk["b"], x0, 5, h=0.5)[-1]
-    out = Mine().apply(variables, x)
-    ro = variables["params"]["head"]
-    np.testing.assert_allclose(out, xT @ np.asarray(ro["kernel"]) + np.asarray(ro["bias"]), rtol=1e-5, atol=1e-5)
-
-
 def test_bad_options():
     ds = tiny_circles()
     for bad, match in [
@@ -281,9 +259,11 @@ def test_init_state_and_train_chunk():
     assert {k: v for k, v in record.items() if k != "time"} == {k: v for k, v in record_again.items() if k != "time"}
     for a, b in zip(jax.tree.leaves(s1.params), jax.tree.leaves(again.params), strict=True):
         np.testing.assert_array_equal(a, b)
-    assert not np.array_equal(s1.params["readout"]["kernel"], s0.params["readout"]["kernel"])
+    assert not np.array_equal(s1.params.readout.W, s0.params.readout.W)
+    # The parameters are the Network; its h is a leaf that training leaves alone.
+    assert float(s0.params.trunk.h) == float(s1.params.trunk.h) == 1.0
     # The compiled, chunked test metrics equal the network's own on the whole test set.
-    net = from_flax(s1.params, h=1.0, model="resnet", activation="sigmoid", depth=6)
+    net = s1.params
     ev = rf.evaluate(tr.TrainResult(net, run.config, [], {}), ds.x_test, ds.y_test)
     assert record["test_accuracy"] == pytest.approx(ev["accuracy"])
     assert record["test_loss"] == pytest.approx(ev["loss"], rel=1e-5)
@@ -340,28 +320,30 @@ def test_finish_prunes_and_reports():
     state = state._replace(depth=4)  # as if cut to 4
     res = tr.finish(run, state, ds, wall_time=1.5)
     assert res.depth == 4 and res.trunk.W.shape == (4, 3, 3)
-    np.testing.assert_array_equal(res.trunk.W, state.params["trunk"]["W"][:4])
+    np.testing.assert_array_equal(res.trunk.W, state.params.trunk.W[:4])
     m = res.metrics
     assert (m["depth_before"], m["depth_after"], m["depth_history"], m["wall_time"]) == (6, 4, [6, 4], 1.5)
     assert m["test_accuracy"] == rf.accuracy(res, ds.x_test, ds.y_test) == m["accuracy_before_pruning"]
     assert m["config"]["trunk"]["shared"] is False
-    full = from_flax(state.params, h=1.0, model="resnet", activation="sigmoid", depth=6)
-    at_6 = rf.accuracy(res._replace(network=full), ds.x_test, ds.y_test)
+    at_6 = rf.accuracy(res._replace(network=state.params), ds.x_test, ds.y_test)
     assert m["accuracy_final_params_at_max_depth"] == pytest.approx(at_6)
 
 
 def test_warmup_cosine_takes_a_traced_lr():
     # A sweep traces lr; optax's warmup-cosine refused a traced peak. Closed form of the
     # schedule: lr·k/w while warming up (w = total // 20), then lr·(1 + cos(π(k − w)/(total − w)))/2.
+    from resflow.training._config import static_of
     from resflow.training._engine import make_optimizer
 
-    config = rf.TrainConfig().replace(schedule="warmup-cosine", epochs=4, lr=0.3)
-    steps, total = 10, 40
+    config = rf.TrainConfig().replace(schedule="warmup-cosine", epochs=4, lr=0.3, optimizer="sgd", batch_size=64)
+    static = static_of(config, dim=2, n_classes=2, n_train=640)  # 10 steps per epoch
+    steps, total = static.steps_per_epoch, 40
+    assert steps == 10
     params = jnp.zeros(1)
 
     @jax.jit
     def lrs(lr):  # SGD's updates of a unit gradient, step by step
-        opt = make_optimizer(config.replace(optimizer="sgd"), steps, lr=lr)
+        opt = make_optimizer(static, lr, 0.0)
         state = opt.init(params)
 
         def step(state, _):

@@ -55,8 +55,9 @@ def init_stats(seeds) -> dict:
     import numpy as np
 
     from .. import TrainConfig, load_dataset
-    from ..training._fit import init_state, setup_run
-    from ..trunk._network import from_flax
+    from ..training._engine import final_network
+    from ..training._fit import init_state
+    from ..training._setup import setup_run
 
     data = load_dataset("circles")
     x, y = jax.numpy.asarray(data.x_train), np.asarray(data.y_train)
@@ -67,7 +68,7 @@ def init_stats(seeds) -> dict:
         sat, loss = [], []
         for seed in seeds:
             params = init_state(setup, jax.random.key(seed)).params
-            net = from_flax(params, h=1.0, model="resnet", activation="sigmoid", depth=BASE["depth"])
+            net = final_network(params, BASE["depth"])
             states = net.trajectory(x)[:-1]
             r = np.asarray(jax.nn.sigmoid(states @ net.trunk.W.T + net.trunk.b))
             sat.append(float(np.mean((r < 0.01) | (r > 0.99))))

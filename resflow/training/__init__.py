@@ -13,8 +13,6 @@ from ._fit import accuracy as accuracy
 from ._fit import evaluate as evaluate
 from ._fit import fit as fit
 from ._fit import predict as predict
-from ._layers import Classifier as Classifier
-from ._layers import ResidualTrunk as ResidualTrunk
 from ._runs import Run as Run
 from ._runs import RunError as RunError
 from ._runs import load_run as load_run

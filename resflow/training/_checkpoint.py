@@ -1,9 +1,13 @@
 """Atomic, checksummed training checkpoints, and the checks of an output folder.
 
 A checkpoint is one msgpack file: a header ``{"format": "resflow-checkpoint", "version",
-"sha256", "payload"}`` whose payload (itself msgpack) holds the arrays (parameters, optimiser
-state, RNG key data, … as ``flax.serialization`` state dicts) and the metadata (epoch, depth,
-config, histories) as a JSON string. The SHA-256 of the payload is checked on load, so a
+"sha256", "payload"}`` whose payload (itself msgpack) holds the arrays and the metadata
+(epoch, depth, config, histories) as a JSON string. The arrays (the `resflow.Network`, the
+optimiser state, the RNG key data, …: any pytree) are stored as its leaves in
+`equinox.tree_serialise_leaves` format, one ``.npy`` record per leaf in ``jax.tree.leaves``
+order: the format of a run's ``network.eqx``, so parameters have one serialisation. Loading
+fills a target pytree of the same structure and checks every leaf's shape and dtype. The
+SHA-256 of the payload is checked on load, so a
 truncated, corrupted or altered file is refused with a `CheckpointError` naming it instead of
 resuming from wrong weights. Writes go to ``.NAME.tmpPID`` in the same folder, are fsynced and
 then ``os.replace``-d, so a run killed mid-write leaves the previous checkpoint intact; a failed
@@ -15,6 +19,7 @@ Why not orbax-checkpoint: on CPU one `CheckpointManager` save of the tiny circle
 run could checkpoint only every ~500 epochs within its 10 % budget; see docs/training.md.
 
     save_checkpoint(path, arrays, meta)          load_checkpoint(path, target=None) -> (arrays, meta)
+    leaves_to_bytes(tree) -> bytes               fill_arrays(path, target, leaves) -> tree
     prepare_out_dir(path) -> Path                CheckpointError, OutputError
     with stop_on_signals(): ...                  Interrupted (SIGTERM raised like Ctrl-C)
     with deferred_signals(): ...                 (a signal waits for the block's end)
@@ -24,21 +29,26 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import json
 import os
 import signal
 import threading
 from pathlib import Path
 
+import equinox as eqx
 import jax
+import msgpack
 import numpy as np
-from flax import serialization
 
 from .._errors import InputError
 
 __all__ = [
     "save_checkpoint",
     "load_checkpoint",
+    "leaves_to_bytes",
+    "leaves_from_bytes",
+    "fill_arrays",
     "prepare_out_dir",
     "remove_stale_temps",
     "CheckpointError",
@@ -50,7 +60,7 @@ __all__ = [
 ]
 
 FORMAT = "resflow-checkpoint"
-VERSION = 2
+VERSION = 3  # 3: equinox leaves (2: flax state dicts)
 
 
 class CheckpointError(InputError):
@@ -177,11 +187,50 @@ def remove_stale_temps(path) -> list[Path]:
     return removed
 
 
+def leaves_to_bytes(tree) -> bytes:
+    """The leaves of `tree` in `equinox.tree_serialise_leaves` format (one ``.npy`` record each)."""
+    f = io.BytesIO()
+    eqx.tree_serialise_leaves(f, jax.device_get(tree))
+    return f.getvalue()
+
+
+def leaves_from_bytes(blob: bytes) -> list:
+    """The arrays of `leaves_to_bytes`, in order (numpy; no pickles). **Raises:** `ValueError`."""
+    f, leaves = io.BytesIO(blob), []
+    while f.tell() < len(blob):
+        leaves.append(np.load(f, allow_pickle=False))
+    return leaves
+
+
+def fill_arrays(path, target, leaves: list):
+    """`target`'s leaves replaced by the saved `leaves` (numpy arrays, in ``jax.tree.leaves`` order).
+
+    **Raises:** `CheckpointError` naming `path` and the first leaf whose shape or dtype differs,
+    or when the counts differ.
+    """
+    where, treedef = jax.tree_util.tree_flatten_with_path(target)
+    if len(where) != len(leaves):
+        raise CheckpointError(
+            f"{path}: arrays do not fit this run ({len(leaves)} saved arrays, this run has {len(where)})"
+        )
+    for (key, want), got in zip(where, leaves, strict=True):
+        want = np.asarray(want)
+        if got.shape != want.shape or got.dtype != want.dtype:
+            raise CheckpointError(
+                f"{path}: array {jax.tree_util.keystr(key)} is {got.dtype}{list(got.shape)}, this run needs "
+                f"{want.dtype}{list(want.shape)} (another data set or model?)"
+            )
+    return jax.tree_util.tree_unflatten(treedef, leaves)
+
+
 def _encode(arrays, meta: dict) -> bytes:
-    state = jax.tree_util.tree_map(np.asarray, serialization.to_state_dict(arrays))
-    payload = serialization.msgpack_serialize({"arrays": state, "meta": json.dumps(meta)})
+    payload = msgpack.packb({"arrays": leaves_to_bytes(arrays), "meta": json.dumps(meta)}, use_bin_type=True)
     header = {"format": FORMAT, "version": VERSION, "sha256": hashlib.sha256(payload).hexdigest()}
-    return serialization.msgpack_serialize(dict(header, payload=payload))
+    return msgpack.packb(dict(header, payload=payload), use_bin_type=True)
+
+
+def _restore(blob: bytes):
+    return msgpack.unpackb(blob, raw=False)
 
 
 def _write_atomic(path: Path, blob: bytes) -> None:
@@ -222,7 +271,7 @@ def _verified_payload(path: Path) -> dict:
     blob = path.read_bytes()
     if not blob:
         raise CheckpointError(f"{path}: empty checkpoint file")
-    header = _unpack(path, blob, serialization.msgpack_restore, "the file (truncated or foreign?)")
+    header = _unpack(path, blob, _restore, "the file (truncated or foreign?)")
     if not isinstance(header, dict) or header.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a resflow checkpoint (no {FORMAT!r} header)")
     if header.get("version") != VERSION:
@@ -230,7 +279,7 @@ def _verified_payload(path: Path) -> dict:
     payload = header.get("payload")
     if not isinstance(payload, bytes) or hashlib.sha256(payload).hexdigest() != header.get("sha256"):
         raise CheckpointError(f"{path}: checksum mismatch (the file was altered or corrupted)")
-    raw = _unpack(path, payload, serialization.msgpack_restore, "the payload")
+    raw = _unpack(path, payload, _restore, "the payload")
     if not isinstance(raw, dict) or not {"arrays", "meta"} <= raw.keys():
         raise CheckpointError(f"{path}: the payload lacks 'arrays' or 'meta'")
     return raw
@@ -240,7 +289,7 @@ def load_checkpoint(path, target=None):
     """Read and verify a checkpoint written by `save_checkpoint`.
 
     **Arguments:** `path`; `target`, a pytree with the structure of the saved arrays (its
-    leaves are replaced), or None for the raw nested state dict.
+    leaves are replaced, see `fill_arrays`), or None for the list of saved arrays in order.
 
     **Returns:** ``(arrays, meta)``.
 
@@ -255,10 +304,10 @@ def load_checkpoint(path, target=None):
     raw = _verified_payload(path)
     try:
         meta = json.loads(raw["meta"])
-        arrays = raw["arrays"] if target is None else serialization.from_state_dict(target, raw["arrays"])
-    except (ValueError, KeyError, TypeError) as e:
+        leaves = leaves_from_bytes(raw["arrays"])
+    except (ValueError, KeyError, TypeError, EOFError) as e:
         raise CheckpointError(f"{path}: contents do not fit this run ({type(e).__name__}: {e})") from e
-    return arrays, meta
+    return (leaves if target is None else fill_arrays(path, target, leaves)), meta
 
 
 def prepare_out_dir(path) -> Path:

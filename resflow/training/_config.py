@@ -1,4 +1,6 @@
-"""The options of a training run, each written once: `TrunkSpec` (the trunk) and `TrainConfig`.
+"""The options of a training run, each written once: `TrunkSpec` (the trunk) and `TrainConfig`;
+and their split into what the compiled program is made of (`Static`) and what it computes
+with (`Traced`).
 
 Every field carries its help text (and, where the values are a closed set, its choices) as
 dataclass metadata; the command line of ``scripts/train.py`` is generated from it, so adding
@@ -11,14 +13,28 @@ an option means adding one field here.
 from __future__ import annotations
 
 import dataclasses
+from typing import Any, NamedTuple
 
 import jax
+import jax.numpy as jnp
 
 from .._checks import check_choice, check_int, check_positive
+from .._errors import InputError
 from ..trunk._activations import ACTIVATIONS
 from ..trunk._trunk import MODELS
 
-__all__ = ["TrunkSpec", "TrainConfig", "OPTIMIZERS", "SCHEDULES", "DTYPES"]
+__all__ = [
+    "TrunkSpec",
+    "TrainConfig",
+    "Static",
+    "Traced",
+    "static_of",
+    "traced_of",
+    "lift_of",
+    "OPTIMIZERS",
+    "SCHEDULES",
+    "DTYPES",
+]
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("constant", "cosine", "warmup-cosine")
@@ -170,3 +186,134 @@ class TrainConfig:
         if self.dtype == "float64" and not jax.config.jax_enable_x64:
             raise ValueError('dtype="float64" needs jax.config.update("jax_enable_x64", True) (CLI: --dtype float64)')
         return self
+
+
+# --------------------------------------------------------------------------------------------
+# Static vs traced: the one place that says which options change the compiled program.
+#
+#   TrainConfig ──static_of──► Static  (hashable; a static argument of the jitted engine:
+#                                        runs with equal Static share one compiled program)
+#               ──traced_of──► Traced  (scalars, or (runs,) arrays that a sweep vmaps over)
+#
+# Neither erases nor re-injects anything: each option is read once, into one of the two.
+# The options in neither are bookkeeping of the host loop (epochs under a constant schedule,
+# checkpoint intervals, chunking, eval_chunk: the shapes of the data chunks).
+
+
+@dataclasses.dataclass(frozen=True)
+class Static:
+    """The options (and data shapes) that change the compiled training program; hashable.
+
+    - Network: `dim` (data), `n_classes`, `width`, `lift`, `depth` (the initial depth T; the
+      trunk is scanned over T layers with a traced active depth), `shared`, `model`,
+      `activation`, `remat`, `dtype`.
+    - Optimisation: `optimizer`, `schedule`, `epochs` (the horizon of a decaying schedule; 0
+      under ``schedule="constant"``, where it changes no code), `steps_per_epoch`,
+      `batch_size`, `clip_norm`, `weight_decay` (on/off; its value is traced).
+    - Depth adaptation (`resflow.training._depth.DepthRule`): `depth_adapt` (on/off),
+      `min_depth`, `warmup`, `plateau`, `multi_cut`, `fold_drift`.
+    - `sharding`: the `jax.sharding.NamedSharding` mini-batches are constrained to (data
+      parallel), or None.
+    """
+
+    dim: int
+    n_classes: int
+    width: int
+    lift: bool
+    depth: int
+    shared: bool
+    model: str
+    activation: str
+    remat: bool
+    dtype: str
+    optimizer: str
+    schedule: str
+    epochs: int
+    steps_per_epoch: int
+    batch_size: int
+    clip_norm: float | None
+    weight_decay: bool
+    depth_adapt: bool
+    min_depth: int
+    warmup: int
+    plateau: int
+    multi_cut: bool
+    fold_drift: bool
+    sharding: Any = None
+
+
+class Traced(NamedTuple):
+    """The numeric options of a run: traced scalars (one run) or ``(runs,)`` arrays (a sweep).
+
+    `h` and `w_std` are read once, when the network is initialised: from then on h is the
+    trunk's own leaf (``network.trunk.h``, not trained) and w_std has scaled ``W``.
+    """
+
+    lr: jax.Array
+    h: jax.Array
+    w_std: jax.Array
+    depth_tol: jax.Array
+    weight_decay: jax.Array
+
+
+def lift_of(config: TrainConfig, dim: int) -> tuple[int, bool]:
+    """The trunk width and whether a linear lift maps `dim`-dimensional data to it.
+
+    Width None is the data dimension; lift None means a lift only when the two differ.
+
+    **Raises:** `InputError` for ``lift=False`` with a width other than `dim` (without a lift
+    the trunk runs on the data themselves).
+    """
+    width = config.trunk.width or dim
+    use_lift = config.lift if config.lift is not None else dim != width
+    if not use_lift and dim != width:
+        raise InputError(f"lift=False needs width equal to the data dimension {dim} (or width None), got width {width}")
+    return width, use_lift
+
+
+def static_of(config: TrainConfig, dim: int, n_classes: int, n_train: int, sharding=None) -> Static:
+    """The `Static` part of `config` for data of dimension `dim`, `n_classes` classes and
+    `n_train` training samples. **Raises:** `InputError` as `lift_of`."""
+    width, lift = lift_of(config, dim)
+    t = config.trunk
+    return Static(
+        dim=dim,
+        n_classes=n_classes,
+        width=width,
+        lift=lift,
+        depth=t.depth,
+        shared=t.shared,
+        model=t.model,
+        activation=t.activation,
+        remat=t.remat,
+        dtype=config.dtype,
+        optimizer=config.optimizer,
+        schedule=config.schedule,
+        epochs=0 if config.schedule == "constant" else config.epochs,
+        steps_per_epoch=-(-n_train // config.batch_size),
+        batch_size=config.batch_size,
+        clip_norm=config.clip_norm,
+        weight_decay=config.weight_decay > 0,
+        depth_adapt=config.depth_adapt,
+        min_depth=config.min_depth,
+        warmup=config.depth_warmup,
+        plateau=config.depth_plateau,
+        multi_cut=config.multi_cut,
+        fold_drift=config.fold_drift,
+        sharding=sharding,
+    )
+
+
+def traced_of(configs, dtype) -> Traced:
+    """The `Traced` part of one config (scalars) or of a list of configs (``(runs,)`` arrays)."""
+    one = isinstance(configs, TrainConfig)
+    configs = [configs] if one else list(configs)
+    values = {
+        "lr": [c.lr for c in configs],
+        "h": [c.trunk.h for c in configs],
+        "w_std": [c.trunk.w_std for c in configs],
+        "depth_tol": [c.depth_tol for c in configs],
+        "weight_decay": [c.weight_decay for c in configs],
+    }
+    arrays = {k: jnp.asarray(v, dtype) for k, v in values.items()}
+    return Traced(**({k: a[0] for k, a in arrays.items()} if one else arrays))

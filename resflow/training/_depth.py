@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -31,13 +32,10 @@ from .._checks import all_true, check_array, check_int, check_positive, check_sh
 __all__ = [
     "residual_changes",
     "depth_rule",
-    "depth_rule_jax",
+    "DepthRule",
     "fold_drift",
     "fold_shift",
     "Plateau",
-    "plateau_start",
-    "plateau_push",
-    "depth_policy",
 ]
 
 
@@ -83,7 +81,7 @@ def residual_changes(
 
 
 def depth_rule(changes, depth: int, *, tol: float = 0.01, min_depth: int = 1, multi: bool = False) -> int:
-    """The new depth under the paper's rule (validated; see `depth_rule_jax` for the kernel).
+    """The new depth under the paper's rule: `DepthRule.cut` on validated host values.
 
     With d_k = ``changes[k-1]`` (as returned by `residual_changes` for the current or any
     larger depth): while the current depth T > max(min_depth, 1) and d_{T-1} < tol, remove
@@ -111,36 +109,7 @@ def depth_rule(changes, depth: int, *, tol: float = 0.01, min_depth: int = 1, mu
         raise ValueError(f"changes must be 1-D with >= depth - 1 = {depth - 1} entries, got shape {changes.shape}")
     if not np.all(np.isfinite(changes)):
         raise ValueError(f"changes must be finite (NaN/inf: diverged training?), got {changes}")
-    return int(depth_rule_jax(changes, depth, tol=tol, min_depth=min_depth, multi=multi))
-
-
-def depth_rule_jax(changes: Float[Array, " L"], depth, *, tol, min_depth, multi: bool) -> jax.Array:
-    """`depth_rule` as pure `jax.numpy`: jit-, vmap-able, no host reads. Unchecked.
-
-    `changes`, `depth`, `tol` and `min_depth` may be traced; `multi` is a Python bool. With
-    floor = max(min_depth, 1), the new depth is
-
-    - ``multi=False``: T − 1 if T > floor and d_{T−1} = changes[T−2] < tol, else T;
-    - ``multi=True``: the largest T' in (floor, T] with changes[T'−2] ≥ tol (the first layer,
-      counted from the end, that still moves), else floor; T itself when T ≤ floor.
-
-    A NaN change compares as "not below tol", so it never cuts (validate with `depth_rule`
-    where values can be read).
-
-    **Returns:** the new depth, a ``jnp`` integer scalar.
-    """
-    changes = jnp.asarray(changes)
-    depth = jnp.asarray(depth)
-    floor = jnp.maximum(jnp.asarray(min_depth), 1)
-    below = changes < tol
-    if changes.shape[0] == 0:  # depth ≤ 1: nothing to compare (static shape, so no traced branch)
-        return depth
-    if not multi:
-        last = jnp.take(below, jnp.maximum(depth - 2, 0), mode="clip")
-        return jnp.where((depth > floor) & last, depth - 1, depth)
-    ds = jnp.arange(2, changes.shape[0] + 2)  # entry j decides whether layer d = j + 2 goes
-    moving = (ds > floor) & (ds <= depth) & ~below
-    return jnp.minimum(depth, jnp.maximum(floor, jnp.max(jnp.where(moving, ds, 0), initial=0)))
+    return int(DepthRule(tol, min_depth=min_depth, multi_cut=multi).cut(changes, depth))
 
 
 def fold_drift(
@@ -199,40 +168,79 @@ class Plateau(NamedTuple):
     window: Float[Array, " p"]
     best: Float[Array, ""]
 
+    @classmethod
+    def start(cls, losses, patience: int, dtype) -> Plateau:
+        """The `Plateau` of a host list of losses (a fresh or resumed run). Exact: no arithmetic."""
+        losses = np.asarray(losses, np.float64)
+        if patience == 0:
+            return cls(jnp.zeros((0,), dtype), jnp.asarray(np.inf, dtype))
+        recent = losses[-patience:] if len(losses) else losses
+        window = np.concatenate([np.full(patience - len(recent), np.inf), recent])
+        earlier = losses[: max(len(losses) - patience, 0)]
+        return cls(jnp.asarray(window, dtype), jnp.asarray(np.min(earlier, initial=np.inf), dtype))
 
-def plateau_start(losses, patience: int, dtype) -> Plateau:
-    """The `Plateau` of a host list of losses (a fresh or resumed run). Exact: no arithmetic."""
-    losses = np.asarray(losses, np.float64)
-    if patience == 0:
-        return Plateau(jnp.zeros((0,), dtype), jnp.asarray(np.inf, dtype))
-    recent = losses[-patience:] if len(losses) else losses
-    window = np.concatenate([np.full(patience - len(recent), np.inf), recent])
-    earlier = losses[: max(len(losses) - patience, 0)]
-    return Plateau(jnp.asarray(window, dtype), jnp.asarray(np.min(earlier, initial=np.inf), dtype))
+    def push(self, loss) -> Plateau:
+        """The `Plateau` after one more loss (pure `jax.numpy`)."""
+        window, best = self
+        if window.shape[0] == 0:
+            return self
+        loss = jnp.asarray(loss, window.dtype)
+        return Plateau(jnp.concatenate([window[1:], loss[None]]), jnp.minimum(best, window[0]))
 
 
-def plateau_push(plateau: Plateau, loss) -> Plateau:
-    """The `Plateau` after one more loss (pure `jax.numpy`)."""
-    window, best = plateau
-    if window.shape[0] == 0:
-        return plateau
-    loss = jnp.asarray(loss, window.dtype)
-    return Plateau(jnp.concatenate([window[1:], loss[None]]), jnp.minimum(best, window[0]))
+class DepthRule(eqx.Module):
+    """Depth adaptation as one value: the paper's rule, its warm-up and plateau gates, and
+    drift folding (pure `jax.numpy`; jit- and vmap-able, no host reads; unchecked).
 
-
-def depth_policy(changes, depth, n_epochs, plateau: Plateau, tol, *, min_depth: int, warmup: int, multi: bool):
-    """The depth after an epoch (pure `jax.numpy`; depth adaptation on).
-
-    With n = `n_epochs` epochs trained (the last one just now) and d_k = ``changes[k−1]`` the
-    residual changes of the current parameters: no cut at depth 1, while n ≤ `warmup`, or
-    (with a plateau window of p > 0 losses) while min(last p losses) ≤ 0.99 · min(earlier
-    losses) (``plateau.best`` is +inf until n > p, so no cut then); otherwise
-    `depth_rule_jax` (d_{T−1} < `tol`, down to `min_depth`; several layers with `multi`).
-
-    **Returns:** the new depth, a ``jnp`` integer scalar (≤ `depth`).
+    **Fields:** `tol` (an array leaf: traced, so a sweep vmaps over it) and, static,
+    `min_depth`, `warmup` (epochs before the first cut), `plateau` (p > 0: cut only when the
+    training loss stalled for p epochs; the length of `Plateau.window`), `multi_cut` (several
+    layers per epoch) and `fold_drift` (move a cut's mean output shift into the readout bias;
+    applied by the training engine).
     """
-    allowed = (jnp.asarray(n_epochs) > warmup) & (jnp.asarray(depth) > 1)
-    if plateau.window.shape[0] > 0:
-        allowed &= jnp.min(plateau.window) > 0.99 * plateau.best
-    new = depth_rule_jax(changes, depth, tol=tol, min_depth=min_depth, multi=multi)
-    return jnp.where(allowed, new, depth)
+
+    tol: Float[Array, ""]
+    min_depth: int = eqx.field(static=True, default=1)
+    warmup: int = eqx.field(static=True, default=0)
+    plateau: int = eqx.field(static=True, default=0)
+    multi_cut: bool = eqx.field(static=True, default=False)
+    fold_drift: bool = eqx.field(static=True, default=False)
+
+    def cut(self, changes: Float[Array, " L"], depth) -> jax.Array:
+        """The paper's rule alone. With floor = max(min_depth, 1) and d_k = ``changes[k−1]``:
+
+        - ``multi_cut=False``: T − 1 if T > floor and d_{T−1} = changes[T−2] < tol, else T;
+        - ``multi_cut=True``: the largest T' in (floor, T] with changes[T'−2] ≥ tol (the first
+          layer, counted from the end, that still moves), else floor; T itself when T ≤ floor.
+
+        A NaN change compares as "not below tol", so it never cuts (`depth_rule` validates).
+
+        **Returns:** the new depth, a ``jnp`` integer scalar.
+        """
+        changes = jnp.asarray(changes)
+        depth = jnp.asarray(depth)
+        floor = max(self.min_depth, 1)
+        below = changes < self.tol
+        if changes.shape[0] == 0:  # depth ≤ 1: nothing to compare (static shape, so no traced branch)
+            return depth
+        if not self.multi_cut:
+            last = jnp.take(below, jnp.maximum(depth - 2, 0), mode="clip")
+            return jnp.where((depth > floor) & last, depth - 1, depth)
+        ds = jnp.arange(2, changes.shape[0] + 2)  # entry j decides whether layer d = j + 2 goes
+        moving = (ds > floor) & (ds <= depth) & ~below
+        return jnp.minimum(depth, jnp.maximum(floor, jnp.max(jnp.where(moving, ds, 0), initial=0)))
+
+    def __call__(self, changes, depth, n_epochs, plateau: Plateau) -> jax.Array:
+        """The depth after an epoch (depth adaptation on).
+
+        With n = `n_epochs` epochs trained (the last one just now) and d_k = ``changes[k−1]``
+        the residual changes of the current parameters: no cut at depth 1, while n ≤ `warmup`,
+        or (with a plateau window of p > 0 losses) while min(last p losses) ≤ 0.99 · min(earlier
+        losses) (``plateau.best`` is +inf until n > p, so no cut then); otherwise `cut`.
+
+        **Returns:** the new depth, a ``jnp`` integer scalar (≤ `depth`).
+        """
+        allowed = (jnp.asarray(n_epochs) > self.warmup) & (jnp.asarray(depth) > 1)
+        if plateau.window.shape[0] > 0:
+            allowed &= jnp.min(plateau.window) > 0.99 * plateau.best
+        return jnp.where(allowed, self.cut(changes, depth), depth)

@@ -1,72 +1,83 @@
-"""The compiled training loop: one kernel for `resflow.fit` (one run) and `resflow.sweep`
-(`jax.vmap` of the same kernel over runs).
+"""The training engine: module-level pure functions, in the style of the flax examples.
 
-A *chunk* of epochs is one jitted call running `jax.lax.scan` over epochs. Each epoch:
-shuffled mini-batch steps, test metrics (the test set in fixed, zero-weighted padded chunks
-reduced with `jax.lax.scan`), and with depth adaptation the residual changes on the training
-set, the depth policy (`resflow.training._depth.depth_policy`) and drift folding. The current depth is
-data (``active_depth``), so a cut never recompiles; an epoch whose training or test loss is
-not finite leaves the state as it was (and every later epoch of that run does nothing), and
-its index is recorded for the host to report.
+The parameters are the `resflow.Network` itself (lift → `Trunk` → readout, an equinox
+pytree). optax updates its trainable partition (`trainable`: every floating array except
+the trunk's step size ``h``, which stays as initialised), so the trained value needs no
+conversion and ``h`` lives in one place, the trunk's leaf.
 
-The options that change no code are traced scalars, `Hyper` (lr, h, w_std, depth_tol,
-weight_decay): runs that differ only in them share one compiled program, and a sweep vmaps
-over them. `code_key` is the config with those options set to defaults: the cache key.
+Every function takes the `resflow.training._config.Static` options first (hashable: the
+static argument of the jitted forms, so runs with equal statics share one compiled program)
+and, where it needs them, the `resflow.training._config.Traced` numbers (lr, h, w_std,
+depth_tol, weight_decay; a sweep vmaps over them):
+
+- `init` → (network, optimiser state, shuffle key); `init_network` draws W ~ N(0, w_std²/n)
+  with w_std traced;
+- `train_step` (one mini-batch), `train_epoch` (a shuffled epoch under `jax.lax.scan`);
+- `evaluate` (mean loss and accuracy over zero-weight-padded chunks);
+- `residual_statistics` (residual changes d_k and mean states on the training set);
+- `depth_step` (the `resflow.training._depth.DepthRule`, drift folding, accuracy after a cut);
+- `epoch` and `chunk` (a `jax.lax.scan` over epochs: one jitted call).
+
+The current depth is data (``Loop.depth``): the trunk is scanned over the initial depth with
+layers past it the identity, so a cut never recompiles. An epoch whose training or test loss
+is not finite leaves the state as it was (and every later epoch of that run does nothing);
+its index is recorded for the host to report. `resflow.fit` runs `chunk` in a host loop with
+checkpoints; `resflow.sweep` runs ``jax.vmap`` of the same functions.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import functools
-from collections.abc import Callable
 from typing import NamedTuple
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import optax
 
-from ._config import TrainConfig
-from ._depth import Plateau, change_sums, depth_policy, fold_shift, plateau_push
-from ._layers import Classifier
+from ..trunk._network import Affine, Network
+from ..trunk._trunk import Trunk, init_arrays, scan_trunk
+from ._config import Static, Traced, TrainConfig
+from ._depth import DepthRule, Plateau, change_sums, fold_shift
 from ._preprocess import batch_indices
 
 __all__ = [
-    "Hyper",
-    "HYPER",
     "Loop",
     "Records",
     "Data",
-    "Kernel",
     "make_optimizer",
-    "make_kernel",
-    "code_key",
-    "hyper_of",
+    "trainable",
+    "depth_rule_of",
+    "init_network",
+    "init",
+    "forward",
+    "train_step",
+    "train_epoch",
+    "evaluate",
+    "residual_statistics",
+    "depth_step",
+    "epoch",
+    "chunk",
+    "start_loop",
+    "final_network",
+    "init_jit",
+    "chunk_jit",
+    "evaluate_jit",
     "padded_chunks",
     "chunk_length",
     "xent",
 ]
 
-HYPER = ("lr", "h", "w_std", "depth_tol", "weight_decay")
-
-
-class Hyper(NamedTuple):
-    """The numeric options of a run that keep shapes and code: traced scalars (or ``(runs,)``)."""
-
-    lr: jax.Array
-    h: jax.Array
-    w_std: jax.Array
-    depth_tol: jax.Array
-    weight_decay: jax.Array
-
 
 class Loop(NamedTuple):
     """The state of one run between epochs, on the device.
 
-    `depth` is the current (active) depth; `plateau` the losses the plateau test needs;
-    `bad` the first epoch (1-based) whose loss was not finite, 0 while all were.
+    `params` is the `Network` (trainable partition and the fixed ``h``); `depth` the current
+    (active) depth; `plateau` the losses the plateau test needs; `bad` the first epoch
+    (1-based) whose loss was not finite, 0 while all were.
     """
 
-    params: dict
+    params: Network
     opt_state: optax.OptState
     depth: jax.Array
     plateau: Plateau
@@ -100,82 +111,240 @@ class Data(NamedTuple):
     train: tuple
 
 
-class Kernel(NamedTuple):
-    """The pure functions of a run (unjitted; `fit` jits them, `sweep` vmaps then jits them).
+def make_optimizer(static: Static, lr, weight_decay):
+    """The optax transformation: clipping → optimiser with its lr schedule.
 
-    - ``init(key, hyper, x1) -> (params, opt_state, shuffle_key)``
-    - ``chunk(hyper, key, loop, start, epochs, data, length) -> (loop, Records)``: epochs
-      start … start + length − 1 (0-based), those ≥ `epochs` skipped.
-    - ``evaluate(params, depth, h, chunks) -> (mean loss, accuracy)``
+    `lr` and `weight_decay` may be traced scalars; whether weight decay is used at all
+    (``static.weight_decay``) is part of the code.
     """
-
-    init: Callable
-    chunk: Callable
-    evaluate: Callable
-
-
-def make_optimizer(config: TrainConfig, steps_per_epoch: int, lr=None, weight_decay=None):
-    """The optax transformation of `config`: clipping → optimiser with its lr schedule.
-
-    `lr` and `weight_decay` (default: the config's) may be traced scalars; whether weight
-    decay is used at all (``config.weight_decay > 0``) is part of the code.
-    """
-    lr = config.lr if lr is None else lr
-    weight_decay = config.weight_decay if weight_decay is None else weight_decay
-    total = config.epochs * steps_per_epoch
-    if config.schedule == "cosine":
+    total = static.epochs * static.steps_per_epoch
+    if static.schedule == "cosine":
         lr = optax.cosine_decay_schedule(lr, total)
-    elif config.schedule == "warmup-cosine":
+    elif static.schedule == "warmup-cosine":
         # optax checks the peak value on the host, so a traced lr (a sweep's grid) scales a unit
         # schedule instead; from 0 to 0 through the peak, the schedule is linear in the peak.
         unit, peak = optax.warmup_cosine_decay_schedule(0.0, 1.0, max(1, total // 20), total), lr
         lr = lambda step: peak * unit(step)  # noqa: E731
-    if config.optimizer == "sgd":
+    if static.optimizer == "sgd":
         opt = optax.sgd(lr, momentum=0.9)
-        if config.weight_decay:
+        if static.weight_decay:
             opt = optax.chain(optax.add_decayed_weights(weight_decay), opt)
-    elif config.optimizer == "adamw" or config.weight_decay:
+    elif static.optimizer == "adamw" or static.weight_decay:
         opt = optax.adamw(lr, weight_decay=weight_decay)
     else:
         opt = optax.adam(lr)
-    if config.clip_norm is not None:
-        opt = optax.chain(optax.clip_by_global_norm(config.clip_norm), opt)
+    if static.clip_norm is not None:
+        opt = optax.chain(optax.clip_by_global_norm(static.clip_norm), opt)
     return opt
+
+
+def optimizer(static: Static, traced: Traced):
+    return make_optimizer(static, traced.lr, traced.weight_decay)
 
 
 def xent(logits, y):
     return optax.softmax_cross_entropy_with_integer_labels(logits, y)
 
 
-def code_key(config: TrainConfig) -> TrainConfig:
-    """`config` with everything that changes no compiled code set to defaults: the `Hyper`
-    options (weight decay kept as on/off), checkpointing, chunking, and `epochs` under a
-    constant schedule (it only enters through a decaying schedule's horizon)."""
-    base = TrainConfig()
-    trunk = dataclasses.replace(config.trunk, h=base.trunk.h, w_std=base.trunk.w_std)
-    config = dataclasses.replace(
-        config,
-        trunk=trunk,
-        lr=base.lr,
-        depth_tol=base.depth_tol,
-        weight_decay=float(config.weight_decay > 0),
-        checkpoint_every=base.checkpoint_every,
-        checkpoint_seconds=base.checkpoint_seconds,
-        chunk_epochs=base.chunk_epochs,
+def trainable(network: Network):
+    """The filter spec of what training changes: every floating array but ``trunk.h``."""
+    spec = jax.tree.map(eqx.is_inexact_array, network)
+    return eqx.tree_at(lambda n: n.trunk.h, spec, replace=False)
+
+
+def depth_rule_of(static: Static, traced: Traced) -> DepthRule:
+    """The run's `DepthRule`: the static options of `static` and the traced tolerance."""
+    return DepthRule(
+        traced.depth_tol,
+        min_depth=static.min_depth,
+        warmup=static.warmup,
+        plateau=static.plateau,
+        multi_cut=static.multi_cut,
+        fold_drift=static.fold_drift,
     )
-    return dataclasses.replace(config, epochs=1) if config.schedule == "constant" else config
 
 
-def hyper_of(configs, dtype) -> Hyper:
-    """The `Hyper` of one config (scalars) or of a list of configs (``(runs,)`` arrays)."""
-    one = isinstance(configs, TrainConfig)
-    configs = [configs] if one else configs
+def init_network(static: Static, traced: Traced, key: jax.Array) -> Network:
+    """A fresh `Network`: trunk W ~ N(0, w_std²/n) (w_std traced), b = 0, h = ``traced.h``;
+    lift and readout as flax's ``Dense`` (LeCun-normal kernels, zero biases)."""
+    k_lift, k_trunk, k_readout = jax.random.split(key, 3)
+    dtype, n = jnp.dtype(static.dtype), static.width
+    depth = None if static.shared else static.depth
+    W, b = init_arrays(k_trunk, n, depth=depth, w_std=traced.w_std, b_std=0.0, dtype=dtype)
+    trunk = Trunk(W, b, traced.h, model=static.model, activation=static.activation)
+    dense = jax.nn.initializers.lecun_normal()
+    lift = Affine(dense(k_lift, (static.dim, n), dtype), jnp.zeros((n,), dtype)) if static.lift else None
+    readout = Affine(dense(k_readout, (n, static.n_classes), dtype), jnp.zeros((static.n_classes,), dtype))
+    return Network(lift, trunk, readout, static.depth)
 
-    def value(c, name):
-        return getattr(c.trunk, name) if name in ("h", "w_std") else getattr(c, name)
 
-    arrays = [jnp.asarray([value(c, name) for c in configs], dtype) for name in HYPER]
-    return Hyper(*(a[0] for a in arrays)) if one else Hyper(*arrays)
+def init(static: Static, traced: Traced, key: jax.Array):
+    """(network, optimiser state, shuffle key): `key` splits into the init and shuffle keys."""
+    k_init, k_shuffle = jax.random.split(key)
+    network = init_network(static, traced, k_init)
+    params = eqx.filter(network, trainable(network))
+    return network, optimizer(static, traced).init(params), k_shuffle
+
+
+def _constrain(static: Static, a):
+    return a if static.sharding is None else jax.lax.with_sharding_constraint(a, static.sharding)
+
+
+def forward(static: Static, network: Network, x, depth, *, keep: bool = False):
+    """Logits of `x` with layers t ≥ `depth` (traced) the identity; with `keep`, the trunk
+    states x_0 … x_T instead."""
+    x0 = network.embed(_constrain(static, x))
+    out = scan_trunk(network.trunk, x0, depth, depth=static.depth, keep=keep, remat=static.remat and not keep)
+    return out if keep else network.readout(out)
+
+
+def _loss(params, rest, static, x, y, w, depth):
+    logits = forward(static, eqx.combine(params, rest), x, depth)
+    return (xent(logits, y) * w).sum() / w.sum(), logits
+
+
+def train_step(static: Static, traced: Traced, state, batch, depth):
+    """One optimiser step on a weighted mini-batch ``(x, y, w)``.
+
+    **Returns:** ``((network, opt_state), (loss · Σw, correct · w))``.
+    """
+    network, opt_state = state
+    x, y, w = batch
+    params, rest = eqx.partition(network, trainable(network))
+    (loss, logits), grads = jax.value_and_grad(_loss, has_aux=True)(params, rest, static, x, y, w, depth)
+    updates, opt_state = optimizer(static, traced).update(grads, opt_state, params)
+    network = eqx.combine(optax.apply_updates(params, updates), rest)
+    correct = ((jnp.argmax(logits, -1) == y) * w).sum()
+    return (network, opt_state), (loss * w.sum(), correct)
+
+
+def train_epoch(static: Static, traced: Traced, network, opt_state, key, depth, x, y):
+    """One shuffled epoch (from `key`) at active depth `depth`.
+
+    **Returns:** ``(network, opt_state, mean loss, accuracy)`` (running over the batches).
+    """
+    idx, w = batch_indices(key, x.shape[0], static.batch_size)
+
+    def body(state, batch):
+        i, wb = batch
+        return train_step(static, traced, state, (x[i], y[i], wb.astype(x.dtype)), depth)
+
+    (network, opt_state), (losses, correct) = jax.lax.scan(body, (network, opt_state), (idx, w))
+    n = x.shape[0]
+    return network, opt_state, losses.sum() / n, correct.sum() / n
+
+
+def evaluate(static: Static, network: Network, depth, chunks):
+    """(mean loss, accuracy) over padded `chunks` ``(x, y, w)`` at active depth `depth`."""
+
+    def body(sums, chunk):
+        x, y, w = chunk
+        logits = forward(static, network, x, depth)
+        part = jnp.stack([(xent(logits, y) * w).sum(), ((jnp.argmax(logits, -1) == y) * w).sum()])
+        return sums + part, None
+
+    sums = jax.lax.scan(body, jnp.zeros(2, chunks[0].dtype), chunks)[0]
+    total = chunks[2].sum()
+    return sums[0] / total, sums[1] / total
+
+
+def residual_statistics(static: Static, network: Network, depth, chunks):
+    """Residual changes d_k ``(T−1,)`` and mean states x̄_t ``(T+1, n)`` over padded `chunks`."""
+    h = network.trunk.h
+
+    def body(sums, chunk):
+        x, _, w = chunk
+        traj = forward(static, network, x, depth, keep=True)
+        # The residuals are read off the states (x_{t+1} = x_t + h r_t, or r_t = x_{t+1} for the
+        # MLP) instead of recomputing act(W x_t + b): one forward pass, not two. Layers past the
+        # active depth give r_t = 0 here, but the rule reads only d_k for k < depth.
+        r = (traj[1:] - traj[:-1]) / h if static.model == "resnet" else traj[1:]
+        return (sums[0] + change_sums(r, w), sums[1] + jnp.einsum("tbn,b->tn", traj, w)), None
+
+    dtype = chunks[0].dtype
+    zeros = (jnp.zeros(static.depth - 1, dtype), jnp.zeros((static.depth + 1, static.width), dtype))
+    changes, states = jax.lax.scan(body, zeros, chunks)[0]
+    n = chunks[2].sum()
+    return changes / n, states / n
+
+
+def depth_step(static: Static, rule: DepthRule, network, depth, n_epochs, plateau, data: Data, test_accuracy):
+    """The depth rule after epoch `n_epochs`: (network, new depth, d_{T−1}, test accuracy
+    after the cut); with ``rule.fold_drift`` a cut's mean output shift goes into the readout bias."""
+    changes, states = residual_statistics(static, network, depth, data.train)
+    change = changes[jnp.maximum(depth - 2, 0)]
+    new = rule(changes, depth, n_epochs, plateau).astype(depth.dtype)
+    if rule.fold_drift:
+        rd = network.readout
+        bias = fold_shift(rd.b, rd.W, states[depth], states[new])
+        network = eqx.tree_at(lambda n: n.readout.b, network, jnp.where(new < depth, bias, rd.b))
+    after = jax.lax.cond(
+        new < depth, lambda: evaluate(static, network, new, data.test)[1], lambda: jnp.asarray(test_accuracy)
+    )
+    return network, new, change, after
+
+
+def epoch(static: Static, traced: Traced, key, data: Data, loop: Loop, e):
+    """Epoch `e` (0-based): train, test, depth rule. **Returns:** ``(loop, Records row)``."""
+    rule = depth_rule_of(static, traced)
+    network, opt_state, loss, acc = train_epoch(
+        static, traced, loop.params, loop.opt_state, jax.random.fold_in(key, e), loop.depth, data.x_train, data.y_train
+    )
+    test_loss, test_acc = evaluate(static, network, loop.depth, data.test)
+    plateau = loop.plateau.push(loss)
+    depth, change, after = loop.depth, jnp.full_like(loss, jnp.nan), test_acc
+    if static.depth_adapt and static.depth > 1:
+        # No cut can happen in the warm-up epochs, so their residual statistics (a pass over
+        # the training set) are skipped; `e` is the same for every run of a sweep, so this
+        # stays a real branch under vmap.
+        network, depth, change, after = jax.lax.cond(
+            e + 1 > rule.warmup,
+            lambda: depth_step(static, rule, network, loop.depth, e + 1, plateau, data, test_acc),
+            lambda: (network, depth, change, after),
+        )
+    ok = jnp.isfinite(loss) & jnp.isfinite(test_loss) & (loop.bad == 0)
+    new = Loop(network, opt_state, depth, plateau, loop.bad)
+    # A non-finite epoch (and every one after it) keeps the last good state.
+    kept = jax.tree.map(lambda a, b: jnp.where(ok, a, b), new, loop)
+    bad = jnp.where((loop.bad == 0) & ~ok, e + 1, loop.bad).astype(loop.bad.dtype)
+    record = Records(loss, acc, test_loss, test_acc, loop.depth, change, depth, after, ~ok)
+    return kept._replace(bad=bad), record
+
+
+def chunk(static: Static, traced: Traced, key, loop: Loop, start, epochs, data: Data, length: int):
+    """Epochs start … start + length − 1 (0-based) under `jax.lax.scan`; those ≥ `epochs` are
+    skipped (zero records). **Returns:** ``(loop, Records)``."""
+
+    def skip(loop, e):
+        shapes = jax.eval_shape(functools.partial(epoch, static), traced, key, data, loop, e)[1]
+        return loop, jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
+
+    def body(loop, e):
+        # e is the same for every run of a sweep, so this stays a real branch under vmap.
+        return jax.lax.cond(e < epochs, functools.partial(epoch, static, traced, key, data), skip, loop, e)
+
+    return jax.lax.scan(body, loop, start + jnp.arange(length, dtype=jnp.int32))
+
+
+init_jit = jax.jit(init, static_argnames="static")
+chunk_jit = jax.jit(chunk, static_argnames=("static", "length"))
+evaluate_jit = jax.jit(evaluate, static_argnames="static")
+
+
+def start_loop(static: Static, network: Network, opt_state, depth, losses=()) -> Loop:
+    """The `Loop` after the epochs whose training `losses` are given (exact rebuild)."""
+    plateau = Plateau.start(losses, static.plateau, jnp.dtype(static.dtype))
+    return Loop(network, opt_state, jnp.asarray(depth, jnp.int32), plateau, jnp.asarray(0, jnp.int32))
+
+
+def final_network(network: Network, depth: int) -> Network:
+    """`network` (host or device arrays of one run) pruned to `depth` layers, rebuilt through
+    the constructors so that their checks (shapes, finite weights, h > 0) run once more."""
+    network = jax.tree.map(jnp.asarray, network)
+    t = network.trunk
+    trunk = Trunk(t.W, t.b, t.h, model=t.model, activation=t.activation)
+    lift = None if network.lift is None else Affine(network.lift.W, network.lift.b)
+    return Network(lift, trunk.truncate(depth), Affine(network.readout.W, network.readout.b), depth)
 
 
 def padded_chunks(x, y, size: int, multiple: int = 1):
@@ -216,138 +385,3 @@ def chunk_length(config: TrainConfig, dim: int, n_classes: int, n_train: int, n_
     wanted = max(1, int(CHUNK_FLOPS // (per_sample * passes * runs)))
     count = -(-config.epochs // wanted)
     return -(-config.epochs // count)
-
-
-@functools.lru_cache(maxsize=32)
-def make_kernel(module: Classifier, config: TrainConfig, steps_per_epoch: int, sharding=None) -> Kernel:
-    """The `Kernel` of a run; cached on (module, `code_key` config, steps per epoch, batch sharding).
-
-    `sharding` (data parallel): a `jax.sharding.NamedSharding` the mini-batches and the
-    evaluation chunks are constrained to (batch axis over devices), or None.
-    """
-    spec = module.spec
-    batch_size = config.batch_size
-
-    def constrain(a):
-        return a if sharding is None else jax.lax.with_sharding_constraint(a, sharding)
-
-    def optimizer(hyper):
-        return make_optimizer(config, steps_per_epoch, hyper.lr, hyper.weight_decay)
-
-    def init(key, hyper, x1):
-        k_init, k_shuffle = jax.random.split(key)
-        params = module.init(k_init, x1)["params"]
-        # The module initialises W ~ N(0, 1/n) (its spec has w_std = 1): scaled here, so w_std is data.
-        trunk = dict(params["trunk"], W=params["trunk"]["W"] * hyper.w_std.astype(params["trunk"]["W"].dtype))
-        params = dict(params, trunk=trunk)
-        return params, optimizer(hyper).init(params), k_shuffle
-
-    def loss_fn(params, xb, yb, wb, depth, h):
-        logits = module.apply({"params": params}, constrain(xb), depth, h)
-        return (xent(logits, yb) * wb).sum() / wb.sum(), logits
-
-    def train_epoch(params, opt_state, key, depth, hyper, x, y):
-        tx = optimizer(hyper)
-        idx, w = batch_indices(key, x.shape[0], batch_size)
-
-        def body(carry, batch):
-            params, opt_state = carry
-            i, wb = batch
-            wb = wb.astype(x.dtype)
-            grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
-            (loss, logits), grads = grad_fn(params, x[i], y[i], wb, depth, hyper.h)
-            updates, opt_state = tx.update(grads, opt_state, params)
-            params = optax.apply_updates(params, updates)
-            correct = ((jnp.argmax(logits, -1) == y[i]) * wb).sum()
-            return (params, opt_state), (loss * wb.sum(), correct)
-
-        (params, opt_state), (losses, correct) = jax.lax.scan(body, (params, opt_state), (idx, w))
-        n = x.shape[0]
-        return params, opt_state, losses.sum() / n, correct.sum() / n
-
-    def evaluate(params, depth, h, chunks):
-        def body(sums, chunk):
-            x, y, w = chunk
-            logits = module.apply({"params": params}, constrain(x), depth, h)
-            part = jnp.stack([(xent(logits, y) * w).sum(), ((jnp.argmax(logits, -1) == y) * w).sum()])
-            return sums + part, None
-
-        sums = jax.lax.scan(body, jnp.zeros(2, chunks[0].dtype), chunks)[0]
-        total = chunks[2].sum()
-        return sums[0] / total, sums[1] / total
-
-    def statistics(params, depth, h, chunks):
-        """Residual changes d_k ``(T−1,)`` and mean states x̄_t ``(T+1, n)`` on the training set."""
-
-        def body(sums, chunk):
-            x, _, w = chunk
-            traj = module.apply({"params": params}, constrain(x), depth, h, method=Classifier.trajectory)
-            # The residuals are read off the states (x_{t+1} = x_t + h r_t, or r_t = x_{t+1} for the
-            # MLP) instead of recomputing act(W x_t + b): one forward pass, not two. Layers past the
-            # active depth give r_t = 0 here, but the policy reads only d_k for k < depth.
-            r = (traj[1:] - traj[:-1]) / h if spec.model == "resnet" else traj[1:]
-            return (sums[0] + change_sums(r, w), sums[1] + jnp.einsum("tbn,b->tn", traj, w)), None
-
-        dtype = chunks[0].dtype
-        zeros = (jnp.zeros(spec.depth - 1, dtype), jnp.zeros((spec.depth + 1, spec.width), dtype))
-        changes, states = jax.lax.scan(body, zeros, chunks)[0]
-        n = chunks[2].sum()
-        return changes / n, states / n
-
-    def adapt(params, depth, e, plateau, hyper, data, test_accuracy):
-        """(params, new depth, d_{T−1}, test accuracy after the cut) under the depth policy."""
-        changes, states = statistics(params, depth, hyper.h, data.train)
-        change = changes[jnp.maximum(depth - 2, 0)]
-        new = depth_policy(
-            changes,
-            depth,
-            e + 1,
-            plateau,
-            hyper.depth_tol,
-            min_depth=config.min_depth,
-            warmup=config.depth_warmup,
-            multi=config.multi_cut,
-        ).astype(depth.dtype)
-        if config.fold_drift:
-            rd = params["readout"]
-            bias = fold_shift(rd["bias"], rd["kernel"], states[depth], states[new])
-            params = dict(params, readout=dict(rd, bias=jnp.where(new < depth, bias, rd["bias"])))
-        after = jax.lax.cond(new < depth, lambda: evaluate(params, new, hyper.h, data.test)[1], lambda: test_accuracy)
-        return params, new, change, after
-
-    def epoch(hyper, key, data, loop, e):
-        params, opt_state, loss, acc = train_epoch(
-            loop.params, loop.opt_state, jax.random.fold_in(key, e), loop.depth, hyper, data.x_train, data.y_train
-        )
-        test_loss, test_acc = evaluate(params, loop.depth, hyper.h, data.test)
-        plateau = plateau_push(loop.plateau, loss)
-        depth, change, after = loop.depth, jnp.full_like(loss, jnp.nan), test_acc
-        if config.depth_adapt and spec.depth > 1:
-            # No cut can happen in the warm-up epochs, so their residual statistics (a pass over
-            # the training set) are skipped; `e` is the same for every run of a sweep, so this
-            # stays a real branch under vmap.
-            params, depth, change, after = jax.lax.cond(
-                e + 1 > config.depth_warmup,
-                lambda: adapt(params, loop.depth, e, plateau, hyper, data, test_acc),
-                lambda: (params, depth, change, after),
-            )
-        ok = jnp.isfinite(loss) & jnp.isfinite(test_loss) & (loop.bad == 0)
-        new = Loop(params, opt_state, depth, plateau, loop.bad)
-        # A non-finite epoch (and every one after it) keeps the last good state.
-        kept = jax.tree.map(lambda a, b: jnp.where(ok, a, b), new, loop)
-        bad = jnp.where((loop.bad == 0) & ~ok, e + 1, loop.bad).astype(loop.bad.dtype)
-        record = Records(loss, acc, test_loss, test_acc, loop.depth, change, depth, after, ~ok)
-        return kept._replace(bad=bad), record
-
-    def chunk(hyper, key, loop, start, epochs, data, length: int):
-        def skip(loop, e):
-            shapes = jax.eval_shape(epoch, hyper, key, data, loop, e)[1]
-            return loop, jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
-
-        def body(loop, e):
-            # e is the same for every run of a sweep, so this stays a real branch under vmap.
-            return jax.lax.cond(e < epochs, functools.partial(epoch, hyper, key, data), skip, loop, e)
-
-        return jax.lax.scan(body, loop, start + jnp.arange(length, dtype=jnp.int32))
-
-    return Kernel(init, chunk, evaluate)

@@ -1,4 +1,4 @@
-"""Training: an optax loop around the flax `Classifier`, with depth adaptation.
+"""Training: the host loop around the training engine, with depth adaptation and checkpoints.
 
     fit(data: Dataset, config: TrainConfig | None = None, *, key, out_dir=None, resume=False,
         progress=False, callback=None, figures=True, **overrides) -> TrainResult
@@ -11,8 +11,9 @@ pruned to the final depth ``result.depth``. Options are the fields of `TrunkSpec
 `TrainConfig`, given as a config or as keyword overrides, e.g.
 ``fit(load_dataset("digits"), model="mlp", depth=3, epochs=40, key=jax.random.key(0))``.
 
-`fit` is a short host loop around one compiled kernel (`resflow.training._engine.make_kernel`, shared
-with `resflow.sweep`): `init_state` (or `restore_state`), then `train_chunk` until done, each
+`fit` is a short host loop around the pure functions of `resflow.training._engine` (shared
+with `resflow.sweep`, which vmaps them): the parameters are the `resflow.Network` itself, with
+the trunk's ``h`` a fixed leaf. `init_state` (or `restore_state`), then `train_chunk` until done, each
 followed by `log_and_checkpoint`, and `finish`. A chunk of ``chunk_epochs`` epochs (0: about
 a second of work, from a FLOP count) is one jitted call scanning epochs with `jax.lax.scan`:
 the shuffled mini-batches (from ``fold_in(key, epoch)``), the test metrics, and with depth
@@ -23,8 +24,9 @@ compute until the end, when the network is pruned (untied weights: sliced) to th
 depth. The host sees chunk ends only: progress bar, metrics.jsonl, checkpoint, callback.
 
 With ``out_dir`` the run writes ``data.json`` (the data's source and fingerprint),
-``metrics.jsonl`` (one line per epoch), ``checkpoint.msgpack`` (params, optimiser state,
-epoch, depth, RNG key, config, histories; atomic, checksummed, every ``checkpoint_every``
+``metrics.jsonl`` (one line per epoch), ``checkpoint.msgpack`` (the network's leaves, as in
+``network.eqx``, the optimiser state, epoch, depth, RNG key, config, histories; atomic,
+checksummed, every ``checkpoint_every``
 epochs or ``checkpoint_seconds`` of wall time, whichever comes first, at a chunk end, and
 when the run is stopped by an exception, Ctrl-C or SIGTERM), then ``metrics.json``, the saved
 network (``network.eqx``, ``run.json``; see `resflow.training._runs`) and figures; ``resume=True``
@@ -36,9 +38,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import functools
 import json
-import math
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -46,21 +46,18 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
-from flax import serialization
-from jax.sharding import Mesh, NamedSharding
-from jax.sharding import PartitionSpec as P
 from jaxtyping import Array, Float, Int
 
 from .._checks import all_true, as_float_array, check_finite, check_labels, is_concrete
 from .._errors import InputError
-from ..trunk._network import Network, from_flax
+from ..trunk._network import Network
 from ..trunk._trunk import Trunk
 from ._checkpoint import (
     CheckpointError,
     OutputError,
     deferred_signals,
+    fill_arrays,
     load_checkpoint,
     prepare_out_dir,
     save_checkpoint,
@@ -68,10 +65,9 @@ from ._checkpoint import (
 )
 from ._config import TrainConfig
 from ._dataset import Dataset
-from ._depth import plateau_start
-from ._engine import Data, Hyper, Kernel, Loop, chunk_length, code_key, hyper_of, make_kernel, padded_chunks, xent
-from ._layers import Classifier
+from ._engine import final_network, start_loop, xent
 from ._runs import lock_folder, save_run, start_run, write_json
+from ._setup import Setup, check_data, check_key, check_lift, epoch_records, setup_run
 
 __all__ = [
     "TrainResult",
@@ -80,6 +76,8 @@ __all__ = [
     "accuracy",
     "evaluate",
     "NonFiniteLossError",
+    "check_lift",
+    "setup_run",
 ]
 
 CHECKPOINT = "checkpoint.msgpack"
@@ -120,7 +118,7 @@ class TrainResult(NamedTuple):
 class RunState(NamedTuple):
     """Everything a checkpoint restores: after `epoch` epochs, at depth `depth`."""
 
-    params: dict
+    params: Network
     opt_state: optax.OptState
     key: jax.Array
     epoch: int
@@ -130,172 +128,10 @@ class RunState(NamedTuple):
     elapsed: float
 
 
-class Setup(NamedTuple):
-    """What stays fixed during a run: the options, the module, its compiled kernel, the data.
-
-    `hyper` holds the run's traced options (`resflow.training._engine.Hyper`), `length` the epochs per
-    compiled chunk, `kernel` the pure kernel functions and `jit` them jitted.
-    """
-
-    config: TrainConfig
-    module: Classifier
-    kernel: Kernel
-    jit: Jitted
-    data: Data
-    hyper: Hyper
-    length: int
-
-
-def check_lift(config: TrainConfig, dim: int) -> tuple[int, bool]:
-    """The trunk width and whether a linear lift maps `dim`-dimensional data to it.
-
-    Width None is the data dimension; lift None means a lift only when the two differ.
-
-    **Raises:** `InputError` for ``lift=False`` with a width other than `dim` (without a lift
-    the trunk runs on the data themselves).
-    """
-    width = config.trunk.width or dim
-    use_lift = config.lift if config.lift is not None else dim != width
-    if not use_lift and dim != width:
-        raise InputError(f"lift=False needs width equal to the data dimension {dim} (or width None), got width {width}")
-    return width, use_lift
-
-
-def build_classifier(config: TrainConfig, dim: int, n_classes: int) -> Classifier:
-    """The `Classifier` of `config` for `dim`-dimensional data (width None → dim).
-
-    **Raises:** `InputError` as `check_lift`.
-    """
-    width, use_lift = check_lift(config, dim)
-    spec = dataclasses.replace(config.trunk, width=width)
-    return Classifier(n_classes=n_classes, spec=spec, use_lift=use_lift, param_dtype=jnp.dtype(config.dtype))
-
-
-def _check_key(key) -> jax.Array:
-    """A typed `jax.random` key (a legacy uint32 ``(2,)`` key is wrapped), or a `TypeError`."""
-    if isinstance(key, jax.Array) and jnp.issubdtype(key.dtype, jax.dtypes.prng_key) and key.shape == ():
-        return key
-    if isinstance(key, jax.Array | np.ndarray) and key.dtype == np.uint32 and key.shape == (2,):
-        return jax.random.wrap_key_data(jnp.asarray(key))
-    raise TypeError(f"key must be a jax.random key, e.g. key=jax.random.key(0), got {key!r}")
-
-
-def check_data(data) -> int:
-    """Validate a `Dataset`: float inputs, integer labels, classes.
-
-    **Returns:** the number of classes.
-
-    **Raises:** `TypeError` for another type or non-float inputs / non-integer labels;
-    `ValueError` for shapes, non-finite inputs or labels out of range.
-    """
-    if not isinstance(data, Dataset):
-        raise TypeError(f"data must be a resflow.training.Dataset, got {type(data).__name__}")
-    for name in ("x_train", "x_test"):
-        a = np.asarray(getattr(data, name))
-        if not np.issubdtype(a.dtype, np.floating):
-            # Caught here, not after the last epoch when predict/evaluate refuse it.
-            raise TypeError(f"data.{name} must have a floating dtype (standardised inputs), got {a.dtype}")
-        if a.ndim != 2 or a.shape[0] == 0 or not np.all(np.isfinite(a)):
-            raise ValueError(f"data.{name} must be a finite non-empty (samples, dim) array, got shape {a.shape}")
-    if data.x_test.shape[1] != data.x_train.shape[1]:
-        raise ValueError(
-            f"data.x_test must have the dimension of data.x_train ({data.x_train.shape[1]}), "
-            f"got shape {data.x_test.shape}"
-        )
-    y_train = np.asarray(check_labels("data.y_train", data.y_train, len(data.x_train)))
-    y_test = np.asarray(check_labels("data.y_test", data.y_test, len(data.x_test)))
-    top = int(max(y_train.max(), y_test.max()))
-    n_classes = data.meta.get("n_classes", top + 1)
-    if isinstance(n_classes, bool) or not isinstance(n_classes, int | np.integer) or n_classes < 2:
-        raise ValueError(f"data.meta['n_classes'] must be an integer >= 2, got {n_classes!r}")
-    if top >= n_classes:
-        raise ValueError(f"labels must be < data.meta['n_classes'] = {n_classes}, got a label {top}")
-    return int(n_classes)
-
-
-def setup_run(data: Dataset, config: TrainConfig, n_classes: int, *, runs: int = 1) -> Setup:
-    """The module, its compiled kernel and the data as device arrays of the config's dtype.
-
-    The module and kernel are built from `resflow.training._engine.code_key` of `config` (so runs that
-    differ only in traced options share them); `runs` (a sweep's runs per device) scales the
-    automatic chunk length. With ``data_parallel`` the data are replicated over a
-    ``Mesh(jax.local_devices(), ("data",))`` and the batches sharded over it.
-
-    **Raises:** `ValueError` when the data overflow the config's dtype (before any epoch), or
-    with ``data_parallel`` when the batch size is not a multiple of the device count.
-    """
-    dtype = jnp.dtype(config.dtype)
-    code = code_key(config)
-    dim = data.x_train.shape[1]
-    module = build_classifier(code, dim, n_classes)
-    steps_per_epoch = -(-data.x_train.shape[0] // config.batch_size)
-    batch, replicated = _data_parallel(config)
-    multiple = 1 if batch is None else batch.mesh.size
-    kernel = make_kernel(module, code, steps_per_epoch, batch)
-    x_train, y_train = _as_dtype("x_train", data.x_train, dtype), jnp.asarray(data.y_train, jnp.int32)
-    x_test, y_test = _as_dtype("x_test", data.x_test, dtype), jnp.asarray(data.y_test, jnp.int32)
-    arrays = Data(
-        x_train,
-        y_train,
-        padded_chunks(x_test, y_test, config.eval_chunk, multiple),
-        padded_chunks(x_train, y_train, config.eval_chunk, multiple),
-    )
-    if replicated is not None:
-        arrays = jax.device_put(arrays, replicated)
-    length = chunk_length(config, dim, n_classes, len(data.x_train), len(data.x_test), runs)
-    return Setup(config, module, kernel, jitted(kernel), arrays, hyper_of(config, dtype), length)
-
-
-def _data_parallel(config: TrainConfig):
-    """(batch sharding, replicated sharding) over the local devices, or (None, None)."""
-    if not config.data_parallel:
-        return None, None
-    devices = jax.local_devices()
-    if config.batch_size % len(devices):
-        raise ValueError(
-            f"data_parallel: batch_size must be a multiple of the {len(devices)} local devices, got {config.batch_size}"
-        )
-    mesh = Mesh(np.array(devices), ("data",))
-    return NamedSharding(mesh, P("data")), NamedSharding(mesh, P())
-
-
-class Jitted(NamedTuple):
-    """The jitted functions of a `Kernel` (fit: one run); `vmapped` for sweeps."""
-
-    init: Callable
-    chunk: Callable
-    evaluate: Callable
-
-
-@functools.lru_cache(maxsize=32)
-def jitted(kernel: Kernel) -> Jitted:
-    """`kernel`'s functions jitted once (cached with the kernel)."""
-    return Jitted(jax.jit(kernel.init), jax.jit(kernel.chunk, static_argnames="length"), jax.jit(kernel.evaluate))
-
-
-def _as_dtype(name: str, x, dtype) -> jax.Array:
-    """`x` on the device in `dtype`; a `ValueError` if the cast overflows (finite data, inf after)."""
-    with np.errstate(over="ignore"):  # an overflow is reported just below, with the data's name
-        a = jnp.asarray(x, dtype)
-    if not bool(jnp.isfinite(a).all()):
-        big = float(np.max(np.abs(np.asarray(x, np.float64))))
-        raise ValueError(
-            f"data.{name} overflows dtype {dtype} (largest |x| = {big:.3g}); standardise it or use float64"
-        )
-    return a
-
-
 def init_state(run: Setup, key: jax.Array) -> RunState:
-    """Fresh parameters and optimiser state; `key` splits into the init and shuffling keys."""
-    params, opt_state, k_shuffle = run.jit.init(key, run.hyper, run.data.x_train[:1])
-    return RunState(params, opt_state, k_shuffle, 0, run.config.trunk.depth, [], [], 0.0)
-
-
-def start_loop(config: TrainConfig, params, opt_state, depth: int, losses) -> Loop:
-    """The kernel's `Loop` after the epochs whose training `losses` are given (exact rebuild)."""
-    dtype = jnp.dtype(config.dtype)
-    plateau = plateau_start(losses, config.depth_plateau, dtype)
-    return Loop(params, opt_state, jnp.asarray(depth, jnp.int32), plateau, jnp.asarray(0, jnp.int32))
+    """A fresh network and optimiser state; `key` splits into the init and shuffling keys."""
+    network, opt_state, k_shuffle = run.jit.init(run.traced, key)
+    return RunState(network, opt_state, k_shuffle, 0, run.config.trunk.depth, [], [], 0.0)
 
 
 def restore_state(state: RunState, out: Path | None, config: TrainConfig) -> RunState:
@@ -321,22 +157,6 @@ def restore_state(state: RunState, out: Path | None, config: TrainConfig) -> Run
     arrays = fill_arrays(path, target, raw)
     key = jax.random.wrap_key_data(jnp.asarray(arrays["key"]))
     return RunState(arrays["params"], arrays["opt_state"], key, *rest)
-
-
-def fill_arrays(path: Path, target, raw):
-    """`target`'s leaves replaced by the saved arrays; a `CheckpointError` if any shape or dtype differs."""
-    try:
-        arrays = serialization.from_state_dict(target, raw)
-    except (ValueError, KeyError, TypeError) as e:
-        raise CheckpointError(f"{path}: arrays do not fit this run ({e})") from e
-    for (where, want), got in zip(jax.tree_util.tree_leaves_with_path(target), jax.tree.leaves(arrays), strict=True):
-        if np.shape(got) != np.shape(want) or np.asarray(got).dtype != np.asarray(want).dtype:
-            name = jax.tree_util.keystr(where)
-            raise CheckpointError(
-                f"{path}: array {name} is {np.asarray(got).dtype}{list(np.shape(got))}, this run needs "
-                f"{np.asarray(want).dtype}{list(np.shape(want))} (another data set or model?)"
-            )
-    return arrays
 
 
 def _check_resume(config: TrainConfig, saved: TrainConfig, epoch: int) -> None:
@@ -368,30 +188,6 @@ def _flat(config: TrainConfig) -> dict:
     return {**d.pop("trunk"), **d}
 
 
-def epoch_records(rec, start: int, count: int, depth_adapt: bool) -> tuple[list, list, int | None]:
-    """The history dicts and cuts of `count` epochs of a chunk's `Records` (host arrays)
-    starting after epoch `start`, up to the first non-finite one.
-
-    **Returns:** ``(records, cuts, bad)``: `bad` the (1-based) epoch whose losses were not
-    finite (its record is ``records[-1]``, not part of the history), or None.
-    """
-    records, cuts = [], []
-    for i in range(count):
-        epoch, depth, new = start + i + 1, int(rec.depth[i]), int(rec.depth_after[i])
-        record = {"epoch": epoch, "loss": float(rec.loss[i]), "train_accuracy": float(rec.train_accuracy[i])}
-        record |= {"test_loss": float(rec.test_loss[i]), "test_accuracy": float(rec.test_accuracy[i]), "depth": depth}
-        if bool(rec.nonfinite[i]):
-            return records + [record], cuts, epoch
-        if depth_adapt and depth > 1 and math.isfinite(rec.residual_change[i]):  # NaN: warm-up, not measured
-            record["residual_change"] = float(rec.residual_change[i])
-        if new < depth:
-            record["depth_after_cut"] = new
-            cut = {"epoch": epoch, "from": depth, "to": new, "test_accuracy_before": record["test_accuracy"]}
-            cuts.append(cut | {"test_accuracy_after": float(rec.test_accuracy_after[i])})
-        records.append(record)
-    return records, cuts, None
-
-
 def train_chunk(run: Setup, state: RunState, t0: float) -> tuple[RunState, list, int | None]:
     """One compiled chunk of epochs from `state` (at most up to ``config.epochs``).
 
@@ -400,10 +196,10 @@ def train_chunk(run: Setup, state: RunState, t0: float) -> tuple[RunState, list,
     **Returns:** ``(state, records, bad)`` as `epoch_records`; `state` is the last good one.
     """
     config = run.config
-    loop = start_loop(config, state.params, state.opt_state, state.depth, [r["loss"] for r in state.history])
+    loop = start_loop(run.static, state.params, state.opt_state, state.depth, [r["loss"] for r in state.history])
     epochs = jnp.asarray(config.epochs, jnp.int32)
     loop, rec = run.jit.chunk(
-        run.hyper, state.key, loop, jnp.asarray(state.epoch, jnp.int32), epochs, run.data, length=run.length
+        run.traced, state.key, loop, jnp.asarray(state.epoch, jnp.int32), epochs, run.data, length=run.length
     )
     count = min(run.length, config.epochs - state.epoch)
     records, cuts, bad = epoch_records(jax.device_get(rec), state.epoch, count, config.depth_adapt)
@@ -513,8 +309,8 @@ def run_epochs(run: Setup, state: RunState, out: Path | None, t0: float, bar, ca
 def finish(run: Setup, state: RunState, data: Dataset, wall_time: float) -> TrainResult:
     """The pruned `Network` and the final metrics of a finished run."""
     config, spec = run.config, run.config.trunk
-    full_acc = float(run.jit.evaluate(state.params, jnp.asarray(spec.depth, jnp.int32), run.hyper.h, run.data.test)[1])
-    network = from_flax(state.params, h=spec.h, model=spec.model, activation=spec.activation, depth=state.depth)
+    full_acc = float(run.jit.evaluate(state.params, jnp.asarray(spec.depth, jnp.int32), run.data.test)[1])
+    network = final_network(state.params, state.depth)
     result = TrainResult(network, config, state.history, {})
     test = evaluate(result, data.x_test, data.y_test)
     cuts = state.cuts
@@ -627,7 +423,7 @@ def fit(
     on SIGTERM (`resflow.training._checkpoint.stop_on_signals`), raised once the chunk in progress has
     finished and been checkpointed.
     """
-    key = _check_key(key)
+    key = check_key(key)
     n_classes = check_data(data)
     config = TrainConfig.resolve(config, overrides)
     check_lift(config, data.x_train.shape[1])  # before the output folder is made

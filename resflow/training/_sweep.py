@@ -4,9 +4,10 @@
           resume=False, **overrides) -> SweepResult(rows, histories, networks, configs)
 
 The runs are the cartesian product of `grid` (option name → values) times `seeds`. Runs
-whose compiled code agrees (`resflow.training._engine.code_key`: the same shapes, model, optimiser, ...)
-form a group and train together: the kernel of `resflow.fit` under `jax.vmap`, the numeric
-options of `resflow.training._engine.Hyper` (lr, h, w_std, depth_tol, weight_decay) and the key traced
+whose compiled code agrees (the same `resflow.training._config.Static`: shapes, model,
+optimiser, ...; and the same epochs and chunking) form a group and train together: the
+engine functions of `resflow.fit` under `jax.vmap`, the numeric options of
+`resflow.training._config.Traced` (lr, h, w_std, depth_tol, weight_decay) and the key traced
 per run. A group's runs are padded to a multiple of the device count and sharded over
 ``Mesh(devices, ("runs",))`` (``NamedSharding(mesh, P("runs"))``), the data replicated. Run
 ``seed`` uses ``jax.random.key(seed)``, the key ``fit(..., key=jax.random.key(seed))`` uses,
@@ -43,21 +44,21 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from ..trunk._network import Network, from_flax
+from ..trunk._network import Network
 from ._checkpoint import (
     CheckpointError,
     deferred_signals,
+    fill_arrays,
     load_checkpoint,
     prepare_out_dir,
     save_checkpoint,
     stop_on_signals,
 )
-from ._config import TrainConfig
+from ._config import Static, TrainConfig, static_of, traced_of
 from ._dataset import Dataset
-from ._depth import Plateau
-from ._engine import Kernel, Loop, code_key, hyper_of
-from ._fit import check_data, check_lift, epoch_records, fill_arrays, setup_run
+from ._engine import Loop, chunk, evaluate, final_network, init, start_loop
 from ._runs import data_fingerprint, lock_folder, write_json
+from ._setup import check_data, check_lift, epoch_records, setup_run
 
 __all__ = ["sweep", "SweepResult"]
 
@@ -142,12 +143,15 @@ def _run_bytes(config: TrainConfig, dim: int, n_classes: int) -> int:
     return (PARAMETER_COPIES * params + states) * jnp.dtype(config.dtype).itemsize
 
 
-def _group_key(config: TrainConfig) -> tuple:
-    """Runs with equal keys train as one compiled, vmapped program."""
-    return code_key(config), config.epochs, config.chunk_epochs
+def _group_key(config: TrainConfig, dim: int, n_classes: int, n_train: int) -> tuple:
+    """Runs with equal keys train as one compiled, vmapped program: the `Static` part, and the
+    host loop's epochs, chunking and evaluation chunks."""
+    return static_of(config, dim, n_classes, n_train), config.epochs, config.chunk_epochs, config.eval_chunk
 
 
-def _check_size(dim: int, n_classes: int, configs: list[TrainConfig], num_seeds: int, devices: list) -> None:
+def _check_size(
+    dim: int, n_classes: int, n_train: int, configs: list[TrainConfig], num_seeds: int, devices: list
+) -> None:
     """Refuse a sweep that cannot fit in memory, before anything is built.
 
     Every seed of a grid point (one of `configs`) is a run; the runs of one group (`_group_key`)
@@ -161,7 +165,7 @@ def _check_size(dim: int, n_classes: int, configs: list[TrainConfig], num_seeds:
     """
     groups: dict = {}
     for c in configs:
-        groups.setdefault(_group_key(c), []).append(c)
+        groups.setdefault(_group_key(c, dim, n_classes, n_train), []).append(c)
     per_device = max(-(-num_seeds * len(g) // len(devices)) * _run_bytes(g[0], dim, n_classes) for g in groups.values())
     history = num_seeds * sum(c.epochs for c in configs) * HISTORY_BYTES_PER_EPOCH
     host_memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
@@ -229,7 +233,7 @@ def sweep(
     - `config`, `overrides`: the base options, as for `resflow.fit`.
     - `seeds`: distinct integers in [0, 2**32); run key = ``jax.random.key(seed)``.
     - `grid`: option name → list of values (e.g. ``{"lr": [1e-2, 3e-3], "depth": [5, 10]}``).
-      Options of `resflow.training._engine.Hyper` are vmapped; others (width, depth, model, optimizer,
+      Options of `resflow.training._config.Traced` are vmapped; others (width, depth, model, optimizer,
       batch_size, ...) make separate groups, each one compiled program.
     - `progress`: a tqdm bar counting epochs × runs.
     - `devices`: the jax devices to shard runs over (default ``jax.local_devices()``).
@@ -261,11 +265,12 @@ def sweep(
         raise ValueError("devices must hold at least one jax device")
     if resume and out_dir is None:
         raise ValueError("resume=True needs out_dir (where the groups' checkpoints are)")
-    _check_size(data.x_train.shape[1], n_classes, [c for _, c in points], len(seeds), devices)
+    dim, n_train = data.x_train.shape[1], data.x_train.shape[0]
+    _check_size(dim, n_classes, n_train, [c for _, c in points], len(seeds), devices)
     runs = [(options, seed, c) for options, c in points for seed in seeds]
     groups: dict = {}
     for i, (_, _, c) in enumerate(runs):
-        groups.setdefault(_group_key(c), []).append(i)
+        groups.setdefault(_group_key(c, dim, n_classes, n_train), []).append(i)
 
     from tqdm.auto import tqdm
 
@@ -286,13 +291,15 @@ def sweep(
 
 
 @functools.lru_cache(maxsize=32)
-def _vmapped(kernel: Kernel, length: int):
-    """`kernel`'s init, chunk (of `length` epochs) and evaluate, vmapped over runs and jitted."""
-    chunk = functools.partial(kernel.chunk, length=length)
+def _vmapped(static: Static, length: int):
+    """The engine's init, chunk (of `length` epochs) and evaluate for `static`, vmapped over
+    runs and jitted: ``init(traced, keys)``, ``chunk(traced, keys, loop, start, epochs, data)``,
+    ``evaluate(networks, depths, chunks)``."""
+    bind = functools.partial
     return (
-        jax.jit(jax.vmap(kernel.init, in_axes=(0, 0, None))),
-        jax.jit(jax.vmap(chunk, in_axes=(0, 0, 0, None, None, None))),
-        jax.jit(jax.vmap(kernel.evaluate, in_axes=(0, 0, 0, None))),
+        jax.jit(jax.vmap(bind(init, static))),
+        jax.jit(jax.vmap(bind(chunk, static, length=length), in_axes=(0, 0, 0, None, None, None))),
+        jax.jit(jax.vmap(bind(evaluate, static), in_axes=(0, 0, None))),
     )
 
 
@@ -343,15 +350,11 @@ def _run_group(data: Dataset, n_classes: int, runs: list, devices: list, bar, st
     mesh = Mesh(np.array(devices), ("runs",))
     split, replicated = NamedSharding(mesh, P("runs")), NamedSharding(mesh, P())
     arrays = jax.device_put(run.data, replicated)
-    dtype = jnp.dtype(first.dtype)
-    hyper = jax.device_put(hyper_of(configs, dtype), split)
+    traced = jax.device_put(traced_of(configs, jnp.dtype(first.dtype)), split)
     keys = jax.device_put(jnp.stack([jax.random.key(s) for s in seeds]), split)
-    init, chunk, evaluate = _vmapped(run.kernel, run.length)
-    params, opt_state, shuffle = init(keys, hyper, arrays.x_train[:1])
-    p = first.depth_plateau
-    plateau = Plateau(jnp.full((padded, p), jnp.inf, dtype), jnp.full((padded,), jnp.inf, dtype))
-    depth = jnp.full((padded,), first.trunk.depth, jnp.int32)
-    loop = Loop(params, opt_state, depth, plateau, jnp.zeros((padded,), jnp.int32))
+    init_runs, chunk_runs, evaluate_runs = _vmapped(run.static, run.length)
+    params, opt_state, shuffle = init_runs(traced, keys)
+    loop = jax.vmap(lambda p, o: start_loop(run.static, p, o, first.trunk.depth))(params, opt_state)
     histories, bad, done, before = [[] for _ in runs], [None] * len(runs), 0, 0.0
     restored = None if store is None else store.load(loop)
     if restored is not None:
@@ -363,8 +366,8 @@ def _run_group(data: Dataset, n_classes: int, runs: list, devices: list, bar, st
     try:
         for start in range(done, first.epochs, run.length):
             with deferred_signals():  # a Ctrl-C / SIGTERM during the chunk stops after it is recorded
-                after, rec = chunk(
-                    hyper, shuffle, loop, jnp.asarray(start, jnp.int32), jnp.asarray(first.epochs, jnp.int32), arrays
+                after, rec = chunk_runs(
+                    traced, shuffle, loop, jnp.asarray(start, jnp.int32), jnp.asarray(first.epochs, jnp.int32), arrays
                 )
                 rec = jax.device_get(rec)
                 count = min(run.length, first.epochs - start)
@@ -388,15 +391,13 @@ def _run_group(data: Dataset, n_classes: int, runs: list, devices: list, bar, st
         if store is not None and done > saved:
             store.save(loop, done, histories, bad, before + time.perf_counter() - t0)
         raise
-    test = jax.device_get(evaluate(loop.params, loop.depth, hyper.h, arrays.test))
-    train = jax.device_get(evaluate(loop.params, loop.depth, hyper.h, arrays.train))
+    test = jax.device_get(evaluate_runs(loop.params, loop.depth, arrays.test))
+    train = jax.device_get(evaluate_runs(loop.params, loop.depth, arrays.train))
     params, depths = jax.device_get((loop.params, loop.depth))
     seconds = (before + time.perf_counter() - t0) / len(runs)
     results = []
-    for i, (options, seed, c) in enumerate(runs):
-        one = jax.tree.map(lambda a, i=i: jnp.asarray(a[i]), params)
-        spec = c.trunk
-        network: Network = from_flax(one, h=spec.h, model=spec.model, activation=spec.activation, depth=int(depths[i]))
+    for i, (options, seed, _) in enumerate(runs):
+        network: Network = final_network(jax.tree.map(lambda a, i=i: a[i], params), int(depths[i]))
         row = dict(options, seed=seed, depth=int(depths[i]), train_accuracy=float(train[1][i]))
         row |= {"test_accuracy": float(test[1][i]), "test_loss": float(test[0][i]), "nonfinite_epoch": bad[i]}
         results.append((row | {"time": seconds}, histories[i], network))

@@ -2,7 +2,8 @@
 
     logits = readout(x_T),  x_T = trunk^T(lift(x)),  affine(x) = x · W + b
 
-`resflow.fit` returns one (``result.network``) with its trunk pruned to the final depth, so
+`resflow.fit` trains one directly (the parameters are the `Network`; the trunk's ``h`` is a
+fixed leaf) and returns it (``result.network``) with its trunk pruned to the final depth, so
 ``rf.network_lyapunov_spectrum(result.trunk, x0, depth=result.depth)`` analyses the map that
 was trained. A `Network` is an equinox pytree: jit, vmap and grad through ``network(x)``.
 """
@@ -87,14 +88,3 @@ class Network(eqx.Module):
     def with_depth(self, depth: int) -> Network:
         """The same weights run for `depth` layers (shared weights: any depth; untied: ≤ T)."""
         return Network(self.lift, self.trunk.truncate(depth), self.readout, depth)
-
-
-def from_flax(params: dict, *, h: float, model: str, activation: str, depth: int) -> Network:
-    """The `Network` of a `resflow.training._layers.Classifier`'s params, pruned to `depth` layers."""
-
-    def affine(p):
-        return Affine(p["kernel"], p["bias"])
-
-    trunk = Trunk(params["trunk"]["W"], params["trunk"]["b"], h, model=model, activation=activation)
-    lift = affine(params["lift"]) if "lift" in params else None
-    return Network(lift, trunk.truncate(depth), affine(params["readout"]), depth)

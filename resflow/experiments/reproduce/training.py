@@ -17,8 +17,9 @@ import jax
 
 from ...training import Dataset, load_dataset
 from ...training import _fit as train
+from ...training._engine import final_network
 from ...training._runs import Run, load_run
-from ...trunk._network import Network, from_flax
+from ...trunk._network import Network
 from .modes import Mode
 
 __all__ = ["train_seeds", "recipe", "load_data", "untrained_network"]
@@ -119,6 +120,4 @@ _UNTRAINED: dict = {}
 
 def _init_network(run: Run, data: Dataset, seed: int) -> Network:
     setup = train.setup_run(data, run.config, run.network.n_classes)
-    params = train.init_state(setup, jax.random.key(seed)).params
-    spec = run.config.trunk
-    return from_flax(params, h=spec.h, model=spec.model, activation=spec.activation, depth=run.depth)
+    return final_network(train.init_state(setup, jax.random.key(seed)).params, run.depth)
