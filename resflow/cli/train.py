@@ -187,7 +187,7 @@ def _settings(parser, args) -> tuple:
     """(config, data source, data set) of the flags, checked before the run folder is made and
     locked; a bad flag or data set exits 2 with one line."""
     from ..training import load_dataset
-    from ..training._fit import check_lift
+    from ..training._setup import check_lift
 
     try:
         check_data_flags(args)
