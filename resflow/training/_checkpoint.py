@@ -5,10 +5,10 @@ A checkpoint is one msgpack file: a header ``{"format": "resflow-checkpoint", "v
 state, RNG key data, … as ``flax.serialization`` state dicts) and the metadata (epoch, depth,
 config, histories) as a JSON string. The SHA-256 of the payload is checked on load, so a
 truncated, corrupted or altered file is refused with a `CheckpointError` naming it instead of
-resuming from wrong weights. Writes go to ``.NAME.tmpPID`` in the same folder, are fsynced and
-then ``os.replace``-d, so a run killed mid-write leaves the previous checkpoint intact; a failed
-write removes its temporary file, and temporary files of dead processes are removed at the next
-save or load.
+resuming from wrong weights. Writes go through `resflow.training._files.write_atomic` (``.NAME.tmpPID``
+in the same folder, fsynced, then ``os.replace``-d), so a run killed mid-write leaves the
+previous checkpoint intact; temporary files of dead processes are removed at the next save or load.
+The error classes live in `resflow._errors` (re-exported here).
 
 Why not orbax-checkpoint: on CPU one `CheckpointManager` save of the tiny circles state costs
 ~0.2 s (threads, a folder of files per step) against ~6 ms here, so the 3000-epoch circles
@@ -34,7 +34,8 @@ import jax
 import numpy as np
 from flax import serialization
 
-from .._errors import InputError
+from .._errors import CheckpointError, OutputError
+from ._files import remove_stale_temps, write_atomic
 
 __all__ = [
     "save_checkpoint",
@@ -51,17 +52,6 @@ __all__ = [
 
 FORMAT = "resflow-checkpoint"
 VERSION = 2
-
-
-class CheckpointError(InputError):
-    """A checkpoint file that is truncated, corrupted, altered or not a resflow checkpoint."""
-
-
-class OutputError(OSError, InputError):
-    """An output folder or file that cannot be created or written (the message names the path).
-
-    Also an `InputError` (a `ValueError`), so command lines report it like any bad argument (exit 2).
-    """
 
 
 class Interrupted(KeyboardInterrupt):
@@ -145,58 +135,11 @@ def deferred_signals():
         _raise_for(pending[0])
 
 
-def _temp_name(path: Path, pid: int) -> Path:
-    return path.with_name(f".{path.name}.tmp{pid}")
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # exists, owned by another user
-        return True
-    return True
-
-
-def remove_stale_temps(path) -> list[Path]:
-    """Remove the temporary files of `path` left by processes that no longer run.
-
-    A live writer's file is kept (removing it would break its ``os.replace``).
-
-    **Returns:** the removed paths.
-    """
-    path = Path(path)
-    removed = []
-    for tmp in path.parent.glob(f".{path.name}.tmp*"):
-        suffix = tmp.name.rsplit(".tmp", 1)[1]
-        if suffix.isdigit() and int(suffix) != os.getpid() and _alive(int(suffix)):
-            continue
-        tmp.unlink(missing_ok=True)
-        removed.append(tmp)
-    return removed
-
-
 def _encode(arrays, meta: dict) -> bytes:
     state = jax.tree_util.tree_map(np.asarray, serialization.to_state_dict(arrays))
     payload = serialization.msgpack_serialize({"arrays": state, "meta": json.dumps(meta)})
     header = {"format": FORMAT, "version": VERSION, "sha256": hashlib.sha256(payload).hexdigest()}
     return serialization.msgpack_serialize(dict(header, payload=payload))
-
-
-def _write_atomic(path: Path, blob: bytes) -> None:
-    tmp = _temp_name(path, os.getpid())
-    try:
-        with open(tmp, "wb") as f:
-            f.write(blob)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException as e:
-        tmp.unlink(missing_ok=True)
-        if isinstance(e, OSError):
-            raise OutputError(f"cannot write checkpoint {path}: {e.strerror or e}") from e
-        raise
 
 
 def save_checkpoint(path, arrays, meta: dict) -> None:
@@ -207,7 +150,7 @@ def save_checkpoint(path, arrays, meta: dict) -> None:
     """
     path = Path(path)
     remove_stale_temps(path)
-    _write_atomic(path, _encode(arrays, meta))
+    write_atomic(path, _encode(arrays, meta))
 
 
 def _unpack(path: Path, blob: bytes, unpack, what: str):

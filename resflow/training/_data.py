@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import csv as _csv
 import gzip
+import io
 import math
 import os
 import random
@@ -45,7 +46,8 @@ import numpy as np
 from jaxtyping import Array, Float, Int
 
 from .._checks import check_int
-from .._errors import InputError
+from .._errors import DataError
+from ._files import write_atomic
 
 __all__ = [
     "DATASETS",
@@ -80,11 +82,6 @@ MAX_CLASSES = 1000
 # training amplifies a change at most 1 / STD_FLOOR times as much as a typical one.
 STD_FLOOR = 0.1
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
-
-
-class DataError(InputError):
-    """A data file or array that cannot be trained on; the message names the file (or the
-    array) and what is wrong with it. The CLI turns it into one line and exit status 2."""
 
 
 class Dataset(NamedTuple):
@@ -290,9 +287,9 @@ def mnist1d(*, num_samples: int = 5000, seed: int = 42, train_split: float = 0.8
             random.setstate(py_state)
             np.random.set_state(np_state)
         cache.mkdir(parents=True, exist_ok=True)
-        tmp = file.with_suffix(f".tmp{os.getpid()}.npz")
-        np.savez(tmp, x_train=d["x"], y_train=d["y"], x_test=d["x_test"], y_test=d["y_test"])
-        os.replace(tmp, file)
+        blob = io.BytesIO()
+        np.savez(blob, x_train=d["x"], y_train=d["y"], x_test=d["x_test"], y_test=d["y_test"])
+        write_atomic(file, blob.getvalue())
     with np.load(file) as f:
         arrays = [f[k] for k in ("x_train", "y_train", "x_test", "y_test")]
     return _make("mnist1d", *arrays, source="mnist1d.data.make_dataset", seed=seed, cache=str(file))
