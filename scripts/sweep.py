@@ -7,7 +7,8 @@ lr, h, w_std, depth_tol, weight_decay) train as one vmapped program, sharded ove
 devices; options that change shapes (width, depth, model, ...) make separate programs.
 Writes, under --out: sweep.json (one row per run: options, seed, final depth, accuracies,
 time; and each run's per-epoch history), accuracy.png and depth.png (the spread over seeds per
-grid cell), depth_histories.png (every run's depth per epoch), and while it trains
+grid cell), depth_histories.png (every run's depth per epoch), runs/ (one run folder per run,
+as scripts/train.py writes it, loaded by `resflow.load_run`), and while it trains
 sweep-options.json and checkpoints/ (each group of runs' state, as scripts/train.py's
 checkpoint: every --checkpoint-every epochs or --checkpoint-seconds, and on Ctrl-C or
 SIGTERM, which exit with one line). --resume continues a stopped sweep: finished groups
@@ -40,7 +41,7 @@ from pathlib import Path
 from resflow import cli
 
 OUTPUTS = ("sweep.json", "accuracy.png", "depth.png", "depth_histories.png")
-OPTIONS, CHECKPOINTS = "sweep-options.json", "checkpoints"
+OPTIONS, CHECKPOINTS, RUNS = "sweep-options.json", "checkpoints", "runs"
 
 
 MAX_SEEDS = 10**6
@@ -326,6 +327,7 @@ def _main(argv, held: contextlib.ExitStack) -> int:
             parser.error(str(e))
         if args.overwrite:
             shutil.rmtree(out / CHECKPOINTS, ignore_errors=True)
+            shutil.rmtree(out / RUNS, ignore_errors=True)
         if not args.resume:
             write_json(out / OPTIONS, options)
     distributed.gather_objects(None)  # the old checkpoints are gone before any new one is written
@@ -345,7 +347,9 @@ def _main(argv, held: contextlib.ExitStack) -> int:
                 grid=grid or None,
                 progress=not args.no_progress and distributed.is_main(),
                 out_dir=checkpoints,
+                runs_dir=out / RUNS,
                 resume=args.resume,
+                data_source=source,
             )
         except KeyboardInterrupt as e:  # Ctrl-C or SIGTERM: the finished chunks are saved
             name, status = stop_status(e)
@@ -356,7 +360,7 @@ def _main(argv, held: contextlib.ExitStack) -> int:
             return status
         except (ValueError, TypeError) as e:  # e.g. a grid the library cannot group, a non-finite loss
             parser.error(str(e))
-        part = {"rows": result.rows, "histories": result.histories}
+        part = {"rows": result.table(), "histories": [run.history for run in result]}
     parts = distributed.gather_objects(_plain(part))
     if not distributed.is_main():
         return 0

@@ -99,7 +99,7 @@ def test_tiny_run_writes_metrics_and_figures(tmp_path, capsys):
     assert "before pruning (just before the first cut)" in text and "final weights run at depth 4" in text
     metrics = json.loads((out / "metrics.json").read_text())
     assert 0 <= metrics["accuracy_final_params_at_max_depth"] <= 1
-    assert metrics["depth_before"] == 4 and metrics["config"]["depth_warmup"] == 0
+    assert metrics["initial_depth"] == 4 and metrics["config"]["depth_warmup"] == 0
     assert len((out / "metrics.jsonl").read_text().splitlines()) == 2
     for fig in ("training_curves.png", "depth_history.png", "residuals_by_class.png"):
         assert (out / fig).is_file()

@@ -579,7 +579,7 @@ def fit(
     - `figures`: with `out_dir`, save training-curve, depth-history and residual figures.
     - `data_source`: the `resflow.load_dataset` arguments of `data` (``name``, ``seed``,
       ``path``, ``standardize``, ``options``), recorded so that `resflow.load_run(...).load_data()`
-      reloads it; default: read from ``data.meta`` (`resflow.training._runs.data_source`).
+      reloads it; default: read from ``data.meta`` (`resflow.training._record.data_source`).
     - `provenance`: extra JSON-able entries for run.json's provenance (e.g. ``{"seed": 0}``).
     - `overrides`: fields of `TrunkSpec` or `TrainConfig`, e.g. ``depth=5, model="mlp", epochs=3``.
 

@@ -88,7 +88,9 @@ def evaluate(network, x: Float[Array, "batch dim"], y: Int[Array, " batch"]) -> 
     network, x, y = _check_inputs(network, x, y)
     logits = _logits(network, x)
     loss = optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
-    return {"loss": float(loss), "accuracy": float(jnp.mean(jnp.argmax(logits, -1) == y))}
+    # The fraction as a Python float of the exact count (a float32 mean would round it).
+    right = int(jnp.sum(jnp.argmax(logits, -1) == y))
+    return {"loss": float(loss), "accuracy": right / y.shape[0]}
 
 
 def accuracy(network, x: Float[Array, "batch dim"], y: Int[Array, " batch"]) -> float:
