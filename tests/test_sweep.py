@@ -98,6 +98,9 @@ def test_shape_options_make_groups(monkeypatch):
         (True, 1.0),
     ]
     assert [run.trunk.h for run in res] == [0.5, 1.0, 0.5, 1.0]
+    # The table's depth is the final one; the grid's depth stays in each run's provenance and config.
+    assert [run.provenance["options"] for run in res] == [{"depth": d, "h": h} for d in (2, 3) for h in (0.5, 1.0)]
+    assert [run.metrics["initial_depth"] for run in res] == [run.config.trunk.depth for run in res] == [2, 2, 3, 3]
 
 
 def test_bad_sweeps_are_refused():

@@ -321,16 +321,18 @@ def sweep(
             store = None if folder is None else GroupStore(folder / name, resume)
             for i, result in zip(index, _run_group(data, n_classes, group, devices, bar, store), strict=True):
                 options, seed, config = runs[i]
-                out[i] = as_run(*result, config, data, record, base)
+                out[i] = as_run(result, options, config, data, record, base)
                 if runs_dir is not None:
                     out[i] = write_run(Path(runs_dir) / run_name(options, seed), out[i])
         bar.close()
     return SweepResult(tuple(out), tuple(seeds), {k: list(v) for k, v in (grid or {}).items()})
 
 
-def as_run(row: dict, history: list, network: Network, config: TrainConfig, data: Dataset, record: dict, base: dict):
-    """One run of a sweep as a `Run`: its table `row` becomes metrics, its seed and options provenance."""
-    options = {k: v for k, v in row.items() if k not in _ROW_KEYS}
+def as_run(result: tuple, options: dict, config: TrainConfig, data: Dataset, record: dict, base: dict) -> Run:
+    """One run of a sweep as a `Run`: `_run_group`'s (row, history, network) with its grid
+    `options`; the row's numbers become metrics, the seed and options provenance (`base` +
+    the run's key)."""
+    row, history, network = result
     metrics = {
         "data": {k: v for k, v in data.meta.items() if k not in ("mean", "std")},
         "test_accuracy": row["test_accuracy"],
@@ -348,10 +350,6 @@ def as_run(row: dict, history: list, network: Network, config: TrainConfig, data
     prov = base | {"key": key_record(jax.random.key(seed)), "seed": seed, "options": options}
     data_record = {"source": record["source"], "fingerprint": record["fingerprint"]}
     return Run(network, config, history, metrics, None, prov, preprocessing_of(data), data_record)
-
-
-# The keys of `_run_group`'s rows that are not grid options.
-_ROW_KEYS = ("seed", "depth", "train_accuracy", "test_accuracy", "test_loss", "nonfinite_epoch", "time")
 
 
 @functools.lru_cache(maxsize=32)
