@@ -186,7 +186,7 @@ class Run:
         `path` replaces the recorded file path (data moved to another machine).
 
         **Raises:** `RunError` when the reloaded data differ from the ones trained on;
-        `resflow.training._data.DataError`/`FileNotFoundError` from the loader.
+        `resflow._errors.DataError`/`FileNotFoundError` from the loader.
         """
         src = self.data["source"]
         ds = load_dataset(

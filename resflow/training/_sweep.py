@@ -19,7 +19,7 @@ when stopped by an exception, Ctrl-C or SIGTERM (the last complete chunk). ``res
 reloads finished groups and continues the others from their chunk, ending where an
 uninterrupted sweep ends. The hash covers the group's configs, seeds and the data's
 fingerprint, so another sweep never picks up a foreign state. The folder is locked for the
-sweep's life (`resflow.training._runs.lock_folder`).
+sweep's life (`resflow.training._files.lock_folder`).
 """
 
 from __future__ import annotations
@@ -103,7 +103,7 @@ class SweepResult:
     def to_json(self, path) -> None:
         """Write the table, configs and histories to `path` as JSON.
 
-        **Raises:** `resflow.training._checkpoint.OutputError` (an `OSError`) naming `path` when it cannot
+        **Raises:** `resflow._errors.OutputError` (an `OSError`) naming `path` when it cannot
         be written (e.g. its folder does not exist).
         """
         configs = [dataclasses.asdict(r.config) for r in self.runs]
@@ -282,8 +282,8 @@ def sweep(
     ``data_parallel=True`` (a sweep shards runs, not batches), ``lift=False`` with a width
     other than the data's, or runs that cannot fit in the device or host memory (checked
     before anything is built); `ValueError` for `resume` without `out_dir`;
-    `resflow.training._runs.RunError` when another process writes to `out_dir`;
-    `resflow.training._checkpoint.CheckpointError` for a damaged group checkpoint; `KeyboardInterrupt`
+    `resflow.RunError` when another process writes to `out_dir`;
+    `resflow._errors.CheckpointError` for a damaged group checkpoint; `KeyboardInterrupt`
     (`resflow.training._checkpoint.Interrupted` for SIGTERM) after the groups' last complete chunks are
     saved.
     """
@@ -382,7 +382,7 @@ class GroupStore(NamedTuple):
     def load(self, loop: Loop):
         """``(loop, meta)`` from the checkpoint (the arrays in `loop`'s structure), or None to start.
 
-        **Raises:** `resflow.training._checkpoint.CheckpointError` naming the file if it is damaged or does not fit.
+        **Raises:** `resflow._errors.CheckpointError` naming the file if it is damaged or does not fit.
         """
         if not (self.resume and self.path.is_file()):
             return None
