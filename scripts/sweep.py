@@ -304,7 +304,8 @@ def _main(argv, held: contextlib.ExitStack) -> int:
     check_out(parser, out, overwrite=args.overwrite, resume=args.resume, options=options)
     cluster = start_cluster(parser, args)
 
-    from resflow import distributed, sweep
+    from resflow import sweep
+    from resflow.training import _distributed as distributed
     from resflow.training._checkpoint import prepare_out_dir, stop_status
     from resflow.training._data import load_dataset
     from resflow.training._runs import lock_folder, write_json

@@ -13,6 +13,7 @@ import resflow as rf
 from resflow import plots
 from resflow.training import _fit as tr
 from resflow.training._data import Dataset, load_dataset
+from resflow.trunk._network import from_flax
 
 
 def small_digits(n_train=300, n_test=300):  # equal sizes share compiled evaluations
@@ -282,7 +283,7 @@ def test_init_state_and_train_chunk():
         np.testing.assert_array_equal(a, b)
     assert not np.array_equal(s1.params["readout"]["kernel"], s0.params["readout"]["kernel"])
     # The compiled, chunked test metrics equal the network's own on the whole test set.
-    net = rf.network.from_flax(s1.params, h=1.0, model="resnet", activation="sigmoid", depth=6)
+    net = from_flax(s1.params, h=1.0, model="resnet", activation="sigmoid", depth=6)
     ev = rf.evaluate(net, ds.x_test, ds.y_test)
     assert record["test_accuracy"] == pytest.approx(ev["accuracy"])
     assert record["test_loss"] == pytest.approx(ev["loss"], rel=1e-5)
@@ -344,7 +345,7 @@ def test_finish_prunes_and_reports():
     assert (m["initial_depth"], m["depth"], m["depth_history"], m["wall_time"]) == (6, 4, [6, 4], 1.5)
     assert m["test_accuracy"] == rf.accuracy(res, ds.x_test, ds.y_test) == m["accuracy_before_pruning"]
     assert m["config"]["trunk"]["shared"] is False
-    full = rf.network.from_flax(state.params, h=1.0, model="resnet", activation="sigmoid", depth=6)
+    full = from_flax(state.params, h=1.0, model="resnet", activation="sigmoid", depth=6)
     at_6 = rf.accuracy(full, ds.x_test, ds.y_test)
     assert m["accuracy_final_params_at_max_depth"] == pytest.approx(at_6)
 
