@@ -275,7 +275,9 @@ def test_a_sigterm_sweep_exits_one_line_and_resumes_to_the_uninterrupted_table(t
     assert "stopped by SIGTERM" in err and "--resume" in err
     assert not (out / "sweep.json").exists()
     [group] = (out / "checkpoints").glob("group-*.msgpack")
-    assert rf.checkpoint.load_checkpoint(group)[1]["epoch"] == 1  # the chunk that was computing
+    from resflow.training._checkpoint import load_checkpoint
+
+    assert load_checkpoint(group)[1]["epoch"] == 1  # the chunk that was computing
     # Another sweep in its place, or a plain rerun, is refused in one line; --resume finishes it.
     assert "holds another sweep" in _exit_2_one_line(capsys, [*argv, "--out", str(out), "--resume", "--lr", "0.5"])
     assert "--resume" in _exit_2_one_line(capsys, [*argv, "--out", str(out)])

@@ -177,9 +177,11 @@ def test_csv_label_column_and_test_fraction_flags(tmp_path, capsys, monkeypatch)
     np.testing.assert_allclose(np.sort(raw, 0), np.sort(x, 0), rtol=1e-5, atol=1e-5)  # u, v: not the labels
     # The recorded source reloads the same arrays (what load_run(...).load_data() does), also from
     # the data's own meta when fit is called from Python without data_source.
-    for src in (source, rf.runs.data_source(data)):
+    from resflow.training._record import data_fingerprint, data_source
+
+    for src in (source, data_source(data)):
         again = rf.load_dataset(src["name"], seed=src["seed"], path=src["path"], **src["options"])
-        assert rf.runs.data_fingerprint(again) == rf.runs.data_fingerprint(data)
+        assert data_fingerprint(again) == data_fingerprint(data)
 
 
 def test_existing_run_is_refused_overwrite_clears_only_run_files(tmp_path, capsys):
