@@ -80,7 +80,7 @@ def compiled_vs_epoch_loop(data, config, *, repeats: int, max_time: float) -> di
         "speedup_cold": times["epoch_loop"]["cold_s"] / times["compiled"]["cold_s"],
         "test_accuracy": acc,
         "max_test_accuracy_difference": abs(acc["compiled"] - acc["epoch_loop"]),
-        "final_depth": {name: out.metrics["depth_after"] for name, out in outs.items()},
+        "depth": {name: out.metrics["depth"] for name, out in outs.items()},
     }
 
 
@@ -91,7 +91,7 @@ def vmapped_vs_sequential(data, config, seeds: list[int], *, repeats: int, max_t
         "sequential": lambda: [_fit(data, config, s) for s in seeds],
     }
     times, outs = _timed(fns, repeats=repeats, max_time=max_time)
-    swept = [row["test_accuracy"] for row in outs["vmapped"].rows]
+    swept = [row["test_accuracy"] for row in outs["vmapped"].table()]
     single = [res.metrics["test_accuracy"] for res in outs["sequential"]]
     return {
         "seeds": seeds,

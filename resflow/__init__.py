@@ -75,7 +75,6 @@ from .training import Run as Run
 from .training import RunError as RunError
 from .training import SweepResult as SweepResult
 from .training import TrainConfig as TrainConfig
-from .training import TrainResult as TrainResult
 from .training import TrunkSpec as TrunkSpec
 from .training import accuracy as accuracy
 from .training import depth_rule as depth_rule

@@ -73,7 +73,7 @@ def test_analyze_writes_every_json_and_figure(run_dir, tmp_path, capsys):
         run.trunk, run.network.embed(x), depth=run.depth, return_running=True
     ).exponents
     np.testing.assert_array_equal(np.asarray(results["lyapunov"]["exponents"], np.float32), np.asarray(direct))
-    assert results["lyapunov"]["depth"] == run.depth == run.metrics["depth_after"]
+    assert results["lyapunov"]["depth"] == run.depth == run.metrics["depth"]
     # Noise on raw inputs, σ = 0: the clean accuracy of the first 48 test inputs through run.predict.
     raw = rf.load_dataset("circles", standardize=False)
     clean = np.mean(np.argmax(np.asarray(run.predict(raw.x_test[:48])), -1) == raw.y_test[:48])

@@ -52,6 +52,6 @@ def test_headline_circles_run_reproduces_from_scratch():
     spec.loader.exec_module(example)
     stored = json.loads((dn.RESULTS / "training_runs.json").read_text())["circles_adapt_w1"]["seeds"]["0"]
     result = example.circles_run(0, **example.HEADLINE)
-    assert result.metrics["depth_after"] == stored["depth_after"]
+    assert result.metrics["depth"] == stored["depth"]
     # 1000 test points: one point is 1e-3
     assert result.metrics["test_accuracy"] == pytest.approx(stored["test_accuracy"], abs=5e-4)

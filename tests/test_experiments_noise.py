@@ -75,10 +75,6 @@ def test_compare_noise_robustness_evaluates_each_trained_network(monkeypatch):
     json.dumps(out.table)
 
 
-@pytest.mark.skipif(
-    "network" not in getattr(rf.TrainResult, "__dataclass_fields__", {}) and not hasattr(rf.TrainResult, "network"),
-    reason="fit's result has no .network yet (before the training migration is merged)",
-)
 def test_compare_noise_robustness_trains_with_fit():
     out = compare_noise_robustness(
         blob_data(), ["resnet:1"], sigmas=[0.0, 30.0], key=jax.random.key(0), num_draws=4, epochs=5, lr=3e-2

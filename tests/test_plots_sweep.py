@@ -17,7 +17,7 @@ ROWS = [
         "w_std": w,
         "seed": s,
         "test_accuracy": 0.5 + 0.1 * s + lr + 0.01 * w,
-        "final_depth": 5 - (s + int(w)) % 3,
+        "depth": 5 - (s + int(w)) % 3,
     }
     for lr in (0.01, 0.003)
     for w in (1.0, 2.0)
@@ -27,7 +27,7 @@ ROWS = [
 
 def history_of(row):
     """Three epochs; the run's final depth is reached by a cut after epoch 2."""
-    d = row["final_depth"]
+    d = row["depth"]
     hist = [{"epoch": e, "depth": 5 if e <= 2 else d} for e in (1, 2, 3)]
     if d < 5:
         hist[1]["depth_after_cut"] = d
@@ -43,7 +43,7 @@ def test_cells_group_runs_by_option_values():
         sweep_cells(ROWS, ("h",))
 
 
-@pytest.mark.parametrize("metric", ["test_accuracy", "final_depth"])
+@pytest.mark.parametrize("metric", ["test_accuracy", "depth"])
 def test_distribution_draws_every_run_and_its_quartiles(metric):
     fig = plot_sweep_distribution(ROWS, metric, options=OPTIONS)
     ax = fig.axes[0]
@@ -61,7 +61,7 @@ def test_distribution_draws_every_run_and_its_quartiles(metric):
     for k, line in enumerate(medians):
         np.testing.assert_allclose(line.get_ydata()[0], np.median([r[metric] for r in ROWS[3 * k : 3 * k + 3]]))
     assert not legends_on_data(fig, expect_legend=False)
-    if metric == "final_depth":
+    if metric == "depth":
         fig.canvas.draw()
         ticks = ax.get_yticks()
         assert np.allclose(ticks, np.round(ticks))
@@ -83,7 +83,7 @@ def test_depth_histories_one_line_per_run_coloured_by_cell_legend_outside(tmp_pa
     _, cells = sweep_cells(ROWS, OPTIONS)
     for line, row, cell in zip(ax.lines, ROWS, cells, strict=True):
         # Depth in force after epochs 0..3: 5, 5, then the cut at epoch 2, held at epoch 3.
-        d = row["final_depth"]
+        d = row["depth"]
         np.testing.assert_array_equal(line.get_xdata(), [0, 1, 2, 3])
         np.testing.assert_array_equal(line.get_ydata(), [5, 5, d, d])
         assert line.get_color() == f"C{cell}"

@@ -37,6 +37,12 @@ def test_load_run_predicts_raw_inputs_with_the_recorded_accuracy(saved):
     lyap = rf.network_lyapunov_spectrum(run.trunk, x0, depth=run.depth).exponents
     ref = rf.network_lyapunov_spectrum(result.trunk, result.network.embed(data.x_test), depth=result.depth)
     np.testing.assert_array_equal(np.asarray(lyap), np.asarray(ref.exponents))
+    # One type: what fit returned and what load_run read back hold the same run.
+    assert isinstance(result, rf.Run) and isinstance(run, rf.Run) and result.path == run.path == out
+    assert run.history == result.history and len(run.history) == 3 and run.metrics == result.metrics
+    assert run.metrics["depth"] == run.depth and run.metrics["initial_depth"] == 4
+    assert (run.provenance, run.data, run.preprocessing) == (result.provenance, result.data, result.preprocessing)
+    np.testing.assert_array_equal(np.asarray(rf.predict(run, data.x_test)), np.asarray(run.network(data.x_test)))
     with pytest.raises(ValueError, match=r"shape \(N, 2\)"):
         run.predict(np.zeros((3, 5), np.float32))
     with pytest.raises(ValueError, match="finite"):
@@ -63,6 +69,17 @@ def _copy(src, dst):
     for f in src.iterdir():
         (dst / f.name).write_bytes(f.read_bytes())
     return dst
+
+
+def test_metrics_with_the_old_depth_names_load_under_the_new_ones(saved, tmp_path):
+    out = saved[0]
+    old = _copy(out, tmp_path / "old-names")
+    metrics = json.loads((old / "metrics.json").read_text())
+    metrics["depth_after"], metrics["depth_before"] = metrics.pop("depth"), metrics.pop("initial_depth")
+    (old / "metrics.json").write_text(json.dumps(metrics))
+    loaded = rf.load_run(old).metrics
+    assert (loaded["depth"], loaded["initial_depth"]) == (metrics["depth_after"], metrics["depth_before"])
+    assert "depth_after" not in loaded and "depth_before" not in loaded
 
 
 def test_bad_run_files_raise_run_error_naming_the_file(saved, tmp_path):

@@ -29,25 +29,56 @@ def circles():
 
 def test_vmapped_runs_equal_single_fits(tmp_path):
     ds = circles()
-    res = rf.sweep(ds, seeds=[0, 1, 2], grid={"lr": [2e-2, 5e-2]}, **OPTS)
-    assert [(r["lr"], r["seed"]) for r in res.rows] == [(lr, s) for lr in (2e-2, 5e-2) for s in (0, 1, 2)]
-    assert len({r["depth"] for r in res.rows}) > 1  # runs cut differently, yet trained together
-    for row, history, network, config in zip(res.rows, res.histories, res.networks, res.configs, strict=True):
+    res = rf.sweep(ds, seeds=[0, 1, 2], grid={"lr": [2e-2, 5e-2]}, out_dir=tmp_path / "sweep", **OPTS)
+    rows = res.table()
+    assert len(res) == len(rows) == 6 and all(isinstance(run, rf.Run) for run in res)
+    assert [(r["lr"], r["seed"]) for r in rows] == [(lr, s) for lr in (2e-2, 5e-2) for s in (0, 1, 2)]
+    assert len({r["depth"] for r in rows}) > 1  # runs cut differently, yet trained together
+    for row, run in zip(rows, res, strict=True):
+        # The table row: the grid options and seed, then the run's own numbers, in this order.
+        assert list(row) == ["lr", "seed", "depth", "train_accuracy", "test_accuracy", "test_loss"] + [
+            "nonfinite_epoch",
+            "time",
+        ]
         single = rf.fit(ds, key=jax.random.key(row["seed"]), lr=row["lr"], **OPTS)
-        assert config == single.config and row["depth"] == single.depth == network.depth
-        assert len(history) == len(single.history)
-        for a, b in zip(history, single.history, strict=True):
+        assert run.config == single.config and row["depth"] == single.depth == run.depth
+        assert len(run.history) == len(single.history)
+        for a, b in zip(run.history, single.history, strict=True):
             assert a.keys() == b.keys() - {"time"}
             for k in a:
                 assert a[k] == pytest.approx(b[k], rel=1e-9, abs=1e-12), k
-        for a, b in zip(jax.tree.leaves(network), jax.tree.leaves(single.network), strict=True):
+        for a, b in zip(jax.tree.leaves(run.network), jax.tree.leaves(single.network), strict=True):
             np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-9, atol=1e-12)
         for k in ("test_accuracy", "train_accuracy", "test_loss"):
             assert row[k] == pytest.approx(single.metrics[k], rel=1e-9)
         assert row["nonfinite_epoch"] is None and row["time"] > 0
+        assert run.metrics["depth_history"] == single.metrics["depth_history"]
+        assert run.provenance["key"] == single.provenance["key"] and run.data == single.data
     res.to_json(tmp_path / "sweep.json")
     saved = json.loads((tmp_path / "sweep.json").read_text())
-    assert saved["rows"] == res.table() and len(saved["histories"]) == 6
+    assert saved["rows"] == rows and len(saved["histories"]) == 6
+
+    # Every run has its folder, as fit writes it; load_run rebuilds each network from disk.
+    folders = sorted(p.name for p in (tmp_path / "sweep" / "runs").iterdir())
+    assert folders == sorted(f"lr={lr}-s{s}" for lr in (0.02, 0.05) for s in (0, 1, 2))
+    raw = load_dataset("circles", seed=0, n_train=64, n_test=64, standardize=False)
+    for row, run in zip(rows, res, strict=True):
+        loaded = rf.load_run(run.path)
+        assert loaded.path == tmp_path / "sweep" / "runs" / f"lr={row['lr']}-s{row['seed']}"
+        assert loaded.config == run.config and loaded.depth == row["depth"]
+        assert loaded.history == run.history and loaded.metrics == run.metrics
+        assert (loaded.provenance["seed"], loaded.provenance["options"]) == (row["seed"], {"lr": row["lr"]})
+        np.testing.assert_allclose(
+            np.asarray(rf.predict(loaded, ds.x_test)), np.asarray(rf.predict(run, ds.x_test)), rtol=1e-12, atol=1e-12
+        )
+        # Raw inputs through the saved standardisation give the standardised inputs' logits.
+        np.testing.assert_allclose(
+            np.asarray(loaded.predict(raw.x_test)), np.asarray(run.network(ds.x_test)), rtol=1e-5, atol=1e-6
+        )
+        np.testing.assert_array_equal(loaded.load_data().x_test, ds.x_test)
+    # The table of the loaded runs is the sweep's.
+    again = rf.SweepResult(tuple(rf.load_run(r.path) for r in res), res.seeds, res.grid)
+    assert again.table() == rows
 
 
 def test_shape_options_make_groups(monkeypatch):
@@ -60,13 +91,16 @@ def test_shape_options_make_groups(monkeypatch):
     monkeypatch.setattr(sw, "_run_group", counted)
     res = rf.sweep(circles(), seeds=[0], grid={"depth": [2, 3], "h": [0.5, 1.0]}, **dict(OPTS, epochs=1))
     assert sizes == [2, 2]  # one program per depth; h is vmapped
-    assert [(r["depth"] <= d, r["h"]) for r, d in zip(res.rows, (2, 2, 3, 3), strict=True)] == [
+    assert [(r["depth"] <= d, r["h"]) for r, d in zip(res.table(), (2, 2, 3, 3), strict=True)] == [
         (True, 0.5),
         (True, 1.0),
         (True, 0.5),
         (True, 1.0),
     ]
-    assert [n.trunk.h for n in res.networks] == [0.5, 1.0, 0.5, 1.0]
+    assert [run.trunk.h for run in res] == [0.5, 1.0, 0.5, 1.0]
+    # The table's depth is the final one; the grid's depth stays in each run's provenance and config.
+    assert [run.provenance["options"] for run in res] == [{"depth": d, "h": h} for d in (2, 3) for h in (0.5, 1.0)]
+    assert [run.metrics["initial_depth"] for run in res] == [run.config.trunk.depth for run in res] == [2, 2, 3, 3]
 
 
 def test_bad_sweeps_are_refused():
@@ -96,7 +130,7 @@ def test_bad_sweeps_are_refused():
 def test_to_json_names_the_file_not_its_temporary(tmp_path):
     target = tmp_path / "missing" / "sweep.json"
     with pytest.raises(OSError, match=f"cannot write {target}: its folder does not exist") as info:
-        rf.SweepResult([], [], [], []).to_json(target)
+        rf.SweepResult(()).to_json(target)
     assert ".tmp" not in str(info.value)
 
 
@@ -112,8 +146,8 @@ opts = dict(width=3, depth=2, epochs=2, batch_size=32, lr=5e-2, dtype="float64",
 out = {}
 for name, devices in [("four", jax.devices()), ("one", jax.devices()[:1])]:
     res = rf.sweep(ds, seeds=[0, 1, 2], grid={"w_std": [1.0, 2.0]}, devices=devices, **opts)  # 6 runs: padded to 8
-    out[name] = [float(x) for n in res.networks for a in jax.tree.leaves(n) for x in np.ravel(a)]
-    out[name + "_losses"] = [[r["loss"] for r in h] for h in res.histories]
+    out[name] = [float(x) for run in res for a in jax.tree.leaves(run.network) for x in np.ravel(a)]
+    out[name + "_losses"] = [[r["loss"] for r in run.history] for run in res]
 for name, dp in [("dp", True), ("plain", False)]:
     fit = rf.fit(ds, key=jax.random.key(0), data_parallel=dp, **dict(opts, batch_size=16))
     out[name] = [float(x) for a in jax.tree.leaves(fit.network) for x in np.ravel(a)]
@@ -139,10 +173,10 @@ def test_four_devices_equal_one():
 def test_a_diverging_run_stops_alone():
     # lr = 1e306 overflows (float64) in the first epoch; its neighbour in the same program trains on.
     res = rf.sweep(circles(), seeds=[0], grid={"lr": [5e-2, 1e306]}, progress=True, **dict(OPTS, epochs=2))
-    good, bad = res.rows
-    assert good["nonfinite_epoch"] is None and len(res.histories[0]) == 2
-    assert bad["nonfinite_epoch"] == 1 and res.histories[1] == []
-    assert np.isfinite(good["test_loss"]) and res.networks[1].depth == OPTS["depth"]
+    good, bad = res.table()
+    assert good["nonfinite_epoch"] is None and len(res[0].history) == 2
+    assert bad["nonfinite_epoch"] == 1 and res[1].history == []
+    assert np.isfinite(good["test_loss"]) and res[1].depth == OPTS["depth"]
 
 
 def test_a_sigterm_sweep_keeps_finished_groups_and_chunks_and_resumes(tmp_path, monkeypatch):
@@ -179,10 +213,11 @@ def test_a_sigterm_sweep_keeps_finished_groups_and_chunks_and_resumes(tmp_path, 
     monkeypatch.setattr(sw, "_vmapped", lambda k, n: counting(k, n))
     resumed = rf.sweep(ds, seeds=[0, 1], grid=grid, out_dir=tmp_path, resume=True, **opts)
     assert len(calls) == 1  # only group 2's last chunk trained again
-    strip = [{k: v for k, v in r.items() if k != "time"} for r in reference.rows]
-    assert [{k: v for k, v in r.items() if k != "time"} for r in resumed.rows] == strip
-    assert resumed.histories == reference.histories
-    for a, b in zip(jax.tree.leaves(resumed.networks), jax.tree.leaves(reference.networks), strict=True):
+    strip = [{k: v for k, v in r.items() if k != "time"} for r in reference.table()]
+    assert [{k: v for k, v in r.items() if k != "time"} for r in resumed.table()] == strip
+    assert [r.history for r in resumed] == [r.history for r in reference]
+    nets = [[r.network for r in res] for res in (resumed, reference)]
+    for a, b in zip(jax.tree.leaves(nets[0]), jax.tree.leaves(nets[1]), strict=True):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     with pytest.raises(ValueError, match="resume=True needs out_dir"):
         rf.sweep(ds, seeds=[0], resume=True, **opts)

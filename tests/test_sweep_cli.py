@@ -198,6 +198,14 @@ def test_tiny_sweep_writes_table_and_figures_and_two_processes_write_the_same(tm
         assert row["depth"] == hist[-1].get("depth_after_cut", hist[-1]["depth"])
     for name in cli.OUTPUTS[1:]:
         assert (tmp_path / "one" / name).stat().st_size > 0
+    # One run folder per run, as scripts/train.py writes it: load_run reloads each.
+    for row in a["rows"]:
+        run = rf.load_run(tmp_path / "one" / "runs" / f"lr={row['lr']}-s{row['seed']}")
+        assert (run.metrics["test_accuracy"], run.depth, run.provenance["seed"]) == (
+            row["test_accuracy"],
+            row["depth"],
+            row["seed"],
+        )
     # A second sweep into the same folder is refused, in one line.
     again = _run_script([*argv, "--out", str(tmp_path / "one")])
     err = again.communicate(timeout=60)[0]
@@ -216,6 +224,9 @@ def test_tiny_sweep_writes_table_and_figures_and_two_processes_write_the_same(tm
     assert "on 2 processes" in logs[0] and "test accuracy mean" not in logs[1]  # only process 0 reports
     b = json.loads((tmp_path / "two" / "sweep.json").read_text())
     assert b["processes"] == 2
+    assert sorted(p.name for p in (tmp_path / "two" / "runs").iterdir()) == sorted(
+        f"lr={lr}-s{s}" for lr in (0.01, 0.003) for s in range(3)
+    )  # each process wrote its runs' folders
     # Equal up to float64 round-off: a vmapped program over 3 runs may round unlike one over 6.
     for got, want in zip(b["rows"] + sum(b["histories"], []), a["rows"] + sum(a["histories"], []), strict=True):
         assert got.keys() == want.keys()

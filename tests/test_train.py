@@ -108,7 +108,7 @@ def test_resume_after_interrupt_is_bit_identical(tmp_path):
         == first["test_accuracy_before"]
         == full.history[first["epoch"] - 1]["test_accuracy"]
     )
-    at_max = full._replace(network=full.network.with_depth(CIRCLES["depth"]))
+    at_max = full.network.with_depth(CIRCLES["depth"])
     assert m["accuracy_final_params_at_max_depth"] == pytest.approx(rf.accuracy(at_max, ds.x_test, ds.y_test))
     assert m["accuracy_after_pruning"] == m["test_accuracy"]
 
@@ -264,7 +264,7 @@ def test_init_state_and_train_chunk():
     assert float(s0.params.trunk.h) == float(s1.params.trunk.h) == 1.0
     # The compiled, chunked test metrics equal the network's own on the whole test set.
     net = s1.params
-    ev = rf.evaluate(tr.TrainResult(net, run.config, [], {}), ds.x_test, ds.y_test)
+    ev = rf.evaluate(net, ds.x_test, ds.y_test)
     assert record["test_accuracy"] == pytest.approx(ev["accuracy"])
     assert record["test_loss"] == pytest.approx(ev["loss"], rel=1e-5)
     # The residual change d_5 of the trained parameters, from a numpy trajectory.
@@ -322,10 +322,10 @@ def test_finish_prunes_and_reports():
     assert res.depth == 4 and res.trunk.W.shape == (4, 3, 3)
     np.testing.assert_array_equal(res.trunk.W, state.params.trunk.W[:4])
     m = res.metrics
-    assert (m["depth_before"], m["depth_after"], m["depth_history"], m["wall_time"]) == (6, 4, [6, 4], 1.5)
+    assert (m["initial_depth"], m["depth"], m["depth_history"], m["wall_time"]) == (6, 4, [6, 4], 1.5)
     assert m["test_accuracy"] == rf.accuracy(res, ds.x_test, ds.y_test) == m["accuracy_before_pruning"]
     assert m["config"]["trunk"]["shared"] is False
-    at_6 = rf.accuracy(res._replace(network=state.params), ds.x_test, ds.y_test)
+    at_6 = rf.accuracy(state.params, ds.x_test, ds.y_test)
     assert m["accuracy_final_params_at_max_depth"] == pytest.approx(at_6)
 
 

@@ -99,7 +99,7 @@ def test_tiny_run_writes_metrics_and_figures(tmp_path, capsys):
     assert "before pruning (just before the first cut)" in text and "final weights run at depth 4" in text
     metrics = json.loads((out / "metrics.json").read_text())
     assert 0 <= metrics["accuracy_final_params_at_max_depth"] <= 1
-    assert metrics["depth_before"] == 4 and metrics["config"]["depth_warmup"] == 0
+    assert metrics["initial_depth"] == 4 and metrics["config"]["depth_warmup"] == 0
     assert len((out / "metrics.jsonl").read_text().splitlines()) == 2
     for fig in ("training_curves.png", "depth_history.png", "residuals_by_class.png"):
         assert (out / fig).is_file()
@@ -177,11 +177,11 @@ def test_csv_label_column_and_test_fraction_flags(tmp_path, capsys, monkeypatch)
     np.testing.assert_allclose(np.sort(raw, 0), np.sort(x, 0), rtol=1e-5, atol=1e-5)  # u, v: not the labels
     # The recorded source reloads the same arrays (what load_run(...).load_data() does), also from
     # the data's own meta when fit is called from Python without data_source.
-    from resflow.training import _runs
+    from resflow.training._record import data_fingerprint, data_source
 
-    for src in (source, _runs.data_source(data)):
+    for src in (source, data_source(data)):
         again = rf.load_dataset(src["name"], seed=src["seed"], path=src["path"], **src["options"])
-        assert _runs.data_fingerprint(again) == _runs.data_fingerprint(data)
+        assert data_fingerprint(again) == data_fingerprint(data)
 
 
 def test_existing_run_is_refused_overwrite_clears_only_run_files(tmp_path, capsys):

@@ -20,8 +20,8 @@ import numpy as np  # noqa: E402
 
 import resflow as rf  # noqa: E402
 from resflow.plots import plot_attractor_portrait, plot_interaction_matrix, plot_residual_trajectories  # noqa: E402
+from resflow.training import TrainConfig, accuracy, fit  # noqa: E402
 from resflow.training._datasets import circles  # noqa: E402
-from resflow.training._fit import TrainConfig, accuracy, fit  # noqa: E402
 
 HERE = os.path.dirname(__file__)
 FIG = os.path.join(HERE, "..", "figures")

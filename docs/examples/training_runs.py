@@ -48,7 +48,7 @@ def summary(result) -> dict:
     out = {
         "test_accuracy": m["test_accuracy"],
         "train_accuracy": m["train_accuracy"],
-        "depth_after": m["depth_after"],
+        "depth": m["depth"],
         "accuracy_final_params_at_max_depth": m["accuracy_final_params_at_max_depth"],
         "accuracy_before_pruning": m["accuracy_before_pruning"],
         "wall_time": m["wall_time"],
@@ -58,7 +58,7 @@ def summary(result) -> dict:
     return out
 
 
-def circles_run(seed: int, **options) -> rf.TrainResult:
+def circles_run(seed: int, **options) -> rf.Run:
     """One circles run of the study; `seed` draws the data, the init and the shuffling."""
     data = rf.load_dataset("circles", seed=seed)
     return rf.fit(data, key=jax.random.key(seed), figures=False, **CIRCLES, **options)
@@ -75,8 +75,8 @@ def circles_runs(name: str, **options) -> dict:
         "seeds": rows,
         "num_seeds": len(accs),
         "num_at_least_999": sum(a >= 0.999 for a in accs),
-        "min_depth_after": min(r["depth_after"] for r in rows.values()),
-        "max_depth_after": max(r["depth_after"] for r in rows.values()),
+        "min_depth": min(r["depth"] for r in rows.values()),
+        "max_depth": max(r["depth"] for r in rows.values()),
     }
 
 
@@ -113,7 +113,7 @@ def plot(out: dict) -> None:
     from resflow.plots import plot_sweep_distribution
 
     rows = [
-        {"recipe": name, "test_accuracy": seed["test_accuracy"], "final depth": seed["depth_after"]}
+        {"recipe": name, "test_accuracy": seed["test_accuracy"], "final depth": seed["depth"]}
         for key, name in COLUMNS.items()
         for seed in out[key]["seeds"].values()
     ]

@@ -92,7 +92,7 @@ def search(seeds, epochs: int) -> dict:
     for study, (fixed, grid) in STUDIES.items():
         res = sweep(data, seeds=seeds, grid=grid, **(base | fixed))
         cells: dict[str, dict] = {}
-        for row in res.rows:
+        for row in res.table():
             options = {k: row[k] for k in grid}
             c = cells.setdefault(_key(options), {"options": fixed | options, "accuracy": [], "depth": []})
             c["accuracy"].append(float(row["test_accuracy"]))

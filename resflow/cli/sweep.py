@@ -7,7 +7,8 @@ lr, h, w_std, depth_tol, weight_decay) train as one vmapped program, sharded ove
 devices; options that change shapes (width, depth, model, ...) make separate programs.
 Writes, under --out: sweep.json (one row per run: options, seed, final depth, accuracies,
 time; and each run's per-epoch history), accuracy.png and depth.png (the spread over seeds per
-grid cell), depth_histories.png (every run's depth per epoch), and while it trains
+grid cell), depth_histories.png (every run's depth per epoch), runs/ (one run folder per run,
+as scripts/train.py writes it, loaded by `resflow.load_run`), and while it trains
 sweep-options.json and checkpoints/ (each group of runs' state, as scripts/train.py's
 checkpoint: every --checkpoint-every epochs or --checkpoint-seconds, and on Ctrl-C or
 SIGTERM, which exit with one line). --resume continues a stopped sweep: finished groups
@@ -40,7 +41,7 @@ from pathlib import Path
 from . import _common as cli
 
 OUTPUTS = ("sweep.json", "accuracy.png", "depth.png", "depth_histories.png")
-OPTIONS, CHECKPOINTS = "sweep-options.json", "checkpoints"
+OPTIONS, CHECKPOINTS, RUNS = "sweep-options.json", "checkpoints", "runs"
 
 
 MAX_SEEDS = 10**6
@@ -310,7 +311,7 @@ def _main(argv, held: contextlib.ExitStack) -> int:
     # Each process trains its share of the seeds on its own devices, and checkpoints its own
     # groups (a resume needs the same number of processes).
     share = f"process{i}-of-{n}" if n > 1 else ""
-    part = _train_share(parser, args, data, config, grid, mine=seeds[i::n], out=out, share=share)
+    part = _train_share(parser, args, data, config, grid, mine=seeds[i::n], out=out, share=share, source=source)
     if isinstance(part, int):  # stopped by a signal: its exit status
         return part
     parts = distributed.gather_objects(_plain(part))
@@ -366,12 +367,15 @@ def _take_out(parser, args, out: Path, options: dict, held: contextlib.ExitStack
             parser.error(str(e))
         if args.overwrite:
             shutil.rmtree(out / CHECKPOINTS, ignore_errors=True)
+            shutil.rmtree(out / RUNS, ignore_errors=True)
         if not args.resume:
             write_json(out / OPTIONS, options)
     distributed.gather_objects(None)  # the old checkpoints are gone before any new one is written
 
 
-def _train_share(parser, args, data, config, grid: dict, *, mine: list[int], out: Path, share: str) -> dict | int:
+def _train_share(
+    parser, args, data, config, grid: dict, *, mine: list[int], out: Path, share: str, source: dict
+) -> dict | int:
     """This process's rows and histories (`resflow.sweep` over its seeds `mine`, checkpoints in
     OUT/checkpoints/`share`; empty when it has no seed, as it still takes part in the gather), or
     the exit status when a signal stopped it."""
@@ -389,7 +393,9 @@ def _train_share(parser, args, data, config, grid: dict, *, mine: list[int], out
             grid=grid or None,
             progress=not args.no_progress and distributed.is_main(),
             out_dir=out / CHECKPOINTS / share,
+            runs_dir=out / RUNS,
             resume=args.resume,
+            data_source=source,
         )
     except KeyboardInterrupt as e:  # Ctrl-C or SIGTERM: the finished chunks are saved
         name, status = stop_status(e)
@@ -400,7 +406,7 @@ def _train_share(parser, args, data, config, grid: dict, *, mine: list[int], out
         return status
     except (ValueError, TypeError) as e:  # e.g. a grid the library cannot group, a non-finite loss
         parser.error(str(e))
-    return {"rows": result.rows, "histories": result.histories}
+    return {"rows": result.table(), "histories": [run.history for run in result]}
 
 
 if __name__ == "__main__":

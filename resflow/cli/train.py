@@ -203,12 +203,12 @@ def _settings(parser, args) -> tuple:
 def report(m: dict, config, out: Path) -> None:
     """The run's summary: accuracies, depth, the cuts of depth adaptation, wall time."""
     print(f"test accuracy {m['test_accuracy']:.4f}  (train {m['train_accuracy']:.4f})")
-    print(f"depth {m['depth_before']} -> {m['depth_after']}")
+    print(f"depth {m['initial_depth']} -> {m['depth']}")
     if config.depth_adapt:
         print(
             f"test accuracy before pruning (just before the first cut): {m['accuracy_before_pruning']:.4f}, "
-            f"after (final, depth {m['depth_after']}): {m['accuracy_after_pruning']:.4f}; "
-            f"final weights run at depth {m['depth_before']}: {m['accuracy_final_params_at_max_depth']:.4f}"
+            f"after (final, depth {m['depth']}): {m['accuracy_after_pruning']:.4f}; "
+            f"final weights run at depth {m['initial_depth']}: {m['accuracy_final_params_at_max_depth']:.4f}"
         )
         for c in m["cuts"]:
             print(

@@ -16,7 +16,6 @@ _LABELS = {
     "test_accuracy": "test accuracy",
     "train_accuracy": "train accuracy",
     "test_loss": "test loss",
-    "final_depth": "final depth",
     "depth": "final depth",
     "time": "time per run (s)",
 }
@@ -29,7 +28,7 @@ def _value_text(value) -> str:
 def sweep_cells(rows: Sequence[dict], options: Sequence[str]) -> tuple[list[str], list[int]]:
     """The grid cells of a sweep's runs: runs with equal values of `options` share a cell.
 
-    **Arguments:** `rows`: `SweepResult.rows` (one dict per run); `options`: the grid's option
+    **Arguments:** `rows`: `SweepResult.table()` (one dict per run); `options`: the grid's option
     names (empty: one cell holding every run).
 
     **Returns:** ``(labels, cell_of_run)``: one label per cell (``"lr=0.01, w_std=2"``, or
@@ -60,8 +59,8 @@ def plot_sweep_distribution(
 
     **Arguments:**
 
-    - `rows`: `SweepResult.rows`.
-    - `metric`: the row key to show (``"test_accuracy"``, the final depth, ``"time"``, ...).
+    - `rows`: `SweepResult.table()`.
+    - `metric`: the row key to show (``"test_accuracy"``, ``"depth"`` (the final depth), ``"time"``, ...).
     - `options`: the grid's option names, which define the cells (see `sweep_cells`).
     - `ylabel`: the y-axis label (default: a readable name for `metric`).
     - `save`: path to write the figure to.
@@ -118,8 +117,8 @@ def plot_sweep_depth_histories(
 
     **Arguments:**
 
-    - `histories`: `SweepResult.histories` (per run, fit's per-epoch records).
-    - `rows`: `SweepResult.rows` (same order), for the cells.
+    - `histories`: per run, its `Run.history` (fit's per-epoch records): ``[run.history for run in result]``.
+    - `rows`: `SweepResult.table()` (same order), for the cells.
     - `options`: the grid's option names (see `sweep_cells`).
     - `max_depth`: the depth before the first epoch (default: the first record's depth).
     - `save`: path to write the figure to.

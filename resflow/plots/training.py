@@ -16,7 +16,7 @@ def plot_training_curves(history: list[dict], *, save=None):
 
     **Arguments:**
 
-    - `history`: `TrainResult.history` (or the lines of metrics.jsonl).
+    - `history`: `Run.history` (the lines of metrics.jsonl).
     - `save`: path to write the figure to.
 
     **Returns:** the matplotlib Figure (one legend, under the panels).
@@ -87,7 +87,7 @@ def plot_depth_history(
 
     **Arguments:**
 
-    - `history`: `TrainResult.history` (or the lines of metrics.jsonl).
+    - `history`: `Run.history` (the lines of metrics.jsonl).
     - `max_depth`: the depth before epoch 1 (default: the first record's depth).
     - `tol`: the rule's threshold ``depth_tol`` (None: not drawn).
     - `warmup`: ``depth_warmup`` epochs without cuts, shaded (None or 0: not drawn).

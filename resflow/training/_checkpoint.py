@@ -9,10 +9,10 @@ order: the format of a run's ``network.eqx``, so parameters have one serialisati
 fills a target pytree of the same structure and checks every leaf's shape and dtype. The
 SHA-256 of the payload is checked on load, so a
 truncated, corrupted or altered file is refused with a `CheckpointError` naming it instead of
-resuming from wrong weights. Writes go to ``.NAME.tmpPID`` in the same folder, are fsynced and
-then ``os.replace``-d, so a run killed mid-write leaves the previous checkpoint intact; a failed
-write removes its temporary file, and temporary files of dead processes are removed at the next
-save or load.
+resuming from wrong weights. Writes go through `resflow.training._files.write_atomic` (``.NAME.tmpPID``
+in the same folder, fsynced, then ``os.replace``-d), so a run killed mid-write leaves the
+previous checkpoint intact; temporary files of dead processes are removed at the next save or load.
+The error classes live in `resflow._errors` (re-exported here).
 
 Why not orbax-checkpoint: on CPU one `CheckpointManager` save of the tiny circles state costs
 ~0.2 s (threads, a folder of files per step) against ~6 ms here, so the 3000-epoch circles
@@ -41,7 +41,8 @@ import jax
 import msgpack
 import numpy as np
 
-from .._errors import InputError
+from .._errors import CheckpointError, OutputError
+from ._files import remove_stale_temps, write_atomic
 
 __all__ = [
     "save_checkpoint",
@@ -61,17 +62,6 @@ __all__ = [
 
 FORMAT = "resflow-checkpoint"
 VERSION = 3  # 3: equinox leaves (2: flax state dicts)
-
-
-class CheckpointError(InputError):
-    """A checkpoint file that is truncated, corrupted, altered or not a resflow checkpoint."""
-
-
-class OutputError(OSError, InputError):
-    """An output folder or file that cannot be created or written (the message names the path).
-
-    Also an `InputError` (a `ValueError`), so command lines report it like any bad argument (exit 2).
-    """
 
 
 class Interrupted(KeyboardInterrupt):
@@ -155,38 +145,6 @@ def deferred_signals():
         _raise_for(pending[0])
 
 
-def _temp_name(path: Path, pid: int) -> Path:
-    return path.with_name(f".{path.name}.tmp{pid}")
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # exists, owned by another user
-        return True
-    return True
-
-
-def remove_stale_temps(path) -> list[Path]:
-    """Remove the temporary files of `path` left by processes that no longer run.
-
-    A live writer's file is kept (removing it would break its ``os.replace``).
-
-    **Returns:** the removed paths.
-    """
-    path = Path(path)
-    removed = []
-    for tmp in path.parent.glob(f".{path.name}.tmp*"):
-        suffix = tmp.name.rsplit(".tmp", 1)[1]
-        if suffix.isdigit() and int(suffix) != os.getpid() and _alive(int(suffix)):
-            continue
-        tmp.unlink(missing_ok=True)
-        removed.append(tmp)
-    return removed
-
-
 def leaves_to_bytes(tree) -> bytes:
     """The leaves of `tree` in `equinox.tree_serialise_leaves` format (one ``.npy`` record each)."""
     f = io.BytesIO()
@@ -233,21 +191,6 @@ def _restore(blob: bytes):
     return msgpack.unpackb(blob, raw=False)
 
 
-def _write_atomic(path: Path, blob: bytes) -> None:
-    tmp = _temp_name(path, os.getpid())
-    try:
-        with open(tmp, "wb") as f:
-            f.write(blob)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException as e:
-        tmp.unlink(missing_ok=True)
-        if isinstance(e, OSError):
-            raise OutputError(f"cannot write checkpoint {path}: {e.strerror or e}") from e
-        raise
-
-
 def save_checkpoint(path, arrays, meta: dict) -> None:
     """Write `arrays` (any pytree of arrays) and JSON-able `meta` atomically to `path`.
 
@@ -256,7 +199,7 @@ def save_checkpoint(path, arrays, meta: dict) -> None:
     """
     path = Path(path)
     remove_stale_temps(path)
-    _write_atomic(path, _encode(arrays, meta))
+    write_atomic(path, _encode(arrays, meta))
 
 
 def _unpack(path: Path, blob: bytes, unpack, what: str):

@@ -12,16 +12,11 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .._errors import InputError
+from .._errors import DataError
 
-__all__ = ["Dataset", "DataError", "MAX_CLASSES", "checked_dataset", "check_fraction", "check_count"]
+__all__ = ["Dataset", "MAX_CLASSES", "checked_dataset", "check_fraction", "check_count"]
 
 MAX_CLASSES = 1000
-
-
-class DataError(InputError):
-    """A data file or array that cannot be trained on; the message names the file (or the
-    array) and what is wrong with it. The CLI turns it into one line and exit status 2."""
 
 
 class Dataset(NamedTuple):

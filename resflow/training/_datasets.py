@@ -27,6 +27,7 @@ sets and `load_dataset`.
 
 from __future__ import annotations
 
+import io
 import os
 import random
 from pathlib import Path
@@ -34,9 +35,10 @@ from pathlib import Path
 import numpy as np
 
 from ._dataset import Dataset, check_count, check_fraction, checked_dataset
-from ._files import csv, mnist
+from ._files import write_atomic
 from ._preprocess import split_dataset
 from ._preprocess import standardize as _standardize  # `load_dataset` has an argument of the same name
+from ._readers import csv, mnist
 
 __all__ = ["BUILT_IN", "DATASETS", "circles", "digits", "mnist1d", "default_cache_dir", "load_dataset"]
 
@@ -117,9 +119,9 @@ def mnist1d(*, num_samples: int = 5000, seed: int = 42, train_split: float = 0.8
             random.setstate(py_state)
             np.random.set_state(np_state)
         cache.mkdir(parents=True, exist_ok=True)
-        tmp = file.with_suffix(f".tmp{os.getpid()}.npz")
-        np.savez(tmp, x_train=d["x"], y_train=d["y"], x_test=d["x_test"], y_test=d["y_test"])
-        os.replace(tmp, file)
+        blob = io.BytesIO()
+        np.savez(blob, x_train=d["x"], y_train=d["y"], x_test=d["x_test"], y_test=d["y_test"])
+        write_atomic(file, blob.getvalue())
     with np.load(file) as f:
         arrays = [f[k] for k in ("x_train", "y_train", "x_test", "y_test")]
     return checked_dataset("mnist1d", *arrays, source="mnist1d.data.make_dataset", seed=seed, cache=str(file))

@@ -1,13 +1,12 @@
 """Training: the host loop around the training engine, with depth adaptation and checkpoints.
 
     fit(data: Dataset, config: TrainConfig | None = None, *, key, out_dir=None, resume=False,
-        progress=False, callback=None, figures=True, **overrides) -> TrainResult
-    predict(result, x) -> logits            accuracy(result, x, y) -> float
-    evaluate(result, x, y) -> {"loss", "accuracy"}
+        progress=False, callback=None, figures=True, **overrides) -> Run
 
-``TrainResult(network, config, history, metrics)``: ``result.network`` is the trained
-`resflow.Network` (a pure function of x: jit / vmap / grad it), ``result.trunk`` its `Trunk`
-pruned to the final depth ``result.depth``. Options are the fields of `TrunkSpec` and
+The result is a `resflow.Run` (network, config, history, metrics, path, provenance, ...):
+``run.network`` is the trained `resflow.Network` (a pure function of x: jit / vmap / grad it;
+`resflow.predict` / `evaluate` / `accuracy` take it or the run), ``run.trunk`` its `Trunk`
+pruned to the final depth ``run.depth``. Options are the fields of `TrunkSpec` and
 `TrainConfig`, given as a config or as keyword overrides, e.g.
 ``fit(load_dataset("digits"), model="mlp", depth=3, epochs=40, key=jax.random.key(0))``.
 
@@ -31,7 +30,7 @@ epochs or ``checkpoint_seconds`` of wall time, whichever comes first, at a chunk
 when the run is stopped by an exception, Ctrl-C or SIGTERM), then ``metrics.json``, the saved
 network (``network.eqx``, ``run.json``; see `resflow.training._runs`) and figures; ``resume=True``
 continues from the checkpoint and ends bit-identical to an uninterrupted run. The folder is
-locked for the run's life (`resflow.training._runs.lock_folder`): a second writer is refused.
+locked for the run's life (`resflow.training._files.lock_folder`): a second writer is refused.
 """
 
 from __future__ import annotations
@@ -47,12 +46,9 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import optax
-from jaxtyping import Array, Float, Int
 
-from .._checks import all_true, as_float_array, check_finite, check_labels, is_concrete
 from .._errors import InputError
 from ..trunk._network import Network
-from ..trunk._trunk import Trunk
 from ._checkpoint import (
     CheckpointError,
     OutputError,
@@ -65,20 +61,14 @@ from ._checkpoint import (
 )
 from ._config import TrainConfig
 from ._dataset import Dataset
-from ._engine import final_network, start_loop, xent
-from ._runs import lock_folder, save_run, start_run, write_json
+from ._engine import final_network, start_loop
+from ._files import lock_folder, write_json
+from ._predict import evaluate
+from ._record import run_record, start_run
+from ._runs import Run, preprocessing_of, save_run
 from ._setup import Setup, check_data, check_key, check_lift, epoch_records, setup_run
 
-__all__ = [
-    "TrainResult",
-    "fit",
-    "predict",
-    "accuracy",
-    "evaluate",
-    "NonFiniteLossError",
-    "check_lift",
-    "setup_run",
-]
+__all__ = ["fit", "NonFiniteLossError"]
 
 CHECKPOINT = "checkpoint.msgpack"
 
@@ -88,31 +78,6 @@ class NonFiniteLossError(FloatingPointError, InputError):
 
     Also an `InputError` (a `ValueError`), so command lines report it like any bad input (exit 2).
     """
-
-
-class TrainResult(NamedTuple):
-    """A trained classifier at its final depth.
-
-    - `network`: the `resflow.Network` (lift, trunk pruned to the final depth, readout).
-    - `config`: the `TrainConfig` used.
-    - `history`: one dict per epoch (loss, accuracies, depth, residual change, time).
-    - `metrics`: the final metrics (also written to metrics.json).
-    """
-
-    network: Network
-    config: TrainConfig
-    history: list
-    metrics: dict
-
-    @property
-    def trunk(self) -> Trunk:
-        """The trained `Trunk` at the final depth (= ``network.trunk``)."""
-        return self.network.trunk
-
-    @property
-    def depth(self) -> int:
-        """The final depth."""
-        return self.network.depth
 
 
 class RunState(NamedTuple):
@@ -306,21 +271,20 @@ def run_epochs(run: Setup, state: RunState, out: Path | None, t0: float, bar, ca
     return state
 
 
-def finish(run: Setup, state: RunState, data: Dataset, wall_time: float) -> TrainResult:
-    """The pruned `Network` and the final metrics of a finished run."""
+def finish(run: Setup, state: RunState, data: Dataset, wall_time: float) -> Run:
+    """The finished run: the pruned `Network`, the history and the final metrics (no record yet)."""
     config, spec = run.config, run.config.trunk
     full_acc = float(run.jit.evaluate(state.params, jnp.asarray(spec.depth, jnp.int32), run.data.test)[1])
     network = final_network(state.params, state.depth)
-    result = TrainResult(network, config, state.history, {})
-    test = evaluate(result, data.x_test, data.y_test)
+    test = evaluate(network, data.x_test, data.y_test)
     cuts = state.cuts
     metrics = {
         "data": {k: v for k, v in data.meta.items() if k not in ("mean", "std")},
         "test_accuracy": test["accuracy"],
         "test_loss": test["loss"],
-        "train_accuracy": evaluate(result, data.x_train, data.y_train)["accuracy"],
-        "depth_before": spec.depth,
-        "depth_after": state.depth,
+        "train_accuracy": evaluate(network, data.x_train, data.y_train)["accuracy"],
+        "initial_depth": spec.depth,
+        "depth": state.depth,
         # Test accuracy just before the first cut (no cut: the final accuracy).
         "accuracy_before_pruning": cuts[0]["test_accuracy_before"] if cuts else test["accuracy"],
         "accuracy_after_pruning": test["accuracy"],
@@ -332,26 +296,26 @@ def finish(run: Setup, state: RunState, data: Dataset, wall_time: float) -> Trai
         "wall_time": wall_time,
         "config": dataclasses.asdict(config),
     }
-    return result._replace(metrics=metrics)
+    return Run(network, config, state.history, metrics, preprocessing=preprocessing_of(data))
 
 
-def _write_outputs(out: Path, result: TrainResult, data: Dataset, figures: bool, record: dict) -> None:
+def _write_outputs(out: Path, result: Run, data: Dataset, figures: bool) -> None:
     """metrics.json, the saved run (network.eqx, run.json; see `resflow.training._runs`) and the figures.
 
     A write error names the file; what was written before it (the checkpoint, metrics.jsonl,
     the files before the failing one) stays.
     """
     try:
-        _write_files(out, result, data, figures, record)
+        _write_files(out, result, data, figures)
     except OSError as e:
         if isinstance(e, OutputError):
             raise
         raise OutputError(f"cannot write {e.filename or out}: {e.strerror or e}") from e
 
 
-def _write_files(out: Path, result: TrainResult, data: Dataset, figures: bool, record: dict) -> None:
+def _write_files(out: Path, result: Run, data: Dataset, figures: bool) -> None:
     write_json(out / "metrics.json", result.metrics)
-    save_run(out, result.network, result.config, data, record)
+    save_run(out, result)
     if figures:
         from ..plots.training import plot_depth_history, plot_residuals_by_class, plot_training_curves
 
@@ -368,6 +332,10 @@ def _write_files(out: Path, result: TrainResult, data: Dataset, figures: bool, r
         plot_residuals_by_class(result.network, data.x_test, data.y_test, save=out / "residuals_by_class.png")
 
 
+def _data_record(record: dict) -> dict:
+    return {"source": record["source"], "fingerprint": record["fingerprint"]}
+
+
 def fit(
     data: Dataset,
     config: TrainConfig | None = None,
@@ -381,7 +349,7 @@ def fit(
     data_source: dict | None = None,
     provenance: dict | None = None,
     **overrides,
-) -> TrainResult:
+) -> Run:
     """Train a classifier on `data`, optionally adapting its depth.
 
     **Arguments:**
@@ -404,21 +372,22 @@ def fit(
     - `figures`: with `out_dir`, save training-curve, depth-history and residual figures.
     - `data_source`: the `resflow.load_dataset` arguments of `data` (``name``, ``seed``,
       ``path``, ``standardize``, ``options``), recorded so that `resflow.load_run(...).load_data()`
-      reloads it; default: read from ``data.meta`` (`resflow.training._runs.data_source`).
+      reloads it; default: read from ``data.meta`` (`resflow.training._record.data_source`).
     - `provenance`: extra JSON-able entries for run.json's provenance (e.g. ``{"seed": 0}``).
     - `overrides`: fields of `TrunkSpec` or `TrainConfig`, e.g. ``depth=5, model="mlp", epochs=3``.
 
-    **Returns:** `TrainResult` (its network pruned to the final depth).
+    **Returns:** the `resflow.Run` (its network pruned to the final depth; ``path`` is
+    `out_dir` or None; its provenance and data record are those run.json holds).
 
     **Raises:** `TypeError` for a `key` that is not a `jax.random` key, a `config` that is not
     a `TrainConfig` (a dict of options goes in as keywords) or an unknown option;
     `TypeError`/`ValueError` for bad data or options (`InputError` for ``lift=False`` with a
-    width other than the data's, before the output folder is made); `resflow.training._runs.RunError` (a `ValueError`)
+    width other than the data's, before the output folder is made); `resflow.RunError` (a `ValueError`)
     when resuming on other data than the run's; `FileNotFoundError` when resuming without a
     checkpoint; `CheckpointError` for a damaged or foreign checkpoint; `NonFiniteLossError`
     when the loss stops being finite (the last good epoch is checkpointed first);
     `OutputError` naming the path when the output folder or a file in it cannot be written;
-    `resflow.training._runs.RunError` when another process is writing to `out_dir` (its lock is held).
+    `resflow.RunError` when another process is writing to `out_dir` (its lock is held).
     `KeyboardInterrupt` on Ctrl-C and `resflow.training._checkpoint.Interrupted` (a `KeyboardInterrupt`)
     on SIGTERM (`resflow.training._checkpoint.stop_on_signals`), raised once the chunk in progress has
     finished and been checkpointed.
@@ -444,63 +413,8 @@ def fit(
         state = run_epochs(run, state, out, t0, bar, callback)
         bar.close()
         result = finish(run, state, data, time.perf_counter() - t0)
+        record = saved or run_record(data, key, source=data_source, extra=provenance)
+        result = result.replace(path=out, provenance=record["provenance"], data=_data_record(record))
         if out is not None:
-            _write_outputs(out, result, data, figures, saved)
+            _write_outputs(out, result, data, figures)
     return result
-
-
-def _check_inputs(result: TrainResult, x, y=None):
-    """(network, x[, y]) of a public call: x finite ``(N, dim)``, y labels in [0, classes).
-
-    Shapes and dtypes first; the value checks of x and y are one reduction (one host read,
-    none for tracers), and only a failure re-runs them one by one for the message.
-    """
-    if not isinstance(result, TrainResult):
-        raise TypeError(f"result must be a TrainResult (from resflow.fit), got {type(result).__name__}")
-    network = result.network
-    x = as_float_array("x", x)
-    if x.ndim != 2 or x.shape[1] != network.dim:
-        raise ValueError(f"x must have shape (N, {network.dim}) (the training data dimension), got {x.shape}")
-    checks = {"x": (x, lambda xp, a: xp.isfinite(a))}
-    if y is not None:
-        y = y if isinstance(y, jax.core.Tracer) else jnp.asarray(y)
-        if not jnp.issubdtype(y.dtype, jnp.integer):
-            raise TypeError(f"y must be an array of integer class labels, got dtype {y.dtype}")
-        if y.shape != (x.shape[0],):
-            raise ValueError(f"y must have shape {(x.shape[0],)} to match the data, got {y.shape}")
-        checks["y"] = (y, lambda xp, a: (a >= 0) & (a < network.n_classes))
-    if all(is_concrete(a) for a, _ in checks.values()) and not all_true(checks):
-        check_finite("x", x)
-        check_labels("y", y, x.shape[0])
-        raise ValueError(f"y must be < n_classes = {network.n_classes}, got a label {int(jnp.max(y))}")
-    return (network, x) if y is None else (network, x, y)
-
-
-@jax.jit
-def _logits(network: Network, x):
-    return network(x)
-
-
-def predict(result: TrainResult, x: Float[Array, "batch dim"]) -> Float[Array, "batch classes"]:
-    """Logits of the trained network (jitted).
-
-    **Raises:** `ValueError` (naming x) unless x is a finite ``(N, dim)`` array, as `evaluate`.
-    """
-    network, x = _check_inputs(result, x)
-    return _logits(network, x)
-
-
-def evaluate(result: TrainResult, x: Float[Array, "batch dim"], y: Int[Array, " batch"]) -> dict:
-    """Mean cross-entropy ``loss`` and ``accuracy`` of the trained network on (x, y).
-
-    **Raises:** `TypeError` for non-integer labels; `ValueError` unless x is finite ``(N, dim)``
-    and y is ``(N,)`` with labels in [0, classes).
-    """
-    network, x, y = _check_inputs(result, x, y)
-    logits = _logits(network, x)
-    return {"loss": float(xent(logits, y).mean()), "accuracy": float(jnp.mean(jnp.argmax(logits, -1) == y))}
-
-
-def accuracy(result: TrainResult, x: Float[Array, "batch dim"], y: Int[Array, " batch"]) -> float:
-    """Fraction of samples whose largest logit is the label (arguments and errors as `evaluate`)."""
-    return evaluate(result, x, y)["accuracy"]

@@ -1,7 +1,7 @@
 """Sweeps: many training runs as one vmapped, compiled program per group, sharded over devices.
 
     sweep(data, config=None, *, seeds, grid=None, progress=False, devices=None, out_dir=None,
-          resume=False, **overrides) -> SweepResult(rows, histories, networks, configs)
+          runs_dir=None, resume=False, data_source=None, **overrides) -> SweepResult(runs, seeds, grid)
 
 The runs are the cartesian product of `grid` (option name → values) times `seeds`. Runs
 whose compiled code agrees (the same `resflow.training._config.Static`: shapes, model,
@@ -20,7 +20,7 @@ when stopped by an exception, Ctrl-C or SIGTERM (the last complete chunk). ``res
 reloads finished groups and continues the others from their chunk, ending where an
 uninterrupted sweep ends. The hash covers the group's configs, seeds and the data's
 fingerprint, so another sweep never picks up a foreign state. The folder is locked for the
-sweep's life (`resflow.training._runs.lock_folder`).
+sweep's life (`resflow.training._files.lock_folder`).
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ import json
 import math
 import numbers
 import os
+import re
 import time
 from pathlib import Path
 from typing import NamedTuple
@@ -57,42 +58,71 @@ from ._checkpoint import (
 from ._config import Static, TrainConfig, static_of, traced_of
 from ._dataset import Dataset
 from ._engine import Loop, chunk, evaluate, final_network, init, start_loop
-from ._runs import data_fingerprint, lock_folder, write_json
+from ._files import lock_folder, write_json
+from ._record import data_fingerprint, key_record, provenance
+from ._record import data_source as source_of
+from ._runs import Run, preprocessing_of, write_run
 from ._setup import check_data, check_lift, epoch_records, setup_run
 
 __all__ = ["sweep", "SweepResult"]
 
 
-class SweepResult(NamedTuple):
-    """The runs of a sweep, in grid order (the grid's product, then the seeds).
+@dataclasses.dataclass(frozen=True, eq=False)
+class SweepResult:
+    """The runs of a sweep, in grid order (the grid's product, then the seeds), and the grid.
 
-    - `rows`: one dict per run: its grid options, ``seed``, final ``depth``,
-      ``train_accuracy``, ``test_accuracy``, ``test_loss`` (at the final depth, over the whole
-      sets), ``nonfinite_epoch`` (the epoch whose loss stopped being finite, else None; the
-      run then stopped at the epoch before) and ``time``: its group's wall time (compile
-      included) divided by the group's runs.
-    - `histories`: per run, one dict per epoch as `resflow.fit`'s history (no ``time``).
-    - `networks`: per run, the trained `resflow.Network` pruned to its final depth.
-    - `configs`: per run, its `TrainConfig`.
+    - `runs`: one `resflow.Run` per run (network pruned to its final depth, config, history
+      as `resflow.fit`'s without ``time``, metrics, provenance with ``seed`` and the grid
+      ``options``; ``path`` its run folder when the sweep had an ``out_dir``);
+    - `seeds`: the seeds, in order;
+    - `grid`: option name → values, as given (``{}`` without a grid).
+
+    A sequence of its runs: ``len(res)``, ``res[i]``, ``for run in res``. `table` gives one row per run.
     """
 
-    rows: list
-    histories: list
-    networks: list
-    configs: list
+    runs: tuple
+    seeds: tuple = ()
+    grid: dict = dataclasses.field(default_factory=dict)
 
-    def table(self) -> list:
-        """The rows as a plain list of dicts."""
-        return [dict(r) for r in self.rows]
+    def __len__(self) -> int:
+        return len(self.runs)
+
+    def __iter__(self):
+        return iter(self.runs)
+
+    def __getitem__(self, i) -> Run:
+        return self.runs[i]
+
+    def table(self) -> list[dict]:
+        """One dict per run: its grid options, ``seed``, final ``depth``, ``train_accuracy``,
+        ``test_accuracy``, ``test_loss`` (at the final depth, over the whole sets),
+        ``nonfinite_epoch`` (the epoch whose loss stopped being finite, else None; the run then
+        stopped at the epoch before) and ``time``: its group's wall time (compile included)
+        divided by the group's runs."""
+        return [table_row(run) for run in self.runs]
 
     def to_json(self, path) -> None:
-        """Write rows, configs and histories to `path` as JSON.
+        """Write the table, configs and histories to `path` as JSON.
 
-        **Raises:** `resflow.training._checkpoint.OutputError` (an `OSError`) naming `path` when it cannot
+        **Raises:** `resflow._errors.OutputError` (an `OSError`) naming `path` when it cannot
         be written (e.g. its folder does not exist).
         """
-        configs = [dataclasses.asdict(c) for c in self.configs]
-        write_json(path, {"rows": self.table(), "configs": configs, "histories": self.histories})
+        configs = [dataclasses.asdict(r.config) for r in self.runs]
+        write_json(path, {"rows": self.table(), "configs": configs, "histories": [r.history for r in self.runs]})
+
+
+def table_row(run: Run) -> dict:
+    """`SweepResult.table`'s row of one run of a sweep (from its provenance and metrics)."""
+    m = run.metrics
+    row = dict(run.provenance.get("options", {}), seed=run.provenance.get("seed"), depth=m["depth"])
+    row |= {k: m[k] for k in ("train_accuracy", "test_accuracy", "test_loss", "nonfinite_epoch")}
+    return row | {"time": m["wall_time"]}
+
+
+def run_name(options: dict, seed: int) -> str:
+    """A run's folder name in a sweep's ``runs`` folder: ``lr=0.01-w_std=2-s3`` (unsafe characters → ``_``)."""
+    parts = [f"{k}={v}" for k, v in options.items()] + [f"s{seed}"]
+    return re.sub(r"[^A-Za-z0-9._=+-]", "_", "-".join(parts))
 
 
 SEED_LIMIT = 2**32
@@ -222,7 +252,9 @@ def sweep(
     progress: bool = False,
     devices=None,
     out_dir=None,
+    runs_dir=None,
     resume: bool = False,
+    data_source: dict | None = None,
     **overrides,
 ) -> SweepResult:
     """Train every (grid point, seed) run; runs of one compiled shape train as one program.
@@ -237,20 +269,25 @@ def sweep(
       batch_size, ...) make separate groups, each one compiled program.
     - `progress`: a tqdm bar counting epochs × runs.
     - `devices`: the jax devices to shard runs over (default ``jax.local_devices()``).
-    - `out_dir`: folder for the groups' checkpoints (see the module's docstring); locked
-      while the sweep runs.
+    - `out_dir`: folder for the groups' checkpoints (see the module's docstring) and, in
+      ``out_dir/runs``, one run folder per run (`run_name`), as `resflow.fit` writes it
+      without checkpoint and figures, so that `resflow.load_run` loads each; locked while the
+      sweep runs.
+    - `runs_dir`: where the run folders go instead of ``out_dir/runs`` (also without `out_dir`).
+    - `data_source`: the `resflow.load_dataset` arguments of `data`, recorded in each run
+      (as `resflow.fit`'s); default: read from ``data.meta``.
     - `resume`: reload the groups checkpointed in `out_dir` (finished ones are not trained
       again; unfinished ones continue from their last chunk; groups without one start).
 
-    **Returns:** `SweepResult`.
+    **Returns:** `SweepResult` (its runs in grid order, then seeds).
 
     **Raises:** `TypeError`/`ValueError` for bad data, a `config` that is not a `TrainConfig`,
     seeds (negative, ≥ 2**32 or repeated), grid names or values (naming them),
     ``data_parallel=True`` (a sweep shards runs, not batches), ``lift=False`` with a width
     other than the data's, or runs that cannot fit in the device or host memory (checked
     before anything is built); `ValueError` for `resume` without `out_dir`;
-    `resflow.training._runs.RunError` when another process writes to `out_dir`;
-    `resflow.training._checkpoint.CheckpointError` for a damaged group checkpoint; `KeyboardInterrupt`
+    `resflow.RunError` when another process writes to `out_dir`;
+    `resflow._errors.CheckpointError` for a damaged group checkpoint; `KeyboardInterrupt`
     (`resflow.training._checkpoint.Interrupted` for SIGTERM) after the groups' last complete chunks are
     saved.
     """
@@ -277,17 +314,47 @@ def sweep(
     total = sum(c.epochs for _, _, c in runs)
     folder = prepare_out_dir(out_dir) if out_dir is not None else None
     out: list = [None] * len(runs)
+    if runs_dir is None and folder is not None:
+        runs_dir = folder / "runs"
     with lock_folder(folder) if folder is not None else contextlib.nullcontext(), stop_on_signals():
-        sha = data_fingerprint(data)["sha256"] if folder is not None else None
+        record = {"source": data_source or source_of(data), "fingerprint": data_fingerprint(data)}
+        base = provenance(jax.random.key(seeds[0]))
         bar = tqdm(total=total, disable=not progress, desc="sweep", unit="epoch")
         for index in groups.values():
             group = [runs[i] for i in index]
-            store = None if folder is None else GroupStore(folder / f"group-{group_hash(group, sha)}.msgpack", resume)
+            name = f"group-{group_hash(group, record['fingerprint']['sha256'])}.msgpack"
+            store = None if folder is None else GroupStore(folder / name, resume)
             for i, result in zip(index, _run_group(data, n_classes, group, devices, bar, store), strict=True):
-                out[i] = result
+                options, seed, config = runs[i]
+                out[i] = as_run(result, options, config, data, record, base)
+                if runs_dir is not None:
+                    out[i] = write_run(Path(runs_dir) / run_name(options, seed), out[i])
         bar.close()
-    rows, histories, networks = zip(*out, strict=True)
-    return SweepResult(list(rows), list(histories), list(networks), [c for _, _, c in runs])
+    return SweepResult(tuple(out), tuple(seeds), {k: list(v) for k, v in (grid or {}).items()})
+
+
+def as_run(result: tuple, options: dict, config: TrainConfig, data: Dataset, record: dict, base: dict) -> Run:
+    """One run of a sweep as a `Run`: `_run_group`'s (row, history, network) with its grid
+    `options`; the row's numbers become metrics, the seed and options provenance (`base` +
+    the run's key)."""
+    row, history, network = result
+    metrics = {
+        "data": {k: v for k, v in data.meta.items() if k not in ("mean", "std")},
+        "test_accuracy": row["test_accuracy"],
+        "test_loss": row["test_loss"],
+        "train_accuracy": row["train_accuracy"],
+        "initial_depth": config.trunk.depth,
+        "depth": row["depth"],
+        "depth_history": [r["depth"] for r in history] + [row["depth"]],
+        "nonfinite_epoch": row["nonfinite_epoch"],
+        "epochs": config.epochs,
+        "wall_time": row["time"],
+        "config": dataclasses.asdict(config),
+    }
+    seed = row["seed"]
+    prov = base | {"key": key_record(jax.random.key(seed)), "seed": seed, "options": options}
+    data_record = {"source": record["source"], "fingerprint": record["fingerprint"]}
+    return Run(network, config, history, metrics, None, prov, preprocessing_of(data), data_record)
 
 
 @functools.lru_cache(maxsize=32)
@@ -322,7 +389,7 @@ class GroupStore(NamedTuple):
     def load(self, loop: Loop):
         """``(loop, meta)`` from the checkpoint (the arrays in `loop`'s structure), or None to start.
 
-        **Raises:** `resflow.training._checkpoint.CheckpointError` naming the file if it is damaged or does not fit.
+        **Raises:** `resflow._errors.CheckpointError` naming the file if it is damaged or does not fit.
         """
         if not (self.resume and self.path.is_file()):
             return None

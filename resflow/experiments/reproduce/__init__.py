@@ -163,7 +163,7 @@ def reproduce(
     **Returns:** the results dict (``meta``, ``claims``), as written to ``out/results.json``.
 
     **Raises:** `ValueError` for an unknown mode or when a claim produced a non-finite number
-    (naming it); `resflow.training._checkpoint.OutputError` naming `out` or `runs` when it cannot be
+    (naming it); `resflow._errors.OutputError` naming `out` or `runs` when it cannot be
     created or written (before any work); what `resflow.load_dataset` raises when a data set
     is missing (Fashion-MNIST: ``make data``).
     """

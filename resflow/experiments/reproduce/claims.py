@@ -267,7 +267,7 @@ def _depth_numbers(ctx: Context, group: str) -> dict:
     drop = [float(x["accuracy_before_pruning"]) - float(x["accuracy_after_pruning"]) for x in m]
     return {
         "depth_before": ctx.mode.depth,
-        "depth_after": summary([int(x["depth_after"]) for x in m]),
+        "depth_after": summary([int(x["depth"]) for x in m]),
         "accuracy_before": summary([float(x["accuracy_before_pruning"]) for x in m]),
         "accuracy_after": summary([float(x["accuracy_after_pruning"]) for x in m]),
         "accuracy_drop": summary(drop),
