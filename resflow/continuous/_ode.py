@@ -39,7 +39,8 @@ from .._checks import (
     check_unit_interval,
     is_concrete,
 )
-from ..dynamics._core import LyapunovResult, check_vector_field, random_frame
+from ..dynamics._common import check_vector_field, random_frame
+from ..dynamics._lyapunov import LyapunovResult
 from ..trunk._activations import get_activation
 from ..trunk._trunk import Trunk, check_trunk, require_logistic, require_shared, scan_trunk
 

@@ -42,7 +42,7 @@ from ..analysis._jacobians import state_product
 from ..continuous._ode import qr_intervals, variational_solve
 from ..trunk._activations import get_activation
 from ..trunk._trunk import Trunk, apply_layer, check_depth, check_state, check_trunk
-from ._core import check_step, check_vector_field, random_frame
+from ._common import check_step, check_vector_field, random_frame
 
 __all__ = [
     "CovariantVectors",
