@@ -8,6 +8,7 @@ import pytest
 
 import resflow as rf
 from resflow.analysis._class_spectra import class_mean_spectra, flow_jacobian, map_jacobian, readout_alignment
+from resflow.analysis._attractors import Saturation
 from resflow.analysis._fixed_point_search import search_residual_fixed_points
 from resflow.trunk._network import Affine, Network
 from resflow.trunk._residuals import preactivation_scan
@@ -69,7 +70,7 @@ def test_unheld_pattern_is_reported_as_not_attracting():
 
 def _np_pattern_solve(W, pattern):
     """Float64 numpy: r_S from the pattern, r_F = −W_FF⁻¹ W_FS r_S (the free equations (W r)_F = 0)."""
-    free = pattern == rf.attractors.Saturation.FREE
+    free = pattern == Saturation.FREE
     r = np.where(free, 0.0, pattern).astype(np.float64)
     r[free] = -np.linalg.solve(W[np.ix_(free, free)], W[free] @ r)
     return r

@@ -24,10 +24,10 @@ from test_plots_sweep import ROWS, history_of
 
 import resflow as rf
 from resflow import plots
-from resflow.analysis._steady_state import SteadyState
 from resflow.analysis._class_spectra import ClassSpectra
-from resflow.dynamics._fixed_points import FixedPoints
+from resflow.analysis._steady_state import SteadyState
 from resflow.continuous._ode import Convergence
+from resflow.dynamics._fixed_points import FixedPoints
 from resflow.plots import reproduce
 from resflow.plots.fixed_points import plot_fixed_point_search
 from resflow.plots.training import plot_residuals_by_class
