@@ -60,7 +60,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._checks import check_int
-from ..dynamics._fixed_points import FixedPoints, Stability, classify_stability
+from ..dynamics._fixed_points import FixedPoints
+from ..dynamics._stability import Stability, classify_stability
 from ..trunk._residuals import preactivation_scan
 from ..trunk._trunk import Trunk, check_trunk, require_logistic, require_shared
 

@@ -34,7 +34,8 @@ import optimistix as optx
 from jaxtyping import Array, Float
 
 from .._checks import as_float_array, check_int, check_positive
-from ..dynamics._fixed_points import FixedPoints, classify_stability
+from ..dynamics._fixed_points import FixedPoints
+from ..dynamics._stability import classify_stability
 from ..trunk._trunk import Trunk, check_trunk, require_logistic, require_shared
 from ._attractors import Saturation, pattern_spectrum
 

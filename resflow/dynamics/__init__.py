@@ -7,11 +7,8 @@ from ._covariant import covariant_lyapunov_vectors_flow as covariant_lyapunov_ve
 from ._covariant import kaplan_yorke_dimension as kaplan_yorke_dimension
 from ._covariant import network_covariant_vectors as network_covariant_vectors
 from ._fixed_points import FixedPoints as FixedPoints
-from ._fixed_points import Stability as Stability
-from ._fixed_points import classify_stability as classify_stability
 from ._fixed_points import find_fixed_points as find_fixed_points
 from ._fixed_points import find_slow_points as find_slow_points
-from ._fixed_points import fixed_point_bound as fixed_point_bound
 from ._fixed_points import unique_fixed_points as unique_fixed_points
 from ._lyapunov import LyapunovResult as LyapunovResult
 from ._lyapunov import lyapunov_spectrum as lyapunov_spectrum
@@ -19,3 +16,6 @@ from ._lyapunov import lyapunov_spectrum_from_jacobians as lyapunov_spectrum_fro
 from ._lyapunov import lyapunov_spectrum_from_products as lyapunov_spectrum_from_products
 from ._spectra import Spectrum as Spectrum
 from ._spectra import jacobian_spectrum as jacobian_spectrum
+from ._stability import Stability as Stability
+from ._stability import classify_stability as classify_stability
+from ._stability import fixed_point_bound as fixed_point_bound

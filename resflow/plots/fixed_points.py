@@ -6,7 +6,7 @@ import os
 
 import numpy as np
 
-from ..dynamics._fixed_points import Stability
+from ..dynamics._stability import Stability
 from ._common import finish, new_figure
 
 __all__ = ["plot_fixed_point_search"]

@@ -19,7 +19,7 @@ import numpy as np
 from ...analysis._class_spectra import class_mean_spectra, readout_alignment
 from ...analysis._fixed_point_search import search_residual_fixed_points
 from ...analysis._long_run import long_run_memory, long_run_statistics
-from ...dynamics._fixed_points import Stability
+from ...dynamics._stability import Stability
 from .context import Context, inputs
 from .dynamics import regime_numbers
 from .stats import curve_summary, summary
