@@ -6,7 +6,6 @@ obey r_{t+1} = σ(σ⁻¹(r_t) + h W r_t), and the output is x_T = x_0 + h Σ_t 
 
 from ._errors import InputError as InputError
 from .analysis import ClassSpectra as ClassSpectra
-from .analysis import FixedPointSearch as FixedPointSearch
 from .analysis import InjectionResponse as InjectionResponse
 from .analysis import InteractionSummary as InteractionSummary
 from .analysis import LongRun as LongRun
@@ -15,15 +14,12 @@ from .analysis import PairClass as PairClass
 from .analysis import PerturbationGrowth as PerturbationGrowth
 from .analysis import ProbeResult as ProbeResult
 from .analysis import Regime as Regime
-from .analysis import ResidualFixedPoints as ResidualFixedPoints
 from .analysis import Separability as Separability
-from .analysis import SlowPoints as SlowPoints
 from .analysis import SteadyState as SteadyState
 from .analysis import TransientAccuracy as TransientAccuracy
 from .analysis import attractor_regime as attractor_regime
 from .analysis import class_mean_spectra as class_mean_spectra
 from .analysis import class_separability as class_separability
-from .analysis import find_slow_points as find_slow_points
 from .analysis import fisher_ratio as fisher_ratio
 from .analysis import fixed_point_pattern as fixed_point_pattern
 from .analysis import injection_response as injection_response
@@ -63,6 +59,7 @@ from .dynamics import Stability as Stability
 from .dynamics import covariant_lyapunov_vectors as covariant_lyapunov_vectors
 from .dynamics import covariant_lyapunov_vectors_flow as covariant_lyapunov_vectors_flow
 from .dynamics import find_fixed_points as find_fixed_points
+from .dynamics import find_slow_points as find_slow_points
 from .dynamics import jacobian_spectrum as jacobian_spectrum
 from .dynamics import kaplan_yorke_dimension as kaplan_yorke_dimension
 from .dynamics import lyapunov_spectrum as lyapunov_spectrum

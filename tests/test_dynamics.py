@@ -235,6 +235,91 @@ def test_no_fixed_point_is_reported_unconverged():
     assert len(rf.unique_fixed_points(res).points) == 0
 
 
+@pytest.mark.parametrize(
+    "matrix, label",
+    [
+        (np.diag([0.5, 0.2]), "attractor"),  # stable node
+        (np.array([[0.5, -0.5], [0.5, 0.5]]), "attractor"),  # stable focus, |μ| = 0.71
+        (np.diag([2.0, 0.5]), "saddle"),
+        (np.array([[0.5, 3.0], [0.0, -2.0]]), "saddle"),  # non-normal, μ = 0.5, −2
+        (np.diag([2.0, -3.0]), "repeller"),  # unstable node
+        (np.array([[1.2, -1.2], [1.2, 1.2]]), "repeller"),  # unstable focus
+        (np.array([[0.0, -1.0], [1.0, 0.0]]), "marginal"),  # rotation: |μ| = 1
+        (np.diag([1.0, 0.5]), "marginal"),  # inconclusive: a neutral direction, the other stable
+        (np.diag([1.0, 2.0]), "saddle"),  # unstable whatever the neutral direction does
+    ],
+)
+def test_classifier_labels_known_linearisations(matrix, label):
+    mult = np.linalg.eigvals(matrix)  # float64 numpy: the multipliers in closed form
+    code = rf.dynamics.classify_stability(jnp.asarray(mult), marginal_tol=1e-8)
+    assert rf.Stability(int(code)).label == label
+    assert int(rf.dynamics.classify_stability(mult, np.False_, marginal_tol=1e-8)) == rf.Stability.UNCONVERGED
+
+
+def test_classifier_band_neutral_mask_and_batches():
+    classify = rf.dynamics.classify_stability
+    near = np.array([[1 + 1e-9, 0.5], [1 - 1e-9, 0.5]])
+    np.testing.assert_array_equal(classify(near, marginal_tol=1e-6), [rf.Stability.MARGINAL] * 2)
+    np.testing.assert_array_equal(classify(near, marginal_tol=1e-12), [rf.Stability.SADDLE, rf.Stability.ATTRACTOR])
+    # a continuum of fixed points: the multiplier 1 along it left out, the point attracts transversally
+    along = np.array([[True, False]])
+    assert int(classify(np.array([[1.0, 0.5]]), marginal_tol=1e-8, neutral=along)[0]) == rf.Stability.ATTRACTOR
+    assert int(classify(np.array([[1.0, 1.5]]), marginal_tol=1e-8, neutral=along)[0]) == rf.Stability.REPELLER
+    batch = np.stack([np.linalg.eigvals(np.diag(d)) for d in ([0.1, 0.2], [3.0, 0.2], [3.0, 4.0])]).reshape(3, 1, 2)
+    codes = jax.jit(lambda m: classify(m, marginal_tol=1e-8))(jnp.asarray(batch))
+    assert codes.shape == (3, 1) and codes.dtype == jnp.int32
+    np.testing.assert_array_equal(codes[:, 0], [rf.Stability.ATTRACTOR, rf.Stability.SADDLE, rf.Stability.REPELLER])
+
+
+def cubic(x):
+    # per coordinate x ↦ x − 0.2(x³ − x): fixed points {−1, 0, 1}², f'(0) = 1.2, f'(±1) = 0.6
+    return x - 0.2 * (x**3 - x)
+
+
+def _cubic_reference():
+    """The 9 fixed points and their labels in closed form."""
+    grid = np.array([(a, b) for a in (-1.0, 0.0, 1.0) for b in (-1.0, 0.0, 1.0)])
+    zeros = (grid == 0).sum(1)
+    return grid, np.array(["attractor", "saddle", "repeller"], dtype=object)[zeros]
+
+
+@pytest.mark.parametrize("method", ["lm", "newton", "descent", "solver"])
+def test_every_method_finds_the_closed_form_fixed_points_with_one_classifier(method):
+    import optimistix as optx
+
+    want, labels = _cubic_reference()
+    # starts near each fixed point (descent is drawn to minima of q, which all nine are)
+    starts = jnp.asarray(
+        np.repeat(want, 3, axis=0) + jax.random.uniform(jax.random.key(3), (27, 2), minval=-0.1, maxval=0.1)
+    )
+    if method == "descent":
+        res = rf.find_fixed_points(cubic, starts, method="descent", max_iter=3000, tol=1e-6, xtol=1e-4)
+    elif method == "solver":
+        res = rf.find_fixed_points(cubic, starts, method=optx.Dogleg(rtol=1e-10, atol=1e-10))
+    else:
+        res = rf.find_fixed_points(cubic, starts, method=method)
+    descent = method == "descent"  # only as precise as the optimiser: some starts end short of the tests
+    converged = np.asarray(res.converged)
+    assert converged.all() or (descent and converged.mean() >= 0.5)
+    idx = np.abs(np.asarray(res.points)[:, None] - want).max(-1).argmin(1)
+    dist = np.linalg.norm(np.asarray(res.points) - want[idx], axis=-1)
+    assert dist.max() < (1e-3 if descent else 1e-12)
+    assert np.all(dist[converged] <= np.asarray(res.error)[converged] + 1e-15)  # the bound holds
+    assert list(res.labels) == list(labels[idx])
+    slope = np.where(want[idx] == 0, 1.2, 0.6)  # f' at each coordinate: the multipliers
+    mult = np.sort(np.abs(res.multipliers), -1)
+    np.testing.assert_allclose(mult, np.sort(slope, -1), atol=1e-2 if descent else 1e-10)
+    uniq = rf.unique_fixed_points(res)
+    assert len(uniq.points) == len(np.unique(idx[converged])) and uniq.start_counts.sum() == converged.sum()
+
+
+def test_unknown_method_is_refused():
+    with pytest.raises(ValueError, match="method"):
+        rf.find_fixed_points(henon, jnp.ones(2), method="bisection")
+    with pytest.raises(TypeError, match="method"):
+        rf.find_fixed_points(henon, jnp.ones(2), method=3)
+
+
 def test_find_fixed_points_jit_matches_eager():
     starts = jnp.array([[0.5, 0.1], [-1.0, -0.3]])
     eager = rf.find_fixed_points(henon, starts)

@@ -8,13 +8,8 @@ import pytest
 
 import resflow as rf
 from resflow.analysis._attractors import Saturation
-from resflow.analysis._fixed_point_search import (
-    class_mean_spectra,
-    flow_jacobian,
-    map_jacobian,
-    readout_alignment,
-    search_residual_fixed_points,
-)
+from resflow.analysis._class_spectra import class_mean_spectra, flow_jacobian, map_jacobian, readout_alignment
+from resflow.analysis._fixed_point_search import search_residual_fixed_points
 from resflow.trunk._network import Affine, Network
 from resflow.trunk._residuals import preactivation_scan
 

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 from conftest import legends_on_data
 
-from resflow.analysis._fixed_point_search import ClassSpectra, FixedPointSearch
+from resflow.analysis._class_spectra import ClassSpectra
+from resflow.dynamics._fixed_points import FixedPoints
 from resflow.plots.fixed_points import plot_fixed_point_search
 
 
@@ -18,19 +19,17 @@ def _spectra():
 
 def _search():
     mult = np.array([[0.5, 0.3, 0.9], [1.5, 0.2, 0.1]], complex)
-    return FixedPointSearch(
+    return FixedPoints(
         np.zeros((2, 3)),
-        np.array([[0, 1, -1], [0, 0, 1]], np.int8),
-        np.array([1, 2]),
-        np.array([1, 1]),
-        np.array([1, 0]),
+        np.ones(2, bool),
         np.zeros(2),
-        np.array([0.3, -0.2]),
-        np.log(mult),
         mult,
         np.array([0, 2], np.int32),
-        np.array([7, 1]),
-        np.array([0] * 7 + [1]),
+        start_counts=np.array([7, 1]),
+        start_solution=np.array([0] * 7 + [1]),
+        patterns=np.array([[0, 1, -1], [0, 0, 1]], np.int8),
+        flow_eigenvalues=np.log(mult),
+        saturation_margin=np.array([0.3, -0.2]),
     )
 
 

@@ -24,9 +24,10 @@ from test_plots_sweep import ROWS, history_of
 
 import resflow as rf
 from resflow import plots
-from resflow.analysis._attractors import SteadyState
-from resflow.analysis._fixed_point_search import ClassSpectra, FixedPointSearch
+from resflow.analysis._class_spectra import ClassSpectra
+from resflow.analysis._steady_state import SteadyState
 from resflow.continuous import Convergence
+from resflow.dynamics._fixed_points import FixedPoints
 from resflow.plots import reproduce
 from resflow.plots.fixed_points import plot_fixed_point_search
 from resflow.plots.training import plot_residuals_by_class
@@ -244,10 +245,11 @@ def _long_run(T=150, n=4, K=3):
 
 def _search():
     mult = np.array([[0.5, 0.3, 0.9], [1.5, 0.2, 0.1]], complex)
-    return FixedPointSearch(
-        np.zeros((2, 3)), np.array([[0, 1, -1], [0, 0, 1]], np.int8), np.array([1, 2]), np.array([1, 1]),
-        np.array([1, 0]), np.zeros(2), np.array([0.3, -0.2]), np.log(mult), mult, np.array([0, 2], np.int32),
-        np.array([7, 1]), np.array([0] * 7 + [1]),
+    return FixedPoints(
+        np.zeros((2, 3)), np.ones(2, bool), np.zeros(2), mult, np.array([0, 2], np.int32),
+        start_counts=np.array([7, 1]), start_solution=np.array([0] * 7 + [1]),
+        patterns=np.array([[0, 1, -1], [0, 0, 1]], np.int8), flow_eigenvalues=np.log(mult),
+        saturation_margin=np.array([0.3, -0.2]),
     )  # fmt: skip
 
 

@@ -2,16 +2,12 @@
 Jacobians, attractors and regimes, fixed-point search, slow points, interactions,
 perturbations, separability, transients, long runs, noise robustness."""
 
-from ._attractors import ResidualFixedPoints as ResidualFixedPoints
-from ._attractors import SteadyState as SteadyState
 from ._attractors import fixed_point_pattern as fixed_point_pattern
 from ._attractors import interior_fixed_points as interior_fixed_points
 from ._attractors import residual_fixed_points as residual_fixed_points
-from ._attractors import steady_state as steady_state
-from ._fixed_point_search import ClassSpectra as ClassSpectra
-from ._fixed_point_search import FixedPointSearch as FixedPointSearch
-from ._fixed_point_search import class_mean_spectra as class_mean_spectra
-from ._fixed_point_search import readout_alignment as readout_alignment
+from ._class_spectra import ClassSpectra as ClassSpectra
+from ._class_spectra import class_mean_spectra as class_mean_spectra
+from ._class_spectra import readout_alignment as readout_alignment
 from ._fixed_point_search import search_residual_fixed_points as search_residual_fixed_points
 from ._interactions import InteractionSummary as InteractionSummary
 from ._interactions import PairClass as PairClass
@@ -42,7 +38,7 @@ from ._separability import Separability as Separability
 from ._separability import class_separability as class_separability
 from ._separability import fisher_ratio as fisher_ratio
 from ._separability import linear_probe as linear_probe
-from ._slow_points import SlowPoints as SlowPoints
-from ._slow_points import find_slow_points as find_slow_points
+from ._steady_state import SteadyState as SteadyState
+from ._steady_state import steady_state as steady_state
 from ._transients import TransientAccuracy as TransientAccuracy
 from ._transients import transient_accuracy as transient_accuracy

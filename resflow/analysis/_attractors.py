@@ -16,16 +16,18 @@ names one of the 3^n candidate families:
   the full Jacobian is block-triangular (saturated rows are diagonal), so its eigenvalues are
   those of the free block plus the saturated multipliers.
 
-**Linear test.** A point is attracting when every saturated λ_i < 0 and the free block's
-multipliers have modulus < 1, except the `dimension` multipliers equal to 1 that a singular
-W_FF forces along its own null space; it is not attracting when some λ_i > 0 or some other
-multiplier has modulus > 1. Interior fixed points (all free, W r* = 0) exist only for singular
+**Linear test.** The multipliers (`pattern_spectrum`) go through `resflow.dynamics.classify_stability`,
+the classifier of every fixed-point tool, with δ = ``MARGINAL_TOL`` · (1 + h max|W|) and the
+`dimension` multipliers equal to 1 that a singular W_FF forces along its own null space left
+out: a point is attracting when it is a `Stability.ATTRACTOR` (every saturated λ_i < 0, every
+other free multiplier of modulus < 1), not attracting when some multiplier lies outside the
+unit circle (SADDLE or REPELLER). Interior fixed points (all free, W r* = 0) exist only for singular
 W, so they come as a continuum of dimension ≥ 1 with ρ(J) = 1 exactly: they can attract
 *normally* (transversally), never strictly; `attracting` reports the transverse condition and
 `spectral_radius` the plain ρ(J).
 
-**Perturbation test.** Otherwise the linearisation is inconclusive: some λ_i = 0 or some
-transverse multiplier has modulus 1 (within ``MARGINAL_TOL``). The commonest case is the corner
+**Perturbation test.** Otherwise (MARGINAL) the linearisation is inconclusive: some λ_i = 0 or
+some transverse multiplier has modulus 1 (within δ). The commonest case is the corner
 r* = 0, where W r* = 0 makes every λ_i = 0 for every W; near it the map is the Lotka–Volterra
 flow dr/dt ≈ r ⊙ (W r), and inputs can converge to it algebraically (like 1/t). Such a point is
 decided numerically: ``PERTURBATION_DIRECTIONS`` perturbations of size ``PERTURBATION_SIZE``
@@ -42,9 +44,9 @@ Such a point is reported as attracting. The field `classified_by` says which tes
 point.
 
 `residual_fixed_points` is host-side linear algebra on a small W (numpy float64, scipy's LP for
-degenerate free blocks) plus the jitted perturbation runs. `steady_state` runs a network's
-residual dynamics (jitted, streamed over depth) and measures whether all inputs reach the
-same attractor.
+degenerate free blocks) plus the jitted perturbation runs. Every tool returns a
+`resflow.FixedPoints` with the pattern fields (`patterns`, `dimension`, `flow_eigenvalues`,
+`attracting`, `classified_by`) filled in.
 """
 
 from __future__ import annotations
@@ -52,27 +54,23 @@ from __future__ import annotations
 import enum
 import functools
 import itertools
-from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, Bool, Float, Int
 
-from .._checks import as_float_array, check_int, check_positive
-from ..trunk._activations import get_activation
-from ..trunk._residuals import advance_preactivations, preactivation_scan
-from ..trunk._trunk import Trunk, check_state, check_trunk, require_logistic, require_shared
-from ._separability import class_means, class_weights, optional_labels
+from .._checks import check_int
+from ..dynamics._fixed_points import FixedPoints
+from ..dynamics._stability import Stability, classify_stability
+from ..trunk._residuals import preactivation_scan
+from ..trunk._trunk import Trunk, check_trunk, require_logistic, require_shared
 
 __all__ = [
     "Saturation",
-    "ResidualFixedPoints",
+    "pattern_spectrum",
     "fixed_point_pattern",
     "interior_fixed_points",
     "residual_fixed_points",
-    "SteadyState",
-    "steady_state",
 ]
 
 
@@ -99,35 +97,6 @@ PERTURBATION_RATIO = 0.5
 """Attracting when some final distance is at most this fraction of the initial one."""
 PERTURBATION_DIRECTIONS = 64
 """Random directions, in addition to one per axis (and sign, for free components)."""
-
-
-class ResidualFixedPoints(NamedTuple):
-    """Fixed points of the residual map, one row per pattern found (numpy arrays, k rows).
-
-    - `points`: ``(k, n)`` r*; for a continuum (dimension ≥ 1) the representative point that
-      lies deepest inside the cube (maximises min_i min(r_i, 1 − r_i) over the free part).
-    - `patterns`: ``(k, n)`` int8 `Saturation` codes: 0 / 1 saturated, −1 free.
-    - `dimension`: ``(k,)`` dimension of the set of fixed points with this pattern
-      (dim null(W_FF); 0 for an isolated point).
-    - `flow_eigenvalues`: ``(k, n)`` complex eigenvalues of the flow r(1−r)(W r) at r*. At a
-      saturated index i the entry is that coordinate's λ_i = (1 − 2 r_i)(W r*)_i; the free
-      indices hold the eigenvalues of D_F W_FF (not tied to a coordinate), largest real part first.
-    - `multipliers`: ``(k, n)`` complex eigenvalues of the discrete map's Jacobian, in the same
-      layout: e^{h λ_i} at saturated indices, those of I + h D_F W_FF at free ones.
-    - `spectral_radius`: ``(k,)`` max |multiplier|.
-    - `attracting`: ``(k,)`` bool, see the module docstring (transverse for a continuum).
-    - `classified_by`: ``(k,)`` str, ``"linear"`` (decided by the multipliers) or
-      ``"perturbation"`` (linearisation inconclusive; decided by iterating perturbations).
-    """
-
-    points: Float[np.ndarray, "k n"]
-    patterns: Int[np.ndarray, "k n"]
-    dimension: Int[np.ndarray, " k"]
-    flow_eigenvalues: np.ndarray
-    multipliers: np.ndarray
-    spectral_radius: Float[np.ndarray, " k"]
-    attracting: Bool[np.ndarray, " k"]
-    classified_by: np.ndarray
 
 
 def _map_of(trunk, what: str) -> tuple[Trunk, np.ndarray, float]:
@@ -180,31 +149,34 @@ def _solve_free(W, free, sat_values, rank_tol):
     return p, feasible, dim, N
 
 
-def _linear_test(W, r, pattern, dim, h):
-    """Flow eigenvalues, multipliers (coordinate layout) and the verdict at one r*:
-    True / False (attracting or not, by the linearisation) or None (inconclusive)."""
+def pattern_spectrum(W, h, r, free, dim=0):
+    """Flow eigenvalues, map multipliers and neutral mask at one fixed point r* of the residual map.
+
+    Coordinate layout: at a saturated index i the flow eigenvalue is that coordinate's
+    λ_i = (1 − 2 r_i)(W r*)_i and the multiplier e^{h λ_i}; the free indices hold the
+    eigenvalues μ of D_F W_FF (largest real part first) and the multipliers 1 + h μ. `neutral`
+    marks the `dim` free multipliers with the smallest |μ| (the null space of W_FF along a
+    continuum of fixed points, left out by the classifier). Host-side float64."""
     n = len(r)
-    free = pattern == FREE
-    tol = MARGINAL_TOL * (1 + h * np.abs(W).max(initial=0.0))
     g = W @ r
     flow = np.zeros(n, complex)
-    mult = np.zeros(n, complex)
-    lam = (1 - 2 * r[~free]) * g[~free]
-    flow[~free] = lam
-    mult[~free] = np.exp(h * lam)
-    repels, marginal = bool(np.any(lam > tol)), bool(np.any(np.abs(lam) <= tol))
+    flow[~free] = (1 - 2 * r[~free]) * g[~free]
+    neutral = np.zeros(n, bool)
     if free.any():
         DW = (r[free] * (1 - r[free]))[:, None] * W[np.ix_(free, free)]
         mu = np.linalg.eigvals(DW)
-        by_size = np.argsort(np.abs(mu), kind="stable")
-        transverse = np.abs(1 + h * mu[by_size[dim:]])  # the `dim` zero eigenvalues span null(W_FF)
-        repels = repels or bool(np.any(transverse > 1 + tol))
-        marginal = marginal or bool(np.any(transverse >= 1 - tol))
-        mu = mu[np.argsort(-mu.real, kind="stable")]
-        flow[free] = mu
-        mult[free] = 1 + h * mu
-    verdict = False if repels else (None if marginal else True)
-    return flow, mult, verdict
+        along = np.zeros(len(mu), bool)
+        along[np.argsort(np.abs(mu), kind="stable")[:dim]] = True
+        order = np.argsort(-mu.real, kind="stable")
+        flow[free] = mu[order]
+        neutral[free] = along[order]
+    mult = np.where(free, 1 + h * flow, np.exp(h * flow))
+    return flow, mult, neutral
+
+
+def marginal_tolerance(W, h) -> float:
+    """δ of `classify_stability` for the residual map: MARGINAL_TOL · (1 + h max|W|)."""
+    return MARGINAL_TOL * (1 + h * np.abs(W).max(initial=0.0))
 
 
 def _perturbed_starts(r, pattern, null_basis, rng):
@@ -263,31 +235,39 @@ def _perturbation_test(trunk, rows) -> np.ndarray:
     return np.any(np.asarray(ratios) <= PERTURBATION_RATIO, axis=1)
 
 
-def _collect(trunk, W, rows, h) -> ResidualFixedPoints:
+def _collect(trunk, W, rows, h) -> FixedPoints:
+    """`FixedPoints` of the candidates ``rows = [(r*, pattern, dimension, null basis)]``.
+
+    Stability by `classify_stability` on the multipliers, the `dimension` neutral ones of a
+    continuum left out; `attracting` is ATTRACTOR, and where the linearisation is
+    inconclusive (MARGINAL) the perturbation test decides."""
     n = W.shape[0]
     k = len(rows)
-    flows, mults, verdicts = [], [], []
-    for r, pattern, dim, _ in rows:
-        flow, mult, verdict = _linear_test(W, r, pattern, dim, h)
-        flows.append(flow)
-        mults.append(mult)
-        verdicts.append(verdict)
-    undecided = [i for i, v in enumerate(verdicts) if v is None]
-    attracting = np.array([bool(v) for v in verdicts], bool)
-    if undecided:
+    spectra = [pattern_spectrum(W, h, r, pattern == FREE, dim) for r, pattern, dim, _ in rows]
+    flows = np.asarray([f for f, _, _ in spectra], complex).reshape(k, n)
+    mults = np.asarray([m for _, m, _ in spectra], complex).reshape(k, n)
+    neutral = np.asarray([z for _, _, z in spectra], bool).reshape(k, n)
+    stability = np.asarray(classify_stability(mults, marginal_tol=marginal_tolerance(W, h), neutral=neutral))
+    undecided = np.flatnonzero(stability == Stability.MARGINAL)
+    attracting = stability == Stability.ATTRACTOR
+    if len(undecided):
         attracting[undecided] = _perturbation_test(trunk, [(rows[i][0], rows[i][1], rows[i][3]) for i in undecided])
     classified_by = np.array(["linear"] * k, dtype="<U12")
     classified_by[undecided] = "perturbation"
-    mults = np.asarray(mults, complex).reshape(k, n)
-    return ResidualFixedPoints(
-        np.asarray([row[0] for row in rows], np.float64).reshape(k, n),
-        np.asarray([row[1] for row in rows], np.int8).reshape(k, n),
-        np.asarray([row[2] for row in rows], np.int64),
-        np.asarray(flows, complex).reshape(k, n),
+    points = np.asarray([row[0] for row in rows], np.float64).reshape(k, n)
+    patterns = np.asarray([row[1] for row in rows], np.int8).reshape(k, n)
+    residual = np.linalg.norm(np.where(patterns == FREE, points @ W.T, 0.0), axis=1)
+    return FixedPoints(
+        points,
+        np.ones(k, bool),
+        residual,
         mults,
-        np.abs(mults).max(axis=1, initial=0.0),
-        attracting,
-        classified_by,
+        stability.astype(np.int32),
+        patterns=patterns,
+        dimension=np.asarray([row[2] for row in rows], np.int64),
+        flow_eigenvalues=flows,
+        attracting=attracting,
+        classified_by=classified_by,
     )
 
 
@@ -298,7 +278,7 @@ def _check_pattern(pattern, n):
     return pat.astype(np.int8)
 
 
-def fixed_point_pattern(trunk: Trunk, pattern, *, rank_tol: float | None = None) -> ResidualFixedPoints:
+def fixed_point_pattern(trunk: Trunk, pattern, *, rank_tol: float | None = None) -> FixedPoints:
     """The fixed point of the residual map with a given saturation pattern, if it exists.
 
     Saturated components are set to their value (0 or 1); the free part solves
@@ -314,7 +294,7 @@ def fixed_point_pattern(trunk: Trunk, pattern, *, rank_tol: float | None = None)
     - `rank_tol`: singular values of W_FF at or below it count as zero (default
       σ_max · |F| · eps, numpy's `matrix_rank` rule).
 
-    **Returns:** `ResidualFixedPoints` with one row, or zero rows if the pattern has no fixed point.
+    **Returns:** `FixedPoints` with one row, or zero rows if the pattern has no fixed point.
 
     **Raises:** `ValueError` for an untied or non-logistic trunk, or a bad pattern.
     """
@@ -322,7 +302,7 @@ def fixed_point_pattern(trunk: Trunk, pattern, *, rank_tol: float | None = None)
     return _pattern_point(trunk, W, h, _check_pattern(pattern, W.shape[0]), rank_tol)
 
 
-def _pattern_point(trunk, W, h, pat, rank_tol) -> ResidualFixedPoints:
+def _pattern_point(trunk, W, h, pat, rank_tol) -> FixedPoints:
     """Unchecked `fixed_point_pattern`."""
     free = pat == FREE
     r = pat.astype(np.float64)
@@ -335,7 +315,7 @@ def _pattern_point(trunk, W, h, pat, rank_tol) -> ResidualFixedPoints:
     return _collect(trunk, W, [(r, pat, dim, N)], h)
 
 
-def interior_fixed_points(trunk: Trunk, *, rank_tol: float | None = None) -> ResidualFixedPoints:
+def interior_fixed_points(trunk: Trunk, *, rank_tol: float | None = None) -> FixedPoints:
     """Interior fixed points r* ∈ (0, 1)^n with W r* = 0 (all components free).
 
     They exist only when the null space of W meets the open unit cube. With a null space of
@@ -346,7 +326,7 @@ def interior_fixed_points(trunk: Trunk, *, rank_tol: float | None = None) -> Res
 
     **Arguments:** `trunk`, `rank_tol` as in `fixed_point_pattern`.
 
-    **Returns:** `ResidualFixedPoints` with one row (the set is non-empty) or zero rows.
+    **Returns:** `FixedPoints` with one row (the set is non-empty) or zero rows.
 
     **Raises:** `ValueError` for an untied or non-logistic trunk.
     """
@@ -360,7 +340,7 @@ def residual_fixed_points(
     attractors_only: bool = False,
     rank_tol: float | None = None,
     max_width: int = MAX_ENUMERATION_WIDTH,
-) -> ResidualFixedPoints:
+) -> FixedPoints:
     """All fixed-point patterns of the residual map, by enumerating the 3^n saturation patterns.
 
     For each set F of free components (2^n of them) the free parts of all 2^{n−|F|} saturation
@@ -375,7 +355,7 @@ def residual_fixed_points(
     - `rank_tol`: as in `fixed_point_pattern`.
     - `max_width`: refuse n above it (3^n grows fast; n = 12 is 531 441 patterns, seconds).
 
-    **Returns:** `ResidualFixedPoints`, rows ordered by number of free components, then pattern.
+    **Returns:** `FixedPoints`, rows ordered by number of free components, then pattern.
 
     **Raises:** `ValueError` for an untied or non-logistic trunk, or n > max_width (use
     `fixed_point_pattern` on candidate patterns, or `steady_state` to find the attractors that
@@ -409,159 +389,5 @@ def residual_fixed_points(
                 rows.append((r, pattern, dim, N))
     result = _collect(trunk, W, rows, h)
     if attractors_only:
-        result = ResidualFixedPoints(*(a[result.attracting] for a in result))
+        result = result.take(result.attracting)
     return result
-
-
-# --------------------------------------------------------------------------------------------
-# Empirical steady state of a network's residuals
-
-
-class SteadyState(NamedTuple):
-    """Where each input's residuals end up after many layers of the shared-weight map.
-
-    - `final`: ``(*batch, n)`` r_{T−1}, the last residual.
-    - `change`: ``(*batch,)`` ‖r_{T−1} − r_{T−2}‖_∞, the last step's movement.
-    - `converged`: ``(*batch,)`` change ≤ tol and `escaping` = 0 (r has stopped moving, and no
-      unit hides a pre-activation drift behind a saturated σ).
-    - `class_counts`: ``(K,)`` number of inputs of each class 0 … K−1.
-    - `class_means`: ``(K, n)`` mean final residual of each class (NaN for an empty class).
-    - `class_spread`: ``(K,)`` RMS Euclidean distance of a class's final residuals to its mean.
-    - `class_distance`: max over pairs of non-empty classes of ‖mean_c − mean_c'‖_∞ (0: a
-      class-independent r*; residuals live in [0, 1], so this is on an absolute scale).
-    - `dominant`: ``(n,)`` the final residual with the most other final residuals within `atol`
-      (searched among the first 2048 inputs, batch axes flattened): the most common attractor.
-    - `dominant_fraction`: fraction of all inputs whose final residual lies within `atol`
-      (Euclidean) of `dominant`; 1.0 means every input reaches the same attractor.
-    - `escaping`: ``(*batch,)`` int, the number of units whose pre-activation still moves back
-      towards 0 by more than tol per layer: |h (W r_{T−1})_i| > tol with a sign opposite to
-      a_{T−1,i}. Such a unit may sit at r_i = 0 or 1 to machine precision (no change in r) while
-      a_i drifts linearly out of saturation: the input is near a saddle and leaves it later.
-    """
-
-    final: Float[Array, "*batch n"]
-    change: Float[Array, " *batch"]
-    converged: Bool[Array, " *batch"]
-    class_counts: Int[Array, " K"]
-    class_means: Float[Array, "K n"]
-    class_spread: Float[Array, " K"]
-    class_distance: Float[Array, ""]
-    dominant: Float[Array, " n"]
-    dominant_fraction: Float[Array, ""]
-    escaping: Int[Array, " *batch"]
-
-
-@functools.partial(jax.jit, static_argnames=("depth",))
-def _last_two_residuals(trunk, a0, *, depth):
-    """(r_{T−2}, r_{T−1}), a_{T−1} of a_{t+1} = a_t + h W act(a_t), without storing earlier layers."""
-    a = preactivation_scan(trunk, advance_preactivations(trunk, a0, steps=depth - 2), depth=2)
-    return get_activation(trunk.activation).fn(a), a[1]
-
-
-def _escaping_units(trunk, a, r, tol):
-    """Units whose pre-activation moves back towards 0 by more than `tol` in the next layer.
-
-    The next step is a_T − a_{T−1} = h (W r_{T−1}), computed from r (no cancellation against a
-    large |a|). A unit is held when that step is at most `tol` or has the sign of a (it moves
-    deeper into the flat part of the activation: r_i → 1 needs (W r)_i > 0, r_i → 0 needs
-    (W r)_i < 0). A unit moving back while σ has saturated shows no change in r yet, but
-    leaves the saturation some layers later (a saddle's unstable direction).
-    """
-    step = trunk.h * r @ trunk.W.T
-    return jnp.sum((jnp.abs(step) > tol) & (step * a <= 0), axis=-1)
-
-
-def _within(points, centre, atol):
-    # Differences first: ‖p‖² + ‖q‖² − 2 p·q cancels catastrophically in float32 (errors ~1e-5 at
-    # n = 64 against atol² = 1e-6), so distances are computed from p − q directly.
-    return jnp.linalg.norm(points - centre, axis=-1) <= atol
-
-
-@jax.jit
-def _dominant(final, atol):
-    probe = final[:2048]
-    # One probe row at a time (in blocks): O(block · probe · n) memory, not probe² · n.
-    counts = jax.lax.map(lambda p: jnp.sum(_within(probe, p, atol)), probe, batch_size=64)
-    centre = probe[jnp.argmax(counts)]
-    return centre, jnp.mean(_within(final, centre, atol).astype(final.dtype))
-
-
-def _class_statistics(final, y, num_classes):
-    """Class counts, means, spreads and the largest distance between non-empty class means."""
-    counts, w = class_weights(y, num_classes, final.dtype)
-    means = class_means(w, counts, final)
-    present = counts > 0
-    sq = jnp.sum((final[:, None, :] - jnp.where(present[:, None], means, 0)[None]) ** 2, -1)
-    spread = jnp.where(present, jnp.sqrt(jnp.sum(sq * w, axis=0)), jnp.nan)
-    gaps = jnp.max(jnp.abs(means[:, None] - means[None, :]), axis=-1)
-    distance = jnp.max(jnp.where(present[:, None] & present[None, :], gaps, 0))
-    return counts.astype(jnp.int32), means, spread, distance
-
-
-def steady_state(
-    trunk: Trunk,
-    x0: Float[Array, "*batch n"],
-    labels: Int[Array, " *batch"] | None = None,
-    *,
-    depth: int,
-    num_classes: int | None = None,
-    tol: float = 1e-6,
-    atol: float = 1e-3,
-) -> SteadyState:
-    """Run a network's residual dynamics for `depth` layers and describe where inputs settle.
-
-    From a_0 = W x_0 + b the residuals follow a_{t+1} = a_t + h W act(a_t), r_t = act(a_t)
-    (shared-weight resnet; the trained depth is irrelevant: the same layer is applied `depth`
-    times, as in a 1000-layer run of a 15-layer network). Only the last two residuals and the
-    last pre-activation are kept. Jittable with `num_classes` given.
-
-    An input has *converged* when ‖r_{T−1} − r_{T−2}‖_∞ ≤ tol and, in pre-activation space,
-    every unit is held: its next step h (W r_{T−1})_i is at most tol in size or has the sign of
-    a_{T−1,i} (moves it deeper into saturation). The change of r alone cannot tell a saddle
-    from an attractor once σ has saturated: r_i = 1 − 10⁻⁴⁰ does not move while a_i falls by
-    h |(W r)_i| per layer and r_i leaves 1 about a_i / (h |(W r)_i|) layers later. At a saturated attractor
-    the sign conditions are those of the linear test, s_i (W r*)_i > 0 (s_i = +1 at 1, −1 at 0);
-    a free unit must stop moving in a as well as in r.
-
-    **Arguments:**
-
-    - `trunk`: a shared-weight resnet `Trunk` (any activation; h and the activation are its own).
-    - `x0`: inputs (trunk states) ``(*batch, n)`` in the trunk's dtype; the batch axes are
-      flattened for the class and attractor statistics and restored in `final`, `change`, `converged`.
-    - `labels`: ``(*batch,)`` integer classes in 0 … K−1, or None (one class).
-    - `depth`: T ≥ 2 layers (e.g. 1000).
-    - `num_classes`: K; inferred as max label + 1 when omitted (give it under `jax.jit`).
-    - `tol`: convergence threshold on ‖r_{T−1} − r_{T−2}‖_∞ and on the size of a pre-activation
-      step back towards 0.
-    - `atol`: Euclidean radius within which two final residuals count as the same attractor.
-
-    **Returns:** `SteadyState` (``final (*batch, n)``, ``change``/``converged``/``escaping`` ``(*batch,)``).
-
-    **Raises:** `ValueError`/`TypeError` for an untied or MLP trunk, x0 of the wrong width or
-    dtype or non-finite, labels not of x0's batch shape, non-integer, negative or
-    ≥ `num_classes`, depth < 2, non-positive tol/atol. One device-to-host read for the values.
-    """
-    trunk = require_shared(check_trunk(trunk), "running the residual map past its depth")
-    if trunk.model != "resnet":
-        raise ValueError(f"steady_state needs a resnet trunk (the residual recurrence), got model={trunk.model!r}")
-    n = trunk.width
-    x0 = as_float_array("x0", x0)
-    if x0.ndim < 1 or x0.shape[-1] != n:
-        raise ValueError(f"x0 must have shape (*batch, {n}), got {x0.shape}")
-    if x0.dtype != trunk.dtype:
-        check_state(trunk, x0)  # raises its dtype TypeError
-    batch = x0.shape[:-1]
-    depth = check_int("depth", depth, minimum=2)
-    check_positive("tol", tol)
-    check_positive("atol", atol)
-    checks = {"x0": (x0, lambda xp, a: xp.isfinite(a))}
-    y, K = optional_labels(labels, batch, num_classes, checks, lambda: check_state(trunk, x0))
-    a0 = x0.reshape(-1, n) @ trunk.W.T + trunk.b
-    (r_prev, final), a = _last_two_residuals(trunk, a0, depth=depth)
-    change = jnp.max(jnp.abs(final - r_prev), axis=-1)
-    escaping = _escaping_units(trunk, a, final, tol)
-    counts, means, spread, distance = _class_statistics(final, y.reshape(-1), K)
-    dominant, fraction = _dominant(final, jnp.asarray(atol, final.dtype))
-    final, change, escaping = final.reshape(batch + (n,)), change.reshape(batch), escaping.reshape(batch)
-    converged = (change <= tol) & (escaping == 0)
-    return SteadyState(final, change, converged, counts, means, spread, distance, dominant, fraction, escaping)

@@ -1,4 +1,4 @@
-"""Fixed points of the residual map at large width, found from data; class-mean spectra; readout alignment.
+"""Fixed points of the residual map at large width, found from data (`search_residual_fixed_points`).
 
 `resflow.residual_fixed_points` enumerates all 3^n saturation patterns and stops at n = 12. At the
 width of an image network (n = 784) this module searches instead, from starts the data provide
@@ -14,83 +14,35 @@ a (r = σ(a)), where the residual map reads a ↦ a + h W σ(a):
   are linear in r_F, to rounding (LM stops on a step criterion, which does not guarantee the residual test);
 - a saturated component stays saturated when s_i (W r*)_i > 0 (s_i = +1 at 1, −1 at 0): its
   flow eigenvalue λ_i = (1 − 2 r_i)(W r*)_i = −s_i (W r*)_i is then negative, and the map
-  contracts it by the multiplier e^{h λ_i} (module `resflow.analysis._attractors`); the free block
-  linearises to I + h D_F W_FF, D_F = diag(r_F(1 − r_F)). Stability is that of `resflow.Stability`
-  on these multipliers.
+  contracts it by the multiplier e^{h λ_i} (`pattern_spectrum`, shared with the enumeration); the
+  free block linearises to I + h D_F W_FF, D_F = diag(r_F(1 − r_F)). Stability is
+  `resflow.dynamics.classify_stability` of these multipliers, the classifier of every fixed-point tool.
 
-The search finds the fixed points the starts lead to, not all of them. See docs/fixed_point_search.md.
-
-`class_mean_spectra` gives, per class, the spectrum of the residual map (and of its continuous
-limit) at the class-mean residual of a given layer; `readout_alignment` compares, per class, the
-readout's strongest neuron with the neuron where the class-mean output is largest.
+The search finds the fixed points the starts lead to, not all of them. It returns a
+`resflow.FixedPoints` (one row per distinct point) with `patterns`, `flow_eigenvalues`,
+`saturation_margin`, `start_counts` and `start_solution` filled in. See docs/fixed_point_search.md.
 """
 
 from __future__ import annotations
 
 import functools
-from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optimistix as optx
-from jaxtyping import Array, Bool, Complex, Float, Int
+from jaxtyping import Array, Float
 
-from .._checks import as_float_array, check_int, check_positive, label_array
-from ..dynamics._core import Stability, stability_code
-from ..trunk._network import Network
-from ..trunk._residuals import advance_preactivations
-from ..trunk._trunk import Trunk, check_state, check_trunk, require_logistic, require_shared, scan_trunk
-from ._attractors import Saturation
-from ._separability import class_count, class_means, class_weights
+from .._checks import as_float_array, check_int, check_positive
+from ..dynamics._fixed_points import FixedPoints
+from ..dynamics._stability import classify_stability
+from ..trunk._trunk import Trunk, check_trunk, require_logistic, require_shared
+from ._attractors import Saturation, pattern_spectrum
 
-__all__ = [
-    "FixedPointSearch",
-    "search_residual_fixed_points",
-    "ClassSpectra",
-    "class_mean_spectra",
-    "readout_alignment",
-]
+__all__ = ["search_residual_fixed_points"]
 
 SATURATION = 10.0
 """|a_i| at or above it marks a component saturated (r within 4.5e-5 of 0 or 1)."""
-
-
-class FixedPointSearch(NamedTuple):
-    """The distinct fixed points a search reached (k rows, numpy arrays), and where each start went.
-
-    - `points`: ``(k, n)`` r*: exact 0/1 at saturated components, σ(a*_F) at free ones.
-    - `patterns`: ``(k, n)`` int8 `resflow.analysis._attractors.Saturation` codes (0, 1, −1 free).
-    - `num_low`, `num_high`, `num_free`: ``(k,)`` pattern counts (#0, #1, #free).
-    - `residual_norm`: ``(k,)`` ‖(W r*)_F‖₂, the fixed-point equations on the free components.
-    - `saturation_margin`: ``(k,)`` min over saturated i of s_i (W r*)_i (+inf when none is
-      saturated); > 0 means every saturated component is held by its pattern.
-    - `flow_eigenvalues`: ``(k, n)`` complex; at saturated i the coordinate's λ_i =
-      (1 − 2 r_i)(W r*)_i, at the free indices the eigenvalues of D_F W_FF, largest real part first.
-    - `multipliers`: ``(k, n)`` complex, same layout: e^{h λ_i} saturated, 1 + h μ free (the
-      eigenvalues of I + h D_F W_FF).
-    - `stability`: ``(k,)`` int32 `resflow.Stability` code of the multipliers.
-    - `start_counts`: ``(k,)`` how many starts converged to each point.
-    - `start_solution`: ``(B,)`` the row each start converged to, −1 where it found none.
-    """
-
-    points: Float[np.ndarray, "k n"]
-    patterns: Int[np.ndarray, "k n"]
-    num_low: Int[np.ndarray, " k"]
-    num_high: Int[np.ndarray, " k"]
-    num_free: Int[np.ndarray, " k"]
-    residual_norm: Float[np.ndarray, " k"]
-    saturation_margin: Float[np.ndarray, " k"]
-    flow_eigenvalues: Complex[np.ndarray, "k n"]
-    multipliers: Complex[np.ndarray, "k n"]
-    stability: Int[np.ndarray, " k"]
-    start_counts: Int[np.ndarray, " k"]
-    start_solution: Int[np.ndarray, " B"]
-
-    @property
-    def labels(self) -> np.ndarray:
-        """Stability as strings ``(k,)`` ("attractor", "saddle", ...)."""
-        return np.array([Stability(int(c)).label for c in self.stability], dtype=object)
 
 
 def _free_residual(y, args):
@@ -201,20 +153,6 @@ def _unique_rows(keys: np.ndarray, rows: np.ndarray, atol: float) -> np.ndarray:
     return ids
 
 
-def _spectrum(W, h, r, free):
-    """Flow eigenvalues and multipliers at one r* (coordinate layout, see `FixedPointSearch`)."""
-    n = len(r)
-    g = W @ r
-    flow = np.zeros(n, complex)
-    flow[~free] = (1 - 2 * r[~free]) * g[~free]
-    if free.any():
-        DW = (r[free] * (1 - r[free]))[:, None] * W[np.ix_(free, free)]
-        mu = np.linalg.eigvals(DW)
-        flow[free] = mu[np.argsort(-mu.real, kind="stable")]
-    mult = np.where(free, 1 + h * flow, np.exp(h * flow))
-    return flow, mult
-
-
 def _check_starts(trunk, starts):
     a = as_float_array("starts", starts)
     if a.ndim != 2 or a.shape[1] != trunk.width:
@@ -237,7 +175,7 @@ def search_residual_fixed_points(
     atol: float = 1e-4,
     max_steps: int = 200,
     marginal_tol: float | None = None,
-) -> FixedPointSearch:
+) -> FixedPoints:
     """Fixed points of the residual map r ↦ σ(σ⁻¹(r) + h W r) reached from data-driven starts.
 
     For each start a (pre-activations): the pattern is saturated where |a_i| ≥ `saturation`
@@ -250,7 +188,8 @@ def search_residual_fixed_points(
     pattern and r* within `atol` (max norm) are one fixed point. Per point: the pattern counts,
     the saturation margin min_S s_i (W r*)_i (> 0: the saturated components are held), the
     flow eigenvalues and map multipliers (saturated: λ_i = (1 − 2 r_i)(W r*)_i and e^{h λ_i};
-    free: μ of D_F W_FF and 1 + h μ) and their `resflow.Stability` (host-side float64).
+    free: μ of D_F W_FF and 1 + h μ) and their `resflow.Stability` by
+    `resflow.dynamics.classify_stability` (host-side float64).
 
     Starts with the same pattern and r within `start_atol` (max norm) are solved once (a long
     run's end states are mostly copies of a few attractors).
@@ -266,7 +205,13 @@ def search_residual_fixed_points(
     - `max_steps`: LM iterations per round (≥ 1).
     - `marginal_tol`: ||μ| − 1| at or below it is `Stability.MARGINAL` (default √ε of float64).
 
-    **Returns:** `FixedPointSearch` (rows in order of first discovery).
+    **Returns:** `FixedPoints`, rows in order of first discovery: `points` r* (exact 0/1 at
+    saturated components, σ(a*_F) at free ones), `converged` (all True), `residual_norm`
+    ‖(W r*)_F‖₂, `multipliers` and `flow_eigenvalues` (coordinate layout), `stability`,
+    `patterns` (int8 `Saturation` codes; `num_low`, `num_high`, `num_free` count them),
+    `saturation_margin` min over saturated i of s_i (W r*)_i (+inf when none; > 0: every
+    saturated component is held by its pattern), `start_counts` ``(k,)`` and
+    `start_solution` ``(B,)`` (the row each start converged to, −1 where it found none).
 
     **Raises:** `ValueError`/`TypeError` for an untied or non-logistic trunk, starts of the wrong
     shape or dtype or with NaN, non-positive tolerances, max_steps < 1.
@@ -340,7 +285,7 @@ def _renumber(ids):
     return out
 
 
-def _report(trunk, r, free, patterns, res, sol_ids, start_ids, marginal_tol) -> FixedPointSearch:
+def _report(trunk, r, free, patterns, res, sol_ids, start_ids, marginal_tol) -> FixedPoints:
     W = np.asarray(trunk.W, np.float64)
     h = float(trunk.h)
     n = W.shape[0]
@@ -349,198 +294,21 @@ def _report(trunk, r, free, patterns, res, sol_ids, start_ids, marginal_tol) -> 
     R, F, P = r[rows].astype(np.float64).reshape(k, n), free[rows].reshape(k, n), patterns[rows].reshape(k, n)
     flows, mults = np.zeros((k, n), complex), np.zeros((k, n), complex)
     for j in range(k):
-        flows[j], mults[j] = _spectrum(W, h, R[j], F[j])
+        flows[j], mults[j], _ = pattern_spectrum(W, h, R[j], F[j])
     g = R @ W.T
     signed = np.where(P == Saturation.HIGH, g, -g)
     margin = np.min(np.where(F, np.inf, signed), axis=1, initial=np.inf)
-    stability = np.asarray(stability_code(jnp.asarray(mults), jnp.ones(k, bool), marginal_tol), np.int32)
+    stability = np.asarray(classify_stability(mults, marginal_tol=marginal_tol), np.int32)
     start_solution = sol_ids[start_ids]
-    return FixedPointSearch(
+    return FixedPoints(
         R,
-        P,
-        (P == Saturation.LOW).sum(1),
-        (P == Saturation.HIGH).sum(1),
-        F.sum(1),
+        np.ones(k, bool),
         res[rows].astype(np.float64),
-        margin,
-        flows,
         mults,
         stability,
-        np.bincount(start_solution[start_solution >= 0], minlength=k),
-        start_solution,
+        start_counts=np.bincount(start_solution[start_solution >= 0], minlength=k),
+        start_solution=start_solution,
+        patterns=P,
+        flow_eigenvalues=flows,
+        saturation_margin=margin,
     )
-
-
-# --------------------------------------------------------------------------------------------
-# Per-class spectra at the class-mean residuals
-
-
-class ClassSpectra(NamedTuple):
-    """Spectra of the residual map and of its flow at each class's mean residual (K classes).
-
-    - `class_means`: ``(K, n)`` r̄_c, the class-mean residual of the layer (NaN for an empty class).
-    - `counts`: ``(K,)`` inputs per class.
-    - `multipliers`: ``(K, n)`` complex eigenvalues of the map's Jacobian J at r̄_c, by log|μ|
-      (modulus) descending.
-    - `flow_eigenvalues`: ``(K, n)`` complex eigenvalues of the flow Jacobian
-      ∂F/∂y = diag(y(1−y)) W + diag((1−2y)(W y)) at y = r̄_c, by real part descending.
-    - `num_positive`: ``(K,)`` flow eigenvalues with real part > `zero_tol`.
-    - `near_saddle`: ``(K,)`` exactly one flow eigenvalue with real part in (zero_tol, small],
-      every other real part ≤ zero_tol.
-    """
-
-    class_means: Float[Array, "K n"]
-    counts: Int[Array, " K"]
-    multipliers: Complex[Array, "K n"]
-    flow_eigenvalues: Complex[Array, "K n"]
-    num_positive: Int[Array, " K"]
-    near_saddle: Bool[Array, " K"]
-
-
-def flow_jacobian(W: Float[Array, "n n"], y: Float[Array, "*batch n"]) -> Float[Array, "*batch n n"]:
-    """∂F/∂y of F(y) = y(1−y) ⊙ (W y): diag(y(1−y)) W + diag((1−2y) ⊙ (W y)). Unchecked."""
-    g = y @ W.T
-    return (y * (1 - y))[..., :, None] * W + jnp.eye(W.shape[0], dtype=y.dtype) * ((1 - 2 * y) * g)[..., :, None]
-
-
-def map_jacobian(W: Float[Array, "n n"], h, r: Float[Array, "*batch n"]) -> Float[Array, "*batch n n"]:
-    """∂r'/∂r of r' = σ(σ⁻¹(r) + h W r) at r ∈ [0, 1]^n, with the saturated limits. Unchecked.
-
-    J = diag(σ'(a')/σ'(a)) + h diag(σ'(a')) W, a = σ⁻¹(r), a' = a + h W r. The diagonal ratio
-    is taken in logs, log σ'(z) = −softplus(z) − softplus(−z), so that it stays exact for
-    |a| large; at r_i ∈ {0, 1} (a_i = ∓∞) it is its limit e^{h λ_i}, λ_i = (1 − 2 r_i)(W r)_i,
-    and σ'(a'_i) = 0 clears row i's off-diagonal part. Inside (0, 1) it is
-    `resflow.residual_jacobians`' diag(r'(1−r')) (diag(1/(r(1−r))) + h W)."""
-    a = jnp.log(r) - jnp.log1p(-r)
-    step = h * (r @ W.T)
-    a_next = a + step
-
-    def log_grad(z):
-        return -jax.nn.softplus(z) - jax.nn.softplus(-z)
-
-    inside = jnp.isfinite(a)
-    ratio = jnp.where(inside, jnp.exp(log_grad(jnp.where(inside, a_next, 0)) - log_grad(jnp.where(inside, a, 0))), 0)
-    ratio = jnp.where(inside, ratio, jnp.exp(-jnp.sign(a) * step))
-    grad_next = jnp.where(inside, jnp.exp(log_grad(jnp.where(inside, a_next, 0))), 0)
-    return jnp.eye(W.shape[0], dtype=r.dtype) * ratio[..., :, None] + h * grad_next[..., :, None] * W
-
-
-@functools.partial(jax.jit, static_argnames=("depth", "num_classes"))
-def _class_spectra(trunk, x0, y, small, zero_tol, *, depth, num_classes):
-    a = advance_preactivations(trunk, x0 @ trunk.W.T + trunk.b, steps=depth - 1)
-    counts, w = class_weights(y, num_classes, x0.dtype)
-    means = class_means(w, counts, jax.nn.sigmoid(a))
-    safe = jnp.where(counts[:, None] > 0, means, 0.5)
-    mult = jnp.linalg.eigvals(map_jacobian(trunk.W, trunk.h, safe))
-    mult = jnp.take_along_axis(mult, jnp.argsort(-jnp.abs(mult), axis=-1, stable=True), axis=-1)
-    flow = jnp.linalg.eigvals(flow_jacobian(trunk.W, safe))
-    flow = jnp.take_along_axis(flow, jnp.argsort(-flow.real, axis=-1, stable=True), axis=-1)
-    positive = flow.real > zero_tol
-    num_positive = positive.sum(-1).astype(jnp.int32)
-    near = (num_positive == 1) & (flow[:, 0].real <= small) & (counts > 0)
-    return ClassSpectra(means, counts.astype(jnp.int32), mult, flow, num_positive, near)
-
-
-def class_mean_spectra(
-    trunk: Trunk,
-    x0: Float[Array, "batch n"],
-    labels: Int[Array, " batch"],
-    *,
-    depth: int,
-    num_classes: int | None = None,
-    small: float = 0.1,
-    zero_tol: float = 1e-6,
-) -> ClassSpectra:
-    """Per class c, the spectrum of the residual map and of its flow at the class-mean residual r̄_c.
-
-    r̄_c is the mean over the class of r_{T−1} = σ(a_{T−1}), the residual that layer T = `depth`
-    adds (a_{t+1} = a_t + h W σ(a_t), a_0 = W x_0 + b, streamed). Map multipliers: eigenvalues μ
-    of J = diag(r'(1−r')) (diag(1/(r̄(1−r̄))) + h W), r' = σ(σ⁻¹(r̄) + h W r̄) (`map_jacobian`,
-    exact also at saturated means). Flow eigenvalues: those of the continuous limit's
-    ∂F/∂y = diag(y(1−y)) W + diag((1−2y)(W y)) at y = r̄_c. Near a fixed point μ ≈ 1 + h λ, so
-    the flow's λ ≈ (μ − 1)/h ≈ log|μ|/h: a flow eigenvalue of 0.02 is a multiplier ≈ 1.02 at
-    h = 1 (the flow eigenvalue is the number the paper quotes). A class is *near a saddle* when
-    exactly one flow eigenvalue has real part in (`zero_tol`, `small`] and all others ≤ `zero_tol`.
-    Jittable with `num_classes` given.
-
-    **Arguments:**
-
-    - `trunk`: a shared-weight logistic resnet `Trunk`.
-    - `x0`: trunk inputs ``(batch, n)`` in the trunk's dtype.
-    - `labels`: ``(batch,)`` integer classes 0 … K−1.
-    - `depth`: T ≥ 1 (the trained depth, e.g. 15).
-    - `num_classes`: K (default max label + 1).
-    - `small`, `zero_tol`: the saddle thresholds (> 0).
-
-    **Returns:** `ClassSpectra` (an empty class has NaN means and never counts as near a saddle).
-
-    **Raises:** `ValueError`/`TypeError` for an untied or non-logistic trunk, x0 of the wrong
-    shape, dtype or not finite, bad labels, depth < 1, non-positive thresholds.
-    """
-    trunk = require_logistic(require_shared(check_trunk(trunk), "class-mean spectra"), "class-mean spectra")
-    x0 = check_state(trunk, x0, min_ndim=2)
-    if x0.ndim != 2:
-        raise ValueError(f"x0 must have shape (batch, {trunk.width}), got {x0.shape}")
-    depth = check_int("depth", depth)
-    check_positive("small", small)
-    check_positive("zero_tol", zero_tol)
-    y = label_array("labels", labels, x0.shape[0])
-    K = class_count({"labels": y}, num_classes)
-    dtype = trunk.dtype
-    return _class_spectra(
-        trunk, x0, y, jnp.asarray(small, dtype), jnp.asarray(zero_tol, dtype), depth=depth, num_classes=K
-    )
-
-
-# --------------------------------------------------------------------------------------------
-# The readout's strongest neuron per class
-
-
-def readout_alignment(network: Network, x: Float[Array, "batch dim"], y: Int[Array, " batch"]) -> dict:
-    """Per class c: the readout's strongest neuron and whether the class-mean output peaks there.
-
-    The strongest neuron of class c is s_c = argmax_i V[i, c] (V the readout kernel, logits =
-    x_T V + c). With m_c = mean over inputs of class c of x_T (the trunk output after
-    `network.depth` layers), class c is *aligned* when argmax_i m_c(i) = s_c. The paper: every
-    class but one has its highest x(15) on its strongest neuron.
-
-    **Arguments:**
-
-    - `network`: a `resflow.Network`.
-    - `x`: inputs ``(batch, dim)``; `y`: ``(batch,)`` integer labels in 0 … classes−1.
-
-    **Returns:** dict of numpy arrays: ``strongest_neuron (K,)``, ``top_neuron (K,)`` (argmax of
-    m_c), ``aligned (K,)`` bool, ``num_aligned`` int, ``class_mean_output (K, n)``,
-    ``output_at_strongest (K,)`` m_c(s_c), ``rank_of_strongest (K,)`` (0: the largest entry of m_c),
-    ``counts (K,)``. An empty class has NaN means and is not aligned.
-
-    **Raises:** `TypeError` for a non-`Network`; `ValueError` for x of the wrong shape or not
-    finite, or labels of the wrong shape or outside 0 … classes−1.
-    """
-    if not isinstance(network, Network):
-        raise TypeError(f"network must be a resflow.Network, got {type(network).__name__}")
-    x = as_float_array("x", x)
-    if x.ndim != 2 or x.shape[1] != network.dim:
-        raise ValueError(f"x must have shape (batch, {network.dim}), got {x.shape}")
-    labels = label_array("y", y, x.shape[0])
-    K = class_count({"y": labels}, network.n_classes)
-    xT = scan_trunk(network.trunk, network.embed(x), None, depth=network.depth, keep=False)
-    check_state(network.trunk, xT, "the trunk output of x")
-    counts, w = class_weights(labels, K, xT.dtype)
-    means = np.asarray(class_means(w, counts, xT))
-    strongest = np.asarray(jnp.argmax(network.readout.W, axis=0))
-    present = np.asarray(counts) > 0
-    top = np.where(present, np.argmax(np.where(np.isnan(means), -np.inf, means), axis=1), -1)
-    at = means[np.arange(K), strongest]
-    rank = (means > at[:, None]).sum(1)
-    aligned = present & (top == strongest)
-    return {
-        "strongest_neuron": strongest,
-        "top_neuron": top,
-        "aligned": aligned,
-        "num_aligned": int(aligned.sum()),
-        "class_mean_output": means,
-        "output_at_strongest": at,
-        "rank_of_strongest": rank,
-        "counts": np.asarray(counts).astype(int),
-    }

@@ -14,7 +14,7 @@ r_{t+1} = σ(σ⁻¹(r_t) + h W r_t) with σ' = σ(1 − σ) and (σ⁻¹)'(r) =
 The residual-map functions need a logistic resnet trunk and refuse any other rather than
 return wrong Jacobians. The matrix-free products J_t Q and J_tᵀ Q cost O(n² k) for Q of shape
 (n, k) and never form J_t; `network_lyapunov_spectrum` feeds them to the generic QR core of
-`resflow.dynamics._core`. See docs/model.md.
+`resflow.dynamics._lyapunov`. See docs/model.md.
 """
 
 from __future__ import annotations
@@ -26,7 +26,8 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float
 
 from .._checks import all_true, as_float_array, check_array, check_int, finite
-from ..dynamics._core import LyapunovResult, initial_frame, qr_scan, resolve_num_exponents
+from ..dynamics._common import resolve_num_exponents
+from ..dynamics._lyapunov import LyapunovResult, initial_frame, qr_scan
 from ..trunk._activations import get_activation
 from ..trunk._residuals import check_residual_values, check_trajectory, inside_unit, layer_preactivations, state_array
 from ..trunk._trunk import (
@@ -246,7 +247,7 @@ def lyapunov_batch(trunk: Trunk, x0, key, initial_q, *, depth, num_exponents, re
     """One finite-time spectrum per input of x0 ``(batch, n)`` over `depth` layers. Unchecked.
 
     One scan carries the states and the frames of the whole batch (`_fused_tangent`), with a
-    QR every `qr_every` layers (`resflow.dynamics._core.qr_scan`, guarded)."""
+    QR every `qr_every` layers (`resflow.dynamics._lyapunov.qr_scan`, guarded)."""
     n = trunk.width
     if num_exponents is None and initial_q is not None:
         num_exponents = initial_q.shape[1]

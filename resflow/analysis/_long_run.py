@@ -26,8 +26,8 @@ from jaxtyping import Array, Float, Int
 from .._checks import as_float_array, check_int, finite
 from ..trunk._activations import get_activation
 from ..trunk._trunk import Trunk, check_depth, check_state, check_trunk, layer_residual
-from ._attractors import SteadyState, steady_state
 from ._separability import class_means, class_weights, optional_labels
+from ._steady_state import SteadyState, steady_state
 
 __all__ = [
     "LongRun",

@@ -23,7 +23,7 @@ import numpy as np
 from jaxtyping import Array, Float, Int
 
 from .._checks import all_true, as_float_array, check_array, check_int, check_labels
-from ..dynamics._core import callable_jit
+from ..dynamics._common import callable_jit
 from ._perturbation import check_key, gaussian_draws
 
 __all__ = ["NoiseRobustness", "noise_accuracy"]

@@ -18,9 +18,9 @@ from jaxtyping import Array, Float, Int
 
 from .._checks import all_true, as_float_array, check_array, check_int, finite, label_array
 from ..trunk._network import Network
-from ._attractors import steady_state
 from ._long_run import residual_step
 from ._separability import class_count
+from ._steady_state import steady_state
 
 __all__ = ["TransientAccuracy", "transient_accuracy"]
 

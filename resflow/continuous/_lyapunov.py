@@ -19,7 +19,8 @@ import numpy as np
 from jaxtyping import Array, Float
 
 from .._checks import all_true, as_float_array, check_int, check_positive
-from ..dynamics._core import LyapunovResult, check_vector_field, random_frame
+from ..dynamics._common import check_vector_field, random_frame
+from ..dynamics._lyapunov import LyapunovResult
 from ._solve import DEFAULT_SOLVER, describe, solver_options, traced_tolerances
 
 __all__ = ["ode_lyapunov_spectrum"]

@@ -44,7 +44,7 @@ from ..continuous._lyapunov import check_frame_angle, flow_options, qr_intervals
 from ..continuous._solve import DEFAULT_SOLVER
 from ..trunk._activations import get_activation
 from ..trunk._trunk import Trunk, apply_layer, check_depth, check_state, check_trunk
-from ._core import check_step, check_vector_field, random_frame
+from ._common import check_step, check_vector_field, random_frame
 
 __all__ = [
     "CovariantVectors",

@@ -28,12 +28,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..analysis._attractors import residual_fixed_points, steady_state
+from ..analysis._attractors import residual_fixed_points
 from ..analysis._interactions import interaction_coefficients, interaction_summary
 from ..analysis._jacobians import network_lyapunov_spectrum
 from ..analysis._perturbation import perturbation_growth
 from ..analysis._robustness import noise_accuracy
 from ..analysis._separability import class_separability
+from ..analysis._steady_state import steady_state
 from ..training._runs import Run, write_json
 from ..trunk._residuals import residuals
 from ..trunk._trunk import trajectory

@@ -6,7 +6,7 @@ import os
 
 import numpy as np
 
-from ..dynamics._core import Stability
+from ..dynamics._stability import Stability
 from ._common import finish, new_figure
 
 __all__ = ["plot_fixed_point_search"]
@@ -23,7 +23,7 @@ def plot_fixed_point_search(
     """Per-class leading flow eigenvalues (left) and the fixed points a search reached (right).
 
     Left: one row per class, one dot per flow eigenvalue Re λ of the class-mean spectrum
-    (`resflow.analysis._fixed_point_search.ClassSpectra.flow_eigenvalues`), the zero line dashed; classes
+    (`resflow.ClassSpectra.flow_eigenvalues`), the zero line dashed; classes
     flagged near a saddle are drawn in red. Right (when `search` is given): per fixed point, the
     pattern counts (#0, #1, #free, stacked bars) and, on a second axis, the largest multiplier
     modulus ρ (diamonds; ρ < 1 attracts), the x labels saying the stability and the number of starts.
@@ -31,7 +31,7 @@ def plot_fixed_point_search(
     **Arguments:**
 
     - `spectra`: a `ClassSpectra`.
-    - `search`: a `FixedPointSearch`, or None.
+    - `search`: a `FixedPoints` from `resflow.search_residual_fixed_points`, or None.
     - `num_eigenvalues`: how many leading (largest real part) eigenvalues per class (None: all).
     - `class_names`: K row labels (default "class c").
     - `save`: path to write the figure to.

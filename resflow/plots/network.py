@@ -6,8 +6,10 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib import colors as mcolors
 
-from ..analysis._attractors import ResidualFixedPoints, Saturation, SteadyState
+from ..analysis._attractors import Saturation
 from ..analysis._interactions import PairClass, pair_classes
+from ..analysis._steady_state import SteadyState
+from ..dynamics._fixed_points import FixedPoints
 from ._common import figure_legend, finish, integer_ticks, new_figure
 
 __all__ = [
@@ -214,7 +216,7 @@ def plot_interaction_matrix(
 
 def plot_attractor_portrait(
     residuals,
-    fixed_points: ResidualFixedPoints | None = None,
+    fixed_points: FixedPoints | None = None,
     labels=None,
     *,
     max_lines: int = 60,
@@ -226,7 +228,7 @@ def plot_attractor_portrait(
     **Arguments:**
 
     - `residuals`: ``(T, batch, n)`` with n = 2 or 3.
-    - `fixed_points`: optional `ResidualFixedPoints` (e.g. `resflow.residual_fixed_points`):
+    - `fixed_points`: optional `FixedPoints` with `patterns` (e.g. `resflow.residual_fixed_points`):
       filled markers for attracting patterns, open for the others (corners: squares; free
       components: circles).
     - `labels`: ``(batch,)`` classes for the colours; `max_lines` trajectories drawn at most.

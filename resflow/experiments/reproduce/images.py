@@ -16,9 +16,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ...analysis._fixed_point_search import class_mean_spectra, readout_alignment, search_residual_fixed_points
+from ...analysis._class_spectra import class_mean_spectra, readout_alignment
+from ...analysis._fixed_point_search import search_residual_fixed_points
 from ...analysis._long_run import long_run_memory, long_run_statistics
-from ...dynamics._core import Stability
+from ...dynamics._stability import Stability
 from .context import Context, inputs
 from .dynamics import regime_numbers
 from .stats import curve_summary, summary
