@@ -33,7 +33,7 @@ import _common as C  # noqa: E402
 
 import resflow as rf  # noqa: E402
 from resflow.analysis._jacobians import QR_EVERY  # noqa: E402
-from resflow.dynamics._core import random_frame  # noqa: E402
+from resflow.dynamics._common import random_frame  # noqa: E402
 
 BASE = "plain"
 
