@@ -16,7 +16,7 @@ side (all under `jax.jit`, median after warm-up):
   for k = 10 also "matrix-free, QR every 5": the same products with one QR per 5 layers
   (via `resflow.lyapunov_spectrum_from_products`), to see what the per-layer QR costs.
 - ``perturbation growth``: ||δx_t|| / ||δx_0|| for D random directions per input.
-  matrix-free: `resflow.linear_growth` (JVP of the trajectory); jacfwd: dense J_t by
+  matrix-free: `resflow.analysis.linear_growth` (JVP of the trajectory); jacfwd: dense J_t by
   ``jacfwd``, then δ_{t+1} = J_t δ_t.
 - ``fixed points``: Newton on F(x) = step(x) − x for the MLP map x ↦ σ(W x + b) (the
   ResNet map with a sigmoid has none), fixed 20 iterations from S starts. analytic:
@@ -99,7 +99,7 @@ def lyapunov_tasks(T, k, *, grouped_qr: bool = False):
     def grouped(p, x0, _):
         # The same analytic products, but one QR per QR_EVERY layers (public API only):
         # measures how much of the matrix-free time is the per-layer QR.
-        d = rf.get_activation("sigmoid").grad(rf.preactivations(p, _traj(p, x0, T)))  # (T, B, n)
+        d = rf.trunk.get_activation("sigmoid").grad(rf.preactivations(p, _traj(p, x0, T)))  # (T, B, n)
 
         def one(db):
             def jvp(t, Q):
@@ -122,7 +122,7 @@ def lyapunov_tasks(T, k, *, grouped_qr: bool = False):
 
 def perturbation_tasks(T):
     def matrix_free(p, x0, dirs):
-        return rf.linear_growth(p, x0, directions=dirs, depth=T)
+        return rf.analysis.linear_growth(p, x0, directions=dirs, depth=T)
 
     def jacfwd(p, x0, dirs):
         J = _jacfwd_along(p, _traj(p, x0, T)[:-1])  # (T, B, n, n)
@@ -152,7 +152,7 @@ def _newton(p, starts, jac_F):
 def fixed_point_tasks():
     def analytic(p, _, starts):
         n = starts.shape[-1]
-        act = rf.get_activation("sigmoid")
+        act = rf.trunk.get_activation("sigmoid")
         return _newton(p, starts, lambda x: act.grad(p.W @ x + p.b)[:, None] * p.W - jnp.eye(n, dtype=x.dtype))
 
     def jacfwd(p, _, starts):

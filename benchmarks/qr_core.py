@@ -62,7 +62,7 @@ def plain(trunk, x0, q0, T):
 
 def before(trunk, x0, q0, T):
     """The previous core: stored trajectory, then one QR per layer per input (vmapped)."""
-    d = rf.get_activation(trunk.activation).grad(rf.preactivations(trunk, rf.trajectory(trunk, x0, depth=T)))
+    d = rf.trunk.get_activation(trunk.activation).grad(rf.preactivations(trunk, rf.trajectory(trunk, x0, depth=T)))
 
     def one(d_i):
         def jvp(t, Q):
@@ -75,7 +75,7 @@ def before(trunk, x0, q0, T):
 
 def cholesky_qr2(trunk, x0, q0, T):
     """Fused products (as resflow) with CholeskyQR2 every layer, batched over inputs."""
-    act = rf.get_activation(trunk.activation)
+    act = rf.trunk.get_activation(trunk.activation)
 
     def chol_qr(P):
         R = jnp.swapaxes(jnp.linalg.cholesky(jnp.swapaxes(P, 1, 2) @ P), 1, 2)  # upper, P = Q R

@@ -36,7 +36,7 @@ def _projector_complement(vs):
 def test_interior_fixed_point_on_a_null_line():
     v = np.array([0.3, 0.5, 0.7])
     W = -_projector_complement([v])  # W v = 0; D W is negative semidefinite-like: transversally attracting
-    res = rf.interior_fixed_points(_params(W))
+    res = rf.analysis.interior_fixed_points(_params(W))
     assert res.points.shape == (1, 3) and res.dimension[0] == 1
     # the segment {c v : 0 < c < 1/0.7}: its deepest point balances 0.3 c = 1 − 0.7 c, i.e. c = 1
     np.testing.assert_allclose(res.points[0], v, atol=1e-8)
@@ -51,20 +51,20 @@ def test_interior_fixed_point_on_a_null_line():
     np.testing.assert_allclose(W @ r, 0, atol=1e-9)
     assert np.all((r > 0) & (r < 1))
     # the opposite sign repels transversally
-    assert not rf.interior_fixed_points(_params(-W)).attracting[0]
+    assert not rf.analysis.interior_fixed_points(_params(-W)).attracting[0]
 
 
 def test_interior_fixed_points_two_dimensional_and_absent():
     vs = [[0.2, 0.4, 0.6, 0.3], [0.5, 0.1, 0.2, 0.4]]
     W = -_projector_complement(vs) @ np.diag([1.0, 2.0, 0.5, 1.5])
-    res = rf.interior_fixed_points(_params(W))
+    res = rf.analysis.interior_fixed_points(_params(W))
     assert res.dimension[0] == 2
     r = res.points[0]
     np.testing.assert_allclose(W @ r, 0, atol=1e-10)
     assert np.all((r > 0) & (r < 1))
     # a non-singular W has no interior fixed point; nor does a null line leaving the cube's orthant
-    assert rf.interior_fixed_points(_params(np.eye(3))).points.shape == (0, 3)
-    assert rf.interior_fixed_points(_params(-_projector_complement([[0.3, -0.5, 0.7]]))).points.shape == (0, 3)
+    assert rf.analysis.interior_fixed_points(_params(np.eye(3))).points.shape == (0, 3)
+    assert rf.analysis.interior_fixed_points(_params(-_projector_complement([[0.3, -0.5, 0.7]]))).points.shape == (0, 3)
 
 
 def _circles_like_W():
@@ -75,7 +75,7 @@ def _circles_like_W():
 def test_corner_attractor_of_the_paper_example():
     W = _circles_like_W()
     h = 0.8
-    res = rf.fixed_point_pattern(_params(W, h), [0, 0, 1])
+    res = rf.analysis.fixed_point_pattern(_params(W, h), [0, 0, 1])
     np.testing.assert_allclose(res.points[0], [0, 0, 1])
     np.testing.assert_allclose(res.flow_eigenvalues[0], [-1.95, -0.87, -0.8], atol=1e-14)
     np.testing.assert_allclose(res.multipliers[0], np.exp(h * np.array([-1.95, -0.87, -0.8])), atol=1e-14)
@@ -113,13 +113,13 @@ def test_enumeration_sign_conditions_and_approach():
 def test_mixed_pattern_by_hand():
     # pattern (free, 1): w11 r1 + w12 = 0 → r1 = 0.5; (W r)_2 = 0.5 w21 + w22 = 1.5 > 0 keeps r2 at 1
     W = np.array([[-2.0, 1.0], [1.0, 1.0]])
-    res = rf.fixed_point_pattern(_params(W), [FREE, 1])
+    res = rf.analysis.fixed_point_pattern(_params(W), [FREE, 1])
     np.testing.assert_allclose(res.points[0], [0.5, 1.0])
     np.testing.assert_allclose(res.multipliers[0], [1 + 0.25 * -2.0, np.exp(-1.5)], atol=1e-14)
     np.testing.assert_allclose(res.flow_eigenvalues[0], [-0.5, -1.5], atol=1e-14)
     assert res.attracting[0]
     np.testing.assert_allclose(_iterate(W, np.array([0.3, 0.8]), 200)[-1], [0.5, 1.0], atol=1e-8)
-    assert rf.fixed_point_pattern(_params(W), [FREE, 0]).points.shape == (0, 2)  # r1 = 0 is not interior
+    assert rf.analysis.fixed_point_pattern(_params(W), [FREE, 0]).points.shape == (0, 2)  # r1 = 0 is not interior
 
 
 def test_steady_state_against_numpy():
@@ -159,9 +159,9 @@ def test_bad_inputs():
     with pytest.raises(ValueError, match="max_width"):
         rf.residual_fixed_points(_params(np.eye(13)))
     with pytest.raises(ValueError, match="pattern"):
-        rf.fixed_point_pattern(W, [0, 2, 1])
+        rf.analysis.fixed_point_pattern(W, [0, 2, 1])
     with pytest.raises(ValueError, match="activation 'sigmoid'"):
-        rf.interior_fixed_points(rf.Trunk(W.W, W.b, activation="tanh"))
+        rf.analysis.interior_fixed_points(rf.Trunk(W.W, W.b, activation="tanh"))
     with pytest.raises(ValueError, match="resnet"):
         rf.residual_fixed_points(rf.Trunk(W.W, W.b, model="mlp"))
     with pytest.raises(ValueError, match="resnet"):

@@ -34,34 +34,36 @@ def converging_residuals(T=8, B=5, N=4, settle=3, seed=0):
 @pytest.mark.parametrize("shape", [(6, 3, 2), (4, 7, 5)])
 def test_residual_changes_match_numpy(shape):
     r = np.random.default_rng(1).uniform(size=shape)
-    np.testing.assert_allclose(rf.residual_changes(jnp.asarray(r)), np_changes(r), rtol=1e-12)
+    np.testing.assert_allclose(rf.training.residual_changes(jnp.asarray(r)), np_changes(r), rtol=1e-12)
     w = np.array([1.0, 0.0] + [1.0] * (shape[1] - 2))
     keep = w > 0
-    np.testing.assert_allclose(rf.residual_changes(jnp.asarray(r), weights=w), np_changes(r[:, keep]), rtol=1e-12)
+    np.testing.assert_allclose(
+        rf.training.residual_changes(jnp.asarray(r), weights=w), np_changes(r[:, keep]), rtol=1e-12
+    )
 
 
 def test_rule_prunes_converged_and_keeps_moving():
     r = converging_residuals(T=8, settle=3)
     changes = np_changes(r)
     # One layer per call (the paper), as many as allowed with multi: layers 3..7 repeat layer 2.
-    assert rf.depth_rule(changes, 8) == 7
-    assert rf.depth_rule(changes, 8, multi=True) == 3
-    assert rf.depth_rule(changes, 8, multi=True, min_depth=5) == 5
+    assert rf.training.depth_rule(changes, 8) == 7
+    assert rf.training.depth_rule(changes, 8, multi=True) == 3
+    assert rf.training.depth_rule(changes, 8, multi=True, min_depth=5) == 5
     # A larger tolerance than every change prunes down to depth 1; a tiny one keeps all.
     moving = np.random.default_rng(2).uniform(0.1, 0.9, (8, 5, 4))
-    assert rf.depth_rule(np_changes(moving), 8, multi=True) == 8
-    assert rf.depth_rule(np_changes(moving), 8, tol=1e3, multi=True) == 1
+    assert rf.training.depth_rule(np_changes(moving), 8, multi=True) == 8
+    assert rf.training.depth_rule(np_changes(moving), 8, tol=1e3, multi=True) == 1
     # A candidate deeper than the current depth is ignored: depth 3 checks only d_2.
-    assert rf.depth_rule(changes, 3) == 3
+    assert rf.training.depth_rule(changes, 3) == 3
 
 
 def test_rule_bad_values():
     with pytest.raises(ValueError, match="changes"):
-        rf.depth_rule(np.zeros(2), 8)
+        rf.training.depth_rule(np.zeros(2), 8)
     with pytest.raises(ValueError, match="tol"):
-        rf.depth_rule(np.zeros(7), 8, tol=0.0)
+        rf.training.depth_rule(np.zeros(7), 8, tol=0.0)
     with pytest.raises(ValueError, match="at least|>= 2"):
-        rf.residual_changes(jnp.zeros((1, 3, 2)))
+        rf.training.residual_changes(jnp.zeros((1, 3, 2)))
 
 
 def test_rule_on_a_real_trunk(key):
@@ -72,14 +74,14 @@ def test_rule_on_a_real_trunk(key):
     traj = rf.trajectory(calm, x0, depth=T)
     ref = np_trajectory(calm.W, calm.b, x0, T)
     r = np_act("sigmoid", ref[:-1] @ np.asarray(calm.W).T + np.asarray(calm.b))
-    np.testing.assert_allclose(rf.residual_changes(rf.residuals(calm, traj)), np_changes(r), atol=1e-12)
-    assert rf.depth_rule(np_changes(r), T, multi=True) == 1
+    np.testing.assert_allclose(rf.training.residual_changes(rf.residuals(calm, traj)), np_changes(r), atol=1e-12)
+    assert rf.training.depth_rule(np_changes(r), T, multi=True) == 1
     # a_{t+1} = a_t − 3 tanh(a_t): the fixed point 0 has multiplier −2, residuals flip sign forever.
     wild = rf.Trunk(-3.0 * jnp.eye(n), jnp.zeros(n), activation="tanh")
     traj = rf.trajectory(wild, x0, depth=T)
-    changes = rf.residual_changes(rf.residuals(wild, traj))
+    changes = rf.training.residual_changes(rf.residuals(wild, traj))
     assert changes[-4:].min() > 0.5
-    assert rf.depth_rule(np.asarray(changes), T, multi=True) == T
+    assert rf.training.depth_rule(np.asarray(changes), T, multi=True) == T
 
 
 def np_rule(changes, depth, tol, min_depth, multi):
@@ -105,7 +107,7 @@ def test_depth_rule_jax_matches_the_loop(depth, extra, min_depth, multi, seed, t
     changes = np.random.default_rng(seed).uniform(size=max(depth - 1 + extra, 0))
     changes[np.random.default_rng(seed + 1).uniform(size=changes.shape) < 0.5] = 0.0  # long converged runs
     want = np_rule(changes, depth, tol, min_depth, multi)
-    assert rf.depth_rule(changes, depth, tol=tol, min_depth=min_depth, multi=multi) == want
+    assert rf.training.depth_rule(changes, depth, tol=tol, min_depth=min_depth, multi=multi) == want
     got = depth_rule_jax(jnp.asarray(changes), depth, tol=tol, min_depth=min_depth, multi=multi)
     assert jnp.issubdtype(got.dtype, jnp.integer) and int(got) == want
 
@@ -134,7 +136,7 @@ def test_fold_drift_keeps_logits(key, h):
     ref = np_trajectory(W, b, x0, T, h=h)  # independent float64 reference
     logits_full = ref[T] @ kernel + bias
     logits_cut = ref[cut] @ kernel + bias
-    new_bias = rf.fold_drift(jnp.asarray(bias), jnp.asarray(kernel), ref[T], ref[cut])
+    new_bias = rf.training.fold_drift(jnp.asarray(bias), jnp.asarray(kernel), ref[T], ref[cut])
     logits_fold = ref[cut] @ kernel + np.asarray(new_bias)
     # The folded shift is h V Σ_{t >= cut} mean_samples r_t (the removed layers' drift), ≈ h V r* per layer.
     r = np_act("sigmoid", ref[:-1] @ W.T + b)
@@ -148,23 +150,23 @@ def test_changes_and_rule_reject_degenerate_input():
     r = jnp.asarray(np.random.default_rng(0).uniform(size=(4, 3, 2)))
     for w in ([0.0, 0.0, 0.0], [1.0, -1.0, 1.0]):
         with pytest.raises(ValueError, match="weights"):
-            rf.residual_changes(r, weights=jnp.asarray(w))
+            rf.training.residual_changes(r, weights=jnp.asarray(w))
     for bad in (np.nan, np.inf):
         changes = np.array([0.5, bad, 0.5])
         with pytest.raises(ValueError, match="changes"):
-            rf.depth_rule(changes, 4)
+            rf.training.depth_rule(changes, 4)
 
 
 def test_fold_drift_bad_input():
     bias, kernel, x = jnp.zeros(3), jnp.ones((4, 3)), jnp.ones((5, 4))
     with pytest.raises(ValueError, match="x_new"):
-        rf.fold_drift(bias, kernel, x, x[:3])
+        rf.training.fold_drift(bias, kernel, x, x[:3])
     with pytest.raises(ValueError, match="kernel"):
-        rf.fold_drift(bias, jnp.ones((4, 2)), x, x)
+        rf.training.fold_drift(bias, jnp.ones((4, 2)), x, x)
     with pytest.raises(ValueError, match="x_old"):
-        rf.fold_drift(bias, kernel, x.at[0, 0].set(jnp.nan), x)
+        rf.training.fold_drift(bias, kernel, x.at[0, 0].set(jnp.nan), x)
     with pytest.raises(ValueError, match="bias"):
-        rf.fold_drift(jnp.array([0.0, jnp.inf, 0.0]), kernel, x, x)
+        rf.training.fold_drift(jnp.array([0.0, jnp.inf, 0.0]), kernel, x, x)
 
 
 def test_one_value_read_per_call(monkeypatch):
@@ -177,8 +179,8 @@ def test_one_value_read_per_call(monkeypatch):
     reads = []
     monkeypatch.setattr(checks, "read_bool", lambda v: reads.append(1) or bool(v))
     calls = {
-        "residual_changes": lambda r, w, x: rf.residual_changes(r, weights=w),
-        "fold_drift": lambda r, w, x: rf.fold_drift(bias + w[0], x.T[:, :3], x, x),
+        "residual_changes": lambda r, w, x: rf.training.residual_changes(r, weights=w),
+        "fold_drift": lambda r, w, x: rf.training.fold_drift(bias + w[0], x.T[:, :3], x, x),
     }
     for name, f in calls.items():
         reads.clear()

@@ -212,7 +212,7 @@ def test_linear_map_fixed_point_is_origin(A, label):
     res = rf.find_fixed_points(linear(A), jnp.array([[0.7, -1.2], [3.0, 2.0]]))
     np.testing.assert_allclose(res.points, 0.0, atol=1e-12)
     assert list(res.labels) == [label, label]
-    assert int(res.stability[0]) == rf.Stability[label.upper()]
+    assert int(res.stability[0]) == rf.dynamics.Stability[label.upper()]
     ref = np.linalg.eigvals(A)
     np.testing.assert_allclose(np.sort_complex(res.eigenvalues[0]), np.sort_complex(ref), atol=1e-12)
 
@@ -252,23 +252,27 @@ def test_no_fixed_point_is_reported_unconverged():
 def test_classifier_labels_known_linearisations(matrix, label):
     mult = np.linalg.eigvals(matrix)  # float64 numpy: the multipliers in closed form
     code = rf.dynamics.classify_stability(jnp.asarray(mult), marginal_tol=1e-8)
-    assert rf.Stability(int(code)).label == label
-    assert int(rf.dynamics.classify_stability(mult, np.False_, marginal_tol=1e-8)) == rf.Stability.UNCONVERGED
+    assert rf.dynamics.Stability(int(code)).label == label
+    assert int(rf.dynamics.classify_stability(mult, np.False_, marginal_tol=1e-8)) == rf.dynamics.Stability.UNCONVERGED
 
 
 def test_classifier_band_neutral_mask_and_batches():
     classify = rf.dynamics.classify_stability
     near = np.array([[1 + 1e-9, 0.5], [1 - 1e-9, 0.5]])
-    np.testing.assert_array_equal(classify(near, marginal_tol=1e-6), [rf.Stability.MARGINAL] * 2)
-    np.testing.assert_array_equal(classify(near, marginal_tol=1e-12), [rf.Stability.SADDLE, rf.Stability.ATTRACTOR])
+    np.testing.assert_array_equal(classify(near, marginal_tol=1e-6), [rf.dynamics.Stability.MARGINAL] * 2)
+    np.testing.assert_array_equal(
+        classify(near, marginal_tol=1e-12), [rf.dynamics.Stability.SADDLE, rf.dynamics.Stability.ATTRACTOR]
+    )
     # a continuum of fixed points: the multiplier 1 along it left out, the point attracts transversally
     along = np.array([[True, False]])
-    assert int(classify(np.array([[1.0, 0.5]]), marginal_tol=1e-8, neutral=along)[0]) == rf.Stability.ATTRACTOR
-    assert int(classify(np.array([[1.0, 1.5]]), marginal_tol=1e-8, neutral=along)[0]) == rf.Stability.REPELLER
+    assert int(classify(np.array([[1.0, 0.5]]), marginal_tol=1e-8, neutral=along)[0]) == rf.dynamics.Stability.ATTRACTOR
+    assert int(classify(np.array([[1.0, 1.5]]), marginal_tol=1e-8, neutral=along)[0]) == rf.dynamics.Stability.REPELLER
     batch = np.stack([np.linalg.eigvals(np.diag(d)) for d in ([0.1, 0.2], [3.0, 0.2], [3.0, 4.0])]).reshape(3, 1, 2)
     codes = jax.jit(lambda m: classify(m, marginal_tol=1e-8))(jnp.asarray(batch))
     assert codes.shape == (3, 1) and codes.dtype == jnp.int32
-    np.testing.assert_array_equal(codes[:, 0], [rf.Stability.ATTRACTOR, rf.Stability.SADDLE, rf.Stability.REPELLER])
+    np.testing.assert_array_equal(
+        codes[:, 0], [rf.dynamics.Stability.ATTRACTOR, rf.dynamics.Stability.SADDLE, rf.dynamics.Stability.REPELLER]
+    )
 
 
 def cubic(x):

@@ -40,15 +40,15 @@ def test_search_attractors_are_enumerated_fixed_points(seed):
         i = i[0]
         np.testing.assert_allclose(found.points[j], ref.points[i], atol=1e-10)
         np.testing.assert_allclose(found.multipliers[j], ref.multipliers[i], atol=1e-10)
-        if found.stability[j] == rf.Stability.ATTRACTOR:
+        if found.stability[j] == rf.dynamics.Stability.ATTRACTOR:
             assert ref.attracting[i] and ref.classified_by[i] == "linear"
             assert found.saturation_margin[j] > 0
         else:
-            assert found.stability[j] == rf.Stability.MARGINAL and ref.classified_by[i] == "perturbation"
+            assert found.stability[j] == rf.dynamics.Stability.MARGINAL and ref.classified_by[i] == "perturbation"
         assert found.num_low[j] + found.num_high[j] + found.num_free[j] == 6
     # seed 1 reaches attractors with free components (a non-trivial solve)
     if seed == 1:
-        assert (found.num_free > 0).sum() == 2 and (found.stability == rf.Stability.ATTRACTOR).all()
+        assert (found.num_free > 0).sum() == 2 and (found.stability == rf.dynamics.Stability.ATTRACTOR).all()
 
 
 def test_unheld_pattern_is_reported_as_not_attracting():
@@ -62,7 +62,7 @@ def test_unheld_pattern_is_reported_as_not_attracting():
     found = search_residual_fixed_points(trunk, jnp.asarray(np.where(r > 0.5, 50.0, -50.0)[None]))
     np.testing.assert_array_equal(found.points[0], r)
     assert found.num_free[0] == 0 and found.saturation_margin[0] < 0
-    assert found.stability[0] in (rf.Stability.SADDLE, rf.Stability.REPELLER)
+    assert found.stability[0] in (rf.dynamics.Stability.SADDLE, rf.dynamics.Stability.REPELLER)
     expected = np.exp((1 - 2 * r) * (W @ r))
     np.testing.assert_allclose(found.multipliers[0].real, expected, rtol=1e-12)
     np.testing.assert_allclose(found.saturation_margin[0], -np.log(expected).max(), rtol=1e-12)

@@ -62,17 +62,17 @@ def test_untied_coefficients_use_the_next_layer():
 
 def test_pair_classes_by_hand():
     W = np.array([[0.5, 1.0, -1.0, -0.7], [2.0, -0.1, -3.0, 1.0], [-0.5, -1.0, 0.2, 0.3], [1e-3, -2.0, 0.4, 1.0]])
-    got = np.asarray(rf.pair_classes(W))
-    P = rf.PairClass
+    got = np.asarray(rf.analysis.pair_classes(W))
+    P = rf.analysis.PairClass
     S, N, M, C, E = P.SELF, P.NEUTRAL, P.MUTUALISM, P.COMPETITION, P.EXPLOITATION
     want = np.array([[S, M, C, E], [M, S, C, E], [C, C, S, M], [E, E, M, S]])
     np.testing.assert_array_equal(got, want)
-    got_tol = np.asarray(rf.pair_classes(W, atol=0.01))
+    got_tol = np.asarray(rf.analysis.pair_classes(W, atol=0.01))
     assert got_tol[0, 3] == N and got_tol[3, 0] == N and got_tol[1, 2] == C
-    stack = np.asarray(rf.pair_classes(np.stack([W, -W])))
+    stack = np.asarray(rf.analysis.pair_classes(np.stack([W, -W])))
     assert stack.shape == (2, 4, 4) and stack[1, 0, 1] == C and stack[1, 0, 3] == E
-    assert rf.PairClass(M).label == "mutualism"
-    assert [c.label for c in rf.PairClass] == ["self", "neutral", "mutualism", "competition", "exploitation"]
+    assert rf.analysis.PairClass(M).label == "mutualism"
+    assert [c.label for c in rf.analysis.PairClass] == ["self", "neutral", "mutualism", "competition", "exploitation"]
 
 
 def test_summary_per_class():
@@ -106,7 +106,7 @@ def test_bad_inputs():
     with pytest.raises(ValueError, match="layers"):
         rf.interaction_coefficients(untied, r)
     with pytest.raises(ValueError, match="n, n"):
-        rf.pair_classes(np.ones((2, 3)))
+        rf.analysis.pair_classes(np.ones((2, 3)))
     C = rf.interaction_coefficients(params, r)
     with pytest.raises(ValueError, match="labels"):
         rf.interaction_summary(C, jnp.array([0]))
@@ -117,9 +117,9 @@ def test_bad_inputs():
 def test_pair_classes_rejects_non_finite_W():
     W = np.array([[0.0, np.nan], [1.0, 0.0]])
     with pytest.raises(ValueError, match="W must contain only finite"):
-        rf.pair_classes(W)
+        rf.analysis.pair_classes(W)
     with pytest.raises(ValueError, match="W must contain only finite"):
-        rf.pair_classes(np.stack([np.eye(2), np.full((2, 2), np.inf)]))
+        rf.analysis.pair_classes(np.stack([np.eye(2), np.full((2, 2), np.inf)]))
 
 
 def test_saturated_residuals_accepted_with_vanishing_coefficients():
@@ -147,7 +147,7 @@ def test_logistic_only_and_label_checks():
         rf.interaction_summary(C, jnp.array([0, 1]), num_classes=1)
     with pytest.raises(ValueError, match="coefficients must contain only finite"):
         rf.interaction_summary(C.at[0, 0, 0, 1].set(jnp.inf), jnp.array([0, 1]))
-    assert rf.PairClass.SELF == -1 and rf.PairClass(0).label == "neutral"
+    assert rf.analysis.PairClass.SELF == -1 and rf.analysis.PairClass(0).label == "neutral"
 
 
 def test_summary_jits_with_num_classes_and_marks_empty_classes():

@@ -62,8 +62,8 @@ def test_state_products_equal_dense(model, dtype):
     Q = jax.random.normal(jax.random.key(3), (3, 4, 2), dtype)
     tol = 1e-5 if dtype == jnp.float32 else 1e-13
     for t in (0, 4):
-        JQ = rf.state_jacobian_product(trunk.layer(t), a[t], Q)
-        JtQ = rf.state_jacobian_product(trunk.layer(t), a[t], Q, transpose=True)
+        JQ = rf.analysis.state_jacobian_product(trunk.layer(t), a[t], Q)
+        JtQ = rf.analysis.state_jacobian_product(trunk.layer(t), a[t], Q, transpose=True)
         assert JQ.dtype == dtype
         np.testing.assert_allclose(JQ, J[t] @ Q, rtol=tol, atol=tol)
         np.testing.assert_allclose(JtQ, jnp.swapaxes(J[t], -1, -2) @ Q, rtol=tol, atol=tol)
@@ -75,9 +75,11 @@ def test_residual_products_equal_dense():
     Jr = rf.residual_jacobians(trunk, r)
     Q = jax.random.normal(jax.random.key(4), (3, 4, 3))
     for t in range(3):
-        np.testing.assert_allclose(rf.residual_jacobian_product(trunk, r[t], r[t + 1], Q), Jr[t] @ Q, rtol=1e-13)
         np.testing.assert_allclose(
-            rf.residual_jacobian_product(trunk, r[t], r[t + 1], Q, transpose=True),
+            rf.analysis.residual_jacobian_product(trunk, r[t], r[t + 1], Q), Jr[t] @ Q, rtol=1e-13
+        )
+        np.testing.assert_allclose(
+            rf.analysis.residual_jacobian_product(trunk, r[t], r[t + 1], Q, transpose=True),
             jnp.swapaxes(Jr[t], -1, -2) @ Q,
             rtol=1e-13,
         )
@@ -104,27 +106,27 @@ def test_bad_inputs():
     with pytest.raises(ValueError, match="at least 2"):
         rf.residual_jacobians(trunk, r[:1])
     with pytest.raises(ValueError, match="Q must have shape"):
-        rf.state_jacobian_product(trunk, r[0], jnp.ones((3, 2, 2)))
+        rf.analysis.state_jacobian_product(trunk, r[0], jnp.ones((3, 2, 2)))
     with pytest.raises(TypeError, match="Q has dtype float32"):
-        rf.state_jacobian_product(trunk, r[0], Q.astype(jnp.float32))
+        rf.analysis.state_jacobian_product(trunk, r[0], Q.astype(jnp.float32))
     with pytest.raises(ValueError, match="Q .*finite"):
-        rf.state_jacobian_product(trunk, r[0], Q.at[0, 0, 0].set(jnp.nan))
+        rf.analysis.state_jacobian_product(trunk, r[0], Q.at[0, 0, 0].set(jnp.nan))
     with pytest.raises(ValueError, match="a .*finite"):
-        rf.state_jacobian_product(trunk, r[0].at[0, 0].set(jnp.inf), Q)
+        rf.analysis.state_jacobian_product(trunk, r[0].at[0, 0].set(jnp.inf), Q)
     with pytest.raises(ValueError, match=r"trunk.layer\(t\)"):
-        rf.state_jacobian_product(untied, r[0], Q)
+        rf.analysis.state_jacobian_product(untied, r[0], Q)
     with pytest.raises(ValueError, match="same shape"):
-        rf.residual_jacobian_product(trunk, r[0], r[1, :2], Q)
+        rf.analysis.residual_jacobian_product(trunk, r[0], r[1, :2], Q)
     with pytest.raises(ValueError, match="r_next must lie strictly inside"):
-        rf.residual_jacobian_product(trunk, r[0], r[1].at[0, 0].set(0.0), Q)
+        rf.analysis.residual_jacobian_product(trunk, r[0], r[1].at[0, 0].set(0.0), Q)
     with pytest.raises(ValueError, match="Q .*finite"):
-        rf.residual_jacobian_product(trunk, r[0], r[1], Q.at[0, 0, 0].set(jnp.inf))
+        rf.analysis.residual_jacobian_product(trunk, r[0], r[1], Q.at[0, 0, 0].set(jnp.inf))
     # the residual-map formulas are logistic-resnet-only: a tanh or MLP trunk is refused by name
     tanh = rf.Trunk(trunk.W, trunk.b, activation="tanh")
     with pytest.raises(ValueError, match="activation 'sigmoid'"):
         rf.residual_jacobians(tanh, r)
     with pytest.raises(ValueError, match="activation 'sigmoid'"):
-        rf.residual_jacobian_product(rf.Trunk(trunk.W, trunk.b, model="mlp"), r[0], r[1], Q)
+        rf.analysis.residual_jacobian_product(rf.Trunk(trunk.W, trunk.b, model="mlp"), r[0], r[1], Q)
 
 
 def _np_qr_lyapunov(J, q0):
@@ -192,8 +194,8 @@ def test_one_value_read_per_call(monkeypatch):
     calls = {
         "state_jacobians": lambda t, x, r, Q: rf.state_jacobians(t, x),
         "residual_jacobians": lambda t, x, r, Q: rf.residual_jacobians(t, r),
-        "state_jacobian_product": lambda t, x, r, Q: rf.state_jacobian_product(t, x[0], Q),
-        "residual_jacobian_product": lambda t, x, r, Q: rf.residual_jacobian_product(t, r[0], r[1], Q),
+        "state_jacobian_product": lambda t, x, r, Q: rf.analysis.state_jacobian_product(t, x[0], Q),
+        "residual_jacobian_product": lambda t, x, r, Q: rf.analysis.residual_jacobian_product(t, r[0], r[1], Q),
         "network_lyapunov_spectrum": lambda t, x, r, Q: rf.network_lyapunov_spectrum(t, x[0], depth=3).exponents,
     }
     for name, f in calls.items():

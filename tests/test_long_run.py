@@ -122,7 +122,7 @@ def test_stable_corner_is_a_class_independent_attractor():
     assert reg.label == "attractor" and reg.class_independent
     assert reg.converged_fraction == 1.0 and reg.num_end_states == 1 and reg.dominant_fraction == 1.0
     assert reg.class_spread < 1e-12
-    corner = rf.fixed_point_pattern(trunk, [0, 1])
+    corner = rf.analysis.fixed_point_pattern(trunk, [0, 1])
     assert corner.attracting[0]
     np.testing.assert_allclose(reg.steady.dominant, corner.points[0], atol=1e-12)
 

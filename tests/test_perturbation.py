@@ -60,7 +60,7 @@ def setup(key, n=4, depth=6, shared=True, batch=3, draws=2, dtype=jnp.float64, *
 def test_jvp_growth_matches_explicit_matrix_products(key, model, activation, shared):
     depth, h = 6, 0.7
     p, x0, d = setup(key, depth=depth, shared=shared, model=model, activation=activation, h=h)
-    g = rf.linear_growth(p, x0, directions=d, depth=depth)
+    g = rf.analysis.linear_growth(p, x0, directions=d, depth=depth)
     ref = np_linear_growth(p.W, p.b, x0, d, depth, model=model, activation=activation, h=h)
     assert g.shape == (depth + 1, 2, 3)
     np.testing.assert_allclose(np.asarray(g), ref, rtol=1e-11, atol=1e-300)
@@ -68,7 +68,7 @@ def test_jvp_growth_matches_explicit_matrix_products(key, model, activation, sha
 
 def test_float32_growth_close_to_float64_reference(key):
     p, x0, d = setup(key, dtype=jnp.float32)
-    g = rf.linear_growth(p, x0, directions=d, depth=6)
+    g = rf.analysis.linear_growth(p, x0, directions=d, depth=6)
     assert g.dtype == jnp.float32
     ref = np_linear_growth(p.W, p.b, x0, d, 6, model="resnet", activation="sigmoid", h=1.0)
     np.testing.assert_allclose(np.asarray(g), ref, rtol=1e-5)
@@ -83,15 +83,15 @@ def test_nonlinear_growth_tends_to_linear_for_tiny_sigma(key, model):
     # Truncation error O(sigma), cancellation error O(eps / sigma) on ~1e-5 MLP growths.
     np.testing.assert_allclose(np.asarray(res.nonlinear), ref, rtol=1e-5, atol=1e-9)
     # A finite sigma is genuinely nonlinear: the difference shrinks linearly with sigma.
-    e1 = np.abs(np.asarray(rf.nonlinear_growth(p, x0, directions=d, sigma=1e-2, depth=8)) - ref).max()
-    e2 = np.abs(np.asarray(rf.nonlinear_growth(p, x0, directions=d, sigma=1e-3, depth=8)) - ref).max()
+    e1 = np.abs(np.asarray(rf.analysis.nonlinear_growth(p, x0, directions=d, sigma=1e-2, depth=8)) - ref).max()
+    e2 = np.abs(np.asarray(rf.analysis.nonlinear_growth(p, x0, directions=d, sigma=1e-3, depth=8)) - ref).max()
     assert 5 < e1 / e2 < 20
 
 
 def test_nonlinear_growth_matches_numpy_difference_of_trajectories(key):
     p, x0, d = setup(key, shared=False, model="mlp", activation="tanh", h=0.5)
     sigma = 0.3
-    g = rf.nonlinear_growth(p, x0, directions=d, sigma=sigma, depth=6)
+    g = rf.analysis.nonlinear_growth(p, x0, directions=d, sigma=sigma, depth=6)
     clean = np_trajectory(p.W, p.b, x0, 6, model="mlp", activation="tanh")
     ref = np.stack(
         [
@@ -124,37 +124,39 @@ def test_closed_form_growth_of_scaled_identity(key, c):
     W, b = c * jnp.eye(n), jnp.zeros(n)
     x0 = jnp.zeros((2, n))
     t = np.arange(depth + 1)[:, None, None]
-    g = rf.linear_growth(rf.Trunk(W, b, model="mlp", activation="tanh"), x0, key=key, num_draws=4, depth=depth)
+    g = rf.analysis.linear_growth(rf.Trunk(W, b, model="mlp", activation="tanh"), x0, key=key, num_draws=4, depth=depth)
     np.testing.assert_allclose(np.asarray(g), np.broadcast_to(c**t, g.shape), rtol=1e-13)
-    g = rf.linear_growth(rf.Trunk(W, b, h, activation="tanh"), x0, key=key, num_draws=4, depth=depth)
+    g = rf.analysis.linear_growth(rf.Trunk(W, b, h, activation="tanh"), x0, key=key, num_draws=4, depth=depth)
     np.testing.assert_allclose(np.asarray(g), np.broadcast_to((1 + h * c) ** t, g.shape), rtol=1e-13)
     # relu on positive states is linear: nonlinear growth is exactly c^t / (1 + h c)^t too.
     x0 = jnp.full((2, n), 5.0)
     d = jnp.abs(jax.random.normal(key, (3, 2, n)))
     for model, rate in [("mlp", c), ("resnet", 1 + h * c)]:
         p = rf.Trunk(W, b, h, model=model, activation="relu")
-        g = rf.nonlinear_growth(p, x0, directions=d, sigma=0.1, depth=depth)
+        g = rf.analysis.nonlinear_growth(p, x0, directions=d, sigma=0.1, depth=depth)
         np.testing.assert_allclose(np.asarray(g), np.broadcast_to(rate**t, g.shape), rtol=1e-12)
 
 
 def test_random_directions_reproducible_and_prefix_stable(key):
     x0 = jnp.zeros((5, 3))
-    a = rf.random_directions(key, x0, 4)
-    b = rf.random_directions(key, x0, 4)
+    a = rf.analysis.random_directions(key, x0, 4)
+    b = rf.analysis.random_directions(key, x0, 4)
     assert a.shape == (4, 5, 3)
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     p = rf.Trunk.init(key, 3, w_std=2.0)
-    g1 = rf.linear_growth(p, x0, key=key, num_draws=4, depth=3)
-    g2 = rf.linear_growth(p, x0, directions=a, depth=3)
+    g1 = rf.analysis.linear_growth(p, x0, key=key, num_draws=4, depth=3)
+    g2 = rf.analysis.linear_growth(p, x0, directions=a, depth=3)
     np.testing.assert_array_equal(np.asarray(g1), np.asarray(g2))
     # A raw uint32 key works; anything else is refused by name, not deep inside jax.random.
-    raw = rf.random_directions(jax.random.PRNGKey(0), x0, 2)
-    np.testing.assert_array_equal(np.asarray(raw), np.asarray(rf.random_directions(jax.random.PRNGKey(0), x0, 2)))
+    raw = rf.analysis.random_directions(jax.random.PRNGKey(0), x0, 2)
+    np.testing.assert_array_equal(
+        np.asarray(raw), np.asarray(rf.analysis.random_directions(jax.random.PRNGKey(0), x0, 2))
+    )
     for bad in (0, np.zeros(2, np.int32), jax.random.split(key, 2), jnp.zeros(3, jnp.uint32)):
         with pytest.raises(TypeError, match="key must be a single jax.random key"):
-            rf.random_directions(bad, x0, 2)
+            rf.analysis.random_directions(bad, x0, 2)
     with pytest.raises(TypeError, match="key"):
-        rf.linear_growth(p, x0, key=0, depth=3)
+        rf.analysis.linear_growth(p, x0, key=0, depth=3)
 
 
 @pytest.mark.parametrize("model", ["resnet", "mlp"])
@@ -183,13 +185,13 @@ def test_injection_response_matches_numpy_reference(key, model, shared):
 def test_bad_input_rejected(key):
     p, x0, d = setup(key)
     with pytest.raises(ValueError, match="directions must have shape"):
-        rf.linear_growth(p, x0, directions=d[:, :2], depth=3)
+        rf.analysis.linear_growth(p, x0, directions=d[:, :2], depth=3)
     with pytest.raises(ValueError, match="non-zero"):
-        rf.linear_growth(p, x0, directions=jnp.zeros_like(d), depth=3)
+        rf.analysis.linear_growth(p, x0, directions=jnp.zeros_like(d), depth=3)
     with pytest.raises(ValueError, match="key"):
-        rf.linear_growth(p, x0, depth=3)
+        rf.analysis.linear_growth(p, x0, depth=3)
     with pytest.raises(ValueError, match="sigma"):
-        rf.nonlinear_growth(p, x0, directions=d, sigma=0.0, depth=3)
+        rf.analysis.nonlinear_growth(p, x0, directions=d, sigma=0.0, depth=3)
     with pytest.raises(ValueError, match="finite"):
         rf.injection_response(p, x0, directions=d.at[0, 0, 0].set(jnp.nan), depth=3)
     with pytest.raises(ValueError, match="x0 must have trailing dimension"):
@@ -197,13 +199,13 @@ def test_bad_input_rejected(key):
     with pytest.raises(ValueError, match="depth"):
         rf.perturbation_growth(p, x0, key=key)
     with pytest.raises(ValueError, match="finite"):
-        rf.linear_growth(p, x0.at[0, 0].set(jnp.inf), directions=d, depth=3)
+        rf.analysis.linear_growth(p, x0.at[0, 0].set(jnp.inf), directions=d, depth=3)
     with pytest.raises(TypeError, match="dtype"):
-        rf.linear_growth(p, x0.astype(jnp.float32), key=key, depth=3)
+        rf.analysis.linear_growth(p, x0.astype(jnp.float32), key=key, depth=3)
     with pytest.raises(TypeError, match="Trunk"):
-        rf.linear_growth((p.W, p.b), x0, key=key, depth=3)
+        rf.analysis.linear_growth((p.W, p.b), x0, key=key, depth=3)
     with pytest.raises(TypeError, match="model"):
-        rf.linear_growth(p, x0, directions=d, depth=3, model="mlp")
+        rf.analysis.linear_growth(p, x0, directions=d, depth=3, model="mlp")
 
 
 def test_one_value_read_per_call(key, monkeypatch):

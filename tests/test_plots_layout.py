@@ -236,7 +236,7 @@ def _steady(n=64, K=10, B=40):
 
 
 def _long_run(T=150, n=4, K=3):
-    return rf.LongRun(
+    return rf.analysis.LongRun(
         RNG.uniform(size=(T, n)), RNG.uniform(0, 0.2, T), RNG.uniform(size=(T, K, n)),
         np.r_[np.nan, np.geomspace(1, 1e-9, T - 1)], np.r_[np.nan, np.geomspace(0.1, 1e-10, T - 1)],
         np.full(K, 4), np.zeros((12, n)), np.zeros((12, n)),
@@ -262,7 +262,7 @@ def _spectra():
 
 def _growth(T=15):
     lin = np.exp(np.linspace(0, 1, T + 1))[:, None, None] * RNG.uniform(0.8, 1.2, (T + 1, 3, 8))
-    return rf.PerturbationGrowth(lin, lin * (1 + 1e-4))  # nonlinear ≈ linearised: same pixels
+    return rf.analysis.PerturbationGrowth(lin, lin * (1 + 1e-4))  # nonlinear ≈ linearised: same pixels
 
 
 def _two_unit_run():
@@ -288,11 +288,13 @@ def _history():
 
 def _noise(levels=(0.0, 0.5, 1.0)):
     acc = RNG.uniform(0.5, 1, size=(len(levels), 3))
-    return rf.NoiseRobustness(np.asarray(levels), acc, acc.mean(1), acc.std(1))
+    return rf.analysis.NoiseRobustness(np.asarray(levels), acc, acc.mean(1), acc.std(1))
 
 
 def _separability(T=8):
-    return rf.Separability(RNG.uniform(size=T), RNG.uniform(size=T + 1), RNG.uniform(size=T), RNG.uniform(size=T + 1))
+    return rf.analysis.Separability(
+        RNG.uniform(size=T), RNG.uniform(size=T + 1), RNG.uniform(size=T), RNG.uniform(size=T + 1)
+    )
 
 
 def _residuals_by_class():
@@ -338,7 +340,7 @@ FIGURES = {
     "residual_statistics": lambda: plots.plot_residual_statistics(_long_run()),
     "class_residual_norms": lambda: plots.plot_class_residual_norms(_long_run()),
     "transient_accuracy": lambda: plots.plot_transient_accuracy(
-        rf.TransientAccuracy(
+        rf.analysis.TransientAccuracy(
             np.arange(6),
             np.linspace(0.3, 0.96, 6),
             np.linspace(0.5, 0.96, 6),
@@ -361,7 +363,11 @@ FIGURES = {
     "perturbation_growth": lambda: plots.plot_perturbation_growth({"trained trunk": _growth()}),
     "perturbation_two": lambda: plots.plot_perturbation_growth({"ResNet": _growth(), "MLP": np.ones((16, 4))}),
     "injection": lambda: plots.plot_injection_response(
-        {"ResNet": rf.InjectionResponse(np.arange(6), np.ones((6, 4)) * 2, np.ones((6, 4)) * 2.5, np.ones((6, 4)))}
+        {
+            "ResNet": rf.analysis.InjectionResponse(
+                np.arange(6), np.ones((6, 4)) * 2, np.ones((6, 4)) * 2.5, np.ones((6, 4))
+            )
+        }
     ),
     "separability": lambda: plots.plot_separability(_separability()),
     "noise_robustness": lambda: plots.plot_noise_robustness({"ResNet": _noise(), "MLP": _noise()}, chance=0.1),

@@ -47,7 +47,7 @@ def test_class_residual_norms(run, tmp_path):
 def test_transient_accuracy(tmp_path, with_steady):
     acc = np.array([0.3, 0.6, 0.9, 0.95, 0.96])
     steady = np.array([0.5, 0.7, 0.92, 0.95, 0.96]) if with_steady else np.full(5, np.nan)
-    res = rf.TransientAccuracy(
+    res = rf.analysis.TransientAccuracy(
         np.arange(5), acc, steady, np.float64(0.96), np.int64(3), np.int64(3 if with_steady else -1)
     )
     fig = plot_transient_accuracy(res, save=tmp_path / "t.png")

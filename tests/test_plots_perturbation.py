@@ -11,7 +11,7 @@ RNG = np.random.default_rng(0)
 
 
 def growth(T=5, draws=3, batch=4):
-    return rf.PerturbationGrowth(
+    return rf.analysis.PerturbationGrowth(
         np.exp(RNG.normal(size=(T + 1, draws, batch))), RNG.uniform(0.5, 2, (T + 1, draws, batch))
     )
 
@@ -33,7 +33,7 @@ def test_growth_figure(tmp_path):
 
 def test_injection_figure(tmp_path):
     lin = RNG.uniform(1, 3, (6, 2, 4))
-    r = rf.InjectionResponse(np.arange(6), lin, 1.1 * lin, 0.01 * lin)
+    r = rf.analysis.InjectionResponse(np.arange(6), lin, 1.1 * lin, 0.01 * lin)
     fig = pp.plot_injection_response({"ResNet": r}, save=tmp_path / "i.png")
     ax = fig.axes[0]
     assert len(ax.lines) == 3
@@ -45,7 +45,7 @@ def test_injection_figure(tmp_path):
 
 
 def test_separability_and_noise_figures(tmp_path):
-    sep = rf.Separability(
+    sep = rf.analysis.Separability(
         RNG.uniform(size=5), RNG.uniform(size=6), RNG.uniform(size=5), np.r_[0.0, RNG.uniform(size=5)]
     )
     fig = pp.plot_separability({"a": sep, "b": sep}, save=tmp_path / "s.png")
@@ -55,7 +55,7 @@ def test_separability_and_noise_figures(tmp_path):
     assert np.isnan(fig.axes[1].lines[1].get_ydata()[0])
     assert len(fig.legends) == 1 and not legends_on_data(fig)
     acc = RNG.uniform(size=(3, 2))
-    nr = rf.NoiseRobustness(np.array([0.0, 0.5, 1.0]), acc, acc.mean(1), acc.std(1))
+    nr = rf.analysis.NoiseRobustness(np.array([0.0, 0.5, 1.0]), acc, acc.mean(1), acc.std(1))
     fig = pp.plot_noise_robustness({"x": nr}, chance=0.5, save=tmp_path / "n.png")
     ax = fig.axes[0]
     assert len(ax.lines) == 2

@@ -69,18 +69,18 @@ def test_saturated_float32_recurrence_warns_and_preactivation_form_is_accurate()
     t, x0 = net(11, 8, jnp.float32, w_std=4.0, b_std=2.0)
     traj = rf.trajectory(t, x0, depth=15)
     r = rf.residuals(t, traj)
-    with pytest.warns(rf.ConditioningWarning, match="preactivation_recurrence"):
+    with pytest.warns(rf.trunk.ConditioningWarning, match="preactivation_recurrence"):
         rr = rf.residual_recurrence(t, r[0], depth=15)
     assert np.abs(np.asarray(rr) - np.asarray(r)).max() > 1e-2  # why it warns: the error is real
     # The pre-activation form from a_0 = W x_0 + b takes no logit: float32 within 2e-5 of float64.
     ref_traj = np_trajectory(t.W, t.b, x0, 15)
     ref_r = np_act("sigmoid", ref_traj[:-1] @ np.asarray(t.W, np.float64).T + np.asarray(t.b, np.float64))
-    a = rf.preactivation_recurrence(t, rf.preactivations(t, traj)[0], depth=15)
+    a = rf.trunk.preactivation_recurrence(t, rf.preactivations(t, traj)[0], depth=15)
     assert a.dtype == jnp.float32
     np.testing.assert_allclose(np.asarray(jax.nn.sigmoid(a), np.float64), ref_r, rtol=0, atol=2e-5)
     # Under jit nothing is read back, so nothing warns.
     with warnings.catch_warnings():
-        warnings.simplefilter("error", rf.ConditioningWarning)
+        warnings.simplefilter("error", rf.trunk.ConditioningWarning)
         jax.jit(lambda r0: rf.residual_recurrence(t, r0, depth=15))(r[0])
 
 
@@ -88,7 +88,7 @@ def test_benign_float64_recurrence_does_not_warn():
     t, x0 = net(2, 8, jnp.float64, w_std=1.0)
     r = rf.residuals(t, rf.trajectory(t, x0, depth=15))
     with warnings.catch_warnings():
-        warnings.simplefilter("error", rf.ConditioningWarning)
+        warnings.simplefilter("error", rf.trunk.ConditioningWarning)
         rr = rf.residual_recurrence(t, r[0], depth=15)
     np.testing.assert_allclose(np.asarray(rr), np.asarray(r), rtol=1e-12, atol=1e-14)
 
@@ -110,7 +110,7 @@ def test_preactivation_recurrence_any_activation(activation):
     a = rf.preactivations(t, traj)
     ref = np_trajectory(t.W, t.b, x0, 10, activation=activation, h=0.5)[:-1] @ np.asarray(t.W).T + np.asarray(t.b)
     np.testing.assert_allclose(np.asarray(a), ref, rtol=1e-12, atol=1e-12)
-    aa = rf.preactivation_recurrence(t, a[0], depth=10)
+    aa = rf.trunk.preactivation_recurrence(t, a[0], depth=10)
     np.testing.assert_allclose(np.asarray(aa), ref, rtol=1e-11, atol=1e-11)
     np.testing.assert_allclose(np.asarray(rf.residuals(t, traj)), np_act(activation, ref), rtol=1e-12, atol=1e-12)
 
@@ -135,14 +135,14 @@ def test_saturated_residuals_are_rejected_not_clipped():
     with pytest.raises(ValueError, match=r"r0 must lie strictly inside \(0, 1\)"):
         rf.residual_recurrence(t, r_sat.astype(jnp.float64), depth=3)
     with pytest.raises(ValueError, match=r"strictly inside"):
-        rf.logit(jnp.array([0.0, 0.5]))
+        rf.trunk.logit(jnp.array([0.0, 0.5]))
     with pytest.raises(ValueError, match=r"strictly inside"):
-        rf.logit(jnp.array([1.5]))
+        rf.trunk.logit(jnp.array([1.5]))
     with pytest.raises(ValueError, match=r"finite"):
-        rf.logit(jnp.array([jnp.nan]))
-    np.testing.assert_allclose(rf.logit(jnp.array([0.25])), np.log(1 / 3), rtol=1e-14)
+        rf.trunk.logit(jnp.array([jnp.nan]))
+    np.testing.assert_allclose(rf.trunk.logit(jnp.array([0.25])), np.log(1 / 3), rtol=1e-14)
     # The documented way around: step in pre-activation space from a_0, which stays exact.
-    a = rf.preactivation_recurrence(t, jnp.array([20.0, 0.0, -3.0]), depth=4)
+    a = rf.trunk.preactivation_recurrence(t, jnp.array([20.0, 0.0, -3.0]), depth=4)
     assert np.all(np.isfinite(np.asarray(a)))
 
 
@@ -153,11 +153,11 @@ def test_recurrence_bad_inputs():
     with pytest.raises(ValueError, match="shared weights"):
         rf.residual_recurrence(untied, r0, depth=3)
     with pytest.raises(ValueError, match="shared weights"):
-        rf.preactivation_recurrence(untied, r0, depth=3)
+        rf.trunk.preactivation_recurrence(untied, r0, depth=3)
     with pytest.raises(ValueError, match="activation 'sigmoid'"):
         rf.residual_recurrence(rf.Trunk(t.W, t.b, activation="tanh"), r0, depth=3)
     with pytest.raises(ValueError, match="resnet"):
-        rf.preactivation_recurrence(rf.Trunk(t.W, t.b, model="mlp"), r0, depth=3)
+        rf.trunk.preactivation_recurrence(rf.Trunk(t.W, t.b, model="mlp"), r0, depth=3)
     with pytest.raises(ValueError, match="r0 must have trailing dimension 3"):
         rf.residual_recurrence(t, jnp.full((4,), 0.5), depth=3)
     with pytest.raises(TypeError, match="r0 has dtype float32"):
@@ -167,7 +167,7 @@ def test_recurrence_bad_inputs():
     with pytest.raises(ValueError, match="r0 .*finite"):
         rf.residual_recurrence(t, jnp.array([0.5, jnp.nan, 0.5]), depth=3)
     with pytest.raises(ValueError, match="a0 .*finite"):
-        rf.preactivation_recurrence(t, jnp.array([0.5, jnp.inf, 0.5]), depth=3)
+        rf.trunk.preactivation_recurrence(t, jnp.array([0.5, jnp.inf, 0.5]), depth=3)
     with pytest.raises(TypeError, match="resflow.Trunk"):
         rf.residual_recurrence((t.W, t.b), r0, depth=3)
     with pytest.raises(ValueError, match="trajectory must hold at least 2"):
@@ -213,8 +213,8 @@ def test_one_value_read_per_call(monkeypatch):
     calls = {
         "preactivations": lambda x, r: rf.preactivations(t, x),
         "residuals": lambda x, r: rf.residuals(t, x),
-        "logit": lambda x, r: rf.logit(r),
-        "preactivation_recurrence": lambda x, r: rf.preactivation_recurrence(t, x[0], depth=3),
+        "logit": lambda x, r: rf.trunk.logit(r),
+        "preactivation_recurrence": lambda x, r: rf.trunk.preactivation_recurrence(t, x[0], depth=3),
         "residual_recurrence": lambda x, r: rf.residual_recurrence(t, r[0], depth=3),
         "running_integral": lambda x, r: rf.running_integral(t, r, x0=x[0]),
         "reconstruct_output": lambda x, r: rf.reconstruct_output(t, x[0], r),

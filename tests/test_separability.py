@@ -83,24 +83,24 @@ def test_fisher_closed_form_two_classes():
     # between = 2*4 + 2*4 = 16, within = 4*1 = 4  ->  F = 4.
     x = jnp.array([[[0.0, 0.0], [2.0, 0.0], [0.0, 4.0], [2.0, 4.0]]])
     y = jnp.array([0, 0, 1, 1])
-    np.testing.assert_allclose(np.asarray(rf.fisher_ratio(x, y)), [4.0], rtol=1e-14)
+    np.testing.assert_allclose(np.asarray(rf.analysis.fisher_ratio(x, y)), [4.0], rtol=1e-14)
     # Scaling the separation by a multiplies F by a^2; swapping labels within a class does nothing.
     x2 = x.at[..., 1].multiply(3.0)
-    np.testing.assert_allclose(np.asarray(rf.fisher_ratio(x2, y)), [36.0], rtol=1e-14)
+    np.testing.assert_allclose(np.asarray(rf.analysis.fisher_ratio(x2, y)), [36.0], rtol=1e-14)
 
 
 def test_fisher_matches_numpy_and_vanishes_for_identical_classes(key):
     x, y = data(key)
     ref = [np_fisher(np.asarray(x[t]), np.asarray(y)) for t in range(3)]
-    np.testing.assert_allclose(np.asarray(rf.fisher_ratio(x, y)), ref, rtol=1e-12)
+    np.testing.assert_allclose(np.asarray(rf.analysis.fisher_ratio(x, y)), ref, rtol=1e-12)
     # Labels independent of the features: F ~ (C - 1) / N, close to 0.
     z = jax.random.normal(key, (1, 4000, 3))
     y = jnp.arange(4000) % 2
-    assert float(rf.fisher_ratio(z, y)[0]) < 5e-3
+    assert float(rf.analysis.fisher_ratio(z, y)[0]) < 5e-3
     # Exactly equal class means: F = 0 exactly, also for constant (saturated) features.
     sym = jnp.array([[[1.0], [-1.0], [1.0], [-1.0]]])
-    assert float(rf.fisher_ratio(sym, jnp.array([0, 0, 1, 1]))[0]) == 0.0
-    assert float(rf.fisher_ratio(jnp.ones((1, 4, 2)), jnp.array([0, 0, 1, 1]))[0]) == 0.0
+    assert float(rf.analysis.fisher_ratio(sym, jnp.array([0, 0, 1, 1]))[0]) == 0.0
+    assert float(rf.analysis.fisher_ratio(jnp.ones((1, 4, 2)), jnp.array([0, 0, 1, 1]))[0]) == 0.0
 
 
 def _np_residuals(trunk, traj):
@@ -157,7 +157,7 @@ def test_bad_input_rejected(key):
     with pytest.raises(ValueError, match=r"labels must have shape \(40,\)"):
         rf.linear_probe(x, y[:-1])
     with pytest.raises(TypeError, match="integer class labels"):
-        rf.fisher_ratio(x, y.astype(float))
+        rf.analysis.fisher_ratio(x, y.astype(float))
     with pytest.raises(ValueError, match="both test_features and test_labels"):
         rf.linear_probe(x, y, test_features=x)
     with pytest.raises(ValueError, match="ridge"):
@@ -165,7 +165,7 @@ def test_bad_input_rejected(key):
     with pytest.raises(ValueError, match="num_classes"):
         rf.linear_probe(x, y, num_classes=2)
     with pytest.raises(ValueError, match="finite"):
-        rf.fisher_ratio(x.at[0, 0, 0].set(jnp.inf), y)
+        rf.analysis.fisher_ratio(x.at[0, 0, 0].set(jnp.inf), y)
     with pytest.raises(ValueError, match="test_features must be"):
         rf.linear_probe(x, y, test_features=x[:, :, :2], test_labels=y)
     p = rf.Trunk.init(key, 5)
@@ -178,4 +178,4 @@ def test_bad_input_rejected(key):
     with pytest.raises(ValueError, match="labels must be >= 0"):
         rf.class_separability(p, x[0], y - 1, depth=2)
     with pytest.raises(ValueError, match="num_classes = 2"):
-        rf.fisher_ratio(x, y, num_classes=2)
+        rf.analysis.fisher_ratio(x, y, num_classes=2)

@@ -22,7 +22,7 @@ def test_trunk_has_slow_points_but_no_fixed_points():
     s0 = 1 / (1 + np.exp(-(np.asarray(starts) @ np.asarray(trunk.W).T + np.asarray(trunk.b))))
     assert np.all(q > 0) and np.all(q < 0.05 * 0.5 * np.sum(s0**2, -1))  # q at the starts (numpy)
     assert not np.any(res.converged)
-    assert res.multipliers.shape == (6, 3) and set(res.labels) <= {s.label for s in rf.Stability}
+    assert res.multipliers.shape == (6, 3) and set(res.labels) <= {s.label for s in rf.dynamics.Stability}
 
 
 def _np_speed_terms(W, b, h, x):

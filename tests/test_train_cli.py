@@ -290,7 +290,7 @@ def test_sigterm_saves_the_last_chunk_exits_one_line_and_locks_out_a_second_writ
         for extra in ([], ["--overwrite"], ["--resume"]):
             err = _exit_2_one_line(capsys, [*argv, "--epochs", "3", *extra])
             assert f"another process (pid {proc.pid}) is writing" in err and str(out) in err
-        with pytest.raises(rf.RunError, match="another process"):
+        with pytest.raises(rf.training.RunError, match="another process"):
             rf.fit(rf.load_dataset("circles"), key=jax.random.key(0), out_dir=out, epochs=1)
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=120)

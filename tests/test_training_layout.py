@@ -46,7 +46,11 @@ def test_one_error_hierarchy_and_one_atomic_writer():
         assert issubclass(cls, errors.InputError) and issubclass(cls, ValueError)
     assert issubclass(errors.OutputError, OSError)
     # Defined once, in resflow._errors; the modules that raise them use those very classes.
-    assert (_data.DataError, _runs.RunError, rf.RunError) == (errors.DataError, errors.RunError, errors.RunError)
+    assert (_data.DataError, _runs.RunError, rf.training.RunError) == (
+        errors.DataError,
+        errors.RunError,
+        errors.RunError,
+    )
     assert (_checkpoint.CheckpointError, _checkpoint.OutputError) == (errors.CheckpointError, errors.OutputError)
     # Only _files replaces files into place.
     replacing = sorted(p.name for p in PACKAGE.glob("*.py") if "os.replace(" in p.read_text())

@@ -59,8 +59,8 @@ print(f"  same W as an MLP: mean spectrum {mlp_mean}")
 # --- interactions ----------------------------------------------------------------------------
 C = rf.interaction_coefficients(trunk, r)
 summ = rf.interaction_summary(C, y, num_classes=2)
-codes = np.asarray(rf.pair_classes(trunk.W))[np.triu_indices(3, 1)]
-for kind in (rf.PairClass.MUTUALISM, rf.PairClass.COMPETITION, rf.PairClass.EXPLOITATION):
+codes = np.asarray(rf.analysis.pair_classes(trunk.W))[np.triu_indices(3, 1)]
+for kind in (rf.analysis.PairClass.MUTUALISM, rf.analysis.PairClass.COMPETITION, rf.analysis.PairClass.EXPLOITATION):
     out[f"pairs_{kind.label}"] = int((codes == kind).sum())
 share = np.asarray(summ.cooperative_share)
 for c in (0, 1):
@@ -89,7 +89,7 @@ for p, pat, lam, mu, att, how in zip(
         f"  {'attracting' if att else 'not attracting'} ({how}) {pat}: r* = {p}, "
         f"flow eigenvalues {lam.real}, multipliers {np.abs(mu)}"
     )
-out["interior_fixed_points"] = len(rf.interior_fixed_points(trunk).points)
+out["interior_fixed_points"] = len(rf.analysis.interior_fixed_points(trunk).points)
 ss = rf.steady_state(trunk, x0, y, depth=1000, num_classes=2)
 converged = np.asarray(ss.converged)
 on_dominant = np.linalg.norm(np.asarray(ss.final) - np.asarray(ss.dominant), axis=-1) <= 1e-3

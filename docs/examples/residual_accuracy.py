@@ -52,7 +52,7 @@ def setting(w_std, b_std):
         r = rf.residuals(trunk, rf.trajectory(trunk, x0, depth=T))
         ref = numpy_residuals(np.asarray(trunk.W, np.float64), np.asarray(trunk.b, np.float64), x0)
         a0 = x0 @ trunk.W.T + trunk.b
-        pre = jax.nn.sigmoid(rf.preactivation_recurrence(trunk, a0, depth=T))
+        pre = jax.nn.sigmoid(rf.trunk.preactivation_recurrence(trunk, a0, depth=T))
         pre_errors.append(float(np.abs(np.asarray(pre, np.float64) - ref).max()))
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
@@ -63,7 +63,7 @@ def setting(w_std, b_std):
                 continue
         err = float(jnp.abs(alone - r).max())
         errors.append(err)
-        flags.append(any(issubclass(w.category, rf.ConditioningWarning) for w in caught))
+        flags.append(any(issubclass(w.category, rf.trunk.ConditioningWarning) for w in caught))
         if flags[-1]:
             warned += 1
         else:

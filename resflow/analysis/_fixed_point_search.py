@@ -188,7 +188,7 @@ def search_residual_fixed_points(
     pattern and r* within `atol` (max norm) are one fixed point. Per point: the pattern counts,
     the saturation margin min_S s_i (W r*)_i (> 0: the saturated components are held), the
     flow eigenvalues and map multipliers (saturated: λ_i = (1 − 2 r_i)(W r*)_i and e^{h λ_i};
-    free: μ of D_F W_FF and 1 + h μ) and their `resflow.Stability` by
+    free: μ of D_F W_FF and 1 + h μ) and their `resflow.dynamics.Stability` by
     `resflow.dynamics.classify_stability` (host-side float64).
 
     Starts with the same pattern and r within `start_atol` (max norm) are solved once (a long
@@ -198,7 +198,7 @@ def search_residual_fixed_points(
 
     - `trunk`: a shared-weight logistic resnet `Trunk` (W, h; b does not enter the residual map).
     - `starts`: pre-activations ``(batch, n)`` in the trunk's dtype, e.g. the last a_t of
-      `resflow.preactivation_recurrence` over 1000 layers, or class means of a; ±inf allowed.
+      `resflow.trunk.preactivation_recurrence` over 1000 layers, or class means of a; ±inf allowed.
     - `saturation`: the |a| threshold of a saturated component (> 0).
     - `tol`: relative residual tolerance (default max(1e-10, 1000 ε) for the dtype's ε).
     - `start_atol`, `atol`: merge radii of starts and of solutions (> 0).

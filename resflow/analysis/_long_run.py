@@ -276,7 +276,7 @@ class Regime(NamedTuple):
     - `class_independent`: attractor network whose class-mean end residuals agree within
       `atol` (the late layers add the same drift h·r* to every class).
     - `converged_fraction`: fraction of inputs with ‖r_{T−1} − r_{T−2}‖_∞ ≤ tol and no escaping
-      unit (`resflow.SteadyState.escaping`: a pre-activation moving back towards 0 by more than
+      unit (`resflow.analysis.SteadyState.escaping`: a pre-activation moving back towards 0 by more than
       tol per layer, hidden behind a saturated σ).
     - `num_end_states`: number of distinct end residuals (greedy clusters of radius `atol`,
       Euclidean, among the first 2048 inputs).
@@ -286,7 +286,7 @@ class Regime(NamedTuple):
       (absolute: residuals of a sigmoid lie in [0, 1]).
     - `class_dependence`: `class_spread` / max(mean ‖class-mean end residual‖, atol): 0 for one
       shared end state, O(1) when classes end in different places.
-    - `steady`: the `resflow.SteadyState` the measures come from.
+    - `steady`: the `resflow.analysis.SteadyState` the measures come from.
     """
 
     label: str

@@ -202,7 +202,7 @@ def ode_lyapunov_spectrum(
       (constant step size; required), at most dt.
     - `return_running`: also return the ``(N, k)`` running estimates after each interval.
 
-    **Returns:** a `resflow.LyapunovResult` (``exponents`` per unit time, ``running`` or None,
+    **Returns:** a `resflow.dynamics.LyapunovResult` (``exponents`` per unit time, ``running`` or None,
     ``final_state`` y(t1)).
 
     **Raises:** `TypeError`/`ValueError` for a non-callable field or one whose output does not

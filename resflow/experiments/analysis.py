@@ -212,7 +212,7 @@ def analyze_run(run: Run, *, what=ANALYSES, out=None, max_samples: int = 512) ->
 
     **Returns:** ``{name: the JSON-able result}``.
 
-    **Raises:** `ValueError` for an unknown analysis name; `resflow.RunError` when the
+    **Raises:** `ValueError` for an unknown analysis name; `resflow.training.RunError` when the
     run's data cannot be reloaded as recorded.
     """
     unknown = [w for w in what if w not in RUNNERS]

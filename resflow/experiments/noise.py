@@ -6,7 +6,7 @@ is matched to the ResNet (depth, init scale, clean accuracy) decides the outcome
 sigmoid MLP with the ResNet's init does not train at all, so its flat noise curve says
 nothing about robustness. Every model is therefore described by a `ModelSpec`, and the table
 records each one's clean accuracy next to its noise curve, with the trunk's linearised
-perturbation growth ||δx_T|| / ||δx_0|| (`resflow.linear_growth`).
+perturbation growth ||δx_T|| / ||δx_0|| (`resflow.analysis.linear_growth`).
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ def plot_fixed_point_search(
     """Per-class leading flow eigenvalues (left) and the fixed points a search reached (right).
 
     Left: one row per class, one dot per flow eigenvalue Re λ of the class-mean spectrum
-    (`resflow.ClassSpectra.flow_eigenvalues`), the zero line dashed; classes
+    (`resflow.analysis.ClassSpectra.flow_eigenvalues`), the zero line dashed; classes
     flagged near a saddle are drawn in red. Right (when `search` is given): per fixed point, the
     pattern counts (#0, #1, #free, stacked bars) and, on a second axis, the largest multiplier
     modulus ρ (diamonds; ρ < 1 attracts), the x labels saying the stability and the number of starts.

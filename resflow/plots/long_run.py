@@ -1,4 +1,4 @@
-"""Figures of a long run (`resflow.LongRun`) and of classification by the integrated transient."""
+"""Figures of a long run (`resflow.analysis.LongRun`) and of classification by the integrated transient."""
 
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ def plot_residual_statistics(run, *, log_x: bool | None = None, title: str | Non
 
     **Arguments:**
 
-    - `run`: a `resflow.LongRun`.
+    - `run`: a `resflow.analysis.LongRun`.
     - `log_x`: logarithmic layer axis (default: when T ≥ 100, e.g. a 1000-layer run).
     - `title`, `save`: figure title and a path to write it to.
 
@@ -61,7 +61,7 @@ def plot_class_residual_norms(run, *, class_names=None, log_x: bool | None = Non
 
     **Arguments:**
 
-    - `run`: a `resflow.LongRun`.
+    - `run`: a `resflow.analysis.LongRun`.
     - `class_names`: K labels for the legend (default "class 0" …).
     - `log_x`, `title`, `save`: as `plot_residual_statistics`.
 
@@ -95,7 +95,7 @@ def plot_transient_accuracy(result, *, title: str | None = None, save=None):
 
     **Arguments:**
 
-    - `result`: a `resflow.TransientAccuracy`.
+    - `result`: a `resflow.analysis.TransientAccuracy`.
     - `title`, `save`: figure title and a path to write it to.
 
     **Returns:** the matplotlib Figure (one legend, under the panel).

@@ -382,12 +382,12 @@ def fit(
     **Raises:** `TypeError` for a `key` that is not a `jax.random` key, a `config` that is not
     a `TrainConfig` (a dict of options goes in as keywords) or an unknown option;
     `TypeError`/`ValueError` for bad data or options (`InputError` for ``lift=False`` with a
-    width other than the data's, before the output folder is made); `resflow.RunError` (a `ValueError`)
+    width other than the data's, before the output folder is made); `resflow.training.RunError` (a `ValueError`)
     when resuming on other data than the run's; `FileNotFoundError` when resuming without a
     checkpoint; `CheckpointError` for a damaged or foreign checkpoint; `NonFiniteLossError`
     when the loss stops being finite (the last good epoch is checkpointed first);
     `OutputError` naming the path when the output folder or a file in it cannot be written;
-    `resflow.RunError` when another process is writing to `out_dir` (its lock is held).
+    `resflow.training.RunError` when another process is writing to `out_dir` (its lock is held).
     `KeyboardInterrupt` on Ctrl-C and `resflow.training._checkpoint.Interrupted` (a `KeyboardInterrupt`)
     on SIGTERM (`resflow.training._checkpoint.stop_on_signals`), raised once the chunk in progress has
     finished and been checkpointed.

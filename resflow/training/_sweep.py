@@ -286,7 +286,7 @@ def sweep(
     ``data_parallel=True`` (a sweep shards runs, not batches), ``lift=False`` with a width
     other than the data's, or runs that cannot fit in the device or host memory (checked
     before anything is built); `ValueError` for `resume` without `out_dir`;
-    `resflow.RunError` when another process writes to `out_dir`;
+    `resflow.training.RunError` when another process writes to `out_dir`;
     `resflow._errors.CheckpointError` for a damaged group checkpoint; `KeyboardInterrupt`
     (`resflow.training._checkpoint.Interrupted` for SIGTERM) after the groups' last complete chunks are
     saved.
