@@ -10,7 +10,8 @@ import jax
 import numpy as np
 import pytest
 
-from resflow.training import _dataset, _datasets, _files, _preprocess
+from resflow.training import _dataset, _datasets, _preprocess
+from resflow.training import _readers as _files
 
 
 def test_circles_geometry_and_seed():

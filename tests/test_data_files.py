@@ -10,7 +10,8 @@ import struct
 import numpy as np
 import pytest
 
-from resflow.training import _dataset, _datasets, _files
+from resflow.training import _dataset, _datasets
+from resflow.training import _readers as _files
 
 
 def idx_bytes(a: np.ndarray) -> bytes:

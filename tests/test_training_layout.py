@@ -6,7 +6,7 @@ from pathlib import Path
 
 import resflow as rf
 import resflow._errors as errors
-from resflow.training import _checkpoint, _data, _files, _runs
+from resflow.training import _checkpoint, _files, _readers, _runs
 
 PACKAGE = Path(rf.__file__).parent / "training"
 
@@ -46,7 +46,7 @@ def test_one_error_hierarchy_and_one_atomic_writer():
         assert issubclass(cls, errors.InputError) and issubclass(cls, ValueError)
     assert issubclass(errors.OutputError, OSError)
     # Defined once, in resflow._errors; the modules that raise them use those very classes.
-    assert (_data.DataError, _runs.RunError, rf.training.RunError) == (
+    assert (_readers.DataError, _runs.RunError, rf.training.RunError) == (
         errors.DataError,
         errors.RunError,
         errors.RunError,

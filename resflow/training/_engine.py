@@ -28,6 +28,7 @@ checkpoints; `resflow.sweep` runs ``jax.vmap`` of the same functions.
 from __future__ import annotations
 
 import functools
+import hashlib
 from typing import NamedTuple
 
 import equinox as eqx
@@ -164,17 +165,30 @@ def depth_rule_of(static: Static, traced: Traced) -> DepthRule:
     )
 
 
+def _path_key(key: jax.Array, name: str) -> jax.Array:
+    """The key of the first parameter of the layer `name`: `key` folded with the first 4 bytes of
+    SHA-1(name + b"\\x01"), as flax derives it. Kept so that a seed gives the same initial network
+    (and so the same run) as resflow's earlier flax-based training did."""
+    digest = hashlib.sha1(name.encode() + b"\x01").digest()
+    return jax.random.fold_in(key, jnp.uint32(int.from_bytes(digest[:4], "big")))
+
+
 def init_network(static: Static, traced: Traced, key: jax.Array) -> Network:
     """A fresh `Network`: trunk W ~ N(0, w_std²/n) (w_std traced), b = 0, h = ``traced.h``;
-    lift and readout as flax's ``Dense`` (LeCun-normal kernels, zero biases)."""
-    k_lift, k_trunk, k_readout = jax.random.split(key, 3)
+    lift and readout LeCun-normal kernels and zero biases (flax's ``Dense``), each layer's
+    key derived from `key` and the layer's name."""
     dtype, n = jnp.dtype(static.dtype), static.width
     depth = None if static.shared else static.depth
-    W, b = init_arrays(k_trunk, n, depth=depth, w_std=traced.w_std, b_std=0.0, dtype=dtype)
+    W, b = init_arrays(_path_key(key, "trunk"), n, depth=depth, w_std=1.0, b_std=0.0, dtype=dtype)
+    W = W * jnp.asarray(traced.w_std).astype(dtype)  # N(0, 1/n) scaled: w_std is data (vmapped in sweeps)
     trunk = Trunk(W, b, traced.h, model=static.model, activation=static.activation)
     dense = jax.nn.initializers.lecun_normal()
-    lift = Affine(dense(k_lift, (static.dim, n), dtype), jnp.zeros((n,), dtype)) if static.lift else None
-    readout = Affine(dense(k_readout, (n, static.n_classes), dtype), jnp.zeros((static.n_classes,), dtype))
+    lift = None
+    if static.lift:
+        lift = Affine(dense(_path_key(key, "lift"), (static.dim, n), dtype), jnp.zeros((n,), dtype))
+    readout = Affine(
+        dense(_path_key(key, "readout"), (n, static.n_classes), dtype), jnp.zeros((static.n_classes,), dtype)
+    )
     return Network(lift, trunk, readout, static.depth)
 
 
