@@ -13,6 +13,7 @@ from .analysis import interaction_coefficients as interaction_coefficients
 from .analysis import interaction_summary as interaction_summary
 from .analysis import linear_probe as linear_probe
 from .analysis import long_run_statistics as long_run_statistics
+from .analysis import network_covariant_vectors as network_covariant_vectors
 from .analysis import network_lyapunov_spectrum as network_lyapunov_spectrum
 from .analysis import noise_accuracy as noise_accuracy
 from .analysis import perturbation_growth as perturbation_growth
@@ -23,13 +24,13 @@ from .analysis import search_residual_fixed_points as search_residual_fixed_poin
 from .analysis import state_jacobians as state_jacobians
 from .analysis import steady_state as steady_state
 from .analysis import transient_accuracy as transient_accuracy
+from .continuous import covariant_lyapunov_vectors_flow as covariant_lyapunov_vectors_flow
 from .continuous import euler_convergence as euler_convergence
 from .continuous import ode_lyapunov_spectrum as ode_lyapunov_spectrum
 from .continuous import solve_depth as solve_depth
 from .continuous import solve_residuals as solve_residuals
 from .dynamics import FixedPoints as FixedPoints
 from .dynamics import covariant_lyapunov_vectors as covariant_lyapunov_vectors
-from .dynamics import covariant_lyapunov_vectors_flow as covariant_lyapunov_vectors_flow
 from .dynamics import find_fixed_points as find_fixed_points
 from .dynamics import find_slow_points as find_slow_points
 from .dynamics import jacobian_spectrum as jacobian_spectrum
@@ -37,7 +38,6 @@ from .dynamics import kaplan_yorke_dimension as kaplan_yorke_dimension
 from .dynamics import lyapunov_spectrum as lyapunov_spectrum
 from .dynamics import lyapunov_spectrum_from_jacobians as lyapunov_spectrum_from_jacobians
 from .dynamics import lyapunov_spectrum_from_products as lyapunov_spectrum_from_products
-from .dynamics import network_covariant_vectors as network_covariant_vectors
 from .dynamics import unique_fixed_points as unique_fixed_points
 from .training import Dataset as Dataset
 from .training import Run as Run

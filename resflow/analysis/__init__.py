@@ -8,6 +8,7 @@ from ._attractors import residual_fixed_points as residual_fixed_points
 from ._class_spectra import ClassSpectra as ClassSpectra
 from ._class_spectra import class_mean_spectra as class_mean_spectra
 from ._class_spectra import readout_alignment as readout_alignment
+from ._covariant import network_covariant_vectors as network_covariant_vectors
 from ._fixed_point_search import search_residual_fixed_points as search_residual_fixed_points
 from ._interactions import InteractionSummary as InteractionSummary
 from ._interactions import PairClass as PairClass

@@ -1,5 +1,6 @@
 """The continuous-depth limit dx/dt = σ(W x + b), solved with diffrax."""
 
+from ._covariant import covariant_lyapunov_vectors_flow as covariant_lyapunov_vectors_flow
 from ._lyapunov import ode_lyapunov_spectrum as ode_lyapunov_spectrum
 from ._solve import Convergence as Convergence
 from ._solve import DepthSolution as DepthSolution

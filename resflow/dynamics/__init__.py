@@ -3,9 +3,7 @@ covariant Lyapunov vectors, fixed points (one result type, one stability classif
 
 from ._covariant import CovariantVectors as CovariantVectors
 from ._covariant import covariant_lyapunov_vectors as covariant_lyapunov_vectors
-from ._covariant import covariant_lyapunov_vectors_flow as covariant_lyapunov_vectors_flow
 from ._covariant import kaplan_yorke_dimension as kaplan_yorke_dimension
-from ._covariant import network_covariant_vectors as network_covariant_vectors
 from ._covariant import pairwise_angles as pairwise_angles
 from ._covariant import subspace_angles as subspace_angles
 from ._fixed_points import FixedPoints as FixedPoints
