@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: train test data lint bench clean docs-numbers
+.PHONY: train test data lint bench clean docs-numbers docs
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -54,6 +54,12 @@ docs-numbers: $(VENV)/.installed
 	    --numbers docs/results/noise_robustness.json --no-progress
 	$(PY) scripts/docs_numbers.py --write
 
+# The documentation site (mkdocs.yml) into site/: open site/index.html, nothing is fetched from the
+# network. Strict: a broken link or an unresolvable docstring reference fails the build. The
+# gallery shows the committed figures; RESFLOW_DOCS_RUN_EXAMPLES=1 reruns the examples first.
+docs: $(VENV)/.installed
+	$(PY) -m mkdocs build --strict
+
 bench: $(VENV)/.installed
 	-$(PY) -m pip install -q -e ".[bench]"  # torch for vs_torch; without it that benchmark says so and skips
 	$(PY) benchmarks/run_all.py --quick
@@ -63,4 +69,4 @@ lint: $(VENV)/.installed
 	$(VENV)/bin/ruff format --check resflow scripts tests benchmarks
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache
+	rm -rf $(VENV) runs .pytest_cache site
