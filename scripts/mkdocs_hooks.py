@@ -97,9 +97,7 @@ def _mathjax_js() -> Path:
 
 
 def on_config(config, **kwargs):
-    gallery = [{"Overview": "gallery/index.md"}] + [
-        {_title(s): f"gallery/{s.stem}.md"} for s in _examples()
-    ]
+    gallery = [{"Overview": "gallery/index.md"}] + [{_title(s): f"gallery/{s.stem}.md"} for s in _examples()]
     for i, item in enumerate(config["nav"] or []):
         if isinstance(item, dict) and "Gallery" in item:
             config["nav"][i] = {"Gallery": gallery}
