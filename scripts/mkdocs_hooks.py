@@ -45,7 +45,7 @@ def _gallery_page(script: Path) -> str:
     doc = ast.get_docstring(ast.parse(source)) or ""
     lines = [f"# {_title(script)}", "", f"`docs/examples/{script.name}`", ""]
     if doc:
-        lines += ["```text", doc, "```", ""]
+        lines += [doc, ""]  # the docstring as markdown (``code`` spans, indented command lines)
     figures = _figures(script)
     if figures:
         lines += ["## Figures", ""]
