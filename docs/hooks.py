@@ -20,7 +20,7 @@ from pathlib import Path
 from mkdocs.exceptions import PluginError
 from mkdocs.structure.files import File
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[1]  # docs/hooks.py -> the repository root
 EXAMPLES = ROOT / "docs" / "examples"
 FIGURES = ROOT / "docs" / "figures"
 BENCHMARKS = ROOT / "benchmarks"
