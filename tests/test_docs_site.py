@@ -53,6 +53,19 @@ def test_strict_build_has_the_pages(site):
     assert (site / "figures" / "network_residuals_band.png").is_file()
 
 
+def test_every_image_resolves(site):
+    broken, count = [], 0
+    for page in site.rglob("*.html"):
+        for src in re.findall(r'<img [^>]*src="([^"]+)"', page.read_text(encoding="utf-8")):
+            if src.startswith(("data:", "http:", "https:")):
+                continue
+            count += 1
+            if not (page.parent / src.split("#")[0]).resolve().is_file():
+                broken.append((page.relative_to(site).as_posix(), src))
+    assert count > 40, count  # the guides', the gallery's and the benchmarks' figures
+    assert not broken, broken[:5]
+
+
 def test_every_public_name_has_an_api_entry(site):
     api = "\n".join(p.read_text(encoding="utf-8") for p in sorted((site / "api").glob("*.html")))
     names = _public_names()
