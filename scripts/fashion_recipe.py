@@ -38,6 +38,9 @@ CANDIDATES = {
     "old": OLD,
     # The recipe: 20 epochs, lr 2e-3 with a 5 % warm-up and a cosine decay, weight decay 1e-4.
     "recipe": RECIPE,
+    # The first try, 25 epochs: stopped after a few epochs (an epoch with the residual
+    # statistics of --depth-adapt costs ~1.3x one without, so 25 epochs overrun 20 minutes).
+    "recipe_e25": RECIPE | {"epochs": 25},
     # The same recipe for the untied ResNet and the 15-layer MLP (the baselines of the paper).
     "recipe_untied": RECIPE | {"shared": False},
     "recipe_mlp": RECIPE | {"model": "mlp"},
@@ -64,16 +67,52 @@ def run_one(name: str, seed: int, runs: Path, overwrite: bool) -> None:
         return
     cmd = [sys.executable, str(ROOT / "scripts" / "train.py"), "--data", "fashion-mnist", "--depth-adapt"]
     cmd += flags(CANDIDATES[name]) + ["--seed", str(seed), "--out", str(out), "--no-progress"]
-    cmd += ["--overwrite"] if out.exists() else []
+    # A stopped run (checkpoint, no metrics.json) continues where it stopped; --overwrite restarts it.
+    resume = (out / "checkpoint.msgpack").is_file() and not overwrite
+    cmd += ["--resume"] if resume else ["--overwrite"] if out.exists() else []
     print(" ".join(cmd[1:]), flush=True)
     t0 = time.perf_counter()
     subprocess.run(cmd, check=True)
-    (out / "process.json").write_text(json.dumps({"wall_seconds": time.perf_counter() - t0}) + "\n")
+    # A resumed run's process time covers only its last part: marked so.
+    wall = {"wall_seconds": time.perf_counter() - t0, "resumed": resume}
+    (out / "process.json").write_text(json.dumps(wall) + "\n")
 
 
 def _flat_config(config: dict) -> dict:
     """metrics.json's config with the trunk fields at the top level."""
     return {k: v for k, v in config.items() if k != "trunk"} | config.get("trunk", {})
+
+
+def _check_config(name: str, folder: Path, config: dict) -> None:
+    """**Raises:** `ValueError` when the stored `config` differs from candidate `name`'s options."""
+    config = _flat_config(config)
+    for k, v in (CANDIDATES[name] | FIXED).items():
+        if k != "width" and config.get(k) != v:
+            raise ValueError(f"{folder}: {k} = {config.get(k)!r} stored, candidate {name} has {v!r}")
+
+
+def _epochs(folder: Path) -> tuple[list[dict], list[float]]:
+    """metrics.jsonl's records and the wall seconds of each epoch."""
+    records = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines() if line]
+    times = [0.0] + [r["time"] for r in records]
+    return records, [b - a for a, b in zip(times, times[1:], strict=False)]
+
+
+def read_unfinished(name: str, folder: Path) -> dict:
+    """A run stopped before its last epoch (checkpoint, no metrics.json): the epochs it finished."""
+    from resflow.checkpoint import load_checkpoint
+
+    _, meta = load_checkpoint(folder / "checkpoint.msgpack")
+    _check_config(name, folder, meta["config"])
+    records, epoch_s = _epochs(folder)
+    return {
+        "epochs_done": len(records),
+        "epochs": int(meta["config"]["epochs"]),
+        "last_test_accuracy": float(records[-1]["test_accuracy"]) if records else None,
+        "depth": int(records[-1]["depth"]) if records else None,
+        "epoch_seconds": epoch_s,
+        "curve": [float(r["test_accuracy"]) for r in records],
+    }
 
 
 def read_run(name: str, folder: Path) -> dict:
@@ -82,13 +121,8 @@ def read_run(name: str, folder: Path) -> dict:
     **Raises:** `ValueError` when the stored config differs from candidate `name`'s options.
     """
     m = json.loads((folder / "metrics.json").read_text())
-    config = _flat_config(m["config"])
-    for k, v in (CANDIDATES[name] | FIXED).items():
-        if k != "width" and config.get(k) != v:
-            raise ValueError(f"{folder}: {k} = {config.get(k)!r} in metrics.json, candidate {name} has {v!r}")
-    records = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines() if line]
-    times = [0.0] + [r["time"] for r in records]
-    epoch_s = [b - a for a, b in zip(times, times[1:], strict=False)]
+    _check_config(name, folder, m["config"])
+    records, epoch_s = _epochs(folder)
     # The machine is shared: the fastest epoch of each phase (the depth warm-up without, and
     # the epochs after it with the residual statistics of --depth-adapt) is the least contended,
     # so the first epoch (compilation) plus every later epoch at its phase's fastest estimates
@@ -115,10 +149,17 @@ def assemble(runs: Path) -> dict:
     """Every candidate with at least one finished seed: ``{"candidates": {name: {...}}}``."""
     out = {}
     for name, options in CANDIDATES.items():
-        folders = sorted(runs.glob(f"{name}/s*/metrics.json"), key=lambda p: int(p.parent.name[1:]))
-        if not folders:
+        folders = sorted(runs.glob(f"{name}/s*/"), key=lambda p: int(p.name[1:]))
+        done = [f for f in folders if (f / "metrics.json").is_file()]
+        stopped = [f for f in folders if f not in done and (f / "checkpoint.msgpack").is_file()]
+        unfinished = {f.name[1:]: read_unfinished(name, f) for f in stopped}
+        for s, r in unfinished.items():
+            print(f"{name:14s} seed {s}: unfinished, {r['epochs_done']} of {r['epochs']} epochs")
+        if not done:
+            if unfinished:
+                out[name] = {"options": options, "seeds": {}, "n_seeds": 0, "unfinished": unfinished}
             continue
-        seeds = {int(p.parent.name[1:]): read_run(name, p.parent) for p in folders}
+        seeds = {int(f.name[1:]): read_run(name, f) for f in done}
         acc = [r["test_accuracy"] for r in seeds.values()]
         out[name] = {
             "options": options,
@@ -131,14 +172,16 @@ def assemble(runs: Path) -> dict:
             "mean_depth": sum(r["depth"] for r in seeds.values()) / len(acc),
             "max_train_seconds": max(r["train_seconds"] for r in seeds.values()),
             "max_uncontended_estimate_seconds": max(r["uncontended_estimate_seconds"] for r in seeds.values()),
+            "unfinished": unfinished,
         }
-        print(f"{name:14s} {len(acc)} seeds: mean {out[name]['mean_accuracy']:.4f} "
+        print(f"{name:14s} {len(acc)} finished seeds: mean {out[name]['mean_accuracy']:.4f} "
               f"(min {min(acc):.4f}, max {max(acc):.4f}), mean depth {out[name]['mean_depth']:.1f}")  # fmt: skip
     return {"data": "fashion-mnist", "fixed": FIXED, "reference": REFERENCE, "target": TARGET, "candidates": out}
 
 
 def figure(result: dict, save):
-    """Left: test accuracy per epoch of every run; right: final test accuracy per seed."""
+    """Left: test accuracy per epoch of every run (dashed: unfinished); right: final test
+    accuracy per seed (hollow: the last epoch of an unfinished run)."""
     import numpy as np
 
     from resflow.plots._common import figure_legend, finish, integer_ticks, new_figure
@@ -150,8 +193,15 @@ def figure(result: dict, save):
         for j, r in enumerate(c["seeds"].values()):
             epochs = np.arange(1, len(r["curve"]) + 1)
             left.plot(epochs, r["curve"], color=f"C{i}", lw=1, label=name if j == 0 else None)
+        for j, r in enumerate(c.get("unfinished", {}).values()):
+            epochs = np.arange(1, len(r["curve"]) + 1)
+            left.plot(
+                epochs, r["curve"], color=f"C{i}", lw=1, ls="--", label=f"{name} (unfinished)" if j == 0 else None
+            )
         acc = [r["test_accuracy"] for r in c["seeds"].values()]
         right.scatter(np.full(len(acc), i) + np.linspace(-0.1, 0.1, len(acc)), acc, s=16, color=f"C{i}")
+        last = [r["last_test_accuracy"] for r in c.get("unfinished", {}).values() if r["curve"]]
+        right.scatter(np.full(len(last), i + 0.2), last, s=16, facecolors="none", edgecolors=f"C{i}")
     for a in (left, right):
         a.axhline(result["reference"], color="k", ls=":", lw=0.8)
         a.axhline(result["target"], color="k", ls="--", lw=0.8)
@@ -163,7 +213,7 @@ def figure(result: dict, save):
     right.set_xticks(range(len(cands)), list(cands), fontsize=8, rotation=20, ha="right")
     right.set_xlim(-0.5, len(cands) - 0.5)
     right.set_ylabel("final test accuracy per seed")
-    right.set_title("dotted: 0.8833 reference, dashed: 0.89 target", fontsize=8)
+    right.set_title("dotted: 0.8833 reference, dashed: 0.89 target\nhollow: unfinished run, last epoch", fontsize=8)
     figure_legend(fig, left)
     return finish(fig, save)
 
