@@ -109,7 +109,8 @@ def read_unfinished(name: str, folder: Path) -> dict:
         "epochs_done": len(records),
         "epochs": int(meta["config"]["epochs"]),
         "last_test_accuracy": float(records[-1]["test_accuracy"]) if records else None,
-        "depth": int(records[-1]["depth"]) if records else None,
+        # The depth after the last epoch's cut (an epoch's "depth" is the one it trained at).
+        "depth": int(records[-1].get("depth_after_cut", records[-1]["depth"])) if records else None,
         "epoch_seconds": epoch_s,
         "curve": [float(r["test_accuracy"]) for r in records],
     }
