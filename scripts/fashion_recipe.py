@@ -207,7 +207,10 @@ def figure(result: dict, save):
         a.axhline(result["reference"], color="k", ls=":", lw=0.8)
         a.axhline(result["target"], color="k", ls="--", lw=0.8)
         a.grid(alpha=0.3)
-    left.set_ylim(0.8, 0.91)
+    curves = [
+        a for c in cands.values() for r in [*c["seeds"].values(), *c.get("unfinished", {}).values()] for a in r["curve"]
+    ]
+    left.set_ylim(max(min(curves, default=0.8) - 0.005, 0.7), 0.91)
     left.set_xlabel("epoch")
     left.set_ylabel("test accuracy (after each epoch)")
     integer_ticks(left)
