@@ -134,6 +134,7 @@ def read_run(name: str, folder: Path) -> dict:
     process = folder / "process.json"
     return {
         "test_accuracy": float(m["test_accuracy"]),
+        "train_accuracy": float(m["train_accuracy"]),
         "depth": int(m["depth_after"]),
         "epochs": int(m["epochs"]),
         # train.py's wall time (training loop, compilation included); the process's when timed here.
