@@ -20,6 +20,7 @@ SCRIPTS = {
     "noise_robustness": "resflow-noise",
     "recipe_search": "resflow-recipe-search",
     "docs_numbers": "resflow-docs-numbers",
+    "fashion_recipe": "resflow-fashion-recipe",
 }
 
 
