@@ -69,19 +69,23 @@ def classify_stability(
 
     **Returns:** int32 ``(*batch,)`` codes (see `Stability`). Traceable; numpy inputs work too.
     """
-    mod = jnp.abs(jnp.asarray(multipliers))
-    counted = jnp.ones(mod.shape, bool) if neutral is None else ~jnp.asarray(neutral, bool)
+    # Host inputs (the enumeration's float64 numpy spectra, a new number of points per trunk)
+    # stay in numpy: jnp would compile each operation anew for every batch shape.
+    host = all(isinstance(a, np.ndarray | np.generic) or a is None for a in (multipliers, converged, neutral))
+    xp = np if host and isinstance(multipliers, np.ndarray) else jnp
+    mod = xp.abs(xp.asarray(multipliers))
+    counted = xp.ones(mod.shape, bool) if neutral is None else ~xp.asarray(neutral, bool)
     outside = counted & (mod > 1 + marginal_tol)
-    on = counted & (jnp.abs(mod - 1) <= marginal_tol)
+    on = counted & (xp.abs(mod - 1) <= marginal_tol)
     num_out = outside.sum(-1)
-    code = jnp.where(
+    code = xp.where(
         num_out > 0,
-        jnp.where(num_out == counted.sum(-1), int(Stability.REPELLER), int(Stability.SADDLE)),
-        jnp.where(on.any(-1), int(Stability.MARGINAL), int(Stability.ATTRACTOR)),
+        xp.where(num_out == counted.sum(-1), int(Stability.REPELLER), int(Stability.SADDLE)),
+        xp.where(on.any(-1), int(Stability.MARGINAL), int(Stability.ATTRACTOR)),
     )
     if converged is not None:
-        code = jnp.where(jnp.asarray(converged, bool), code, int(Stability.UNCONVERGED))
-    return code.astype(jnp.int32)
+        code = xp.where(xp.asarray(converged, bool), code, int(Stability.UNCONVERGED))
+    return code.astype(xp.int32)
 
 
 def fixed_point_tolerances(dtype, tol: float | None = None, xtol: float | None = None) -> tuple[float, float]:
