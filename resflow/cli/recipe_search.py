@@ -28,6 +28,9 @@ STUDIES = {
     # The new recipe (lr 3e-2, w_std 1) against the depth rule's tolerance: the depth /
     # accuracy trade-off (0.01 is the paper's rule and stays the default).
     "depth_tol": ({"lr": 3e-2, "w_std": 1.0}, {"depth_tol": [0.01, 0.02, 0.05]}),
+    # The new recipe against the depth rule's warm-up (epochs before the first cut; the paper
+    # has none) and one cut or all allowed cuts per epoch, at the paper's tol 0.01.
+    "depth_warmup": ({"lr": 3e-2, "w_std": 1.0}, {"depth_warmup": [0, 5, 20, 100], "multi_cut": [False, True]}),
 }
 TARGET = 0.99
 
