@@ -161,8 +161,11 @@ def test_help_and_every_option_a_flag(capsys):
     assert (config.epochs, config.lr, config.trunk.w_std) == (300, 3e-2, 1.0)
 
 
+# Chunks of one epoch: the SIGTERM test stops a sweep between them. Both sweeps below run the same
+# 6 runs (one vmapped program, built once for the file).
 TINY = ["--data", "circles", "--width", "3", "--depth", "3", "--epochs", "2", "--batch-size", "500"]
-TINY += ["--depth-adapt", "--depth-warmup", "0", "--dtype", "float64", "--no-progress"]
+TINY += ["--depth-adapt", "--depth-warmup", "0", "--dtype", "float64", "--chunk-epochs", "1", "--no-progress"]
+SWEEP = [*TINY, "--seeds", "0-2", "--grid", "lr=1e-2,3e-3"]
 
 
 def _run_script(argv, env_extra=None):
@@ -187,7 +190,7 @@ def test_tiny_sweep_writes_table_and_figures_and_two_processes_write_the_same(tm
 
     for name in ("RESFLOW_COORDINATOR", "RESFLOW_NUM_PROCESSES", "RESFLOW_PROCESS_ID"):
         monkeypatch.delenv(name, raising=False)
-    argv = [*TINY, "--seeds", "0-2", "--grid", "lr=1e-2,3e-3"]
+    argv = SWEEP
     assert cli.main([*argv, "--out", str(tmp_path / "one")]) == 0
     plt.close("all")  # the in-process CLI leaves its figures open
     log = capsys.readouterr().out
@@ -248,7 +251,7 @@ def test_a_sigterm_sweep_exits_one_line_and_resumes_to_the_uninterrupted_table(t
     sw = importlib.import_module("resflow.training._sweep")
     for name in ("RESFLOW_COORDINATOR", "RESFLOW_NUM_PROCESSES", "RESFLOW_PROCESS_ID"):
         monkeypatch.delenv(name, raising=False)
-    argv = [*TINY, "--seeds", "0-1", "--chunk-epochs", "1"]
+    argv = SWEEP
     import matplotlib.pyplot as plt
 
     assert cli.main([*argv, "--out", str(tmp_path / "whole")]) == 0
@@ -280,7 +283,7 @@ def test_a_sigterm_sweep_exits_one_line_and_resumes_to_the_uninterrupted_table(t
 
     assert load_checkpoint(group)[1]["epoch"] == 1  # the chunk that was computing
     # Another sweep in its place, or a plain rerun, is refused in one line; --resume finishes it.
-    assert "holds another sweep" in _exit_2_one_line(capsys, [*argv, "--out", str(out), "--resume", "--lr", "0.5"])
+    assert "holds another sweep" in _exit_2_one_line(capsys, [*argv, "--out", str(out), "--resume", "--w-std", "2"])
     assert "--resume" in _exit_2_one_line(capsys, [*argv, "--out", str(out)])
     assert cli.main([*argv, "--out", str(out), "--resume"]) == 0
     plt.close("all")
