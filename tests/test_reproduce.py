@@ -208,13 +208,22 @@ def test_learned_bar():
         "chance": 0.5, "best": 0.45, "bar": 0.45, "nothing_learned": True, "learned": None}  # fmt: skip
 
 
-def test_cli_bad_arguments_exit_2_with_one_line():
-    for args in (["--quick", "--tiny"], ["--bogus"]):
-        done = subprocess.run(
-            [sys.executable, str(ROOT / "scripts" / "reproduce.py"), *args], capture_output=True, text=True, cwd=ROOT
-        )
-        assert done.returncode == 2
-        assert len(done.stderr.strip().splitlines()) == 1 and "Traceback" not in done.stderr
+def test_cli_bad_arguments_exit_2_with_one_line(capsys):
+    # The wrapper as a process once (its exit status and stderr); the other case in-process.
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "reproduce.py"), "--quick", "--tiny"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    assert done.returncode == 2
+    assert len(done.stderr.strip().splitlines()) == 1 and "Traceback" not in done.stderr
+    from resflow.cli import reproduce as script
+
+    with pytest.raises(SystemExit) as e:
+        script.main(["--bogus"])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err
 
 
 def test_cli_refuses_a_train_run_folder_as_runs(tmp_path, monkeypatch, capsys):
@@ -262,11 +271,13 @@ def _stop(mode):
 
 def test_saved_runs_trained_with_another_recipe_are_refused(tmp_path):
     from resflow import load_dataset
-    from resflow.experiments.reproduce import train_seeds
+    from resflow.experiments.reproduce import get_mode, train_seeds
+    from resflow.experiments.reproduce.training import recipe
 
     data = load_dataset("circles")
-    options = {"width": 3, "depth": 2, "epochs": 1, "batch_size": 500, "lr": 1e-2}
+    # The tiny mode's circles recipe (lr 3e-2): its programs are built once, by the tiny fixture.
+    options = recipe(get_mode("tiny"), "circles")
     first = train_seeds(data, [0], tmp_path, **options)
     assert train_seeds(data, [0], tmp_path, **options)[0].metrics == first[0].metrics  # reloaded
-    with pytest.raises(ValueError, match=r"seed0.*lr=0\.01 \(asked 0\.03\)"):
-        train_seeds(data, [0], tmp_path, **(options | {"lr": 3e-2}))
+    with pytest.raises(ValueError, match=r"seed0.*lr=0\.03 \(asked 0\.01\)"):
+        train_seeds(data, [0], tmp_path, **(options | {"lr": 1e-2}))

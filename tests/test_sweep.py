@@ -81,6 +81,11 @@ def test_vmapped_runs_equal_single_fits(tmp_path):
     assert again.table() == rows
 
 
+# The 2-run sweeps below (epochs 2, OPTS' depth 5 and batch size 32) all run one vmapped program:
+# built once for the file, as in tests/test_sweep_cli.py. Only their other shapes build new ones.
+EPOCHS2 = dict(OPTS, epochs=2)
+
+
 def test_shape_options_make_groups(monkeypatch):
     sizes, real = [], sw._run_group
 
@@ -89,9 +94,9 @@ def test_shape_options_make_groups(monkeypatch):
         return real(data, n_classes, runs, *args)
 
     monkeypatch.setattr(sw, "_run_group", counted)
-    res = rf.sweep(circles(), seeds=[0], grid={"depth": [2, 3], "h": [0.5, 1.0]}, **dict(OPTS, epochs=1))
+    res = rf.sweep(circles(), seeds=[0], grid={"depth": [3, 5], "h": [0.5, 1.0]}, **EPOCHS2)
     assert sizes == [2, 2]  # one program per depth; h is vmapped
-    assert [(r["depth"] <= d, r["h"]) for r, d in zip(res.table(), (2, 2, 3, 3), strict=True)] == [
+    assert [(r["depth"] <= d, r["h"]) for r, d in zip(res.table(), (3, 3, 5, 5), strict=True)] == [
         (True, 0.5),
         (True, 1.0),
         (True, 0.5),
@@ -99,8 +104,8 @@ def test_shape_options_make_groups(monkeypatch):
     ]
     assert [run.trunk.h for run in res] == [0.5, 1.0, 0.5, 1.0]
     # The table's depth is the final one; the grid's depth stays in each run's provenance and config.
-    assert [run.provenance["options"] for run in res] == [{"depth": d, "h": h} for d in (2, 3) for h in (0.5, 1.0)]
-    assert [run.metrics["initial_depth"] for run in res] == [run.config.trunk.depth for run in res] == [2, 2, 3, 3]
+    assert [run.provenance["options"] for run in res] == [{"depth": d, "h": h} for d in (3, 5) for h in (0.5, 1.0)]
+    assert [run.metrics["initial_depth"] for run in res] == [run.config.trunk.depth for run in res] == [3, 3, 5, 5]
 
 
 def test_bad_sweeps_are_refused():
@@ -157,7 +162,9 @@ print(json.dumps(out))
 
 
 def test_four_devices_equal_one():
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu")
+    # The conftest's XLA flags (no LLVM optimisation passes: IEEE numerics either way) plus 4 CPU devices.
+    flags = os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=4"
+    env = dict(os.environ, XLA_FLAGS=flags.strip(), JAX_PLATFORMS="cpu")
     root = Path(__file__).parents[1]
     env["PYTHONPATH"] = os.pathsep.join([str(root), env.get("PYTHONPATH", "")])
     done = subprocess.run([sys.executable, "-c", SCRIPT], env=env, capture_output=True, text=True, timeout=600)
@@ -172,7 +179,7 @@ def test_four_devices_equal_one():
 
 def test_a_diverging_run_stops_alone():
     # lr = 1e306 overflows (float64) in the first epoch; its neighbour in the same program trains on.
-    res = rf.sweep(circles(), seeds=[0], grid={"lr": [5e-2, 1e306]}, progress=True, **dict(OPTS, epochs=2))
+    res = rf.sweep(circles(), seeds=[0], grid={"lr": [5e-2, 1e306]}, progress=True, **EPOCHS2)
     good, bad = res.table()
     assert good["nonfinite_epoch"] is None and len(res[0].history) == 2
     assert bad["nonfinite_epoch"] == 1 and res[1].history == []
@@ -187,8 +194,8 @@ def test_a_sigterm_sweep_keeps_finished_groups_and_chunks_and_resumes(tmp_path, 
     from resflow.training._checkpoint import Interrupted, load_checkpoint
 
     ds, opts = circles(), dict(OPTS, chunk_epochs=2)
-    grid = {"batch_size": [32, 64], "lr": [2e-2, 5e-2]}  # two groups (shapes) of 2 lr x 2 seeds
-    reference = rf.sweep(ds, seeds=[0, 1], grid=grid, **opts)
+    grid = {"batch_size": [32, 64], "lr": [2e-2, 5e-2]}  # two groups (shapes) of 2 lr x 1 seed
+    reference = rf.sweep(ds, seeds=[0], grid=grid, **opts)
     real, calls = sw._vmapped, []
 
     def counting(kernel, length, kill_at=None):
@@ -206,12 +213,12 @@ def test_a_sigterm_sweep_keeps_finished_groups_and_chunks_and_resumes(tmp_path, 
     # Group 1 finishes (2 chunks); SIGTERM during group 2's first chunk, which still completes.
     monkeypatch.setattr(sw, "_vmapped", lambda k, n: counting(k, n, kill_at=3))
     with pytest.raises(Interrupted):
-        rf.sweep(ds, seeds=[0, 1], grid=grid, out_dir=tmp_path, **opts)
+        rf.sweep(ds, seeds=[0], grid=grid, out_dir=tmp_path, **opts)
     saved = sorted(load_checkpoint(p)[1]["epoch"] for p in tmp_path.glob("group-*.msgpack"))
     assert saved == [2, 4]
     calls.clear()
     monkeypatch.setattr(sw, "_vmapped", lambda k, n: counting(k, n))
-    resumed = rf.sweep(ds, seeds=[0, 1], grid=grid, out_dir=tmp_path, resume=True, **opts)
+    resumed = rf.sweep(ds, seeds=[0], grid=grid, out_dir=tmp_path, resume=True, **opts)
     assert len(calls) == 1  # only group 2's last chunk trained again
     strip = [{k: v for k, v in r.items() if k != "time"} for r in reference.table()]
     assert [{k: v for k, v in r.items() if k != "time"} for r in resumed.table()] == strip

@@ -161,8 +161,11 @@ def test_help_and_every_option_a_flag(capsys):
     assert (config.epochs, config.lr, config.trunk.w_std) == (300, 3e-2, 1.0)
 
 
+# Chunks of one epoch: the SIGTERM test stops a sweep between them. Both sweeps below run the same
+# 6 runs (one vmapped program, built once for the file).
 TINY = ["--data", "circles", "--width", "3", "--depth", "3", "--epochs", "2", "--batch-size", "500"]
-TINY += ["--depth-adapt", "--depth-warmup", "0", "--dtype", "float64", "--no-progress"]
+TINY += ["--depth-adapt", "--depth-warmup", "0", "--dtype", "float64", "--chunk-epochs", "1", "--no-progress"]
+SWEEP = [*TINY, "--seeds", "0-2", "--grid", "lr=1e-2,3e-3"]
 
 
 def _run_script(argv, env_extra=None):
@@ -176,17 +179,21 @@ def _run_script(argv, env_extra=None):
     )
 
 
-def test_tiny_sweep_writes_table_and_figures_and_two_processes_write_the_same(tmp_path):
-    """One process: sweep.json (rows in grid × seed order, the options the flags give) and the
-    figures. Then the multi-host path on localhost: process i trains seeds i, i + 2, ...;
-    process 0 gathers and writes; its table must equal the one-process table (times aside).
+def test_tiny_sweep_writes_table_and_figures_and_two_processes_write_the_same(tmp_path, capsys, monkeypatch):
+    """One process (in this one: `main(argv)`): sweep.json (rows in grid × seed order, the options
+    the flags give) and the figures. Then the multi-host path on localhost, as two real processes
+    of the scripts/sweep.py wrapper: process i trains seeds i, i + 2, ...; process 0 gathers and
+    writes; its table must equal the one-process table (times aside).
     (Vmapped runs equal single `fit` runs: tests/test_sweep.py.)"""
+    import matplotlib.pyplot as plt
     from test_distributed import free_port
 
-    argv = [*TINY, "--seeds", "0-2", "--grid", "lr=1e-2,3e-3"]
-    one = _run_script([*argv, "--out", str(tmp_path / "one")])
-    log = one.communicate(timeout=300)[0]
-    assert one.returncode == 0, log
+    for name in ("RESFLOW_COORDINATOR", "RESFLOW_NUM_PROCESSES", "RESFLOW_PROCESS_ID"):
+        monkeypatch.delenv(name, raising=False)
+    argv = SWEEP
+    assert cli.main([*argv, "--out", str(tmp_path / "one")]) == 0
+    plt.close("all")  # the in-process CLI leaves its figures open
+    log = capsys.readouterr().out
     assert "lr=0.01" in log and "lr=0.003" in log and "test accuracy mean" in log
     a = json.loads((tmp_path / "one" / "sweep.json").read_text())
     expected = config_from_args(cli.build_parser().parse_args(TINY))
@@ -207,9 +214,7 @@ def test_tiny_sweep_writes_table_and_figures_and_two_processes_write_the_same(tm
             row["seed"],
         )
     # A second sweep into the same folder is refused, in one line.
-    again = _run_script([*argv, "--out", str(tmp_path / "one")])
-    err = again.communicate(timeout=60)[0]
-    assert again.returncode == 2 and "--overwrite" in err and len(err.strip().splitlines()) == 1
+    assert "--overwrite" in _exit_2_one_line(capsys, [*argv, "--out", str(tmp_path / "one")])
 
     port = free_port()
     procs = [
@@ -246,7 +251,7 @@ def test_a_sigterm_sweep_exits_one_line_and_resumes_to_the_uninterrupted_table(t
     sw = importlib.import_module("resflow.training._sweep")
     for name in ("RESFLOW_COORDINATOR", "RESFLOW_NUM_PROCESSES", "RESFLOW_PROCESS_ID"):
         monkeypatch.delenv(name, raising=False)
-    argv = [*TINY, "--seeds", "0-1", "--chunk-epochs", "1"]
+    argv = SWEEP
     import matplotlib.pyplot as plt
 
     assert cli.main([*argv, "--out", str(tmp_path / "whole")]) == 0
@@ -278,7 +283,7 @@ def test_a_sigterm_sweep_exits_one_line_and_resumes_to_the_uninterrupted_table(t
 
     assert load_checkpoint(group)[1]["epoch"] == 1  # the chunk that was computing
     # Another sweep in its place, or a plain rerun, is refused in one line; --resume finishes it.
-    assert "holds another sweep" in _exit_2_one_line(capsys, [*argv, "--out", str(out), "--resume", "--lr", "0.5"])
+    assert "holds another sweep" in _exit_2_one_line(capsys, [*argv, "--out", str(out), "--resume", "--w-std", "2"])
     assert "--resume" in _exit_2_one_line(capsys, [*argv, "--out", str(out)])
     assert cli.main([*argv, "--out", str(out), "--resume"]) == 0
     plt.close("all")

@@ -92,7 +92,8 @@ def test_every_option_has_a_flag_and_every_flag_an_option():
 def test_tiny_run_writes_metrics_and_figures(tmp_path, capsys):
     out = tmp_path / "run"
     argv = ["--data", "circles", "--width", "3", "--depth", "4", "--epochs", "2", "--batch-size", "100"]
-    argv += ["--depth-adapt", "--depth-warmup", "0", "--no-progress", "--out", str(out)]
+    # Chunks of one epoch: the resumed run (3 epochs) runs the program of the first (not one of 3 epochs).
+    argv += ["--depth-adapt", "--depth-warmup", "0", "--chunk-epochs", "1", "--no-progress", "--out", str(out)]
     assert cli.main(argv) == 0
     text = capsys.readouterr().out
     assert "test accuracy" in text and "depth 4 ->" in text
