@@ -44,7 +44,7 @@ class Poly2(eqx.Module):
         return self.c + self.A @ x + self.q * x[0] ** 2 + self.d * x**3
 
 
-def poly2(*, c=(0.0, 0.0), A=np.zeros((2, 2)), q=(0.0, 0.0), d=(0.0, 0.0), dtype=jnp.float64):
+def poly2(*, c=(0.0, 0.0), A=((0.0, 0.0), (0.0, 0.0)), q=(0.0, 0.0), d=(0.0, 0.0), dtype=jnp.float64):
     return Poly2(*(jnp.asarray(v, dtype) for v in (c, A, q, d)))
 
 
