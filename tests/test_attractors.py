@@ -10,6 +10,13 @@ from resflow.analysis._attractors import Saturation
 
 FREE = Saturation.FREE
 
+# The steady-state tests of 2-unit float64 trunks share one batch (12 inputs) and depth where
+# they can, so that they share the compiled programs (the trunk's values are traced).
+DEPTH = 200
+# One program per width for 200 inputs over 1000 layers (steady_state eagerly builds some thirty
+# small programs per input shape); the trunk's values are traced, so every W of a width shares it.
+_steady_at_1000 = jax.jit(lambda trunk, x0: rf.steady_state(trunk, x0, depth=1000))
+
 
 def _params(W, h=1.0):
     W = np.asarray(W, np.float64)
@@ -128,9 +135,9 @@ def test_steady_state_against_numpy():
     params = rf.Trunk(jnp.asarray(W), jnp.asarray(b))
     x0 = jax.random.uniform(jax.random.key(0), (12, 2), minval=-1.0, maxval=1.0)
     labels = jnp.arange(12) % 3
-    res = rf.steady_state(params, x0, labels, depth=200)
+    res = rf.steady_state(params, x0, labels, depth=DEPTH)
     a0 = np.asarray(x0) @ W.T + b
-    ref = np.array([_iterate(W, 1 / (1 + np.exp(-a)), 200)[-2:] for a in a0])
+    ref = np.array([_iterate(W, 1 / (1 + np.exp(-a)), DEPTH)[-2:] for a in a0])
     np.testing.assert_allclose(res.final, ref[:, -1], atol=1e-12)
     np.testing.assert_allclose(res.change, np.abs(ref[:, -1] - ref[:, -2]).max(-1), atol=1e-12)
     assert bool(res.converged.all())
@@ -204,22 +211,22 @@ def test_dominant_attractor_float32_minority_listed_first(n):
 def test_steady_state_batch_shapes():
     W = np.array([[-2.0, 1.0], [1.0, 1.0]])
     params = rf.Trunk(jnp.asarray(W), jnp.asarray([0.1, -0.2]))
-    x0 = jax.random.uniform(jax.random.key(1), (2, 3, 2), minval=-1.0, maxval=1.0)
-    labels = jnp.array([[0, 1, 0], [1, 1, 0]])
-    res = rf.steady_state(params, x0, labels, depth=50)
-    flat = rf.steady_state(params, x0.reshape(6, 2), labels.reshape(6), depth=50)
-    assert res.final.shape == (2, 3, 2) and res.change.shape == res.converged.shape == (2, 3)
-    np.testing.assert_array_equal(res.final.reshape(6, 2), flat.final)
+    x0 = jax.random.uniform(jax.random.key(1), (2, 6, 2), minval=-1.0, maxval=1.0)
+    labels = jnp.array([[0, 1, 0, 2, 1, 0], [1, 1, 0, 2, 2, 0]])
+    res = rf.steady_state(params, x0, labels, depth=DEPTH)
+    flat = rf.steady_state(params, x0.reshape(12, 2), labels.reshape(12), depth=DEPTH)
+    assert res.final.shape == (2, 6, 2) and res.change.shape == res.converged.shape == (2, 6)
+    np.testing.assert_array_equal(res.final.reshape(12, 2), flat.final)
     np.testing.assert_array_equal(res.class_means, flat.class_means)
     a0 = np.asarray(x0[1, 2]) @ W.T + np.array([0.1, -0.2])
-    np.testing.assert_allclose(res.final[1, 2], _iterate(W, 1 / (1 + np.exp(-a0)), 50)[-1], atol=1e-12)
-    one = rf.steady_state(params, x0[0, 0], depth=50)  # a single input (n,)
+    np.testing.assert_allclose(res.final[1, 2], _iterate(W, 1 / (1 + np.exp(-a0)), DEPTH)[-1], atol=1e-12)
+    one = rf.steady_state(params, x0[0, 0], depth=DEPTH)  # a single input (n,)
     assert one.final.shape == (2,) and one.change.shape == ()
     np.testing.assert_array_equal(one.final, res.final[0, 0])
-    with pytest.raises(ValueError, match=r"labels must have shape \(2, 3\)"):
-        rf.steady_state(params, x0, labels.reshape(6), depth=50)
+    with pytest.raises(ValueError, match=r"labels must have shape \(2, 6\)"):
+        rf.steady_state(params, x0, labels.reshape(12), depth=DEPTH)
     with pytest.raises(ValueError, match="labels must be >= 0"):
-        rf.steady_state(params, x0, labels - 1, depth=50)
+        rf.steady_state(params, x0, labels - 1, depth=DEPTH)
 
 
 def test_origin_is_reported_as_an_attractor():
@@ -233,7 +240,7 @@ def test_origin_is_reported_as_an_attractor():
     assert att.classified_by[origin] == "perturbation"
     np.testing.assert_array_equal(att.multipliers[origin], [1.0, 1.0])
     x0 = 2.0 * jax.random.normal(jax.random.key(0), (200, 2))
-    ss = rf.steady_state(trunk, x0, depth=1000)
+    ss = _steady_at_1000(trunk, x0)
     np.testing.assert_allclose(ss.dominant, [0, 0], atol=2e-3)
     assert float(ss.dominant_fraction) == 1.0
     # the float64 reference orbit decays algebraically: r_t ≈ 1 / (1.5 t) along the diagonal
@@ -264,7 +271,7 @@ def test_every_reached_fixed_point_is_reported_for_random_W():
         for _ in range(8):
             W = rng.normal(0.0, 2.0 / np.sqrt(n), (n, n))
             trunk = _params(W)
-            final = np.asarray(rf.steady_state(trunk, x0, depth=1000).final)
+            final = np.asarray(_steady_at_1000(trunk, x0).final)
             with np.errstate(over="ignore"):  # exp(-a) overflows to inf for a saturated σ(a) = 0
                 a = _preactivations_after(W, np.asarray(x0) @ W.T, 999)
                 np.testing.assert_allclose(1 / (1 + np.exp(-a)), final, rtol=1e-9, atol=1e-300)
@@ -290,21 +297,21 @@ def test_every_reached_fixed_point_is_reported_for_random_W():
 def test_steady_state_under_jit_equals_eager():
     W = np.array([[-2.0, 1.0], [1.0, 1.0]])
     trunk = rf.Trunk(jnp.asarray(W), jnp.asarray([0.1, -0.2]), 0.7)
-    x0 = jax.random.uniform(jax.random.key(3), (9, 2), minval=-1.0, maxval=1.0)
-    labels = jnp.arange(9) % 3
-    eager = rf.steady_state(trunk, x0, labels, depth=130)
-    jitted = jax.jit(lambda t, x, y: rf.steady_state(t, x, y, depth=130, num_classes=3))(trunk, x0, labels)
+    x0 = jax.random.uniform(jax.random.key(3), (12, 2), minval=-1.0, maxval=1.0)
+    labels = jnp.arange(12) % 3
+    eager = rf.steady_state(trunk, x0, labels, depth=DEPTH)
+    jitted = jax.jit(lambda t, x, y: rf.steady_state(t, x, y, depth=DEPTH, num_classes=3))(trunk, x0, labels)
     for a, b in zip(jitted, eager, strict=True):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-12, atol=1e-15)
     # the chunked stream is the plain recurrence: float64 numpy reference, h = 0.7
     a0 = np.asarray(x0) @ W.T + np.array([0.1, -0.2])
-    ref = np.array([_iterate(W, 1 / (1 + np.exp(-a)), 130, h=0.7)[-1] for a in a0])
+    ref = np.array([_iterate(W, 1 / (1 + np.exp(-a)), DEPTH, h=0.7)[-1] for a in a0])
     np.testing.assert_allclose(eager.final, ref, atol=1e-12)
     with pytest.raises(ValueError, match="num_classes must be given"):
         jax.jit(lambda x, y: rf.steady_state(trunk, x, y, depth=10))(x0, labels)
     # an empty class: NaN statistics, ignored by class_distance
-    sparse = rf.steady_state(trunk, x0, 2 * (labels % 2), depth=130, num_classes=3)
-    np.testing.assert_array_equal(sparse.class_counts, [6, 0, 3])
+    sparse = rf.steady_state(trunk, x0, 2 * (labels % 2), depth=DEPTH, num_classes=3)
+    np.testing.assert_array_equal(sparse.class_counts, [8, 0, 4])
     assert np.isnan(np.asarray(sparse.class_means[1])).all() and np.isfinite(float(sparse.class_distance))
     with pytest.raises(ValueError, match="num_classes = 2"):
         rf.steady_state(trunk, x0, labels, depth=10, num_classes=2)

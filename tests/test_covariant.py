@@ -116,11 +116,12 @@ def test_flow_clvs_refuse_a_dt_that_aligns_the_frame():
     # exp(−dt·40.2), 3e-18 at dt = 1, below 1e3·eps; the backward pass would divide by
     # rounding. At dt = 0.25 (exp(−10) ≈ 5e-5) the exponents are A's eigenvalues. (atol is
     # tiny so that the solver resolves the small components and rounding is the limit.)
+    # Both runs have 2 transient and 4 measured intervals: one compiled program (dt is traced).
     A = jnp.diag(jnp.array([0.2, -40.0]))
-    kw = dict(transient=2.0, args=A, stepsize_controller=diffrax.PIDController(rtol=1e-10, atol=1e-40))
+    kw = dict(args=A, stepsize_controller=diffrax.PIDController(rtol=1e-10, atol=1e-40))
     with pytest.raises(ValueError, match=r"dt = 1.0 is too long for this flow"):
-        rf.covariant_lyapunov_vectors_flow(linear_field, jnp.ones(2), 4.0, dt=1.0, **kw)
-    res = rf.covariant_lyapunov_vectors_flow(linear_field, jnp.ones(2), 4.0, dt=0.25, **kw)
+        rf.covariant_lyapunov_vectors_flow(linear_field, jnp.ones(2), 4.0, dt=1.0, transient=2.0, **kw)
+    res = rf.covariant_lyapunov_vectors_flow(linear_field, jnp.ones(2), 1.0, dt=0.25, transient=0.5, **kw)
     np.testing.assert_allclose(np.asarray(res.exponents), [0.2, -40.0], rtol=1e-6)
 
 

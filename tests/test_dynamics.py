@@ -29,6 +29,34 @@ def linear(A):
     return lambda x: A @ x
 
 
+class Poly2(eqx.Module):
+    """x ↦ c + A x + q x₀² + d ⊙ x³ on R²: the fixed-point tests' maps (Hénon, linear, shifted,
+    quadratic, cubic) as one family. Its coefficients are arrays, traced by `find_fixed_points`,
+    so every member with the same starts shape shares one compiled program (a fresh function
+    would build its own, about a second each)."""
+
+    c: jax.Array
+    A: jax.Array
+    q: jax.Array
+    d: jax.Array
+
+    def __call__(self, x):
+        return self.c + self.A @ x + self.q * x[0] ** 2 + self.d * x**3
+
+
+def poly2(*, c=(0.0, 0.0), A=((0.0, 0.0), (0.0, 0.0)), q=(0.0, 0.0), d=(0.0, 0.0), dtype=jnp.float64):
+    return Poly2(*(jnp.asarray(v, dtype) for v in (c, A, q, d)))
+
+
+def henon_map(dtype=jnp.float64):
+    """`henon` as a `Poly2`: 1 − a x₀² + x₁, b x₀."""
+    return poly2(c=(1.0, 0.0), A=[[0.0, 1.0], [B_HENON, 0.0]], q=(-A_HENON, 0.0), dtype=dtype)
+
+
+NUM_STARTS = 36  # one starts shape for the fixed-point tests (36 = 9 fixed points × 4 for `cubic`)
+STARTS = jax.random.uniform(jax.random.key(1), (NUM_STARTS, 2), minval=-2, maxval=2)
+
+
 def test_linear_map_exponents_are_log_moduli():
     res = rf.lyapunov_spectrum(linear(A_TRI), jnp.ones(3), 5000)
     want = np.sort(np.log(np.abs(np.linalg.eigvals(A_TRI))))[::-1]
@@ -180,11 +208,10 @@ def test_jacobian_spectrum_matches_numpy(dtype):
 
 @pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64])
 def test_henon_fixed_points_closed_form(dtype):
-    starts = jax.random.uniform(jax.random.key(1), (40, 2), dtype, minval=-2, maxval=2)
-    res = rf.find_fixed_points(henon, starts)
+    res = rf.find_fixed_points(henon_map(dtype), STARTS.astype(dtype))
     assert bool(res.converged.all())
     uniq, counts = rf.unique_fixed_points(res, return_counts=True)
-    assert counts.sum() == 40 and len(counts) == 2
+    assert counts.sum() == NUM_STARTS and len(counts) == 2
     disc = np.sqrt((1 - B_HENON) ** 2 + 4 * A_HENON)
     xs = (-(1 - B_HENON) + np.array([disc, -disc])) / (2 * A_HENON)
     want = np.stack([xs, B_HENON * xs], axis=1)
@@ -209,9 +236,9 @@ def test_henon_fixed_points_closed_form(dtype):
     ],
 )
 def test_linear_map_fixed_point_is_origin(A, label):
-    res = rf.find_fixed_points(linear(A), jnp.array([[0.7, -1.2], [3.0, 2.0]]))
+    res = rf.find_fixed_points(poly2(A=A), 2 * STARTS)
     np.testing.assert_allclose(res.points, 0.0, atol=1e-12)
-    assert list(res.labels) == [label, label]
+    assert list(res.labels) == [label] * NUM_STARTS
     assert int(res.stability[0]) == rf.dynamics.Stability[label.upper()]
     ref = np.linalg.eigvals(A)
     np.testing.assert_allclose(np.sort_complex(res.eigenvalues[0]), np.sort_complex(ref), atol=1e-12)
@@ -219,19 +246,18 @@ def test_linear_map_fixed_point_is_origin(A, label):
 
 def test_newton_fallback_from_singular_jacobian():
     # F(x, y) = (x² − y, x + y − 2): roots (1, 1) and (−2, 4); det J_F = 2x + 1 = 0 at the start
-    def step(v):
-        return v + jnp.stack([v[0] ** 2 - v[1], v[0] + v[1] - 2])
-
-    res = rf.find_fixed_points(step, jnp.array([-0.5, 0.0]))
-    assert bool(res.converged)
-    p = np.asarray(res.points)
+    # step(v) = v + (v₀² − v₁, v₀ + v₁ − 2); the start of interest is row 0 of a shared batch
+    step = poly2(A=[[1.0, -1.0], [1.0, 2.0]], c=(0.0, -2.0), q=(1.0, 0.0))
+    res = rf.find_fixed_points(step, STARTS.at[0].set(jnp.array([-0.5, 0.0])))
+    assert bool(res.converged[0])
+    p = np.asarray(res.points[0])
     assert min(np.abs(p - [1, 1]).max(), np.abs(p - [-2, 4]).max()) < 1e-10
 
 
 def test_no_fixed_point_is_reported_unconverged():
-    res = rf.find_fixed_points(lambda x: x + 1.0, jnp.zeros((3, 2)), max_iter=20)
+    res = rf.find_fixed_points(poly2(A=np.eye(2), c=(1.0, 1.0)), STARTS)  # x ↦ x + 1
     assert not bool(res.converged.any())
-    assert list(res.labels) == ["unconverged"] * 3
+    assert list(res.labels) == ["unconverged"] * NUM_STARTS
     assert len(rf.unique_fixed_points(res).points) == 0
 
 
@@ -275,9 +301,8 @@ def test_classifier_band_neutral_mask_and_batches():
     )
 
 
-def cubic(x):
-    # per coordinate x ↦ x − 0.2(x³ − x): fixed points {−1, 0, 1}², f'(0) = 1.2, f'(±1) = 0.6
-    return x - 0.2 * (x**3 - x)
+# per coordinate x ↦ x − 0.2(x³ − x) = 1.2 x − 0.2 x³: fixed points {−1, 0, 1}², f'(0) = 1.2, f'(±1) = 0.6
+cubic = poly2(A=1.2 * np.eye(2), d=(-0.2, -0.2))
 
 
 def _cubic_reference():
@@ -294,7 +319,7 @@ def test_every_method_finds_the_closed_form_fixed_points_with_one_classifier(met
     want, labels = _cubic_reference()
     # starts near each fixed point (descent is drawn to minima of q, which all nine are)
     starts = jnp.asarray(
-        np.repeat(want, 3, axis=0) + jax.random.uniform(jax.random.key(3), (27, 2), minval=-0.1, maxval=0.1)
+        np.repeat(want, 4, axis=0) + jax.random.uniform(jax.random.key(3), (NUM_STARTS, 2), minval=-0.1, maxval=0.1)
     )
     if method == "descent":
         res = rf.find_fixed_points(cubic, starts, method="descent", max_iter=3000, tol=1e-6, xtol=1e-4)
@@ -325,9 +350,9 @@ def test_unknown_method_is_refused():
 
 
 def test_find_fixed_points_jit_matches_eager():
-    starts = jnp.array([[0.5, 0.1], [-1.0, -0.3]])
-    eager = rf.find_fixed_points(henon, starts)
-    jitted = jax.jit(lambda s: rf.find_fixed_points(henon, s))(starts)
+    step = henon_map()
+    eager = rf.find_fixed_points(step, STARTS)
+    jitted = jax.jit(lambda s: rf.find_fixed_points(step, s))(STARTS)
     np.testing.assert_allclose(jitted.points, eager.points, rtol=1e-12)
     np.testing.assert_array_equal(jitted.stability, eager.stability)
 
@@ -372,7 +397,7 @@ def bad_step_shape(x):
         (lambda: rf.find_fixed_points(henon, jnp.ones(2), tol=0.0), ValueError, "tol"),
         (lambda: rf.find_fixed_points(henon, jnp.ones(2), max_iter=0), ValueError, "max_iter"),
         (lambda: rf.find_fixed_points(henon, jnp.ones(2), xtol=-1.0), ValueError, "xtol"),
-        (lambda: rf.unique_fixed_points(rf.find_fixed_points(henon, jnp.ones(2)), atol=0.0), ValueError, "atol"),
+        (lambda: rf.unique_fixed_points(rf.find_fixed_points(henon_map(), STARTS), atol=0.0), ValueError, "atol"),
         (lambda: rf.unique_fixed_points(jnp.ones(2)), TypeError, "result"),
     ],
 )
@@ -437,8 +462,8 @@ def test_close_roots_found_precisely_and_kept_apart():
 
 
 def test_error_bound_covers_the_true_distance():
-    starts = jax.random.uniform(jax.random.key(2), (20, 2), minval=-2, maxval=2)
-    res = rf.find_fixed_points(henon, starts)
+    starts = jax.random.uniform(jax.random.key(2), (NUM_STARTS, 2), minval=-2, maxval=2)
+    res = rf.find_fixed_points(henon_map(), starts)
     disc = np.sqrt((1 - B_HENON) ** 2 + 4 * A_HENON)
     xs = (-(1 - B_HENON) + np.array([disc, -disc])) / (2 * A_HENON)
     want = np.stack([xs, B_HENON * xs], axis=1)

@@ -8,10 +8,18 @@ import pytest
 import resflow as rf
 
 
+def _normal(seed, shape, dtype=jnp.float64, scale=1.0):
+    """Test data drawn by numpy: jax.random would build a program per shape and dtype."""
+    return jnp.asarray(scale * np.random.default_rng(seed).standard_normal(shape), dtype)
+
+
 def _setup(shared, dtype, n=4, T=5, batch=3, seed=0, **kw):
-    k1, k2 = jax.random.split(jax.random.key(seed))
-    trunk = rf.Trunk.init(k1, n, shared=shared, depth=None if shared else T, w_std=2.0, b_std=0.5, dtype=dtype, **kw)
-    x0 = jax.random.normal(k2, (batch, n), dtype)
+    # Trunk.init's draws (W ~ N(0, w_std²/n), b ~ N(0, b_std²)), from numpy
+    layers = () if shared else (T,)
+    W = _normal(seed, layers + (n, n), dtype, 2.0 / np.sqrt(n))
+    b = _normal(seed + 100, layers + (n,), dtype, 0.5)
+    trunk = rf.Trunk(W, b, **kw)
+    x0 = _normal(seed + 200, (batch, n), dtype)
     return trunk, x0
 
 
@@ -59,7 +67,7 @@ def test_state_products_equal_dense(model, dtype):
     traj = rf.trajectory(trunk, x0, depth=5)
     a = rf.preactivations(trunk, traj)
     J = rf.state_jacobians(trunk, traj)
-    Q = jax.random.normal(jax.random.key(3), (3, 4, 2), dtype)
+    Q = _normal(3, (3, 4, 2), dtype)
     tol = 1e-5 if dtype == jnp.float32 else 1e-13
     for t in (0, 4):
         JQ = rf.analysis.state_jacobian_product(trunk.layer(t), a[t], Q)
@@ -73,7 +81,7 @@ def test_residual_products_equal_dense():
     trunk, x0 = _setup(True, jnp.float64)
     r = rf.residuals(trunk, rf.trajectory(trunk, x0, depth=4))
     Jr = rf.residual_jacobians(trunk, r)
-    Q = jax.random.normal(jax.random.key(4), (3, 4, 3))
+    Q = _normal(4, (3, 4, 3))
     for t in range(3):
         np.testing.assert_allclose(
             rf.analysis.residual_jacobian_product(trunk, r[t], r[t + 1], Q), Jr[t] @ Q, rtol=1e-13
@@ -148,7 +156,7 @@ def test_network_lyapunov_matches_dense_and_numpy(model, shared):
     res = rf.network_lyapunov_spectrum(trunk, x0, depth=6, num_exponents=3, key=key, return_running=True)
     assert res.exponents.shape == (3, 3) and res.running.shape == (3, 6, 3)
     np.testing.assert_allclose(res.running[:, -1], res.exponents, rtol=1e-12)
-    q0 = jax.random.normal(key, (4, 3))
+    q0 = _normal(7, (4, 3))
     res_q = rf.network_lyapunov_spectrum(trunk, x0, depth=6, initial_q=q0)
     assert res_q.exponents.shape == (3, 3)
     for i in range(3):
@@ -212,7 +220,7 @@ def test_network_lyapunov_fused_batched_core_matches_numpy(model, shared, qr_eve
     # n = 6, k = 3, 4 inputs: 16 matmul columns (padding path off), T = 10 not a multiple of
     # qr_every (a shorter last block); every input against the float64 numpy QR-every-step loop
     trunk, x0 = _setup(shared, jnp.float64, n=6, T=10, batch=4, model=model, activation="sigmoid", h=0.7)
-    q0 = jax.random.normal(jax.random.key(3), (6, 3))
+    q0 = _normal(3, (6, 3))
     res = rf.network_lyapunov_spectrum(trunk, x0, depth=10, initial_q=q0, qr_every=qr_every)
     J = np.asarray(rf.state_jacobians(trunk, rf.trajectory(trunk, x0, depth=10)))
     for i in range(4):
@@ -222,7 +230,7 @@ def test_network_lyapunov_fused_batched_core_matches_numpy(model, shared, qr_eve
 def test_network_lyapunov_padded_columns_and_qr_every_checked():
     # 3 inputs × (k + 1) = 12 columns: padded to 16 for the matmul; the result must not change
     trunk, x0 = _setup(True, jnp.float64, n=5, T=7, batch=3)
-    q0 = jax.random.normal(jax.random.key(4), (5, 3))
+    q0 = _normal(4, (5, 3))
     res = rf.network_lyapunov_spectrum(trunk, x0, depth=7, initial_q=q0, qr_every=2, return_running=True)
     J = np.asarray(rf.state_jacobians(trunk, rf.trajectory(trunk, x0, depth=7)))
     for i in range(3):

@@ -37,11 +37,15 @@ def np_linear_growth(W, b, x0, d, depth, *, model, activation, h, start=0):
 
 
 def setup(key, n=4, depth=6, shared=True, batch=3, draws=2, dtype=jnp.float64, **map_options):
-    k1, k2, k3 = jax.random.split(key, 3)
-    untied = {} if shared else {"depth": depth}
-    p = rf.Trunk.init(k1, n, shared=shared, **untied, w_std=1.8, b_std=0.5, dtype=dtype, **map_options)
-    x0 = jax.random.normal(k2, (batch, n), dtype)
-    d = jax.random.normal(k3, (draws, batch, n), dtype)
+    # Trunk.init's draws (W ~ N(0, w_std²/n), b ~ N(0, b_std²)) and the inputs, from numpy:
+    # jax.random would build a program per shape and dtype (`key` is the library's, below)
+    rng = np.random.default_rng(0)
+    layers = () if shared else (depth,)
+    W = jnp.asarray(rng.standard_normal(layers + (n, n)) * (1.8 / np.sqrt(n)), dtype)
+    b = jnp.asarray(rng.standard_normal(layers + (n,)) * 0.5, dtype)
+    p = rf.Trunk(W, b, **map_options)
+    x0 = jnp.asarray(rng.standard_normal((batch, n)), dtype)
+    d = jnp.asarray(rng.standard_normal((draws, batch, n)), dtype)
     return p, x0, d
 
 
