@@ -14,15 +14,21 @@ from hypothesis import strategies as st
 
 import resflow as rf
 
+N, DEPTH = 6, 7
 TOL = {jnp.float32: dict(rtol=2e-5, atol=2e-5), jnp.float64: dict(rtol=1e-12, atol=1e-12)}
 
 
-def make(key, n, depth, shared, dtype, batch=(5,), w_std=1.5, b_std=0.5, **kw):
-    kp, kx = jax.random.split(key)
-    p = rf.Trunk.init(
-        kp, n, shared=shared, depth=None if shared else depth, w_std=w_std, b_std=b_std, dtype=dtype, **kw
-    )
-    x0 = jax.random.normal(kx, batch + (n,), dtype)
+def make(seed, n, depth, shared, dtype, batch=(5,), w_std=1.5, b_std=0.5, h=1.0, **kw):
+    """A random trunk (W ~ N(0, w_std²/n), b ~ N(0, b_std²), as `Trunk.init` draws them) and inputs.
+
+    Drawn by numpy: every new shape of a `jax.random` draw builds a program (~0.5 s each);
+    `Trunk.init` itself is tested below."""
+    rng = np.random.default_rng(seed)
+    lead = () if shared else (depth,)
+    W = rng.normal(0, w_std / np.sqrt(n), lead + (n, n))
+    b = rng.normal(0, b_std, lead + (n,))
+    p = rf.Trunk(jnp.asarray(W, dtype), jnp.asarray(b, dtype), h, **kw)
+    x0 = jnp.asarray(rng.normal(size=batch + (n,)), dtype)
     return p, x0
 
 
@@ -30,9 +36,10 @@ def make(key, n, depth, shared, dtype, batch=(5,), w_std=1.5, b_std=0.5, **kw):
 @pytest.mark.parametrize("model", ["resnet", "mlp"])
 @pytest.mark.parametrize("activation", ["sigmoid", "tanh", "relu"])
 @pytest.mark.parametrize("shared", [True, False])
-def test_trajectory_matches_numpy_loop(key, dtype, model, activation, shared):
-    n, depth, h = 6, 7, 0.7
-    p, x0 = make(key, n, depth, shared, dtype, model=model, activation=activation, h=h)
+def test_trajectory_matches_numpy_loop(dtype, model, activation, shared):
+    # N, DEPTH, BATCH: the shapes most tests below use too, so that they share its programs.
+    n, depth, h = N, DEPTH, 0.7
+    p, x0 = make(0, n, depth, shared, dtype, model=model, activation=activation, h=h)
     traj = rf.trajectory(p, x0, depth=depth)
     ref = np_trajectory(p.W, p.b, x0, depth, model=model, activation=activation, h=h)
     assert traj.shape == (depth + 1, 5, n)
@@ -45,63 +52,64 @@ def test_trajectory_matches_numpy_loop(key, dtype, model, activation, shared):
 @pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64])
 @pytest.mark.parametrize("shared", [True, False])
 @pytest.mark.parametrize("model", ["resnet", "mlp"])
-def test_scan_equals_python_loop_of_steps(key, dtype, shared, model):
-    p, x0 = make(key, 5, 9, shared, dtype, model=model)
+def test_scan_equals_python_loop_of_steps(dtype, shared, model):
+    p, x0 = make(1, N, DEPTH, shared, dtype, model=model)
     x = x0
-    for t in range(9):
+    for t in range(DEPTH):
         x = p.layer(t).step(x)
     np.testing.assert_allclose(
         # The same arithmetic in the same order; the compiler may still contract a·b + c into
         # one FMA in one program and not the other (a rounding apart per layer).
-        np.asarray(rf.forward(p, x0, depth=9)),
+        np.asarray(rf.forward(p, x0, depth=DEPTH)),
         np.asarray(x),
         rtol=16 * jnp.finfo(dtype).eps,
         atol=0,
     )
 
 
-@pytest.mark.parametrize("batch", [(), (3,), (2, 4)])
-def test_single_input_and_batch_shapes(key, batch):
-    p, x0 = make(key, 4, 3, True, jnp.float64, batch=batch)
-    traj = rf.trajectory(p, x0, depth=3)
-    assert traj.shape == (4,) + batch + (4,)
-    ref = np_trajectory(p.W, p.b, x0, 3)
+@pytest.mark.parametrize("batch", [(), (5,), (2, 4)])
+def test_single_input_and_batch_shapes(batch):
+    p, x0 = make(2, N, DEPTH, True, jnp.float64, batch=batch)
+    traj = rf.trajectory(p, x0, depth=DEPTH)
+    assert traj.shape == (DEPTH + 1,) + batch + (N,)
+    ref = np_trajectory(p.W, p.b, x0, DEPTH)
     np.testing.assert_allclose(np.asarray(traj), ref, rtol=1e-12)
 
 
 def test_untied_depth_prefix_and_layer_independence(key):
     # Layer t of an untied init does not depend on the total depth, and depth may be a prefix.
-    p6 = rf.Trunk.init(key, 4, shared=False, depth=6)
-    p3 = rf.Trunk.init(key, 4, shared=False, depth=3)
+    # Width 3, float64: the shapes of the other Trunk.init calls here (one random program each).
+    p6 = rf.Trunk.init(key, 3, shared=False, depth=6)
+    p3 = rf.Trunk.init(key, 3, shared=False, depth=3)
     np.testing.assert_array_equal(np.asarray(p6.W[:3]), np.asarray(p3.W))
-    x0 = jnp.ones(4)
+    x0 = jnp.ones(3)
     np.testing.assert_allclose(rf.forward(p6, x0, depth=3), rf.forward(p3, x0), rtol=1e-14)
 
 
-def test_active_depth_masks_later_layers(key):
-    p, x0 = make(key, 4, 8, True, jnp.float64)
-    traj = rf.trajectory(p, x0, depth=8)
-    f = jax.jit(lambda d: rf.forward(p, x0, depth=8, active_depth=d))
-    for d in [1, 4, 8]:
+def test_active_depth_masks_later_layers():
+    p, x0 = make(3, N, DEPTH, True, jnp.float64)
+    traj = rf.trajectory(p, x0, depth=DEPTH)
+    f = jax.jit(lambda d: rf.forward(p, x0, depth=DEPTH, active_depth=d))
+    for d in [1, 4, DEPTH]:
         np.testing.assert_allclose(np.asarray(f(d)), np.asarray(traj[d]), rtol=1e-14)
 
 
 def test_same_key_same_params_different_key_different(key):
-    a = rf.Trunk.init(key, 5)
-    b = rf.Trunk.init(key, 5)
-    c = rf.Trunk.init(jax.random.key(1), 5)
+    a = rf.Trunk.init(key, 3)
+    b = rf.Trunk.init(key, 3)
+    c = rf.Trunk.init(jax.random.key(1), 3)
     np.testing.assert_array_equal(np.asarray(a.W), np.asarray(b.W))
     assert not np.allclose(np.asarray(a.W), np.asarray(c.W))
 
 
-def test_jit_vmap_grad(key):
-    p, x0 = make(key, 4, 5, True, jnp.float64)
-    f = functools.partial(rf.forward, depth=5)
+def test_jit_vmap_grad():
+    p, x0 = make(4, N, DEPTH, True, jnp.float64)
+    f = functools.partial(rf.forward, depth=DEPTH)
     np.testing.assert_allclose(jax.jit(f)(p, x0), f(p, x0), rtol=1e-14)
     np.testing.assert_allclose(jax.vmap(f, in_axes=(None, 0))(p, x0), f(p, x0), rtol=1e-14)
 
     def loss(W):
-        return jnp.sum(rf.forward(rf.Trunk(W, p.b), x0, depth=5) ** 2)
+        return jnp.sum(rf.forward(rf.Trunk(W, p.b), x0, depth=DEPTH) ** 2)
 
     g = jax.grad(loss)(p.W)
     # Central finite difference on one entry, float64.
@@ -110,42 +118,43 @@ def test_jit_vmap_grad(key):
     fd = (loss(p.W + E) - loss(p.W - E)) / (2 * eps)
     np.testing.assert_allclose(g[1, 2], fd, rtol=1e-6)
     # The gradient with respect to the whole trunk is a Trunk whose W entry is the same number.
-    gt = jax.grad(lambda t: jnp.sum(rf.forward(t, x0, depth=5) ** 2))(p)
+    gt = jax.grad(lambda t: jnp.sum(rf.forward(t, x0, depth=DEPTH) ** 2))(p)
     assert isinstance(gt, rf.Trunk)
     np.testing.assert_allclose(gt.W, g, rtol=1e-13)
 
 
-def test_h_gradient_and_traced_h(key):
-    p, x0 = make(key, 3, 4, True, jnp.float64)
+def test_h_gradient_and_traced_h():
+    p, x0 = make(5, N, DEPTH, True, jnp.float64)
 
     def total(h):
-        return jnp.sum(rf.forward(rf.Trunk(p.W, p.b, h), x0, depth=4))
+        return jnp.sum(rf.forward(rf.Trunk(p.W, p.b, h), x0, depth=DEPTH))
 
     g = jax.grad(total)(0.5)
     eps = 1e-6
     fd = (total(0.5 + eps) - total(0.5 - eps)) / (2 * eps)
     np.testing.assert_allclose(g, fd, rtol=1e-6)
     # h is a leaf of the trunk: the gradient wrt the trunk carries it too.
-    gt = jax.grad(lambda t: jnp.sum(rf.forward(t, x0, depth=4)))(rf.Trunk(p.W, p.b, 0.5))
+    gt = jax.grad(lambda t: jnp.sum(rf.forward(t, x0, depth=DEPTH)))(rf.Trunk(p.W, p.b, 0.5))
     np.testing.assert_allclose(gt.h, g, rtol=1e-12)
     # A sweep over h is a vmap over trunks, each against its own numpy loop.
     hs = jnp.array([0.25, 0.5, 1.5])
-    xT = jax.vmap(lambda h: rf.forward(rf.Trunk(p.W, p.b, h), x0, depth=4))(hs)
+    xT = jax.vmap(lambda h: rf.forward(rf.Trunk(p.W, p.b, h), x0, depth=DEPTH))(hs)
     for i, h in enumerate(np.asarray(hs)):
-        np.testing.assert_allclose(np.asarray(xT[i]), np_trajectory(p.W, p.b, x0, 4, h=h)[-1], rtol=1e-12)
+        np.testing.assert_allclose(np.asarray(xT[i]), np_trajectory(p.W, p.b, x0, DEPTH, h=h)[-1], rtol=1e-12)
 
 
+# Shapes from a small pool (each new shape builds new programs): a 1-wide single layer, the shapes
+# of the tests above, and an odd deeper one; the weights, h and shared/untied are drawn freely.
 @settings(max_examples=5, deadline=None)
 @given(
-    n=st.integers(1, 7),
-    depth=st.integers(1, 12),
-    batch=st.integers(1, 4),
+    shape=st.sampled_from([(1, 1, 1), (N, DEPTH, 5), (3, 12, 2)]),
     seed=st.integers(0, 2**16),
     h=st.floats(0.05, 2.0),
     shared=st.booleans(),
 )
-def test_property_random_networks(n, depth, batch, seed, h, shared):
-    p, x0 = make(jax.random.key(seed), n, depth, shared, jnp.float64, batch=(batch,))
+def test_property_random_networks(shape, seed, h, shared):
+    n, depth, batch = shape
+    p, x0 = make(seed, n, depth, shared, jnp.float64, batch=(batch,))
     p = eqx.tree_at(lambda t: t.h, p, jnp.asarray(h))
     traj = rf.trajectory(p, x0, depth=depth)
     np.testing.assert_allclose(np.asarray(traj), np_trajectory(p.W, p.b, x0, depth, h=h), rtol=1e-11, atol=1e-11)
@@ -280,11 +289,11 @@ def test_trunk_is_a_pytree(key):
     np.testing.assert_allclose(eqx.filter_jit(lambda f, x: f(x))(p.step, x), p.step(x), rtol=1e-14)
 
 
-def test_forward_reads_values_at_most_once(key, monkeypatch):
+def test_forward_reads_values_at_most_once(monkeypatch):
     """The one device-to-host read of a call is `_checks.read_bool`; under jit there is none."""
     import resflow._checks as checks
 
-    p, x0 = make(key, 4, 6, False, jnp.float64)
+    p, x0 = make(6, N, DEPTH, False, jnp.float64)
     reads = []
     monkeypatch.setattr(checks, "read_bool", lambda v: reads.append(1) or bool(v))
     rf.forward(p, x0, depth=5)
@@ -301,9 +310,11 @@ def test_forward_reads_values_at_most_once(key, monkeypatch):
 
 
 @pytest.mark.parametrize("shared", [True, False])
-@pytest.mark.parametrize("depth", [1, 7, 9, 10])
-def test_remat_same_values_and_gradients(key, shared, depth):
-    p, x0 = make(key, 4, depth, shared, jnp.float64, h=0.6)
+# Depth 1: one segment of one layer; 9: three full segments; 10: three segments and a remainder
+# (7, two-layer segments and a remainder, took the same path as 10).
+@pytest.mark.parametrize("depth", [1, 9, 10])
+def test_remat_same_values_and_gradients(shared, depth):
+    p, x0 = make(0, 4, depth, shared, jnp.float64, h=0.6)
     ref = np_trajectory(p.W, p.b, x0, depth, h=0.6)[-1]
     np.testing.assert_allclose(np.asarray(rf.forward(p, x0, depth=depth, remat=True)), ref, rtol=1e-12)
 
@@ -321,9 +332,9 @@ def test_remat_same_values_and_gradients(key, shared, depth):
     )
 
 
-def test_remat_stores_fewer_states(key):
+def test_remat_stores_fewer_states():
     # XLA's buffer plan for the gradient: O(√T) saved states instead of O(T).
-    p, x0 = make(key, 16, 100, True, jnp.float32, batch=(32,))
+    p, x0 = make(0, 16, 100, True, jnp.float32, batch=(32,))
 
     def temp_bytes(remat):
         f = jax.jit(jax.grad(lambda W: jnp.sum(rf.forward(rf.Trunk(W, p.b), x0, depth=100, remat=remat))))

@@ -13,18 +13,22 @@ from resflow.training import load_dataset
 from resflow.trunk._network import Affine, Network
 
 
-def random_network(key, *, dim=4, width=3, classes=2, depth=5, shared=True, lift=True):
-    k1, k2, k3 = jax.random.split(key, 3)
-    trunk = rf.Trunk.init(k1, width, shared=shared, depth=None if shared else depth, w_std=2.0, b_std=0.5, h=0.5)
-    lift_ = Affine(jax.random.normal(k2, (dim, width)), jnp.zeros(width)) if lift else None
-    readout = Affine(jax.random.normal(k3, (width, classes)), jnp.arange(classes, dtype=float))
+def random_network(seed=0, *, dim=4, width=3, classes=2, depth=5, shared=True, lift=True):
+    """Random weights drawn by numpy (each new shape of a jax.random draw builds a program)."""
+    rng = np.random.default_rng(seed)
+    lead = () if shared else (depth,)
+    W = rng.normal(0, 2.0 / np.sqrt(width), lead + (width, width))
+    b = rng.normal(0, 0.5, lead + (width,))
+    trunk = rf.Trunk(jnp.asarray(W), jnp.asarray(b), 0.5)
+    lift_ = Affine(jnp.asarray(rng.normal(size=(dim, width))), jnp.zeros(width)) if lift else None
+    readout = Affine(jnp.asarray(rng.normal(size=(width, classes))), jnp.arange(classes, dtype=float))
     return Network(lift_, trunk, readout, depth)
 
 
 @pytest.mark.parametrize("shared", [True, False])
-def test_network_is_lift_trunk_readout(key, shared):
-    net = random_network(key, shared=shared)
-    x = np.asarray(jax.random.normal(jax.random.key(1), (6, 4)))
+def test_network_is_lift_trunk_readout(shared):
+    net = random_network(shared=shared)
+    x = np.random.default_rng(1).normal(size=(6, 4))
     x0 = x @ np.asarray(net.lift.W) + np.asarray(net.lift.b)
     traj = np_trajectory(net.trunk.W, net.trunk.b, x0, 5, h=0.5)
     np.testing.assert_allclose(net.embed(x), x0, rtol=1e-12)
@@ -39,13 +43,13 @@ def test_network_is_lift_trunk_readout(key, shared):
     assert (net.dim, net.n_classes) == (4, 2)
 
 
-def test_network_with_depth_and_bad_shapes(key):
-    untied = random_network(key, shared=False)
+def test_network_with_depth_and_bad_shapes():
+    untied = random_network(shared=False)
     short = untied.with_depth(2)
     assert short.depth == 2 and short.trunk.W.shape == (2, 3, 3)
     with pytest.raises(ValueError, match="depth"):
         untied.with_depth(6)
-    shared = random_network(key)
+    shared = random_network()
     assert shared.with_depth(9).depth == 9
     with pytest.raises(ValueError, match="lift"):
         dataclasses.replace(shared, lift=Affine(jnp.ones((4, 5)), jnp.zeros(5)))

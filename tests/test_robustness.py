@@ -42,10 +42,10 @@ def test_threshold_classifier_follows_phi(as_logits):
     assert np.all(np.diff(np.asarray(res.accuracy), axis=0) <= 0)
 
 
-def test_matches_numpy_loop_with_the_same_noise(key):
-    kw, kx = jax.random.split(key)
-    W = jax.random.normal(kw, (3, 4))
-    x = jax.random.normal(kx, (50, 3))
+def test_matches_numpy_loop_with_the_same_noise():
+    rng = np.random.default_rng(0)  # numpy: no random program to build
+    W = jnp.asarray(rng.normal(size=(3, 4)))
+    x = jnp.asarray(rng.normal(size=(50, 3)))
     y = jnp.arange(50) % 4
     sigmas = jnp.array([0.1, 1.0])
     res = rf.noise_accuracy(lambda z: z @ W, x, y, sigmas, key=jax.random.key(7), num_draws=3)
@@ -107,13 +107,14 @@ class Linear(eqx.Module):
         return z @ self.W
 
 
-def test_module_classifier_compiles_once_and_matches_closure(key):
-    x = jax.random.normal(key, (40, 3))
+def test_module_classifier_compiles_once_and_matches_closure():
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.normal(size=(40, 3)))
     y = jnp.arange(40) % 4
     sigmas, k = jnp.array([0.0, 0.5]), jax.random.key(5)
     compiles = []
-    for seed in range(3):  # new weights each time (as new training seeds give)
-        W = jax.random.normal(jax.random.key(seed), (3, 4))
+    for _ in range(3):  # new weights each time (as new training seeds give)
+        W = jnp.asarray(rng.normal(size=(3, 4)))
         res, n = count_compiles(lambda W=W: rf.noise_accuracy(Linear(W), x, y, sigmas, key=k, num_draws=3))
         compiles.append(n)
         ref = rf.noise_accuracy(lambda z, W=W: z @ W, x, y, sigmas, key=k, num_draws=3)

@@ -65,9 +65,27 @@ def test_tiny_run_learns(opts):
     np.testing.assert_allclose(np.asarray(rf.predict(res, ds.x_test[:20])), ref, rtol=tol, atol=tol)
 
 
+# The tiny circles runs. Compiling a run's programs (init, chunk, evaluate) is most of these tests'
+# time, and runs with equal static options (`resflow.training._config.Static`: everything but lr,
+# h, w_std, depth_tol and, under a constant schedule, epochs; plus the chunk length) share them.
+# So the tests below use few static configurations: CIRCLES (float32, shared), UNTIED (untied,
+# multi-cut with folding, cosine over 3 epochs) and CUT64 (float64, shared, multi-cut).
 CIRCLES = dict(
-    width=3, depth=6, epochs=6, batch_size=40, lr=2e-2, depth_adapt=True, depth_warmup=2, depth_tol=0.05, chunk_epochs=3
+    width=3, depth=6, epochs=6, batch_size=40, lr=2e-2, depth_adapt=True, depth_warmup=0, depth_tol=0.05, chunk_epochs=1
 )
+# depth_tol 1e6: every layer pair passes, so the first cut (after the 2-epoch warm-up) goes straight to min_depth.
+UNTIED = dict(
+    CIRCLES,
+    shared=False,
+    multi_cut=True,
+    fold_drift=True,
+    depth_tol=1e6,
+    min_depth=2,
+    depth_warmup=2,
+    epochs=3,
+    schedule="cosine",
+)
+CUT64 = dict(CIRCLES, dtype="float64", multi_cut=True, min_depth=2)
 
 
 def tiny_circles():
@@ -81,7 +99,7 @@ def test_resume_after_interrupt_is_bit_identical(tmp_path):
     class Killed(Exception):
         pass
 
-    def kill_after_3(epoch, record):  # the end of the first chunk of 3 epochs
+    def kill_after_3(epoch, record):  # the end of the third chunk (of one epoch)
         if epoch == 3:
             raise Killed
 
@@ -127,8 +145,7 @@ def test_resume_after_interrupt_is_bit_identical(tmp_path):
 
 def test_multi_cut_untied_prunes_params_and_folds(tmp_path):
     ds = tiny_circles()
-    opts = dict(CIRCLES, shared=False, multi_cut=True, fold_drift=True, depth_tol=1e6, min_depth=2, epochs=3)
-    res = rf.fit(ds, key=jax.random.key(0), out_dir=tmp_path, **opts)
+    res = rf.fit(ds, key=jax.random.key(0), out_dir=tmp_path, **UNTIED)
     # A huge tolerance: every layer pair passes, so after the warm-up one cut goes straight to min_depth.
     assert res.depth == 2 and res.trunk.W.shape == (2, 3, 3) and res.trunk.num_layers == 2
     (cut,) = res.metrics["cuts"]
@@ -160,10 +177,10 @@ def test_multi_cut_untied_prunes_params_and_folds(tmp_path):
 
 
 def test_resume_refuses_new_epochs_under_a_decaying_schedule(tmp_path):
-    ds, opts = tiny_circles(), dict(CIRCLES, depth_adapt=False, schedule="cosine", epochs=1)
-    rf.fit(ds, key=jax.random.key(0), out_dir=tmp_path, figures=False, **opts)
+    ds = tiny_circles()
+    rf.fit(ds, key=jax.random.key(0), out_dir=tmp_path, figures=False, **UNTIED)  # cosine over 3 epochs
     with pytest.raises(ValueError, match="epochs may change only with schedule='constant'"):
-        rf.fit(ds, key=jax.random.key(0), out_dir=tmp_path, resume=True, **dict(opts, epochs=2))
+        rf.fit(ds, key=jax.random.key(0), out_dir=tmp_path, resume=True, **dict(UNTIED, epochs=4))
 
 
 def test_bad_options():
@@ -229,10 +246,11 @@ def test_remat_trains_the_same_network():
     # Checkpointing only changes what the backward pass stores, not the gradients: in
     # float64 the two runs agree to round-off, including the depth rule's cuts.
     ds = tiny_circles()
-    opts = dict(CIRCLES, dtype="float64", epochs=4)
+    opts = dict(CUT64, epochs=4)  # the plain run shares its programs with the next test's
     plain = rf.fit(ds, key=jax.random.key(3), **opts)
     remat = rf.fit(ds, key=jax.random.key(3), remat=True, **opts)
-    assert remat.depth == plain.depth
+    assert remat.depth == plain.depth < CUT64["depth"]
+    assert remat.metrics["cuts"] == plain.metrics["cuts"]
     for a, b in zip(jax.tree.leaves(remat.network), jax.tree.leaves(plain.network), strict=True):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-9, atol=1e-11)
     with pytest.raises(TypeError, match="remat must be a bool"):
@@ -250,7 +268,7 @@ def tiny_run(**kw):
 
 def test_init_state_and_train_chunk():
     # No warm-up: the residual change is measured (and can cut) from the first epoch.
-    ds, run = tiny_run(chunk_epochs=1, depth_warmup=0, depth_tol=1e-9)
+    ds, run = tiny_run(depth_tol=1e-9)
     s0 = tr.init_state(run, jax.random.key(1))
     assert (s0.epoch, s0.depth, s0.history, s0.cuts) == (0, 6, [], [])
     s1, (record,), bad = tr.train_chunk(run, s0, 0.0)
@@ -274,8 +292,7 @@ def test_init_state_and_train_chunk():
 
 
 def test_a_cut_folds_the_drift_into_the_readout():
-    kw = dict(CIRCLES, depth_tol=1e6, multi_cut=True, min_depth=2, depth_warmup=0, epochs=1, chunk_epochs=1)
-    kw["dtype"] = "float64"
+    kw = dict(CUT64, depth_tol=1e6, epochs=1)
     ds = tiny_circles()
     plain = rf.fit(ds, key=jax.random.key(0), **kw)
     folded = rf.fit(ds, key=jax.random.key(0), fold_drift=True, **kw)
@@ -293,7 +310,7 @@ def test_a_cut_folds_the_drift_into_the_readout():
 
 
 def test_log_and_checkpoint_then_restore(tmp_path):
-    _, run = tiny_run(checkpoint_every=2, chunk_epochs=1)
+    _, run = tiny_run(checkpoint_every=2)
     state = tr.init_state(run, jax.random.key(2))
     for _ in range(2):
         start = state.epoch
@@ -315,8 +332,9 @@ def test_log_and_checkpoint_then_restore(tmp_path):
 
 
 def test_finish_prunes_and_reports():
-    ds, run = tiny_run(shared=False, depth_adapt=False, chunk_epochs=1)
+    ds, run = tiny_run(**UNTIED)  # one epoch, in the warm-up: no cut
     state, _, _ = tr.train_chunk(run, tr.init_state(run, jax.random.key(0)), 0.0)
+    assert state.epoch == 1 and state.depth == 6
     state = state._replace(depth=4)  # as if cut to 4
     res = tr.finish(run, state, ds, wall_time=1.5)
     assert res.depth == 4 and res.trunk.W.shape == (4, 3, 3)

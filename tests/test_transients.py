@@ -58,13 +58,14 @@ def test_shared_network_matches_reference():
     rng = np.random.default_rng(0)
     net = _network(rng)
     x, y = rng.normal(size=(60, 3)), rng.integers(0, 3, 60)
-    y[:30] = np.argmax(np.asarray(net(x[:30])), -1)  # half the labels agree with the network
+    logits = np.asarray(net(x))  # one batch shape: one set of compiled network ops
+    y[:30] = np.argmax(logits[:30], -1)  # half the labels agree with the network
     res = rf.transient_accuracy(net, x, y, steady_depth=300)
     plain, steady = np_curves(net, x, y, np_steady(net, x, 300))
     np.testing.assert_array_equal(res.depths, np.arange(7))
     np.testing.assert_allclose(res.accuracy, plain, atol=1e-12)
     np.testing.assert_allclose(res.steady_accuracy, steady, atol=1e-12)
-    assert res.full_accuracy == pytest.approx(float(np.mean(np.argmax(np.asarray(net(x)), -1) == y)))
+    assert res.full_accuracy == pytest.approx(float(np.mean(np.argmax(logits, -1) == y)))
     assert int(res.transient_depth) == _first(plain, plain[-1])
     assert int(res.steady_transient_depth) == _first(steady, plain[-1])
     assert not np.allclose(plain, steady)  # the two curves are different measurements

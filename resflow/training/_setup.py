@@ -5,6 +5,7 @@ device), and the host records of a compiled chunk.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 from collections.abc import Callable
@@ -150,11 +151,19 @@ class Jitted(NamedTuple):
     evaluate: Callable
 
 
+# The depth rule's static options: neither `init` (network and optimiser state) nor `evaluate`
+# reads them (nor `init` remat), so they are reset in those two functions' static argument, and
+# runs that differ only in them share those compiled programs (same code, same numbers).
+_NO_DEPTH_RULE = dict(depth_adapt=False, min_depth=1, warmup=0, plateau=0, multi_cut=False, fold_drift=False)
+
+
 @functools.lru_cache(maxsize=32)
 def jitted(static: Static) -> Jitted:
     """The engine's jitted functions with `static` bound."""
     bind = functools.partial
-    return Jitted(bind(init_jit, static), bind(chunk_jit, static), bind(evaluate_jit, static))
+    for_eval = dataclasses.replace(static, **_NO_DEPTH_RULE)
+    for_init = dataclasses.replace(for_eval, remat=False)
+    return Jitted(bind(init_jit, for_init), bind(chunk_jit, static), bind(evaluate_jit, for_eval))
 
 
 def as_dtype(name: str, x, dtype) -> jax.Array:
