@@ -48,7 +48,8 @@ def change_sums(r, weights):
 def residual_changes(
     r: Float[Array, "T batch n"], *, weights: Float[Array, " batch"] | None = None
 ) -> Float[Array, " T_minus_1"]:
-    """Per-layer residual change d_k = mean_samples ||r_k − r_{k−1}||_1 / N, k = 1 … T-1.
+    """Per-layer residual change d_k = mean_samples ||r_k − r_{k−1}||_1 / N, k = 1 … T-1 (N = n
+    units: the mean absolute change per unit, the paper's "per neuron on average").
 
     **Arguments:**
 
