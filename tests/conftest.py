@@ -14,6 +14,13 @@ os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
 if "--xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
     os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_backend_optimization_level=0").strip()
 
+import signal  # noqa: E402
+
+# A suite started in the background (nohup, or `&` in a shell without job control) inherits
+# SIGINT ignored; the signal tests check Python's own Ctrl-C handler, as a terminal has it.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
 import jax  # noqa: E402
 
 jax.config.update("jax_enable_x64", True)
