@@ -64,10 +64,6 @@ def training_groups(mode: Mode) -> dict[str, tuple[str, dict]]:
     }
 
 
-def _seeds(mode: Mode, group: str):
-    return mode.image_seeds if group.startswith("images") else mode.seeds
-
-
 def train_all(mode: Mode, data: dict, runs_dir: Path, bar=None) -> dict:
     """Every group's runs (trained or reloaded), plus ``circles/scratch``: each seed retrained from
     scratch, without depth adaptation, at the depth its ``circles/adapt_shared`` run was pruned to."""
@@ -75,7 +71,7 @@ def train_all(mode: Mode, data: dict, runs_dir: Path, bar=None) -> dict:
     for group, (key, options) in training_groups(mode).items():
         if bar is not None:
             bar.set_postfix_str(f"train {group}")
-        runs[group] = train_seeds(data[key], _seeds(mode, group), runs_dir / group, **options)
+        runs[group] = train_seeds(data[key], mode.group_seeds(group), runs_dir / group, **options)
         if bar is not None:
             bar.update()
     base = recipe(mode, "circles")
@@ -106,7 +102,7 @@ def learned_report(mode: Mode, data: dict, runs: dict) -> dict:
             continue
         y = np.asarray(data[group.split("/")[0]].y_test)
         chance = float(np.bincount(y).max() / len(y))
-        seeds = list(_seeds(mode, group))
+        seeds = list(mode.group_seeds(group))
         acc = [_accuracy(group, r) for r in group_runs]
         bar = learned_bar(acc, chance)
         report[group] = {
@@ -210,7 +206,11 @@ def reproduce(
 def _meta(mode: Mode, data: dict, t0: float, train_time: float) -> dict:
     return {
         "mode": mode.name,
-        "seeds": {"circles/digits": list(mode.seeds), "images": list(mode.image_seeds)},
+        "seeds": {
+            "circles/digits": list(mode.seeds),
+            "images": list(mode.image_seeds),
+            "images baselines": list(mode.image_baseline_seeds),
+        },
         "machine": machine(),
         "wall_time_s": time.perf_counter() - t0,
         "train_time_s": train_time,

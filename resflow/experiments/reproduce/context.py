@@ -28,7 +28,7 @@ class Context(NamedTuple):
     learned: dict[str, list[bool]] | None = None
 
     def seeds(self, group: str) -> tuple[int, ...]:
-        return self.mode.image_seeds if group.startswith("images") else self.mode.seeds
+        return self.mode.group_seeds(group)
 
     def learned_runs(self, group: str, *also: str) -> list[tuple[int, Run]]:
         """``(seed, run)`` of the seeds of `group` that learned, in `group` and in every group

@@ -131,6 +131,7 @@ def claim_images(ctx: Context) -> dict:
         "data": data.meta["name"],
         "stand_in": data.meta["name"] != "fashion-mnist",
         "epochs": m.image_epochs,
+        "final_depth": {k: summary([r.depth for _, r in ctx.learned_runs(f"images/{k}")]) for k in MODELS},
         "accuracy": {
             k: summary([r.metrics["test_accuracy"] for _, r in ctx.learned_runs(f"images/{k}")]) for k in MODELS
         },

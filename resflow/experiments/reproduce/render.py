@@ -35,9 +35,11 @@ chance and the best seed of its group; the others are listed below with their ac
 
 **Modes** (`resflow/experiments/reproduce/modes.py`). *full* (the default; writes this page):
 8 seeds on circles (width 3, trained 2 → 3 lift, 300 epochs) and digits (width 64, 40
-epochs), 3 seeds on Fashion-MNIST (60k/10k, width 784, no lift, 5 epochs of batch 256,
-Adam 1e-3) for the shared ResNet, the untied ResNet and the MLP; 15 sigmoid layers, h = 1;
-long runs of 1000 layers; 1000 analysis inputs. *quick* (`--quick`, ≤ 10 min on 2 CPU
+epochs); on Fashion-MNIST (60k/10k, width 784, no lift) the README command's recipe (20
+epochs of batch 256, Adam 2e-3 with warm-up and cosine decay, weight decay 1e-4, depth
+adaptation from 15 layers) for 3 seeds of the shared ResNet and one each of the untied ResNet
+and the MLP; 15 sigmoid layers at the start, h = 1; long runs of 1000 layers; 1000 analysis
+inputs. *quick* (`--quick`, ≤ 10 min on 2 CPU
 cores): 2 seeds, 150 / 30 epochs, Fashion-MNIST's first 6000 / 1000 images, 3 epochs, one
 seed, 200 analysis inputs. *tiny* (`--tiny`, the test's mode): a few minutes, meaningless
 numbers, a stand-in data set (digits) for the image block. Trained runs are saved under

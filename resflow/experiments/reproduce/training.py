@@ -24,11 +24,13 @@ from .modes import Mode
 
 __all__ = ["train_seeds", "recipe", "load_data", "untrained_network"]
 
-# Per-data-set recipes (scripts/train.py's defaults, docs/training.md).
+# Per-data-set recipes: scripts/train.py's defaults (docs/training.md; a test keeps them equal).
 RECIPES = {
     "circles": {"width": 3, "batch_size": 50, "lr": 3e-2, "w_std": 1.0, "depth_warmup": 100},
     "digits": {"batch_size": 64, "lr": 3e-3, "depth_warmup": 5},
-    "fashion-mnist": {"batch_size": 256, "lr": 1e-3, "depth_warmup": 3},
+    "fashion-mnist": {
+        "batch_size": 256, "lr": 2e-3, "schedule": "warmup-cosine", "weight_decay": 1e-4, "depth_warmup": 3,
+    },  # fmt: skip
 }
 
 
@@ -39,6 +41,8 @@ def recipe(mode: Mode, kind: str, **options) -> dict:
     out = dict(RECIPES.get(dataset, {}), depth=mode.depth, epochs=epochs)
     if kind == "circles":
         out["depth_warmup"] = min(out["depth_warmup"], max(epochs // 3, 1))
+    if kind == "images" and mode.image_depth_adapt:
+        out["depth_adapt"] = True
     return out | options
 
 
