@@ -84,6 +84,17 @@ def _s(*values):
     return summary(values)
 
 
+def test_curve_summary_of_curves_of_different_lengths():
+    """Seeds pruned to different depths: each entry over the seeds that reach it."""
+    from resflow.experiments.reproduce.stats import curve_summary
+
+    c = curve_summary([[1.0, 2.0, 3.0], [3.0, 4.0], [5.0, 6.0, 7.0]])
+    assert c["n"] == [3, 3, 2]
+    assert c["mean"] == [3.0, 4.0, 5.0]
+    assert math.isclose(c["std"][0], math.sqrt(8 / 3)) and c["std"][2] == 2.0
+    assert c["values"][1] == [3.0, 4.0]
+
+
 def test_verdict_thresholds():
     ok = {"max_rel_err": _s(1e-15, 3e-16), "control": {"name": "Wᵀ", "max_rel_err": _s(0.3)}}
     assert VERDICTS["disentangling"](ok)["verdict"] == "reproduced"
@@ -275,11 +286,11 @@ def test_saved_runs_trained_with_another_recipe_are_refused(tmp_path):
     from resflow.experiments.reproduce.training import recipe
 
     data = load_dataset("circles")
-    # The tiny mode's circles recipe (lr 3e-2): its programs are built once, by the tiny fixture.
+    # The tiny mode's circles recipe (lr 1e-1): its programs are built once, by the tiny fixture.
     options = recipe(get_mode("tiny"), "circles")
     first = train_seeds(data, [0], tmp_path, **options)
     assert train_seeds(data, [0], tmp_path, **options)[0].metrics == first[0].metrics  # reloaded
-    with pytest.raises(ValueError, match=r"seed0.*lr=0\.03 \(asked 0\.01\)"):
+    with pytest.raises(ValueError, match=r"seed0.*lr=0\.1 \(asked 0\.01\)"):
         train_seeds(data, [0], tmp_path, **(options | {"lr": 1e-2}))
 
 

@@ -158,7 +158,8 @@ def test_help_and_every_option_a_flag(capsys):
     assert fields <= dests
     # The shared generation: the same per-data-set defaults as scripts/train.py.
     config = config_from_args(parser.parse_args(["--data", "circles"]))
-    assert (config.epochs, config.lr, config.trunk.w_std) == (300, 3e-2, 1.0)
+    assert (config.epochs, config.lr, config.trunk.w_std) == (300, 1e-1, 1.0)
+    assert (config.depth_warmup, config.multi_cut) == (0, True)
 
 
 # Chunks of one epoch: the SIGTERM test stops a sweep between them. Both sweeps below run the same

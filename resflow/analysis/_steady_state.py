@@ -158,11 +158,19 @@ def steady_state(
     check_positive("atol", atol)
     checks = {"x0": (x0, lambda xp, a: xp.isfinite(a))}
     y, K = optional_labels(labels, batch, num_classes, checks, lambda: check_state(trunk, x0))
+    return _settle(trunk, x0, y, tol, atol, depth=depth, num_classes=K)
+
+
+@functools.partial(jax.jit, static_argnames=("depth", "num_classes"))
+def _settle(trunk, x0, y, tol, atol, *, depth, num_classes) -> SteadyState:
+    # One program for the run and every statistic (as eager ops they were dozens of programs
+    # per input shape).
+    batch, n = x0.shape[:-1], x0.shape[-1]
     a0 = x0.reshape(-1, n) @ trunk.W.T + trunk.b
     (r_prev, final), a = _last_two_residuals(trunk, a0, depth=depth)
     change = jnp.max(jnp.abs(final - r_prev), axis=-1)
     escaping = _escaping_units(trunk, a, final, tol)
-    counts, means, spread, distance = _class_statistics(final, y.reshape(-1), K)
+    counts, means, spread, distance = _class_statistics(final, y.reshape(-1), num_classes)
     dominant, fraction = _dominant(final, jnp.asarray(atol, final.dtype))
     final, change, escaping = final.reshape(batch + (n,)), change.reshape(batch), escaping.reshape(batch)
     converged = (change <= tol) & (escaping == 0)

@@ -36,11 +36,17 @@ RECIPE = {"epochs": 20, "batch_size": 256, "lr": 2e-3, "schedule": "warmup-cosin
 CANDIDATES = {
     # The recipe before the search (README until then): 5 epochs, Adam 1e-3 constant.
     "old": OLD,
+    # One factor at a time: the old recipe trained as long as the new one (20 epochs, constant
+    # lr 1e-3, no weight decay) separates the epochs from the schedule and weight decay.
+    "old_e20": OLD | {"epochs": 20},
     # The recipe: 20 epochs, lr 2e-3 with a 5 % warm-up and a cosine decay, weight decay 1e-4.
     "recipe": RECIPE,
     # The first try, 25 epochs: stopped after a few epochs (an epoch with the residual
     # statistics of --depth-adapt costs ~1.3x one without, so 25 epochs overrun 20 minutes).
     "recipe_e25": RECIPE | {"epochs": 25},
+    # The recipe's seed 0 again, alone on the otherwise idle 2-core machine: its process time is
+    # what a user waits for the README command (the other runs shared the machine).
+    "recipe_idle": RECIPE,
     # The same recipe for the untied ResNet and the 15-layer MLP (the baselines of the paper).
     "recipe_untied": RECIPE | {"shared": False},
     "recipe_mlp": RECIPE | {"model": "mlp"},

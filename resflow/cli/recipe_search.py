@@ -19,8 +19,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]  # the repository checkout (docs/results, docs/figures)
 
-# The circles options of `scripts/train.py --data circles --width 3 --depth 15 --depth-adapt`
-# that the search keeps fixed; each study varies the others over a grid (one vmapped program).
+# The circles options the studies start from (scripts/train.py's defaults before the search:
+# a 100-epoch warm-up before the first cut, one cut per epoch); each study varies some of them
+# over a grid (one vmapped program). The last two studies chose today's defaults.
 BASE = {"width": 3, "depth": 15, "depth_adapt": True, "batch_size": 50, "depth_warmup": 100, "epochs": 300}
 STUDIES = {
     # Learning rate × init scale of W (the recipe before the search: lr 1e-2, w_std 2).
@@ -31,7 +32,13 @@ STUDIES = {
     # The new recipe against the depth rule's warm-up (epochs before the first cut; the paper
     # has none) and one cut or all allowed cuts per epoch, at the paper's tol 0.01.
     "depth_warmup": ({"lr": 3e-2, "w_std": 1.0}, {"depth_warmup": [0, 5, 20, 100], "multi_cut": [False, True]}),
+    # Without a warm-up (as the paper), a larger step against one or all cuts per epoch: the
+    # choice of the default (lr 1e-1, every allowed cut per epoch).
+    "no_warmup": ({"w_std": 1.0, "depth_warmup": 0}, {"lr": [3e-2, 1e-1, 3e-1], "multi_cut": [False, True]}),
+    # The same choice on seeds that took no part in it: the next as many seeds (8-15 by default).
+    "no_warmup_holdout": ({"w_std": 1.0, "depth_warmup": 0}, {"lr": [3e-2, 1e-1], "multi_cut": [False, True]}),
 }
+HOLDOUT = {"no_warmup_holdout"}
 TARGET = 0.99
 
 
@@ -84,7 +91,8 @@ def init_stats(seeds) -> dict:
 
 def search(seeds, epochs: int) -> dict:
     """Every study's grid cells: ``{study: {cell: {"options", "accuracy", "depth", "reached",
-    "worst_accuracy", "mean_depth"}}}`` (per-seed lists in seed order)."""
+    "worst_accuracy", "mean_depth", "seeds"}}}`` (per-seed lists in seed order; the studies in
+    `HOLDOUT` run on the next ``len(seeds)`` seeds after the largest of `seeds`)."""
     import jax
 
     from .. import load_dataset, sweep
@@ -92,8 +100,10 @@ def search(seeds, epochs: int) -> dict:
     data = load_dataset("circles")
     base = BASE | {"epochs": epochs, "depth_warmup": min(BASE["depth_warmup"], max(epochs // 3, 1))}
     out = {}
+    held_out = [max(seeds) + 1 + i for i in range(len(seeds))]
     for study, (fixed, grid) in STUDIES.items():
-        res = sweep(data, seeds=seeds, grid=grid, **(base | fixed))
+        study_seeds = held_out if study in HOLDOUT else list(seeds)
+        res = sweep(data, seeds=study_seeds, grid=grid, **(base | fixed))
         cells: dict[str, dict] = {}
         for row in res.table():
             options = {k: row[k] for k in grid}
@@ -103,6 +113,7 @@ def search(seeds, epochs: int) -> dict:
         for key, c in cells.items():
             c |= {"reached": sum(a >= TARGET for a in c["accuracy"]), "worst_accuracy": min(c["accuracy"]),
                   "mean_depth": sum(c["depth"]) / len(c["depth"])}  # fmt: skip
+            c["seeds"] = study_seeds
             print(f"{study:10s} {key:24s} {c['reached']}/{len(seeds)} >= {TARGET:.0%}, worst "
                   f"{c['worst_accuracy']:.3f}, mean depth {c['mean_depth']:.1f}", flush=True)  # fmt: skip
         out[study] = cells

@@ -2,7 +2,8 @@
 
 A `Mode` fixes the seeds, the training recipes and the analysis sizes. The recipes are the
 per-data-set defaults of ``scripts/train.py`` (docs/training.md): circles width 3 with a
-trained 2 → 3 lift, Adam 3e-2, batch 50, w_std 1, depth warm-up 100 epochs; digits width 64,
+trained 2 → 3 lift, Adam 1e-1, batch 50, w_std 1, the depth rule from the first epoch with
+every allowed cut per epoch; digits width 64,
 Adam 3e-3, batch 64; Fashion-MNIST width 784 (no lift), batch 256, Adam 2e-3 with a 5 %
 warm-up and cosine decay, weight decay 1e-4, 20 epochs, depth adaptation from 15 layers (the
 README command). Every trunk starts with 15 sigmoid layers and step h = 1, as in the paper.

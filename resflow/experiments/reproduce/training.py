@@ -26,10 +26,14 @@ __all__ = ["train_seeds", "recipe", "load_data", "untrained_network"]
 
 # Per-data-set recipes: scripts/train.py's defaults (docs/training.md; a test keeps them equal).
 RECIPES = {
-    "circles": {"width": 3, "batch_size": 50, "lr": 3e-2, "w_std": 1.0, "depth_warmup": 100},
+    "circles": {"width": 3, "batch_size": 50, "lr": 1e-1, "w_std": 1.0, "depth_warmup": 0, "multi_cut": True},
     "digits": {"batch_size": 64, "lr": 3e-3, "depth_warmup": 5},
     "fashion-mnist": {
-        "batch_size": 256, "lr": 2e-3, "schedule": "warmup-cosine", "weight_decay": 1e-4, "depth_warmup": 3,
+        "batch_size": 256,
+        "lr": 2e-3,
+        "schedule": "warmup-cosine",
+        "weight_decay": 1e-4,
+        "depth_warmup": 3,
     },  # fmt: skip
 }
 
