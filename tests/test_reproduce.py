@@ -89,7 +89,7 @@ def test_curve_summary_of_curves_of_different_lengths():
     from resflow.experiments.reproduce.stats import curve_summary
 
     c = curve_summary([[1.0, 2.0, 3.0], [3.0, 4.0], [5.0, 6.0, 7.0]])
-    assert c["n"] == [3, 3, 2]
+    assert c["seeds_per_entry"] == [3, 3, 2]
     assert c["mean"] == [3.0, 4.0, 5.0]
     assert math.isclose(c["std"][0], math.sqrt(8 / 3)) and c["std"][2] == 2.0
     assert c["values"][1] == [3.0, 4.0]

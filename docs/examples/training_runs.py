@@ -73,7 +73,7 @@ def summary(result) -> dict:
 def circles_run(seed: int, **options) -> rf.Run:
     """One circles run of the study; `seed` draws the data, the init and the shuffling."""
     data = rf.load_dataset("circles", seed=seed)
-    return rf.fit(data, key=jax.random.key(seed), figures=False, **CIRCLES, **options)
+    return rf.fit(data, key=jax.random.key(seed), figures=False, **(CIRCLES | options))
 
 
 def circles_runs(name: str, **options) -> dict:

@@ -161,8 +161,7 @@ def plot_noise(numbers: dict, *, save=None):
 
 def plot_depth(numbers: dict, *, save=None):
     fig, axes = new_figure(1, 2, size=(4.6, 3.6))
-    # The control is untied weights (results files written before the controls kept it as "untied").
-    untied = numbers["shared"]["control"] if "control" in numbers["shared"] else numbers["untied"]
+    untied = numbers["shared"]["control"]  # the control: untied weights
     for k, color, n in (("shared", "C0", numbers["shared"]), ("untied", "C1", untied)):
         for i, h in enumerate(n["histories"]):
             axes[0, 0].step(np.arange(len(h)), h, where="post", color=color, alpha=0.7, label=k if i == 0 else None)
@@ -171,7 +170,7 @@ def plot_depth(numbers: dict, *, save=None):
     # The legend names the depth panel's lines: beside that panel, not at the figure's edge.
     legend_outside(axes[0, 0])
     groups = {
-        "shared before": numbers["shared"]["accuracy_before"]["values"],
+        "shared before 1st cut": numbers["shared"]["accuracy_before_first_cut"]["values"],
         "shared after": numbers["shared"]["accuracy_after"]["values"],
         "untied after": untied["accuracy_after"]["values"],
         "scratch at pruned depth": numbers["scratch_at_pruned_depth"]["values"],

@@ -23,15 +23,15 @@ def summary(values) -> dict:
 
 
 def curve_summary(curves) -> dict:
-    """Per-seed curves → ``{"mean", "std", "n"}`` lists and the curves. Networks pruned to
-    different depths give curves of different lengths: entry i is over the seeds whose curve
-    has an entry i (``n[i]`` of them; population std, 0 for one seed)."""
+    """Per-seed curves → ``{"mean", "std", "seeds_per_entry"}`` lists and the curves. Networks
+    pruned to different depths give curves of different lengths: entry i is over the seeds
+    whose curve has an entry i (``seeds_per_entry[i]`` of them; population std, 0 for one seed)."""
     curves = [[float(x) for x in c] for c in curves]
     cols = [np.asarray([c[i] for c in curves if i < len(c)]) for i in range(max(map(len, curves), default=0))]
     return {
         "mean": [float(c.mean()) for c in cols],
         "std": [float(c.std()) for c in cols],
-        "n": [int(c.size) for c in cols],
+        "seeds_per_entry": [int(c.size) for c in cols],
         "values": curves,
     }
 
