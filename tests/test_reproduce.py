@@ -194,6 +194,11 @@ def test_depth_rule_reads_the_worst_seed():
     v = VERDICTS["depth"](_depth((5, 5), (0.001, 0.099)))
     assert v["verdict"] == "not reproduced" and "seed 3" in v["reason"]
     assert VERDICTS["depth"](_depth((5, 5), (0.0, 0.0), control_after=(5, 5)))["verdict"] == "inconclusive"
+    # A control that lost a layer on one seed did not prune: it fails, so the claim stays "partly".
+    v = VERDICTS["depth"](_depth((6, 7), (0.0, 0.0), control_after=(15, 14)))
+    assert v["verdict"] == "partly" and v["control"]["verdict"] == "not reproduced"
+    assert "not pruned" in v["control"]["reason"]
+    assert VERDICTS["depth"](_depth((11, 11), (0.0, 0.0)))["verdict"] == "not reproduced"
 
 
 def test_images_rule_alignment_and_saddles_not_accuracy():

@@ -15,7 +15,7 @@ SECTIONS = (
     ("transient", "5. Classification by the integrated transient", "The readout still classifies when the residuals after some T' < T are replaced by the steady state r*, while r* alone (T' = 0) does not."),
     ("noise", "6. Perturbations and noise", "Early perturbations move the output more than late ones; the ResNet is more robust to input noise than an MLP."),
     ("depth", "7. Depth adaptation", "The paper's rule prunes shared-weight circles networks 15 → 5 layers at 100 % accuracy; untied weights keep all 15."),
-    ("images", "The paper's MNIST analyses, on Fashion-MNIST (width 784, 15 layers)", "Paper (MNIST): 1.4 % error shared, 1.8 % untied; a few fixed points after 1000 layers; some classes near saddles (one eigenvalue ≈ 0.02); the readout's strongest neuron has the class's largest x(15) for all classes but one."),
+    ("images", "The paper's MNIST analyses, on Fashion-MNIST (width 784, from 15 layers)", "Paper (MNIST): 1.4 % error shared, 1.8 % untied; a few fixed points after 1000 layers; some classes near saddles (one eigenvalue ≈ 0.02); the readout's strongest neuron has the class's largest x(15) for all classes but one."),
 )  # fmt: skip
 
 INTRO = """# Reproducing the paper's claims
@@ -153,7 +153,7 @@ def render_markdown(results: dict, *, figures: str = "") -> str:
     lines += [f"| {title} | {_verdict(results['claims'][key]['verdict'])} | {_control(results['claims'][key]['verdict'])} |"
               for key, title, _ in SECTIONS]  # fmt: skip
     lines += ["", "Thresholds: " + ", ".join(f"{k} = {v}" for k, v in THRESHOLDS.items()), ""]
-    lines += _learned(results["learned"]) if "learned" in results else []  # results of an older version
+    lines += _learned(results["learned"])
     for key, title, claim in SECTIONS:
         lines += _section(key, title, claim, results["claims"][key], figures)
     return "\n".join(lines).rstrip() + "\n"
