@@ -95,6 +95,19 @@ def test_curve_summary_of_curves_of_different_lengths():
     assert c["values"][1] == [3.0, 4.0]
 
 
+def test_every_claim_short_of_reproduced_says_why():
+    """The committed page gives a likely reason wherever a claim is not reproduced."""
+    from resflow.experiments.reproduce.render import WHY
+
+    results = json.loads(COMMITTED.read_text())
+    assert set(WHY) <= {key for key, _, _ in SECTIONS}
+    page = render_markdown(results)
+    for key, title, _ in SECTIONS:
+        section = page.split(f"## {title}")[1].split("\n## ")[0]
+        reproduced = results["claims"][key]["verdict"]["verdict"] == "reproduced"
+        assert ("Why we differ" in section) != reproduced, key
+
+
 def test_verdict_thresholds():
     ok = {"max_rel_err": _s(1e-15, 3e-16), "control": {"name": "Wᵀ", "max_rel_err": _s(0.3)}}
     assert VERDICTS["disentangling"](ok)["verdict"] == "reproduced"
