@@ -312,23 +312,6 @@ def test_saved_runs_trained_with_another_recipe_are_refused(tmp_path):
         train_seeds(data, [0], tmp_path, **(options | {"lr": 1e-2}))
 
 
-@pytest.mark.parametrize("name", ["circles", "digits", "fashion-mnist"])
-def test_recipes_are_the_train_scripts_defaults(name):
-    """The reproduction trains what `scripts/train.py --data <name>` trains by default: each
-    per-data-set option, as given in the recipe or else `TrainConfig`'s default."""
-    import dataclasses
-
-    from resflow.cli import PER_DATASET
-    from resflow.experiments.reproduce.training import RECIPES
-    from resflow.training import TrainConfig, TrunkSpec
-
-    fit_defaults = {f.name: f.default for cls in (TrainConfig, TrunkSpec) for f in dataclasses.fields(cls)}
-    for option, per_data in PER_DATASET.items():
-        if option == "epochs":  # the modes set the epochs (test below)
-            continue
-        assert RECIPES[name].get(option, fit_defaults.get(option)) == per_data[name], option
-
-
 def test_full_mode_trains_fashion_with_the_train_scripts_epochs():
     from resflow.cli import PER_DATASET
     from resflow.experiments.reproduce import get_mode

@@ -18,23 +18,18 @@ import jax
 from ...training import Dataset, load_dataset
 from ...training import _fit as train
 from ...training._engine import final_network
+from ...training._recipes import recipe_options
 from ...training._runs import Run, load_run
 from ...trunk._network import Network
 from .modes import Mode
 
 __all__ = ["train_seeds", "recipe", "load_data", "untrained_network"]
 
-# Per-data-set recipes: scripts/train.py's defaults (docs/training.md; a test keeps them equal).
+# Per-data-set recipes: scripts/train.py's defaults (`PER_DATASET`), and circles' width 3.
 RECIPES = {
-    "circles": {"width": 3, "batch_size": 50, "lr": 1e-1, "w_std": 1.0, "depth_warmup": 0, "multi_cut": True},
-    "digits": {"batch_size": 64, "lr": 3e-3, "depth_warmup": 5},
-    "fashion-mnist": {
-        "batch_size": 256,
-        "lr": 2e-3,
-        "schedule": "warmup-cosine",
-        "weight_decay": 1e-4,
-        "depth_warmup": 3,
-    },  # fmt: skip
+    "circles": recipe_options("circles") | {"width": 3},
+    "digits": recipe_options("digits"),
+    "fashion-mnist": recipe_options("fashion-mnist"),
 }
 
 
