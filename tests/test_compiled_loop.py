@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 import resflow as rf
-from resflow.training import load_dataset
-from resflow.training._engine import CHUNK_FLOPS, chunk_length
+from resflow.training import _setup, load_dataset
+from resflow.training._engine import CHUNK_FLOPS, RESPAN_FLOPS, chunk_length, epoch_flops
 
 # float64, depth adaptation with cuts (tol above the changes after the 1-epoch warm-up).
 OPTS = dict(width=3, depth=5, epochs=6, batch_size=32, lr=5e-2, depth_adapt=True, depth_warmup=1, depth_tol=0.05)
@@ -20,12 +20,16 @@ def strip(history):
     return [{k: v for k, v in r.items() if k != "time"} for r in history]
 
 
-def test_chunks_equal_the_epoch_by_epoch_run():
+def test_chunks_equal_the_epoch_by_epoch_run(monkeypatch):
     ds, key = circles(), jax.random.key(3)
     one = rf.fit(ds, key=key, dtype="float64", chunk_epochs=1, **OPTS)
     assert one.metrics["cuts"] and one.depth < OPTS["depth"]  # the policy cut inside the run
-    # 5: the last chunk is padded (epochs 7-10 skipped); 0: automatic (here one chunk of 6).
-    for chunk in (5, 0):
+    # 5: the last chunk is padded (epochs 7-10 skipped); 0: automatic (here one chunk of 6);
+    # "respan": one epoch per chunk, each chunk scanned over the run's current depth only.
+    for chunk in (5, 0, "respan"):
+        if chunk == "respan":
+            monkeypatch.setattr(_setup, "RESPAN_FLOPS", 0.0)
+            chunk = 1
         got = rf.fit(ds, key=key, dtype="float64", chunk_epochs=chunk, **OPTS)
         assert got.depth == one.depth and len(got.history) == len(one.history) == OPTS["epochs"]
         for a, b in zip(strip(got.history), strip(one.history), strict=True):
@@ -48,6 +52,13 @@ def test_chunk_length_from_a_flop_count():
     assert chunk_length(config.replace(chunk_epochs=7), 5, 3, 1000, 500) == 7  # as given
     # Work too large for a second: one epoch per chunk.
     assert chunk_length(config, 5, 3, 10**9, 500) == 1
+    # Fashion-MNIST (784 units, 15 layers, depth adaptation): ~4.6 TFLOP an epoch, recompiled
+    # at each new depth; digits at its defaults is far below.
+    fashion = rf.TrainConfig().replace(depth=15, depth_adapt=True)
+    assert epoch_flops(fashion, 784, 10, 60000, 10000) == pytest.approx(2.0 * (15 * 784**2 + 7840) * 250000)
+    assert (
+        epoch_flops(fashion, 784, 10, 60000, 10000) >= RESPAN_FLOPS > epoch_flops(rf.TrainConfig(), 64, 10, 1437, 360)
+    )
     with pytest.raises(ValueError, match="chunk_epochs"):
         rf.TrainConfig(chunk_epochs=-1).validate()
     with pytest.raises(TypeError, match="data_parallel"):

@@ -214,6 +214,9 @@ class Static:
       `min_depth`, `warmup`, `plateau`, `multi_cut`, `fold_drift`.
     - `sharding`: the `jax.sharding.NamedSharding` mini-batches are constrained to (data
       parallel), or None.
+    - `span`: the number of layers the trunk is scanned over, ≤ `depth` (None: `depth`). After
+      a cut, `resflow.fit` recompiles a long run at its new depth (`Setup.respan`), so that the
+      layers it removed cost nothing; the values are those of the masked scan.
     """
 
     dim: int
@@ -240,6 +243,7 @@ class Static:
     multi_cut: bool
     fold_drift: bool
     sharding: Any = None
+    span: int | None = None
 
 
 class Traced(NamedTuple):

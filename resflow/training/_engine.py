@@ -66,6 +66,8 @@ __all__ = [
     "evaluate_jit",
     "padded_chunks",
     "chunk_length",
+    "epoch_flops",
+    "RESPAN_FLOPS",
     "xent",
 ]
 
@@ -205,10 +207,11 @@ def _constrain(static: Static, a):
 
 
 def forward(static: Static, network: Network, x, depth, *, keep: bool = False):
-    """Logits of `x` with layers t ≥ `depth` (traced) the identity; with `keep`, the trunk
-    states x_0 … x_T instead."""
+    """Logits of `x` through the first ``static.span`` (default ``static.depth``) layers, those
+    t ≥ `depth` (traced) the identity; with `keep`, the trunk states x_0 … x_span instead."""
     x0 = network.embed(_constrain(static, x))
-    out = scan_trunk(network.trunk, x0, depth, depth=static.depth, keep=keep, remat=static.remat and not keep)
+    span = static.span or static.depth
+    out = scan_trunk(network.trunk, x0, depth, depth=span, keep=keep, remat=static.remat and not keep)
     return out if keep else network.readout(out)
 
 
@@ -263,8 +266,10 @@ def evaluate(static: Static, network: Network, depth, chunks):
 
 
 def residual_statistics(static: Static, network: Network, depth, chunks):
-    """Residual changes d_k ``(T−1,)`` and mean states x̄_t ``(T+1, n)`` over padded `chunks`."""
+    """Residual changes d_k ``(T−1,)`` and mean states x̄_t ``(T+1, n)`` over padded `chunks`
+    (zero past ``static.span`` layers, and the states zero unless ``static.fold_drift`` reads them)."""
     h = network.trunk.h
+    span = static.span or static.depth
 
     def body(sums, chunk):
         x, _, w = chunk
@@ -273,13 +278,15 @@ def residual_statistics(static: Static, network: Network, depth, chunks):
         # MLP) instead of recomputing act(W x_t + b): one forward pass, not two. Layers past the
         # active depth give r_t = 0 here, but the rule reads only d_k for k < depth.
         r = (traj[1:] - traj[:-1]) / h if static.model == "resnet" else traj[1:]
-        return (sums[0] + change_sums(r, w), sums[1] + jnp.einsum("tbn,b->tn", traj, w)), None
+        states = sums[1] + jnp.einsum("tbn,b->tn", traj, w) if static.fold_drift else sums[1]
+        return (sums[0] + change_sums(r, w), states), None
 
     dtype = chunks[0].dtype
-    zeros = (jnp.zeros(static.depth - 1, dtype), jnp.zeros((static.depth + 1, static.width), dtype))
+    zeros = (jnp.zeros(span - 1, dtype), jnp.zeros((span + 1, static.width), dtype))
     changes, states = jax.lax.scan(body, zeros, chunks)[0]
     n = chunks[2].sum()
-    return changes / n, states / n
+    pad = static.depth - span
+    return jnp.pad(changes / n, (0, pad)), jnp.pad(states / n, ((0, pad), (0, 0)))
 
 
 def depth_step(static: Static, rule: DepthRule, network, depth, n_epochs, plateau, data: Data, test_accuracy):
@@ -379,23 +386,27 @@ def padded_chunks(x, y, size: int, multiple: int = 1):
 
 # About a second of work on the 2-core CPU this project is tested on (≈ 10 GFLOP/s sustained).
 CHUNK_FLOPS = 1e10
+# An epoch this long (≈ 10 s) repays a recompilation (a few seconds) at each new depth.
+RESPAN_FLOPS = 1e11
+
+
+def epoch_flops(config: TrainConfig, dim: int, n_classes: int, n_train: int, n_test: int) -> float:
+    """The FLOPs of one epoch of one run at the initial depth: f·(3·n_train + n_test [+ n_train
+    with depth adaptation]), with f = 2(T·n² + lift·dim·n + n·classes) per sample."""
+    n = config.trunk.width or dim
+    lift = dim if (config.lift if config.lift is not None else dim != n) else 0
+    per_sample = 2.0 * (config.trunk.depth * n * n + lift * n + n * n_classes)
+    return per_sample * (3 * n_train + n_test + (n_train if config.depth_adapt else 0))
 
 
 def chunk_length(config: TrainConfig, dim: int, n_classes: int, n_train: int, n_test: int, runs: int = 1) -> int:
-    """Epochs per compiled chunk: ``config.chunk_epochs``, or (0) a FLOP-count model.
-
-    One sample through the network costs f = 2(T·n² + lift·dim·n + n·classes) FLOPs; an
-    epoch ≈ f·(3·n_train + n_test [+ n_train with depth adaptation]) per run. The chunk is
-    the number of epochs of `CHUNK_FLOPS` (at least 1), evened out so the epochs fall into
-    equal chunks. Deterministic in the config and data shapes (no timing), so a resumed run
+    """Epochs per compiled chunk: ``config.chunk_epochs``, or (0) the number of epochs of
+    `CHUNK_FLOPS` by `epoch_flops` (at least 1), evened out so the epochs fall into equal
+    chunks. Deterministic in the config and data shapes (no timing), so a resumed run
     compiles the same chunk.
     """
     if config.chunk_epochs:  # as given (not capped at epochs: a resumed run keeps its program)
         return config.chunk_epochs
-    n = config.trunk.width or dim
-    lift = dim if (config.lift if config.lift is not None else dim != n) else 0
-    per_sample = 2.0 * (config.trunk.depth * n * n + lift * n + n * n_classes)
-    passes = 3 * n_train + n_test + (n_train if config.depth_adapt else 0)
-    wanted = max(1, int(CHUNK_FLOPS // (per_sample * passes * runs)))
+    wanted = max(1, int(CHUNK_FLOPS // (epoch_flops(config, dim, n_classes, n_train, n_test) * runs)))
     count = -(-config.epochs // wanted)
     return -(-config.epochs // count)

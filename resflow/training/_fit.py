@@ -163,7 +163,7 @@ def train_chunk(run: Setup, state: RunState, t0: float) -> tuple[RunState, list,
     config = run.config
     loop = start_loop(run.static, state.params, state.opt_state, state.depth, [r["loss"] for r in state.history])
     epochs = jnp.asarray(config.epochs, jnp.int32)
-    loop, rec = run.jit.chunk(
+    loop, rec = run.chunk_at(state.depth)(
         run.traced, state.key, loop, jnp.asarray(state.epoch, jnp.int32), epochs, run.data, length=run.length
     )
     count = min(run.length, config.epochs - state.epoch)

@@ -20,7 +20,7 @@ from jax.sharding import PartitionSpec as P
 from .._checks import check_labels
 from ._config import Static, Traced, TrainConfig, lift_of, static_of, traced_of
 from ._dataset import Dataset
-from ._engine import Data, chunk_jit, chunk_length, evaluate_jit, init_jit, padded_chunks
+from ._engine import RESPAN_FLOPS, Data, chunk_jit, chunk_length, epoch_flops, evaluate_jit, init_jit, padded_chunks
 
 __all__ = [
     "Setup",
@@ -42,7 +42,9 @@ class Setup(NamedTuple):
 
     `static` and `traced` are `resflow.training._config.static_of` / `traced_of` of `config`;
     `jit` the engine's jitted init, chunk and evaluate with `static` bound; `length` the
-    epochs per compiled chunk.
+    epochs per compiled chunk; `respan` whether an epoch is long enough (`epoch_flops` ≥
+    `RESPAN_FLOPS`) that `resflow.fit` recompiles the chunk at each new depth (`Static.span`)
+    instead of running the removed layers as masked identities.
     """
 
     config: TrainConfig
@@ -51,6 +53,13 @@ class Setup(NamedTuple):
     jit: Jitted
     data: Data
     length: int
+    respan: bool = False
+
+    def chunk_at(self, depth: int) -> Callable:
+        """The jitted chunk for a run now at `depth`: scanned over `depth` layers when `respan`."""
+        if not self.respan or depth == self.static.depth:
+            return self.jit.chunk
+        return jitted(dataclasses.replace(self.static, span=depth)).chunk
 
 
 check_lift = lift_of  # the width and lift of a config for data of a dimension (InputError if impossible)
@@ -124,8 +133,11 @@ def setup_run(data: Dataset, config: TrainConfig, n_classes: int, *, runs: int =
     )
     if replicated is not None:
         arrays = jax.device_put(arrays, replicated)
-    length = chunk_length(config, dim, n_classes, len(data.x_train), len(data.x_test), runs)
-    return Setup(config, static, traced_of(config, dtype), jitted(static), arrays, length)
+    shapes = (config, dim, n_classes, len(data.x_train), len(data.x_test))
+    length = chunk_length(*shapes, runs)
+    # A sweep's runs cut at different epochs, so only a single run follows its depth.
+    respan = runs == 1 and epoch_flops(*shapes) >= RESPAN_FLOPS
+    return Setup(config, static, traced_of(config, dtype), jitted(static), arrays, length, respan)
 
 
 def data_parallel(config: TrainConfig):
