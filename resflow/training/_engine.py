@@ -18,8 +18,9 @@ depth_tol, weight_decay; a sweep vmaps over them):
 - `depth_step` (the `resflow.training._depth.DepthRule`, drift folding, accuracy after a cut);
 - `epoch` and `chunk` (a `jax.lax.scan` over epochs: one jitted call).
 
-The current depth is data (``Loop.depth``): the trunk is scanned over the initial depth with
-layers past it the identity, so a cut never recompiles. An epoch whose training or test loss
+The current depth is data (``Loop.depth``): the trunk is scanned over the initial depth (or
+``Static.span`` layers) with layers past the current depth the identity, so a cut needs no new
+program. An epoch whose training or test loss
 is not finite leaves the state as it was (and every later epoch of that run does nothing);
 its index is recorded for the host to report. `resflow.fit` runs `chunk` in a host loop with
 checkpoints; `resflow.sweep` runs ``jax.vmap`` of the same functions.

@@ -17,9 +17,10 @@ followed by `log_and_checkpoint`, and `finish`. A chunk of ``chunk_epochs`` epoc
 a second of work, from a FLOP count) is one jitted call scanning epochs with `jax.lax.scan`:
 the shuffled mini-batches (from ``fold_in(key, epoch)``), the test metrics, and with depth
 adaptation the residual statistics, the depth policy and drift folding, all on the device.
-The trunk is always scanned over the initial depth with a *traced* ``active_depth`` (layers
-t >= active_depth are the identity), so a cut never recompiles; removed layers cost their
-compute until the end, when the network is pruned (untied weights: sliced) to the final
+The trunk is scanned over the initial depth with a *traced* ``active_depth`` (layers
+t >= active_depth are the identity), so a cut needs no new program; a run whose epoch is long
+(`Setup.respan`) is rebuilt for its new depth after a cut instead, so that the cut layers cost
+nothing (same values). At the end the network is pruned (untied weights: sliced) to the final
 depth. The host sees chunk ends only: progress bar, metrics.jsonl, checkpoint, callback.
 
 With ``out_dir`` the run writes ``data.json`` (the data's source and fingerprint),
