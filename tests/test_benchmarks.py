@@ -26,19 +26,19 @@ import vs_torch  # noqa: E402
 
 
 def test_scan_vs_unrolled_rows_and_remat(tmp_path):
+    # One depth: every variant is one compiled program (the depth sweep is the benchmark's).
     res = svu.run(
-        widths=(5,), depths=(2, 5), batch=5, unroll_ks=(2,), unroll_depths=(5,), repeats=1, max_time=0.01, verbose=False
+        widths=(5,), depths=(5,), batch=5, unroll_ks=(2,), unroll_depths=(5,), repeats=1, max_time=0.01, verbose=False
     )
     got = {(r["mode"], r["depth"], r["variant"]) for r in res["rows"]}
     for mode in ("forward", "train"):
-        for d in (2, 5):
-            assert {(mode, d, "scan"), (mode, d, "unrolled")} <= got
-        assert (mode, 5, "scan_unroll2") in got
+        assert {(mode, 5, "scan"), (mode, 5, "unrolled"), (mode, 5, "scan_unroll2")} <= got
     assert ("train", 5, "scan_remat") in got and ("forward", 5, "scan_remat") not in got
+    assert len(res["rows"]) == 7
     for r in res["rows"]:
         assert r["median_s"] > 0 and r["total_compile_s"] > 0 and r["memory_bytes"] > 0
     summary = svu.summarise(res)
-    assert len(summary["ratios"]) == 4 and all(r["compile unrolled/scan"] > 0 for r in summary["ratios"])
+    assert len(summary["ratios"]) == 2 and all(r["compile unrolled/scan"] > 0 for r in summary["ratios"])
     fig = svu.plot(res, save=tmp_path / "svu.png")
     assert (tmp_path / "svu.png").exists() and len(fig.axes) == 6
 

@@ -44,7 +44,8 @@ CANDIDATES = {
     # The first try, 25 epochs: stopped after a few epochs (an epoch with the residual
     # statistics of --depth-adapt costs ~1.3x one without, so 25 epochs overrun 20 minutes).
     "recipe_e25": RECIPE | {"epochs": 25},
-    # The recipe's seeds 0 and 1 again, alone on the otherwise idle 2-core machine: their process
+    # The recipe's seeds 0-2 again, alone on the otherwise idle 2-core machine (seed 2 on a fresh
+    # clone, timed with /usr/bin/time around the README command): their process
     # time is what a user waits for the README command (the other runs shared the machine).
     "recipe_idle": RECIPE,
     # The same, timed before fit rebuilt a long run's program at each new depth (commit 473119c:
