@@ -6,7 +6,6 @@ checker on every page, and checks the checker itself on pages it writes.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -44,14 +43,19 @@ def test_checker_catches_stale_numbers_and_update_fixes_them(tmp_path):
 
 def test_headline_circles_run_reproduces_from_scratch():
     # The pages are checked against the stored results above; this reruns the README's circles
-    # headline (seed 0 of docs/examples/training_runs.py's depth-rule column) and checks the
-    # stored numbers against a fresh run, so a change of the training code that moves them
-    # fails here until `make docs-numbers` rewrites them.
-    spec = importlib.util.spec_from_file_location("training_runs", ROOT / "docs" / "examples" / "training_runs.py")
-    example = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(example)
+    # headline (seed 0 of docs/examples/training_runs.py's depth-rule column), from the README
+    # command's own flags through the train CLI's parser, and checks the stored numbers against
+    # the fresh run: a change of the training code or of the CLI's defaults that moves them fails
+    # here until `make docs-numbers` rewrites them.
+    import jax
+
+    import resflow as rf
+    from resflow.cli import train as train_cli
+
+    flags = ["--data", "circles", "--width", "3", "--depth", "15", "--depth-adapt", "--seed", "0"]
+    config = train_cli.config_from_args(train_cli.build_parser().parse_args(flags))
+    result = rf.fit(rf.load_dataset("circles", seed=0), config, key=jax.random.key(0), figures=False)
     stored = json.loads((dn.RESULTS / "training_runs.json").read_text())["circles_adapt_w1"]["seeds"]["0"]
-    result = example.circles_run(0, **example.HEADLINE)
     assert result.metrics["depth"] == stored["depth"]
     # 1000 test points: one point is 1e-3
     assert result.metrics["test_accuracy"] == pytest.approx(stored["test_accuracy"], abs=5e-4)
