@@ -31,6 +31,11 @@ import numpy as np
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
+# A full garbage collection before each timed compile, so that a previous variant's garbage is
+# not collected inside this one's timing. It costs ~0.1 s in a fresh process and ~1 s in one that
+# has built thousands of programs (a pytest worker): the smoke tests, which time nothing, turn it off.
+COLLECT_BEFORE_COMPILE = True
+
 
 @functools.partial(jax.jit, static_argnames="depth")
 def forward_unrolled(trunk, x0, *, depth: int):
@@ -115,7 +120,8 @@ def compile_jit(fn: Callable, *args, static_argnums=()) -> tuple[Callable, dict]
     same `args`) and `info` holds ``trace_s``, ``compile_s``, ``total_compile_s``,
     ``memory_bytes`` and ``flops`` (XLA's cost analysis; may be None).
     """
-    gc.collect()
+    if COLLECT_BEFORE_COMPILE:
+        gc.collect()
     jitted = jax.jit(fn, static_argnums=static_argnums)
     t0 = time.perf_counter()
     lowered = jitted.lower(*args)

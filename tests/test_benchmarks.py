@@ -20,6 +20,8 @@ import roofline  # noqa: E402
 import scan_vs_unrolled as svu  # noqa: E402
 import vs_torch  # noqa: E402
 
+C.COLLECT_BEFORE_COMPILE = False  # the smoke tests time nothing (see _common)
+
 # Toy sizes: width 5, and batches of 5 where a benchmark draws its inputs with jax.random, so that
 # the (5, 5) and (5,) float32 draws of every benchmark are one compiled program each (every new
 # shape of a jax.random draw builds one, ~0.5 s).
