@@ -37,6 +37,7 @@ jax.config.update("jax_enable_x64", True)
 jax.config.update("jax_platforms", "cpu")
 
 import gc  # noqa: E402
+import sys  # noqa: E402
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
@@ -100,6 +101,14 @@ def legends_on_data(fig, *, expect_legend: bool = True):
         for ax in axes
         if leg.get_window_extent(renderer).overlaps(ax.get_window_extent(renderer))
     ]
+
+
+@pytest.fixture(autouse=True)
+def _close_figures():
+    """Every test's figures closed after it (pyplot keeps them open until closed)."""
+    yield
+    if "matplotlib.pyplot" in sys.modules:
+        sys.modules["matplotlib.pyplot"].close("all")
 
 
 @pytest.fixture
