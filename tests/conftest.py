@@ -1,14 +1,23 @@
 """Float64 is enabled for every test so references can be exact; float32 tests ask for it."""
 
+import hashlib
+import json
 import os
+import re
+import subprocess
+import sys
+from importlib.metadata import version
 from pathlib import Path
+
+CACHE = Path(__file__).resolve().parents[1] / ".pytest_cache"
 
 # One persistent compilation cache for the whole run: the two xdist workers and the scripts that
 # tests start as subprocesses compile many of the same programs, and a program compiled once is
 # loaded from disk by the others. The environment (not jax.config) so that subprocesses inherit it.
-os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(Path(__file__).resolve().parents[1] / ".pytest_cache" / "jax"))
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(CACHE / "jax"))
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
+
 # Test programs are tiny and compiled once each, so building them is most of the suite's time
 # and running them almost none: build them the cheapest way. No LLVM optimisation passes (about
 # 15 % of the suite's CPU time); XLA:CPU's older elemental emitter instead of its MLIR fusion
@@ -21,8 +30,44 @@ FAST_COMPILE = {
     "--xla_llvm_disable_expensive_passes": "true",
     "--xla_cpu_parallel_codegen_split_count": "1",
 }
+
+
+def known_xla_flags(flags: dict[str, str], base: str) -> dict[str, str]:
+    """The `flags` this jaxlib's XLA knows: XLA aborts a process whose XLA_FLAGS name a flag it
+    does not know, and flags come and go between releases (``jax>=0.4.30`` is allowed). Found by
+    starting jax with them in a subprocess and dropping each one it rejects; the rejected names
+    are kept per jaxlib version in .pytest_cache, so only the first run of a jaxlib pays (~2 s)."""
+    asked = hashlib.sha256(" ".join(sorted(flags)).encode()).hexdigest()[:8]
+    memo = CACHE / f"xla-flags-unknown-to-jaxlib-{version('jaxlib')}-{asked}.json"
+    try:
+        unknown = set(json.loads(memo.read_text()))
+    except (OSError, ValueError):
+        unknown = set()
+        while True:
+            known = {k: v for k, v in flags.items() if k not in unknown}
+            env = dict(
+                os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS=" ".join([base, *(f"{k}={v}" for k, v in known.items())])
+            )
+            done = subprocess.run([sys.executable, "-c", "import jax; jax.devices()"], env=env, capture_output=True)
+            if done.returncode == 0:
+                break
+            rejected = re.search(r"Unknown flags? in XLA_FLAGS: (--\w+)", done.stderr.decode(errors="replace"))
+            if rejected is None or rejected[1] not in known:
+                return {}  # jax failed otherwise (or on the caller's own XLA_FLAGS): add nothing
+            unknown.add(rejected[1])
+        memo.parent.mkdir(parents=True, exist_ok=True)
+        tmp = memo.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(sorted(unknown)))
+        tmp.replace(memo)
+    return {k: v for k, v in flags.items() if k not in unknown}
+
+
 _flags = os.environ.get("XLA_FLAGS", "")
-os.environ["XLA_FLAGS"] = " ".join([_flags] + [f"{k}={v}" for k, v in FAST_COMPILE.items() if k not in _flags]).strip()
+_fast = {k: v for k, v in FAST_COMPILE.items() if k not in _flags}
+if _fast:
+    os.environ["XLA_FLAGS"] = " ".join(
+        [_flags] + [f"{k}={v}" for k, v in known_xla_flags(_fast, _flags).items()]
+    ).strip()
 
 import signal  # noqa: E402
 
@@ -37,7 +82,6 @@ jax.config.update("jax_enable_x64", True)
 jax.config.update("jax_platforms", "cpu")
 
 import gc  # noqa: E402
-import sys  # noqa: E402
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
