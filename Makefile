@@ -15,7 +15,7 @@ train: $(VENV)/.installed
 	$(PY) scripts/train.py --depth-adapt
 
 test: $(VENV)/.installed
-	$(PY) -m pytest -n auto --dist loadfile --durations=15  # one worker per core; a file's tests share a worker (and its compiled code); the 15 slowest listed
+	$(PY) -m pytest -n auto --dist loadfile --no-loadscope-reorder --durations=15  # one worker per core; a file's tests share a worker (and its compiled code), heavy files first (tests/conftest.py); the 15 slowest listed
 
 # Fashion-MNIST: Debian's dataset-fashion-mnist (the four IDX files, where resflow's loader looks
 # by default). Installs it with apt-get (as root, or through sudo; `apt-get update` first only when
