@@ -56,9 +56,7 @@ def known_xla_flags(flags: dict[str, str], base: str) -> dict[str, str]:
                 return {}  # jax failed otherwise (or on the caller's own XLA_FLAGS): add nothing
             unknown.add(rejected[1])
         memo.parent.mkdir(parents=True, exist_ok=True)
-        tmp = memo.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(sorted(unknown)))
-        tmp.replace(memo)
+        memo.write_text(json.dumps(sorted(unknown)))  # a torn read is a ValueError above: probed again
     return {k: v for k, v in flags.items() if k not in unknown}
 
 
