@@ -18,15 +18,32 @@ def is_concrete(x) -> bool:
     return not isinstance(x, jax.core.Tracer)
 
 
+def device_array(x, dtype=None) -> jax.Array:
+    """`x` as a JAX array (in `dtype`, when given); host data is put on the device as it is.
+
+    ``jnp.asarray`` of a NumPy array compiles a copy program for each new shape and dtype;
+    ``jax.device_put`` transfers without one. JAX arrays and tracers go through ``jnp.asarray``
+    (no program unless the dtype changes).
+
+    **Raises:** `TypeError` for something that is not numeric array data.
+    """
+    if isinstance(x, (jax.Array, jax.core.Tracer)):
+        return jnp.asarray(x, dtype)
+    try:
+        a = np.asarray(x, dtype)
+    except ValueError as e:  # a ragged nesting, a string that is not a number
+        raise TypeError(str(e)) from e
+    if a.dtype == object or a.dtype.kind in "USV":
+        raise TypeError(f"expected numeric array data, got dtype {a.dtype}")
+    return jax.device_put(a)
+
+
 def as_float_array(name: str, x) -> jax.Array:
     """`x` as a floating JAX array, or a `TypeError` naming `name`."""
-    if isinstance(x, jax.core.Tracer):
-        arr = x
-    else:
-        try:
-            arr = jnp.asarray(x)
-        except TypeError as e:
-            raise TypeError(f"{name} must be an array of floats, got {type(x).__name__}") from e
+    try:
+        arr = device_array(x)
+    except TypeError as e:
+        raise TypeError(f"{name} must be an array of floats, got {type(x).__name__}") from e
     if not jnp.issubdtype(arr.dtype, jnp.floating):
         raise TypeError(f"{name} must have a floating dtype, got {arr.dtype}")
     return arr
@@ -142,7 +159,10 @@ def check_unit_interval(name: str, r, *, closed: bool = False, hint: str = "") -
 
 def label_array(name: str, labels, shape) -> jax.Array:
     """Integer labels of the given shape (an int is a 1-D length): dtype and shape only, no value read."""
-    y = labels if isinstance(labels, jax.core.Tracer) else jnp.asarray(labels)
+    try:
+        y = device_array(labels)
+    except TypeError as e:
+        raise TypeError(f"{name} must be an array of integer class labels, got {type(labels).__name__}") from e
     shape = (shape,) if isinstance(shape, numbers.Integral) else tuple(shape)
     if not jnp.issubdtype(y.dtype, jnp.integer):
         raise TypeError(f"{name} must be an array of integer class labels, got dtype {y.dtype}")

@@ -96,10 +96,15 @@ def state_jacobians(trunk: Trunk, trajectory: Float[Array, "T1 *batch n"]) -> Fl
     (width, dtype, T < 1, more steps than untied layers) or is not finite.
     """
     trunk = check_trunk(trunk)
-    traj, T = check_trajectory(trunk, trajectory)
+    traj, _ = check_trajectory(trunk, trajectory)
+    return _state_jacobians(trunk, traj)
+
+
+@jax.jit
+def _state_jacobians(trunk: Trunk, traj):
     a = layer_preactivations(trunk, traj)
     d = get_activation(trunk.activation).grad(a)
-    W, _ = depth_weights(trunk, T, a.ndim - 2)
+    W, _ = depth_weights(trunk, traj.shape[0] - 1, a.ndim - 2)
     return _state_matrix(W, d, trunk.h, trunk.model)
 
 

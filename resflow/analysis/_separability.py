@@ -128,13 +128,9 @@ def class_count(
         if not all_true({**concrete, **in_range}):
             _explain(labels, K, explain)
         return K
-    with jax.ensure_compile_time_eval():
-        ok = [jnp.all(p(jnp, x)) for x, p in concrete.values()] + [jnp.all(y >= 0) for y in labels.values()]
-        top = jnp.max(jnp.stack([jnp.max(y, initial=-1) for y in labels.values()]))
-        packed = int(jnp.where(jnp.stack(ok).all(), top, -2))
-    if packed == -2:
+    if not all_true({**concrete, **{n: (y, lambda xp, a: a >= 0) for n, y in labels.items()}}):
         _explain(labels, None, explain)
-    return max(packed + 1, 1)
+    return max(max(int(np.max(np.asarray(y), initial=-1)) for y in labels.values()) + 1, 1)
 
 
 def optional_labels(labels, batch: tuple, num_classes: int | None, checks: dict, explain: Callable[[], None]):
@@ -190,6 +186,9 @@ def _accuracy(x, weights, y):
     return jnp.mean(jnp.argmax(_with_bias(x) @ weights, axis=-1) == y).astype(x.dtype)
 
 
+_accuracies = jax.jit(jax.vmap(_accuracy, in_axes=(0, 0, None)))
+
+
 @functools.partial(jax.jit, static_argnames=("num_classes",))
 def _fit_probes(x, y, ridge, *, num_classes):
     d = x.shape[-1]
@@ -209,7 +208,7 @@ def _probe(x, y, ridge, num_classes, xt=None, yt=None) -> ProbeResult:
     weights, acc = _fit_probes(x, y, ridge, num_classes=num_classes)
     if xt is None:
         return ProbeResult(weights, acc, acc)
-    test_acc = jax.vmap(_accuracy, in_axes=(0, 0, None))(xt.astype(x.dtype), weights, yt)
+    test_acc = _accuracies(xt.astype(x.dtype), weights, yt)
     return ProbeResult(weights, test_acc, acc)
 
 

@@ -35,8 +35,10 @@ from typing import NamedTuple
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
+from .._checks import device_array
 from ..trunk._network import Affine, Network
 from ..trunk._trunk import Trunk, init_arrays, scan_trunk
 from ._config import Static, Traced, TrainConfig
@@ -372,17 +374,19 @@ def final_network(network: Network, depth: int) -> Network:
 def padded_chunks(x, y, size: int, multiple: int = 1):
     """(x, y, w) cut into ``(chunks, size', ...)`` with size' = min(size, n) rounded up to
     `multiple`; pads have weight 0 (so every chunk has one shape)."""
+    # Laid out on the host (a copy of the data, once per run) and put on the device once.
+    x, y = np.asarray(x), np.asarray(y)
     n = x.shape[0]
     size = -(-min(size, n) // multiple) * multiple
     count = -(-n // size)
     pad = count * size - n
-    w = jnp.concatenate([jnp.ones(n, x.dtype), jnp.zeros(pad, x.dtype)]).reshape(count, size)
+    w = np.concatenate([np.ones(n, x.dtype), np.zeros(pad, x.dtype)]).reshape(count, size)
 
     def cut(a):
-        a = jnp.concatenate([a, jnp.zeros((pad,) + a.shape[1:], a.dtype)])
-        return a.reshape((count, size) + a.shape[1:])
+        a = np.concatenate([a, np.zeros((pad,) + a.shape[1:], a.dtype)])
+        return device_array(a.reshape((count, size) + a.shape[1:]))
 
-    return cut(x), cut(y), w
+    return cut(x), cut(y), device_array(w)
 
 
 # About a second of work on the 2-core CPU this project is tested on (≈ 10 GFLOP/s sustained).

@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import optax
 from jaxtyping import Array, Float, Int
 
-from .._checks import all_true, as_float_array, check_finite, check_labels, is_concrete
+from .._checks import all_true, as_float_array, check_finite, check_labels, device_array, is_concrete
 from ..trunk._network import Network
 
 __all__ = ["predict", "evaluate", "accuracy", "network_of"]
@@ -49,7 +49,7 @@ def _check_inputs(model, x, y=None):
         raise ValueError(f"x must have shape (N, {network.dim}) (the training data dimension), got {x.shape}")
     checks = {"x": (x, lambda xp, a: xp.isfinite(a))}
     if y is not None:
-        y = y if isinstance(y, jax.core.Tracer) else jnp.asarray(y)
+        y = device_array(y)
         if not jnp.issubdtype(y.dtype, jnp.integer):
             raise TypeError(f"y must be an array of integer class labels, got dtype {y.dtype}")
         if y.shape != (x.shape[0],):
@@ -65,6 +65,14 @@ def _check_inputs(model, x, y=None):
 @jax.jit
 def _logits(network: Network, x):
     return network(x)
+
+
+@jax.jit
+def _scores(network: Network, x, y):
+    """(mean cross-entropy, number right): one program, so an evaluation compiles once per shape."""
+    logits = network(x)
+    loss = optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+    return loss, jnp.sum(jnp.argmax(logits, -1) == y)
 
 
 def predict(network, x: Float[Array, "batch dim"]) -> Float[Array, "batch classes"]:
@@ -86,11 +94,9 @@ def evaluate(network, x: Float[Array, "batch dim"], y: Int[Array, " batch"]) -> 
     is finite ``(N, dim)`` and y is ``(N,)`` with labels in [0, classes).
     """
     network, x, y = _check_inputs(network, x, y)
-    logits = _logits(network, x)
-    loss = optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+    loss, right = _scores(network, x, y)
     # The fraction as a Python float of the exact count (a float32 mean would round it).
-    right = int(jnp.sum(jnp.argmax(logits, -1) == y))
-    return {"loss": float(loss), "accuracy": right / y.shape[0]}
+    return {"loss": float(loss), "accuracy": int(right) / y.shape[0]}
 
 
 def accuracy(network, x: Float[Array, "batch dim"], y: Int[Array, " batch"]) -> float:

@@ -17,7 +17,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from .._checks import check_labels
+from .._checks import check_labels, device_array
 from ._config import Static, Traced, TrainConfig, lift_of, static_of, traced_of
 from ._dataset import Dataset
 from ._engine import RESPAN_FLOPS, Data, chunk_jit, chunk_length, epoch_flops, evaluate_jit, init_jit, padded_chunks
@@ -123,8 +123,8 @@ def setup_run(data: Dataset, config: TrainConfig, n_classes: int, *, runs: int =
     batch, replicated = data_parallel(config)
     multiple = 1 if batch is None else batch.mesh.size
     static = static_of(config, dim, n_classes, data.x_train.shape[0], batch)
-    x_train, y_train = as_dtype("x_train", data.x_train, dtype), jnp.asarray(data.y_train, jnp.int32)
-    x_test, y_test = as_dtype("x_test", data.x_test, dtype), jnp.asarray(data.y_test, jnp.int32)
+    x_train, y_train = as_dtype("x_train", data.x_train, dtype), device_array(data.y_train, jnp.int32)
+    x_test, y_test = as_dtype("x_test", data.x_test, dtype), device_array(data.y_test, jnp.int32)
     arrays = Data(
         x_train,
         y_train,
@@ -181,13 +181,13 @@ def jitted(static: Static) -> Jitted:
 def as_dtype(name: str, x, dtype) -> jax.Array:
     """`x` on the device in `dtype`; a `ValueError` if the cast overflows (finite data, inf after)."""
     with np.errstate(over="ignore"):  # an overflow is reported just below, with the data's name
-        a = jnp.asarray(x, dtype)
-    if not bool(jnp.isfinite(a).all()):
+        a = np.asarray(x, dtype)  # on the host: no compiled program per data shape
+    if not np.isfinite(a).all():
         big = float(np.max(np.abs(np.asarray(x, np.float64))))
         raise ValueError(
             f"data.{name} overflows dtype {dtype} (largest |x| = {big:.3g}); standardise it or use float64"
         )
-    return a
+    return device_array(a)
 
 
 def epoch_records(rec, start: int, count: int, depth_adapt: bool) -> tuple[list, list, int | None]:

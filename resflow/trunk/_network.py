@@ -11,6 +11,7 @@ was trained. A `Network` is an equinox pytree: jit, vmap and grad through ``netw
 from __future__ import annotations
 
 import equinox as eqx
+import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
@@ -79,7 +80,7 @@ class Network(eqx.Module):
 
     def trajectory(self, x: Float[Array, "*batch dim"]) -> Float[Array, "depth_plus_1 *batch n"]:
         """The trunk states x_0 … x_T of inputs `x`, ``(T + 1, *batch, n)``."""
-        return scan_trunk(self.trunk, self.embed(x), None, depth=self.depth, keep=True)
+        return _trajectory(self, x)
 
     def __call__(self, x: Float[Array, "*batch dim"]) -> Float[Array, "*batch classes"]:
         """The logits readout(x_T)."""
@@ -88,3 +89,9 @@ class Network(eqx.Module):
     def with_depth(self, depth: int) -> Network:
         """The same weights run for `depth` layers (shared weights: any depth; untied: ≤ T)."""
         return Network(self.lift, self.trunk.truncate(depth), self.readout, depth)
+
+
+@jax.jit
+def _trajectory(network: Network, x):
+    # One program per shape when called eagerly (the lift and the scan together).
+    return scan_trunk(network.trunk, network.embed(x), None, depth=network.depth, keep=True)

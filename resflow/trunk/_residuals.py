@@ -89,11 +89,20 @@ def check_trajectory(trunk: Trunk, traj) -> tuple[jax.Array, int]:
     return traj, T
 
 
+# The kernels below are jitted: called eagerly (after the checks), each is one compiled program
+# per shape instead of one per primitive.
+@jax.jit
 def layer_preactivations(trunk: Trunk, traj: Float[Array, "T1 *batch n"]) -> Float[Array, "T *batch n"]:
     """a_t = W_t x_t + b_t for t < T from x_0 … x_T. Unchecked."""
     T = traj.shape[0] - 1
     W, b = depth_weights(trunk, T, traj.ndim - 2)
     return (W @ traj[:-1, ..., None])[..., 0] + b
+
+
+@jax.jit
+def layer_residuals(trunk: Trunk, traj: Float[Array, "T1 *batch n"]) -> Float[Array, "T *batch n"]:
+    """r_t = act(a_t) for t < T from x_0 … x_T. Unchecked."""
+    return get_activation(trunk.activation).fn(layer_preactivations(trunk, traj))
 
 
 def preactivations(trunk: Trunk, trajectory: Float[Array, "T1 *batch n"]) -> Float[Array, "T *batch n"]:
@@ -125,7 +134,7 @@ def residuals(trunk: Trunk, trajectory: Float[Array, "T1 *batch n"]) -> Float[Ar
     """
     trunk = check_trunk(trunk)
     traj, _ = check_trajectory(trunk, trajectory)
-    return get_activation(trunk.activation).fn(layer_preactivations(trunk, traj))
+    return layer_residuals(trunk, traj)
 
 
 def logit(r: Float[Array, "*shape"]) -> Float[Array, "*shape"]:
@@ -271,10 +280,16 @@ def residual_recurrence(trunk: Trunk, r0: Float[Array, "*batch n"], *, depth: in
     return jax.nn.sigmoid(preactivation_scan(trunk, jnp.log(r0) - jnp.log1p(-r0), depth=depth))
 
 
+@jax.jit
 def integrate_residuals(trunk: Trunk, r, x0=None):
     """S_t = x_0 + h Σ_{s<t} r_s for t = 0 … T (x_0 = 0 when None). Unchecked."""
     start = jnp.zeros_like(r[0]) if x0 is None else x0
     return jnp.concatenate([start[None], start + jnp.cumsum(trunk.h * r, axis=0)], axis=0)
+
+
+@jax.jit
+def _integral_end(trunk: Trunk, r, x0):
+    return integrate_residuals(trunk, r, x0)[-1]
 
 
 def _check_integral(trunk, r, x0):
@@ -326,4 +341,4 @@ def reconstruct_output(
     **Returns:** ``(*batch, n)``.
     """
     trunk, r, x0 = _check_integral(trunk, residuals, x0)
-    return integrate_residuals(trunk, r, x0)[-1]
+    return _integral_end(trunk, r, x0)

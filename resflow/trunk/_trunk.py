@@ -209,6 +209,7 @@ class Trunk(eqx.Module):
         return apply_layer(self, self.W, self.b, x)
 
 
+@functools.partial(jax.jit, static_argnames=("width", "depth", "dtype"))  # one program, not one per op
 def init_arrays(key, width: int, *, depth: int | None, w_std, b_std, dtype):
     """(W, b) ~ N(0, w_std²/width), N(0, b_std²); one layer, or `depth` stacked ones. Unchecked."""
 
