@@ -21,8 +21,10 @@ than given wrong coefficients.
 from __future__ import annotations
 
 import enum
+import functools
 from typing import NamedTuple
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, Int
@@ -92,7 +94,12 @@ def interaction_coefficients(
     if not all_true({"residuals": (r, _in_unit)}):
         check_array("residuals", r, min_ndim=2)
         check_unit_interval("residuals", r, closed=True)
-    W = depth_weights(trunk, T, extra=r.ndim - 2)[0]
+    return _coefficients(trunk, r)
+
+
+@jax.jit
+def _coefficients(trunk: Trunk, r):
+    W = depth_weights(trunk, r.shape[0], extra=r.ndim - 2)[0]
     W = W if trunk.shared else W[1:]
     d_next = r[1:] * (1 - r[1:])
     return trunk.h.astype(r.dtype) * d_next[..., :, None] * W
@@ -116,6 +123,11 @@ def pair_classes(W: Float[Array, "*layers n n"], *, atol: float = 0.0) -> Int[Ar
     if W.shape[-1] != W.shape[-2]:
         raise ValueError(f"W must have shape (..., n, n), got {W.shape}")
     _check_atol(atol)
+    return _pair_classes(W, atol)
+
+
+@jax.jit
+def _pair_classes(W, atol):
     sign = jnp.where(W > atol, 1, jnp.where(W < -atol, -1, 0))
     sign_t = jnp.swapaxes(sign, -1, -2)
     code = jnp.where(
@@ -185,6 +197,12 @@ def interaction_summary(
     _check_atol(atol)
     checks = {"coefficients": (C, lambda xp, a: xp.isfinite(a))}
     K = class_count({"labels": y}, num_classes, checks, lambda: check_array("coefficients", C))
+    return _summary(C, y, atol, num_classes=K)
+
+
+@functools.partial(jax.jit, static_argnames=("num_classes",))
+def _summary(C, y, atol, *, num_classes: int) -> InteractionSummary:
+    n = C.shape[-1]
     off = ~jnp.eye(n, dtype=bool)
     pairs = n * (n - 1) if n > 1 else 1
     coop = jnp.sum((C > atol) & off, axis=(-2, -1)) / pairs
@@ -192,7 +210,7 @@ def interaction_summary(
     pos = jnp.sum(jnp.where(off, jnp.maximum(C, 0), 0), axis=(-2, -1))
     tot = jnp.sum(jnp.where(off, jnp.abs(C), 0), axis=(-2, -1))
     share = jnp.where(tot > 0, pos / jnp.where(tot > 0, tot, 1), 0.5)
-    counts, w = class_weights(y, K, C.dtype)
+    counts, w = class_weights(y, num_classes, C.dtype)
 
     def per_class(x):  # (L, B, ...) -> (K, L, ...)
         return class_means(w, counts, jnp.swapaxes(x, 0, 1).astype(C.dtype))

@@ -110,7 +110,7 @@ def depth_rule(changes, depth: int, *, tol: float = 0.01, min_depth: int = 1, mu
         raise ValueError(f"changes must be 1-D with >= depth - 1 = {depth - 1} entries, got shape {changes.shape}")
     if not np.all(np.isfinite(changes)):
         raise ValueError(f"changes must be finite (NaN/inf: diverged training?), got {changes}")
-    return int(DepthRule(tol, min_depth=min_depth, multi_cut=multi).cut(changes, depth))
+    return int(_cut(DepthRule(tol, min_depth=min_depth, multi_cut=multi), changes, depth))
 
 
 def fold_drift(
@@ -245,3 +245,8 @@ class DepthRule(eqx.Module):
         if plateau.window.shape[0] > 0:
             allowed &= jnp.min(plateau.window) > 0.99 * plateau.best
         return jnp.where(allowed, self.cut(changes, depth), depth)
+
+
+# The rule is an argument (a pytree: its static options key the program), so equal rules share
+# one compiled program per length of `changes`.
+_cut = jax.jit(lambda rule, changes, depth: rule.cut(changes, depth))

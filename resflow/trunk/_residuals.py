@@ -277,6 +277,11 @@ def residual_recurrence(trunk: Trunk, r0: Float[Array, "*batch n"], *, depth: in
             ConditioningWarning,
             stacklevel=2,
         )
+    return _residual_scan(trunk, r0, depth=depth)
+
+
+@functools.partial(jax.jit, static_argnames=("depth",))
+def _residual_scan(trunk: Trunk, r0, *, depth: int):
     return jax.nn.sigmoid(preactivation_scan(trunk, jnp.log(r0) - jnp.log1p(-r0), depth=depth))
 
 
