@@ -284,9 +284,21 @@ def _like(net: dict) -> Network:
     """A `Network` of ones with the saved shapes and dtypes (the target of deserialisation)."""
     dtype, n, dim, k = jnp.dtype(net["dtype"]), net["width"], net["dim"], net["n_classes"]
     w_shape = (n, n) if net["shared"] else (net["num_layers"], n, n)
-    trunk = Trunk(jnp.ones(w_shape, dtype), jnp.ones(w_shape[:-1], dtype), net["h"], **_map_of(net))
-    lift = Affine(jnp.ones((dim, n), dtype), jnp.ones((n,), dtype)) if net["lift"] else None
-    return Network(lift, trunk, Affine(jnp.ones((n, k), dtype), jnp.ones((k,), dtype)), net["depth"])
+
+    def ones(shape):  # put on the device, not built there: no compiled program per shape
+        return jax.device_put(np.ones(shape, dtype))
+
+    trunk = Trunk(ones(w_shape), ones(w_shape[:-1]), net["h"], **_map_of(net))
+    lift = Affine(ones((dim, n)), ones((n,))) if net["lift"] else None
+    return Network(lift, trunk, Affine(ones((n, k)), ones((k,))), net["depth"])
+
+
+def _load_leaf(f, like):
+    """An array leaf of network.eqx on the device (`jax.device_put`: equinox's ``jnp.load``
+    compiles a copy program per shape)."""
+    if isinstance(like, jax.Array):
+        return jax.device_put(np.load(f))
+    return eqx.default_deserialise_filter_spec(f, like)
 
 
 def _map_of(net: dict) -> dict:
@@ -303,7 +315,7 @@ def _load_network(folder: Path, net: dict) -> Network:
     if net["dtype"] == "float64" and not jax.config.jax_enable_x64:
         raise RunError(f"{path}: a float64 run; enable it first: jax.config.update('jax_enable_x64', True)")
     try:
-        loaded = eqx.tree_deserialise_leaves(io.BytesIO(blob), _like(net))
+        loaded = eqx.tree_deserialise_leaves(io.BytesIO(blob), _like(net), filter_spec=_load_leaf)
         # Rebuilt through the constructors: their checks (shapes, finite weights, h > 0) run again.
         t = loaded.trunk
         trunk = Trunk(t.W, t.b, t.h, **_map_of(net))
