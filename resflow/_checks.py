@@ -49,7 +49,8 @@ def as_float_array(name: str, x) -> jax.Array:
     return arr
 
 
-def _on_host(x) -> bool:
+def on_host(x) -> bool:
+    """Whether `x` is in host memory (NumPy data, or a JAX array on CPU devices only)."""
     if not isinstance(x, jax.Array):
         return True
     try:
@@ -65,7 +66,7 @@ def _all(x, predicate) -> bool:
     accelerator are reduced there, so one scalar comes back instead of the whole array, eagerly
     even while tracing (a concrete array closed over by a user's jit).
     """
-    if _on_host(x):
+    if on_host(x):
         return read_bool(predicate(np, np.asarray(x)).all())
     with jax.ensure_compile_time_eval():
         return read_bool(predicate(jnp, x).all())
@@ -81,8 +82,8 @@ def all_true(checks: dict) -> bool:
     checks = {k: v for k, v in checks.items() if is_concrete(v[0])}
     if not checks:
         return True
-    host = [predicate(np, np.asarray(x)).all() for x, predicate in checks.values() if _on_host(x)]
-    device = [(x, predicate) for x, predicate in checks.values() if not _on_host(x)]
+    host = [predicate(np, np.asarray(x)).all() for x, predicate in checks.values() if on_host(x)]
+    device = [(x, predicate) for x, predicate in checks.values() if not on_host(x)]
     ok = np.all(host)
     if device:
         with jax.ensure_compile_time_eval():

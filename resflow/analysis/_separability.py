@@ -38,7 +38,16 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, Int
 
-from .._checks import all_true, as_float_array, check_array, check_int, check_labels, is_concrete, label_array
+from .._checks import (
+    all_true,
+    as_float_array,
+    check_array,
+    check_int,
+    check_labels,
+    is_concrete,
+    label_array,
+    on_host,
+)
 from ..trunk._activations import get_activation
 from ..trunk._trunk import Trunk, check_depth, check_state, check_trunk, depth_weights, scan_trunk
 
@@ -128,9 +137,17 @@ def class_count(
         if not all_true({**concrete, **in_range}):
             _explain(labels, K, explain)
         return K
-    if not all_true({**concrete, **{n: (y, lambda xp, a: a >= 0) for n, y in labels.items()}}):
+    if all(on_host(a) for a in [*labels.values(), *(x for x, _ in concrete.values())]):
+        xp, read = np, lambda a: np.asarray(a)  # NumPy: no compiled program per new shape
+    else:  # reduced on the accelerator, one scalar read back
+        xp, read = jnp, lambda a: a
+    with jax.ensure_compile_time_eval():
+        ok = [xp.all(p(xp, read(x))) for x, p in concrete.values()] + [xp.all(read(y) >= 0) for y in labels.values()]
+        top = xp.max(xp.stack([xp.max(read(y), initial=-1) for y in labels.values()]))
+        packed = int(xp.where(xp.stack(ok).all(), top, -2))
+    if packed == -2:
         _explain(labels, None, explain)
-    return max(max(int(np.max(np.asarray(y), initial=-1)) for y in labels.values()) + 1, 1)
+    return max(packed + 1, 1)
 
 
 def optional_labels(labels, batch: tuple, num_classes: int | None, checks: dict, explain: Callable[[], None]):
@@ -200,7 +217,7 @@ def _fit_probes(x, y, ridge, *, num_classes):
         return jnp.linalg.lstsq(jnp.concatenate([_with_bias(xt), penalty]), rhs)[0]
 
     weights = jax.vmap(fit)(x)
-    return weights, jax.vmap(_accuracy, in_axes=(0, 0, None))(x, weights, y)
+    return weights, _accuracies(x, weights, y)
 
 
 def _probe(x, y, ridge, num_classes, xt=None, yt=None) -> ProbeResult:
