@@ -373,9 +373,8 @@ def final_network(network: Network, depth: int) -> Network:
 
 def padded_chunks(x, y, size: int, multiple: int = 1):
     """(x, y, w) cut into ``(chunks, size', ...)`` with size' = min(size, n) rounded up to
-    `multiple`; pads have weight 0 (so every chunk has one shape)."""
-    # Laid out on the host (a copy of the data, once per run) and put on the device once.
-    x, y = np.asarray(x), np.asarray(y)
+    `multiple`; pads have weight 0 (so every chunk has one shape). `x` and `y` are host arrays:
+    they are laid out in NumPy and put on the device once."""
     n = x.shape[0]
     size = -(-min(size, n) // multiple) * multiple
     count = -(-n // size)

@@ -44,7 +44,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._checks import as_float_array
+from .._checks import as_float_array, device_array
 from .._errors import OutputError, RunError
 from ..trunk._network import Affine, Network
 from ..trunk._trunk import Trunk
@@ -286,7 +286,7 @@ def _like(net: dict) -> Network:
     w_shape = (n, n) if net["shared"] else (net["num_layers"], n, n)
 
     def ones(shape):  # put on the device, not built there: no compiled program per shape
-        return jax.device_put(np.ones(shape, dtype))
+        return device_array(np.ones(shape, dtype))
 
     trunk = Trunk(ones(w_shape), ones(w_shape[:-1]), net["h"], **_map_of(net))
     lift = Affine(ones((dim, n)), ones((n,))) if net["lift"] else None
@@ -294,10 +294,10 @@ def _like(net: dict) -> Network:
 
 
 def _load_leaf(f, like):
-    """An array leaf of network.eqx on the device (`jax.device_put`: equinox's ``jnp.load``
+    """An array leaf of network.eqx on the device (`device_array`: equinox's ``jnp.load``
     compiles a copy program per shape)."""
     if isinstance(like, jax.Array):
-        return jax.device_put(np.load(f))
+        return device_array(np.load(f))
     return eqx.default_deserialise_filter_spec(f, like)
 
 

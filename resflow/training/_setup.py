@@ -123,11 +123,12 @@ def setup_run(data: Dataset, config: TrainConfig, n_classes: int, *, runs: int =
     batch, replicated = data_parallel(config)
     multiple = 1 if batch is None else batch.mesh.size
     static = static_of(config, dim, n_classes, data.x_train.shape[0], batch)
-    x_train, y_train = as_dtype("x_train", data.x_train, dtype), device_array(data.y_train, jnp.int32)
-    x_test, y_test = as_dtype("x_test", data.x_test, dtype), device_array(data.y_test, jnp.int32)
+    # Cast and laid out on the host, each array put on the device once.
+    x_train, y_train = as_dtype("x_train", data.x_train, dtype), np.asarray(data.y_train, np.int32)
+    x_test, y_test = as_dtype("x_test", data.x_test, dtype), np.asarray(data.y_test, np.int32)
     arrays = Data(
-        x_train,
-        y_train,
+        device_array(x_train),
+        device_array(y_train),
         padded_chunks(x_test, y_test, config.eval_chunk, multiple),
         padded_chunks(x_train, y_train, config.eval_chunk, multiple),
     )
@@ -178,8 +179,8 @@ def jitted(static: Static) -> Jitted:
     return Jitted(bind(init_jit, for_init), bind(chunk_jit, static), bind(evaluate_jit, for_eval))
 
 
-def as_dtype(name: str, x, dtype) -> jax.Array:
-    """`x` on the device in `dtype`; a `ValueError` if the cast overflows (finite data, inf after)."""
+def as_dtype(name: str, x, dtype) -> np.ndarray:
+    """`x` cast to `dtype` on the host; a `ValueError` if the cast overflows (finite data, inf after)."""
     with np.errstate(over="ignore"):  # an overflow is reported just below, with the data's name
         a = np.asarray(x, dtype)  # on the host: no compiled program per data shape
     if not np.isfinite(a).all():
@@ -187,7 +188,7 @@ def as_dtype(name: str, x, dtype) -> jax.Array:
         raise ValueError(
             f"data.{name} overflows dtype {dtype} (largest |x| = {big:.3g}); standardise it or use float64"
         )
-    return device_array(a)
+    return a
 
 
 def epoch_records(rec, start: int, count: int, depth_adapt: bool) -> tuple[list, list, int | None]:
